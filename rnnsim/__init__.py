@@ -1,0 +1,29 @@
+"""rnnsim: a numba-jitted, plugin-based simulator of recurrent neural networks.
+
+A layer has ``units`` (p) and runs for as many timesteps (T) as its input has: the weights
+W (p x k), U (p x p) and b (p) never depend on T.
+"""
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
+from .heads import Head
+from .hookspecs import hookimpl
+from .network import Network, RunResult, load
+
+try:
+    __version__ = version("rnnsim")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+
+def from_torch(module_or_state_dict, **config):
+    """A ``Network`` from a ``torch.nn.RNN`` (or its state dict plus constructor arguments)."""
+    from .interop.torch import from_torch as convert
+
+    return convert(module_or_state_dict, **config)
+
+
+__all__ = [
+    "ConfigError", "Head", "InputError", "Network", "PluginError", "RnnsimError", "RunResult",
+    "ShapeError", "__version__", "from_torch", "hookimpl", "load",
+]

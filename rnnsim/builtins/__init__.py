@@ -1,0 +1,1 @@
+"""First-party activations, initializers and heads, registered through the public hooks."""

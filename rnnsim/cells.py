@@ -1,0 +1,99 @@
+"""Recurrent cells: the parameters of one layer and the kernel that runs them."""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import kernels
+from .activations import BoundActivation, compile_errors
+from .config import LayerConfig
+
+
+def pick_variant(module, kernel: str, batch: int):
+    """The parallel variant when there are batch rows to spread over threads, else serial."""
+    parallel = batch > 1 and numba.get_num_threads() > 1
+    return getattr(module, f"{kernel}_{'parallel' if parallel else 'serial'}")
+
+
+class Cell:
+    """One layer: ``units`` (p) hidden units, run over however many timesteps the input has."""
+
+    name = ""
+    template = ""
+    equation = ""
+    symbols: dict[str, str] = {}
+
+    def __init__(self, config: LayerConfig, input_size: int, activations: list[BoundActivation]):
+        self.config = config
+        self.units = config.units
+        self.input_size = input_size
+        self.activations = activations
+        self.directions = 2 if config.bidirectional else 1
+        self.output_size = self.directions * self.units
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        """Parameter-name suffix of each direction: '' forward, '_reverse' reverse."""
+        return ("", "_reverse")[: self.directions]
+
+    def kernels(self):
+        """The compiled kernel module for this cell's activations."""
+        return kernels.build(self.template, [a.entry.fn for a in self.activations])
+
+    def parameter_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        raise NotImplementedError
+
+    def run(self, params: dict, x: np.ndarray, h0: np.ndarray):
+        """Run all directions on ``x`` (T, B, k); ``h0`` is (D, B, p).
+
+        Returns ``(output (T, B, D*p), final (D, B, p))``.
+        """
+        outs = []
+        with compile_errors(self.activations):
+            for d, suffix in enumerate(self.suffixes):
+                outs.append(self.run_direction(params, suffix, x, h0[d], reverse=d == 1))
+        final = np.stack([out[0] if d == 1 else out[-1] for d, out in enumerate(outs)])
+        output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
+        return output, final
+
+    def run_direction(self, params, suffix, x, h0, reverse):
+        raise NotImplementedError
+
+
+def input_projection(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """W x_t + b for every step at once: one GEMM over all T*B rows, hoisted out of time."""
+    T, B, k = x.shape
+    xp = x.reshape(T * B, k) @ W.T
+    if b is not None:
+        xp += b
+    return xp.reshape(T, B, W.shape[0])
+
+
+class ElmanCell(Cell):
+    """a_t = f_a(W_a x_t + U_a a_{t-1} + b_a)."""
+
+    name = "elman"
+    template = "elman"
+    equation = "a_t = f_a(W_a x_t + U_a a_{t-1} + b_a)"
+    symbols = {"W": "W_a", "U": "U_a", "b": "b_a"}
+
+    def parameter_shapes(self):
+        p, k = self.units, self.input_size
+        shapes = {}
+        for suffix in self.suffixes:
+            shapes["W" + suffix] = ("input", (p, k))
+            shapes["U" + suffix] = ("recurrent", (p, p))
+            if self.config.bias:
+                shapes["b" + suffix] = ("bias", (p,))
+        return shapes
+
+    def run_direction(self, params, suffix, x, h0, reverse):
+        xp = input_projection(x, params["W" + suffix], params.get("b" + suffix))
+        out = np.empty_like(xp)
+        kernel = pick_variant(self.kernels(), "elman_forward", x.shape[1])
+        kernel(xp, params["U" + suffix], h0, out, reverse,
+               self.activations[0].kernel_args(x.dtype))
+        return out
+
+
+CELLS: dict[str, type[Cell]] = {"elman": ElmanCell}

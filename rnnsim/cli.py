@@ -1,0 +1,238 @@
+"""The ``rnnsim`` command line. It calls the Python API only."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__, config as config_mod, plugins as plugins_mod
+from .errors import RnnsimError
+from .io import read_array, write_npz
+from .network import Network, RunResult, open_network
+
+
+def reports_errors(fn):
+    """Show an ``RnnsimError`` as a one-paragraph message and exit 1, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RnnsimError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, prog_name="rnnsim")
+def cli():
+    """Simulate recurrent neural networks: units (p) and timesteps (T) are independent."""
+
+
+CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path))
+
+
+@cli.command()
+@CONFIG
+@click.option("--input", "input_path", type=click.Path(path_type=Path),
+              help="Input array (.npy, .npz with array 'x', or .csv of one sequence).")
+@click.option("--output", "output_path", type=click.Path(path_type=Path),
+              help="Write output, final states and y to this .npz file.")
+@click.option("--timesteps", "-T", type=click.IntRange(min=1),
+              help="T for the drawn input [default: the config's run.timesteps].")
+@click.option("--batch", "-B", type=click.IntRange(min=1),
+              help="B for the drawn input [default: the config's run.batch].")
+@click.option("--seed", type=int,
+              help="Seed of the weights (for a config) and of the drawn input "
+                   "[default: network.seed].")
+@click.option("--save", "save_path", type=click.Path(path_type=Path),
+              help="Also save the model (config and weights) into this folder.")
+@click.option("--allow-nonfinite", is_flag=True, help="Run even if the input holds NaN/inf.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
+@reports_errors
+def run(config, input_path, output_path, timesteps, batch, seed, save_path, allow_nonfinite,
+        as_json):
+    """Run a network from a YAML config or a saved model folder."""
+    if input_path is not None and (timesteps or batch):
+        raise click.UsageError("--timesteps/--batch size the drawn input; with --input the "
+                               "file's shape decides them.")
+    net = _network(config, seed)
+    if input_path is None:
+        x = draw_input(net, timesteps, batch, seed)
+    else:
+        x = read_array(input_path)
+    start = time.perf_counter()
+    result = net.run(x, check_finite=not allow_nonfinite)
+    seconds = time.perf_counter() - start
+    if output_path is not None:
+        write_npz(output_path, result_arrays(result))
+    if save_path is not None:
+        net.save(save_path)
+    summary = run_summary(net, config, np.shape(x), result, seconds)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        print_run(net, summary)
+    if output_path is not None and not as_json:
+        click.echo(f"wrote {output_path}")
+
+
+def _network(path: Path, seed: int | None) -> Network:
+    if seed is None or path.is_dir():
+        return open_network(path)
+    data = config_mod.read_yaml(path)
+    data.setdefault("network", {})
+    if isinstance(data["network"], dict):
+        data["network"]["seed"] = seed
+    return Network.from_config(data)
+
+
+def draw_input(net: Network, timesteps, batch, seed) -> np.ndarray:
+    """A seeded standard-normal input of the config's run size (or the given T, B)."""
+    cfg = net.config
+    T = timesteps or cfg.run.timesteps
+    B = batch or cfg.run.batch
+    rng = np.random.default_rng([cfg.network.seed if seed is None else seed, 1])
+    shape = (B, T, net.input_size) if cfg.network.batch_first else (T, B, net.input_size)
+    return rng.standard_normal(shape).astype(net.dtype)
+
+
+def result_arrays(result: RunResult) -> dict[str, np.ndarray]:
+    """The arrays written by ``--output``: output, final_<layer>, and y when there is a head."""
+    arrays = {"output": result.output}
+    arrays.update({f"final_{i}": f for i, f in enumerate(result.final)})
+    if result.y is not None:
+        arrays["y"] = result.y
+    return arrays
+
+
+def fingerprint(net: Network) -> str:
+    """A short hash of every weight: equal fingerprints mean the very same weights."""
+    digest = hashlib.sha256()
+    for name in sorted(net.params):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(net.params[name]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def run_summary(net: Network, source, x_shape, result: RunResult, seconds: float) -> dict:
+    batch_first = net.config.network.batch_first
+    T = x_shape[1] if (batch_first and len(x_shape) == 3) else x_shape[0]
+    return {
+        "source": str(source),
+        "input_shape": list(x_shape),
+        "timesteps": int(T),
+        "output_shape": list(result.output.shape),
+        "final_shapes": [list(f.shape) for f in result.final],
+        "y_shape": None if result.y is None else list(result.y.shape),
+        "parameters": [dict(row, shape=list(row["shape"])) for row in net.parameter_table()],
+        "weights_sha256": fingerprint(net),
+        "seconds": seconds,
+        "us_per_step": seconds / T * 1e6,
+    }
+
+
+def print_run(net: Network, s: dict) -> None:
+    cfg = net.config.network
+    layout = "(B, T, k)" if cfg.batch_first else "(T, B, k)"
+    if len(s["input_shape"]) == 2:
+        layout = "(T, k)"
+    click.echo(f"network {s['source']}: k = input_size = {cfg.input_size}, "
+               f"{len(cfg.layers)} layer(s), dtype {cfg.dtype}")
+    print_equations(net)
+    print_parameters(net)
+    click.echo(f"input x      {tuple(s['input_shape'])}  {layout}: T = {s['timesteps']} "
+               "timesteps")
+    click.echo(f"output       {tuple(s['output_shape'])}  top layer's a_t at every step")
+    for i, shape in enumerate(s["final_shapes"]):
+        click.echo(f"final[{i}]     {tuple(shape)}  layer {i}'s last state (directions, B, p)")
+    if s["y_shape"] is not None:
+        click.echo(f"y            {tuple(s['y_shape'])}  head '{cfg.head.name}'")
+    click.echo(f"weights sha256 {s['weights_sha256']}: the same weights run any number of "
+               "timesteps")
+    click.echo(f"ran in {s['seconds'] * 1e3:.3f} ms, {s['us_per_step']:.2f} µs per step")
+
+
+def print_equations(net: Network) -> None:
+    for i, layer in enumerate(net.layers):
+        act = layer.activations[0].name
+        way = ", bidirectional" if layer.directions == 2 else ""
+        click.echo(f"  layer {i}: {layer.name}, p = {layer.units} units{way}, f_a = {act}: "
+                   f"{layer.equation}")
+    if net.head is not None:
+        click.echo(f"  head: {net.config.network.head.name}, {net.head.units} outputs, f_y = "
+                   f"{net.head.activation.name}: {net.head.equation}")
+
+
+def print_parameters(net: Network) -> None:
+    click.echo("parameters (shapes from k and p only; none depends on T):")
+    for row in net.parameter_table():
+        shape = " x ".join(map(str, row["shape"]))
+        click.echo(f"  {row['name']:<22} {row['symbol']:<14} {shape:<12} {row['count']:>9,}")
+    total = sum(row["count"] for row in net.parameter_table())
+    click.echo(f"  {'total':<22} {'':<14} {'':<12} {total:>9,}")
+
+
+@cli.command()
+@CONFIG
+@reports_errors
+def validate(config):
+    """Check a config (keys, types, sizes, plugin names) without running it."""
+    net = open_network(config)
+    click.echo(f"{config}: valid ({len(net.layers)} layer(s), "
+               f"{sum(v.size for v in net.params.values()):,} parameters)")
+
+
+@cli.command()
+@CONFIG
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@reports_errors
+def info(config, as_json):
+    """Show every layer's parameter shapes and counts: none depends on the timesteps T."""
+    net = open_network(config)
+    if as_json:
+        rows = [dict(r, shape=list(r["shape"])) for r in net.parameter_table()]
+        layers = [{"cell": l.name, "units": l.units, "input_size": l.input_size,
+                   "directions": l.directions, "activation": l.activations[0].name}
+                  for l in net.layers]
+        click.echo(json.dumps({"layers": layers, "parameters": rows}, indent=2))
+        return
+    cfg = net.config.network
+    click.echo(f"{config}: k = input_size = {cfg.input_size}, dtype {cfg.dtype}")
+    print_equations(net)
+    print_parameters(net)
+    for i, layer in enumerate(net.layers):
+        count = sum(r["count"] for r in net.parameter_table()
+                    if r["name"].startswith(f"layers.{i}."))
+        click.echo(f"  layer {i}: {count:,} parameters")
+    click.echo("The recurrence runs once per timestep with these same weights, so T is set "
+               "by the input, not by the network.")
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
+@reports_errors
+def plugins_command(as_json):
+    """List every registered activation, initializer and head with its package."""
+    rows = plugins_mod.describe()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for kind in ("activation", "initializer", "head"):
+        click.echo(f"{kind}s:")
+        for row in (r for r in rows if r["kind"] == kind):
+            params = ", ".join(f"{k}={v}" for k, v in row.get("params", {}).items())
+            package = f"{row['package']} {row['version']}".strip()
+            click.echo(f"  {row['name']:<18} {package:<16} {row['description']}"
+                       + (f" [{params}]" if params else ""))
+
+
+def main():  # pragma: no cover - console entry point
+    sys.exit(cli())

@@ -1,0 +1,215 @@
+"""Config schema (pydantic, unknown keys forbidden) and YAML loading with readable errors."""
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Spec(BaseModel):
+    """A plugin chosen by name, with its parameters: ``tanh`` or ``{name: elu, alpha: 0.5}``."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, Mapping) and "name" not in value:
+            raise ValueError("a mapping here needs a 'name' key, e.g. {name: leaky_relu, alpha: 0.1}")
+        if not isinstance(value, Mapping):
+            raise ValueError("expected a plugin name such as 'tanh' or a mapping "
+                             "{name: leaky_relu, alpha: 0.1}")
+        return value
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters given besides ``name``."""
+        return dict(self.model_extra or {})
+
+    def dump(self) -> str | dict:
+        """The shortest YAML form: the bare name when there are no parameters."""
+        return {"name": self.name, **self.params} if self.params else self.name
+
+
+def _spec(name: str):
+    return Field(default_factory=lambda: Spec(name=name))
+
+
+class LayerInit(_Strict):
+    """Initializers of a layer's input weights, recurrent weights and biases."""
+
+    input: Spec = _spec("xavier_uniform")
+    recurrent: Spec = _spec("orthogonal")
+    bias: Spec = _spec("zeros")
+
+
+class LayerConfig(_Strict):
+    """One recurrent layer: ``units`` (p) is independent of the number of timesteps."""
+
+    cell: str = "elman"
+    units: int = Field(gt=0, description="p, the number of hidden units")
+    activation: Spec = _spec("tanh")
+    init: LayerInit = Field(default_factory=LayerInit)
+    bias: bool = True
+    bidirectional: bool = False
+
+
+class HeadInit(_Strict):
+    """Initializers of a head's weight matrix and bias."""
+
+    weight: Spec = _spec("xavier_uniform")
+    bias: Spec = _spec("zeros")
+
+
+class HeadConfig(_Strict):
+    """An output head on the top layer's states."""
+
+    name: str
+    units: Optional[int] = Field(default=None, gt=0, description="outputs; default: the top layer's width")
+    activation: Optional[Spec] = Field(default=None, description="default: the head's own")
+    init: HeadInit = Field(default_factory=HeadInit)
+
+
+class NetworkConfig(_Strict):
+    """The network: input size k, dtype, seed and a stack of layers."""
+
+    input_size: int = Field(gt=0, description="k, features per timestep")
+    dtype: Literal["float32", "float64"] = "float32"
+    seed: int = 0
+    batch_first: bool = False
+    layers: list[LayerConfig] = Field(min_length=1)
+    head: Optional[HeadConfig] = None
+
+
+class RunConfig(_Strict):
+    """Defaults for `rnnsim run` when no input file is given."""
+
+    timesteps: int = Field(default=20, gt=0, description="T, steps per sequence")
+    batch: int = Field(default=1, gt=0, description="B, sequences run together")
+
+
+class Config(_Strict):
+    """A whole config file."""
+
+    network: NetworkConfig
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    def dump(self) -> dict:
+        """A plain mapping that ``Config.parse`` turns back into an equal config."""
+        return _dump(self)
+
+
+def _dump(value):
+    if value is None:
+        return None
+    if isinstance(value, Spec):
+        return value.dump()
+    if isinstance(value, BaseModel):
+        return {name: _dump(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The mapping in a YAML file, read with ``yaml.safe_load``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' does not exist. Check the path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file '{path}' cannot be read: {exc}.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"config file '{path}' is not valid YAML{where}: {problem}. Check indentation "
+            "and that every 'key: value' pair has a space after the colon."
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file '{path}' must hold a mapping with a 'network' key, not "
+            f"{type(data).__name__}. See configs/quickstart.yaml."
+        )
+    return data
+
+
+def parse(source: str | Path | Mapping) -> Config:
+    """Validate a config given as a YAML path or a mapping; report every error at once."""
+    origin = f"config file '{source}'" if isinstance(source, (str, Path)) else "config"
+    data = read_yaml(source) if isinstance(source, (str, Path)) else source
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin} must be a mapping with a 'network' key, "
+                          f"not {type(data).__name__}.")
+    try:
+        return Config.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(format_errors(origin, [_describe(e) for e in exc.errors()])) from None
+
+
+def format_errors(origin: str, problems: list[str]) -> str:
+    """One message listing every problem, each with its key path."""
+    count = f"{len(problems)} error" + ("s" if len(problems) > 1 else "")
+    return f"{origin} has {count}:\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def key_path(loc: tuple) -> str:
+    """``('network', 'layers', 0, 'units')`` -> ``network.layers[0].units``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error: dict) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    path = key_path(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{path}: unknown key{hint}. Allowed here: {', '.join(allowed)}."
+    if kind == "missing":
+        return f"{path}: required key is missing."
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{path}: {message} (got {error.get('input')!r})."
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return list(model.model_fields) if isinstance(model, type) else []
+
+
+def _model_in(annotation) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,21 @@
+"""Exceptions raised for mistakes a user can fix: each says what, where and how."""
+
+
+class RnnsimError(Exception):
+    """Base class: the CLI shows these as a one-paragraph message, without a traceback."""
+
+
+class ConfigError(RnnsimError):
+    """A config is malformed, or names something that is not installed."""
+
+
+class PluginError(RnnsimError):
+    """A plugin failed to load, or registered something invalid."""
+
+
+class ShapeError(RnnsimError):
+    """An array has the wrong rank, shape or dtype."""
+
+
+class InputError(RnnsimError):
+    """An input file or array cannot be used: missing, unreadable, or holding NaN/inf."""

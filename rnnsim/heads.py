@@ -1,0 +1,35 @@
+"""The base class of output heads, which plugins subclass and register."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Head:
+    """A map from the top layer's states ``(T, B, in_features)`` to outputs ``y``.
+
+    Subclasses set ``default_activation`` and ``per_step`` (False when ``y`` has no time axis),
+    and override ``forward``. The default parameters are a linear map ``W`` (units x
+    in_features) and ``b`` (units), initialized by the config's ``head.init.weight``/``bias``.
+    """
+
+    default_activation = "identity"
+    per_step = True
+    equation = ""
+    symbols = {"W": "W_y", "b": "b_y"}
+
+    def __init__(self, in_features: int, units: int | None, activation):
+        self.in_features = in_features
+        self.units = units if units is not None else in_features
+        self.activation = activation
+
+    def parameter_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """Each parameter's name mapped to (initializer role, shape)."""
+        return {"W": ("weight", (self.units, self.in_features)), "b": ("bias", (self.units,))}
+
+    def linear(self, params: dict, states: np.ndarray) -> np.ndarray:
+        """``states @ W.T + b`` over the last axis."""
+        return states @ params["W"].T + params["b"]
+
+    def forward(self, params: dict, states: np.ndarray) -> np.ndarray:
+        """``y`` with leading axes (T, B) when ``per_step``, else (B,)."""
+        raise NotImplementedError

@@ -1,0 +1,47 @@
+"""The hooks a plugin implements. Each receives a ``register`` callback from the host."""
+from typing import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("rnnsim")
+hookimpl = pluggy.HookimplMarker("rnnsim")
+
+
+@hookspec
+def register_activations(register: Callable) -> None:
+    """Register scalar activation functions usable inside the numba kernels.
+
+    register : ``register(name, fn, params=None, description="")``
+        ``fn(x, *params)`` is a plain scalar function in numba's nopython subset (``math``
+        functions, arithmetic, comparisons); the host compiles and inlines it into every
+        kernel. ``params`` maps each extra argument's name to its default, in the order
+        ``fn`` takes them (``{"alpha": 0.01}``); configs may override them by name.
+
+    Returns nothing; registering a name twice is an error naming both plugins.
+    """
+
+
+@hookspec
+def register_initializers(register: Callable) -> None:
+    """Register weight initializers.
+
+    register : ``register(name, fn, description="")``
+        ``fn(shape, rng, dtype, **params)`` returns a new array of ``shape`` and ``dtype``,
+        drawing only from ``rng`` (a ``numpy.random.Generator``), so that results are
+        deterministic for a seed. For a matrix, ``shape`` is ``(fan_out, fan_in)``.
+
+    Returns nothing; registering a name twice is an error naming both plugins.
+    """
+
+
+@hookspec
+def register_heads(register: Callable) -> None:
+    """Register output heads that map the top layer's states to ``y``.
+
+    register : ``register(name, cls, description="")``
+        ``cls`` subclasses ``rnnsim.Head``: built as ``cls(in_features, units, activation,
+        init)``, it declares its parameters with ``init_params(rng, dtype)`` and computes
+        ``forward(params, states)`` from states of shape ``(T, B, in_features)``.
+
+    Returns nothing; registering a name twice is an error naming both plugins.
+    """

@@ -1,0 +1,4 @@
+"""Kernel layer: numba code only. Kernels write into arrays the caller allocated."""
+from .codegen import KernelCompileError, build
+
+__all__ = ["KernelCompileError", "build"]

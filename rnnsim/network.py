@@ -1,0 +1,383 @@
+"""The Python API: a ``Network`` built from a config, run on inputs, saved and loaded."""
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import shutil
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import yaml
+
+from . import config as config_mod
+from .activations import bind
+from .cells import CELLS
+from .config import Config, Spec
+from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
+from .plugins import Plugins, get_plugins
+
+SPECTRAL_RADIUS = "spectral_radius"
+
+
+@dataclass
+class RunResult:
+    """What ``Network.run`` returns.
+
+    output : (T, B, D*p), (B, T, D*p) with ``batch_first``, (T, D*p) for unbatched input
+        The top layer's hidden state at every step (D = 2 for a bidirectional layer).
+    final : tuple of (D, B, p) arrays, or (D, p) for unbatched input
+        The final hidden state of every layer.
+    y : ndarray or None
+        The head's outputs, or None without a head.
+    """
+
+    output: np.ndarray
+    final: tuple[np.ndarray, ...]
+    y: np.ndarray | None
+
+    @property
+    def h_n(self) -> np.ndarray:
+        """Final states stacked PyTorch-style: (layers*D, B, p)."""
+        if len({f.shape[1:] for f in self.final}) > 1:
+            raise ShapeError("h_n needs every layer to have the same number of units; "
+                             "use result.final, one array per layer.")
+        return np.concatenate(self.final, axis=0)
+
+
+class Network:
+    """A stack of recurrent layers and an optional head, with their weights.
+
+    The weights depend on the input size k and the units p of each layer, never on the number
+    of timesteps T: the same network runs on sequences of any length.
+    """
+
+    def __init__(self, config: Config, params: Mapping[str, np.ndarray] | None = None,
+                 plugins: Plugins | None = None):
+        self.config = config
+        self.plugins = plugins or get_plugins()
+        self.dtype = np.dtype(config.network.dtype)
+        self.layers, self.head = self._build()
+        shapes = self.parameter_shapes()
+        if params is None:
+            self.params = {name: self._initialize(name, role, shape)
+                           for name, (role, shape) in shapes.items()}
+        else:
+            self.params = _checked_params(params, shapes, self.dtype)
+
+    @classmethod
+    def from_config(cls, source: str | os.PathLike | Mapping) -> "Network":
+        """Build a network from a YAML file path or a mapping, with fresh seeded weights."""
+        return cls(config_mod.parse(source))
+
+    @property
+    def input_size(self) -> int:
+        return self.config.network.input_size
+
+    def _build(self):
+        net = self.config.network
+        problems, layers, size = [], [], net.input_size
+        for i, layer in enumerate(net.layers):
+            where = f"network.layers[{i}]"
+            cell = CELLS.get(layer.cell)
+            if cell is None:
+                problems.append(_unknown_cell(layer.cell, f"{where}.cell"))
+            problems += self._check_inits(layer.init, f"{where}.init")
+            try:
+                activation = bind(layer.activation, f"{where}.activation", self.plugins)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                continue
+            if cell is not None:
+                layers.append(cell(layer, size, [activation]))
+                size = layers[-1].output_size
+        head = None
+        if net.head is not None:
+            head_cfg = net.head
+            problems += self._check_inits(head_cfg.init, "network.head.init")
+            try:
+                entry = self.plugins.heads.get(head_cfg.name, "network.head.name")
+                spec = head_cfg.activation or Spec(name=entry.cls.default_activation)
+                act = bind(spec, "network.head.activation", self.plugins, vector_ok=True)
+                head = entry.cls(size, head_cfg.units, act)
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            lines = [line.removeprefix("  - ") for p in problems for line in p.splitlines()]
+            raise ConfigError(config_mod.format_errors("config", lines))
+        return layers, head
+
+    def _check_inits(self, init, where: str) -> list[str]:
+        problems = []
+        for role in type(init).model_fields:
+            spec: Spec = getattr(init, role)
+            if spec.name not in self.plugins.initializers:
+                problems.append(self.plugins.initializers.unknown(spec.name, f"{where}.{role}"))
+                continue
+            fn = self.plugins.initializers.get(spec.name, where).fn
+            accepted = _keyword_params(fn)
+            for key in spec.params:
+                if key != SPECTRAL_RADIUS and accepted is not None and key not in accepted:
+                    takes = ", ".join(accepted) or "no parameters"
+                    problems.append(f"{where}.{role}.{key}: initializer '{spec.name}' has no "
+                                    f"parameter '{key}'; it takes {takes} (and spectral_radius "
+                                    "for square matrices).")
+        return problems
+
+    def parameter_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """Every parameter's full name (``layers.0.W``, ``head.b``) -> (role, shape)."""
+        shapes = {}
+        for i, layer in enumerate(self.layers):
+            for name, spec in layer.parameter_shapes().items():
+                shapes[f"layers.{i}.{name}"] = spec
+        if self.head is not None:
+            for name, spec in self.head.parameter_shapes().items():
+                shapes[f"head.{name}"] = spec
+        return shapes
+
+    def parameter_table(self) -> list[dict]:
+        """One row per parameter: name, symbol (W_a, U_a...), shape, count."""
+        rows = []
+        for name, (role, shape) in self.parameter_shapes().items():
+            owner, _, short = name.rpartition(".")
+            base, _, direction = short.partition("_")
+            obj = self.head if owner == "head" else self.layers[int(owner.split(".")[1])]
+            symbol = obj.symbols.get(base, base) + (f" ({direction})" if direction else "")
+            rows.append({"name": name, "symbol": symbol, "role": role, "shape": shape,
+                         "count": int(np.prod(shape))})
+        return rows
+
+    def _init_spec(self, name: str, role: str) -> tuple[Spec, str]:
+        owner, index = name.split(".")[0], name.split(".")[1]
+        if owner == "head":
+            return getattr(self.config.network.head.init, role), f"network.head.init.{role}"
+        layer = self.config.network.layers[int(index)]
+        return getattr(layer.init, role), f"network.layers[{index}].init.{role}"
+
+    def _initialize(self, name: str, role: str, shape: tuple[int, ...]) -> np.ndarray:
+        spec, where = self._init_spec(name, role)
+        entry = self.plugins.initializers.get(spec.name, where)
+        seed = [self.config.network.seed, zlib.crc32(name.encode())]
+        kwargs = {k: v for k, v in spec.params.items() if k != SPECTRAL_RADIUS}
+        try:
+            value = entry.fn(shape, np.random.default_rng(seed), self.dtype, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: initializer '{spec.name}' failed for parameter {name} "
+                              f"of shape {shape}: {exc}. Check its parameters.") from None
+        if not isinstance(value, np.ndarray) or value.shape != tuple(shape):
+            got = getattr(value, "shape", type(value).__name__)
+            raise PluginError(f"initializer '{spec.name}' (plugin '{entry.source.plugin}') "
+                              f"returned {got} for parameter {name}; expected an array of "
+                              f"shape {tuple(shape)}.")
+        value = value.astype(self.dtype, copy=False)
+        if SPECTRAL_RADIUS in spec.params:
+            value = _scale_spectral_radius(value, spec.params[SPECTRAL_RADIUS], where)
+        return np.ascontiguousarray(value)
+
+    def run(self, x, h0=None, *, check_finite: bool = True) -> RunResult:
+        """Run the network on ``x`` and return a ``RunResult``.
+
+        x : (T, B, k), or (B, T, k) with ``batch_first``, or (T, k) for one sequence
+        h0 : None (zeros), an array (layers*D, B, p) in PyTorch layout, or one (D, B, p)
+            array per layer; without the B axis for unbatched input
+        check_finite : raise InputError on NaN/inf in ``x`` or ``h0``
+        """
+        x, unbatched = self._coerce_input(x, check_finite)
+        T, B, _ = x.shape
+        states = self._initial_states(h0, B, unbatched, check_finite)
+        finals = []
+        for layer, state in zip(self.layers, states):
+            names = {k.split(".", 2)[2]: v for k, v in self.params.items()
+                     if k.startswith(f"layers.{len(finals)}.")}
+            x, final = layer.run(names, x, state)
+            finals.append(final)
+        y = None
+        if self.head is not None:
+            head_params = {k[5:]: v for k, v in self.params.items() if k.startswith("head.")}
+            y = np.asarray(self.head.forward(head_params, x))
+            if self.head.per_step:
+                y = self._to_user_layout(y, unbatched)
+            elif unbatched:
+                y = y[0]
+        output = self._to_user_layout(x, unbatched)
+        if unbatched:
+            finals = [f[:, 0] for f in finals]
+        return RunResult(output, tuple(finals), y)
+
+    def _to_user_layout(self, a: np.ndarray, unbatched: bool) -> np.ndarray:
+        if unbatched:
+            return a[:, 0]
+        return np.ascontiguousarray(a.swapaxes(0, 1)) if self.config.network.batch_first else a
+
+    def _coerce_input(self, x, check_finite: bool):
+        x = _as_real_array(x, "x")
+        k = self.input_size
+        if x.ndim not in (2, 3):
+            raise ShapeError(f"input x has shape {x.shape} (rank {x.ndim}); expected (T, B, k)"
+                             f"{' with batch_first: (B, T, k)' if self.config.network.batch_first else ''}"
+                             f" or (T, k) for one sequence, with k = input_size = {k}.")
+        if x.shape[-1] != k:
+            raise ShapeError(f"input x has shape {x.shape}: its last dimension must be "
+                             f"input_size = {k} (network.input_size), got {x.shape[-1]}. Check "
+                             "the feature axis is last.")
+        if 0 in x.shape:
+            raise ShapeError(f"input x has shape {x.shape}: it needs at least one timestep "
+                             "and one sequence.")
+        if check_finite:
+            _check_finite(x, "x")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[:, None, :]
+        elif self.config.network.batch_first:
+            x = x.swapaxes(0, 1)
+        return np.ascontiguousarray(x, dtype=self.dtype), unbatched
+
+    def _initial_states(self, h0, B: int, unbatched: bool, check_finite: bool):
+        expected = [(layer.directions, B, layer.units) for layer in self.layers]
+        if h0 is None:
+            return [np.zeros(shape, self.dtype) for shape in expected]
+        if isinstance(h0, (list, tuple)):
+            parts = [_as_real_array(h, f"h0[{i}]") for i, h in enumerate(h0)]
+            if len(parts) != len(expected):
+                raise ShapeError(f"h0 has {len(parts)} entries; expected one per layer "
+                                 f"({len(expected)}).")
+        else:
+            stacked = _as_real_array(h0, "h0")
+            if unbatched and stacked.ndim == 2:
+                stacked = stacked[:, None, :]
+            sizes = {shape[2] for shape in expected}
+            rows = sum(shape[0] for shape in expected)
+            if len(sizes) > 1 or stacked.shape != (rows, B, expected[0][2]):
+                want = (rows, expected[0][2]) if unbatched else (rows, B, expected[0][2])
+                if len(sizes) > 1:
+                    raise ShapeError("h0 as one array needs every layer to have the same units;"
+                                     " pass a list with one (D, B, p) array per layer.")
+                raise ShapeError(f"h0 has shape {np.shape(h0)}; expected {want} "
+                                 "(layers*directions, batch, units).")
+            parts = np.split(stacked, np.cumsum([s[0] for s in expected])[:-1])
+        states = []
+        for i, (part, shape) in enumerate(zip(parts, expected)):
+            if unbatched and part.ndim == 2:
+                part = part[:, None, :]
+            if part.shape != shape:
+                want = (shape[0], shape[2]) if unbatched else shape
+                raise ShapeError(f"h0 for layer {i} has shape {part.shape}; expected {want} "
+                                 "(directions, batch, units).")
+            if check_finite:
+                _check_finite(part, "h0")
+            states.append(np.ascontiguousarray(part, dtype=self.dtype))
+        return states
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``config.yaml`` and ``weights.npz`` into the folder ``path``, atomically."""
+        path = Path(path)
+        if path.exists() and not (path / "config.yaml").exists():
+            raise InputError(f"cannot save to '{path}': it exists and is not an rnnsim model "
+                             "folder. Choose a new path.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            (tmp / "config.yaml").write_text(yaml.safe_dump(self.config.dump(), sort_keys=False))
+            np.savez(tmp / "weights.npz", **self.params)
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+
+def load(path: str | os.PathLike) -> Network:
+    """Load a network saved with ``Network.save``: the same config and the same weights."""
+    path = Path(path)
+    if not (path / "config.yaml").is_file() or not (path / "weights.npz").is_file():
+        raise InputError(f"'{path}' is not an rnnsim model folder: it needs config.yaml and "
+                         "weights.npz, as written by Network.save or `rnnsim run --save`.")
+    config = config_mod.parse(path / "config.yaml")
+    try:
+        with np.load(path / "weights.npz", allow_pickle=False) as data:
+            params = {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zlib.error) as exc:
+        raise InputError(f"'{path / 'weights.npz'}' cannot be read: {exc}.") from None
+    return Network(config, params)
+
+
+def open_network(path: str | os.PathLike) -> Network:
+    """A model folder loaded, or a YAML config built with fresh weights."""
+    return load(path) if Path(path).is_dir() else Network.from_config(path)
+
+
+def _checked_params(params, shapes, dtype) -> dict[str, np.ndarray]:
+    problems = [f"missing parameter '{name}' of shape {shape}"
+                for name, (_, shape) in shapes.items() if name not in params]
+    problems += [f"unexpected parameter '{name}'" for name in params if name not in shapes]
+    out = {}
+    for name, value in params.items():
+        if name in shapes:
+            value = _as_real_array(value, f"parameter '{name}'")
+            if value.shape != shapes[name][1]:
+                problems.append(f"parameter '{name}' has shape {value.shape}; expected "
+                                f"{shapes[name][1]}")
+            out[name] = np.ascontiguousarray(value, dtype=dtype)
+    if problems:
+        raise ShapeError("the weights do not fit the config: " + "; ".join(problems) + ".")
+    return out
+
+
+def _as_real_array(value, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{name} cannot be read as an array: {exc}.") from None
+    if array.dtype.kind not in "biuf":
+        raise ShapeError(f"{name} has dtype {array.dtype}; expected real numbers "
+                         "(float32 or float64).")
+    return array
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(array)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{name} holds {int(bad.sum())} NaN/inf value(s), the first at index "
+                         f"{index} of shape {array.shape}. Clean the input, or pass "
+                         "check_finite=False (--allow-nonfinite on the CLI) to run anyway.")
+
+
+def _scale_spectral_radius(w: np.ndarray, radius, where: str) -> np.ndarray:
+    if w.ndim != 2 or w.shape[0] != w.shape[1]:
+        raise ConfigError(f"{where}.{SPECTRAL_RADIUS}: only square (recurrent) matrices have "
+                          f"a spectral radius; this parameter has shape {w.shape}.")
+    current = float(np.max(np.abs(np.linalg.eigvals(w.astype(np.float64)))))
+    if current == 0.0:
+        raise ConfigError(f"{where}.{SPECTRAL_RADIUS}: the drawn matrix has spectral radius 0 "
+                          "and cannot be rescaled; use a denser initializer.")
+    return (w * (float(radius) / current)).astype(w.dtype)
+
+
+def _keyword_params(fn) -> list[str] | None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return list(sig.parameters)[3:]
+
+
+def _unknown_cell(name: str, where: str) -> str:
+    close = difflib.get_close_matches(str(name), CELLS, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{where}: unknown cell {name!r}{hint}. Available: {', '.join(CELLS)}."
+
+
+__all__ = ["Network", "RunResult", "load", "open_network", "RnnsimError"]
