@@ -1,0 +1,34 @@
+# `make run` and `make test` set everything up on a fresh machine; a second call is quick.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
+
+.PHONY: run test bench clean
+
+run: $(VENV)/.installed
+	$(BIN)/rnnsim run configs/quickstart.yaml
+	@echo
+	@echo "# The same weights (same sha256) on 200-word inputs: timesteps are not units."
+	$(BIN)/rnnsim run configs/quickstart.yaml --timesteps 200
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_elman.py
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed $(PLUGINS)
+	$(BIN)/python -m pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
