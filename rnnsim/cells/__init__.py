@@ -1,0 +1,11 @@
+"""Recurrent cells: the parameters of one layer and the kernels that run them.
+
+A cell class lists its parameters (name -> initializer role, shape) and runs one direction of
+its recurrence; ``CELLS`` maps the config's ``cell:`` names to the classes.
+"""
+from .base import Cell
+from .elman import ElmanCell
+
+CELLS: dict[str, type[Cell]] = {"elman": ElmanCell}
+
+__all__ = ["CELLS", "Cell"]
