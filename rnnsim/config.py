@@ -61,10 +61,11 @@ class LayerConfig(_Strict):
 
     cell: str = "elman"
     units: int = Field(gt=0, description="p, the number of hidden units")
-    activation: Spec = _spec("tanh")
+    activation: Optional[Spec] = Field(default=None, description="default: the cell's own")
     init: LayerInit = Field(default_factory=LayerInit)
     bias: bool = True
     bidirectional: bool = False
+    # Options of particular cells below; None means "not set" (a cell rejects the others').
 
 
 class HeadInit(_Strict):

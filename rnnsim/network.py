@@ -87,14 +87,18 @@ class Network:
             if cell is None:
                 problems.append(_unknown_cell(layer.cell, f"{where}.cell"))
             problems += self._check_inits(layer.init, f"{where}.init")
+            if cell is None:
+                continue
             try:
-                activation = bind(layer.activation, f"{where}.activation", self.plugins)
+                activations = [
+                    bind(getattr(layer, key) or Spec(name=default), f"{where}.{key}", self.plugins)
+                    for key, default in cell.activation_slots.items()
+                ]
+                layers.append(cell(layer, size, activations, where))
             except ConfigError as exc:
                 problems.append(str(exc))
                 continue
-            if cell is not None:
-                layers.append(cell(layer, size, [activation]))
-                size = layers[-1].output_size
+            size = layers[-1].output_size
         head = None
         if net.head is not None:
             head_cfg = net.head

@@ -7,6 +7,9 @@ import numpy as np
 from .. import kernels
 from ..activations import BoundActivation, compile_errors
 from ..config import LayerConfig
+from ..errors import ConfigError
+
+COMMON_OPTIONS = ("cell", "units", "activation", "init", "bias", "bidirectional")
 
 
 def pick_variant(module, kernel: str, batch: int):
@@ -22,8 +25,17 @@ class Cell:
     template = ""
     equation = ""
     symbols: dict[str, str] = {}
+    # Config keys naming this cell's activations, with their defaults, in kernel order.
+    activation_slots: dict[str, str] = {"activation": "tanh"}
+    # Cell-specific LayerConfig keys this cell reads (besides COMMON_OPTIONS).
+    options: tuple[str, ...] = ()
 
-    def __init__(self, config: LayerConfig, input_size: int, activations: list[BoundActivation]):
+    def __init__(self, config: LayerConfig, input_size: int, activations: list[BoundActivation],
+                 where: str = "layer"):
+        for key in type(config).model_fields:
+            if key not in COMMON_OPTIONS + self.options and getattr(config, key) is not None:
+                raise ConfigError(f"{where}.{key}: not an option of cell '{self.name}'. Remove "
+                                  "it, or pick the cell it belongs to.")
         self.config = config
         self.units = config.units
         self.input_size = input_size
