@@ -192,6 +192,14 @@ def unregister_plugin(name: str) -> None:
     _invalidate()
 
 
+def reset() -> None:
+    """Forget the manager and registries; the next use loads every plugin again."""
+    global _manager
+    _manager = None
+    _sources.clear()
+    _invalidate()
+
+
 def _invalidate() -> None:
     global _plugins
     _plugins = None

@@ -1,0 +1,176 @@
+"""The plugin layer: throwaway plugins, duplicates, broken plugins, blocking."""
+import importlib.metadata
+import math
+import types
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import rnnsim
+from rnnsim import PluginError, plugins
+from rnnsim.cli import cli
+
+
+def one_unit(activation):
+    cfg = {"network": {"input_size": 1, "dtype": "float64", "layers": [{
+        "units": 1, "activation": activation,
+        "init": {"input": "ones", "recurrent": "zeros", "bias": "zeros"}}]}}
+    return rnnsim.Network.from_config(cfg)
+
+
+def cube_plus(x, shift):
+    return x * x * x + shift
+
+
+class CubePlugin:
+    @rnnsim.hookimpl
+    def register_activations(self, register):
+        register("cube_plus", cube_plus, params={"shift": 0.0}, description="x^3 + shift")
+
+    @rnnsim.hookimpl
+    def register_initializers(self, register):
+        register("halves", lambda shape, rng, dtype: np.full(shape, 0.5, dtype=dtype))
+
+
+@pytest.fixture
+def temporary():
+    """Register throwaway plugins; always unregistered afterwards."""
+    names = []
+
+    def add(plugin, name):
+        plugins.register_plugin(plugin, name=name, package="test-package")
+        names.append(name)
+
+    try:
+        yield add
+    finally:
+        for name in names:
+            plugins.unregister_plugin(name)
+
+
+def test_a_throwaway_plugin_runs_in_the_kernel(temporary):
+    temporary(CubePlugin(), "cube")
+    x = np.linspace(-2, 2, 9)
+    out = one_unit({"name": "cube_plus", "shift": 0.5}).run(x.reshape(-1, 1, 1)).output.ravel()
+    np.testing.assert_allclose(out, x**3 + 0.5)
+    row = next(r for r in plugins.describe() if r["name"] == "cube_plus")
+    assert row["package"] == "test-package" and row["params"] == {"shift": 0.0}
+    net = rnnsim.Network.from_config({"network": {"input_size": 2, "layers": [
+        {"units": 3, "init": {"recurrent": "halves"}}]}})
+    assert (net.params["layers.0.U"] == 0.5).all()
+
+
+def test_unregistered_after_the_fixture():
+    assert "cube_plus" not in plugins.get_plugins().activations
+
+
+def test_duplicate_name_names_both_plugins(temporary):
+    class Duplicate:
+        @rnnsim.hookimpl
+        def register_activations(self, register):
+            register("tanh", math.tanh)
+
+    temporary(Duplicate(), "dupe")
+    with pytest.raises(PluginError, match="'tanh' is registered twice.*rnnsim.builtins.*'dupe'"):
+        plugins.get_plugins()
+
+
+@pytest.mark.parametrize("body,message", [
+    (lambda register: register("bad", 42), "not callable"),
+    (lambda register: register("bad-name", math.tanh), "must be identifiers"),
+    (lambda register: register("bad", lambda x, a: x, params={}), "takes 2 arguments"),
+    (lambda register: register("bad", lambda x, a: x, params={"a": "one"}), "map names to num"),
+    (lambda register: 1 / 0, "raised in register_activations: ZeroDivisionError"),
+])
+def test_bad_registrations_are_named(temporary, body, message):
+    class Bad:
+        @rnnsim.hookimpl
+        def register_activations(self, register):
+            body(register)
+
+    temporary(Bad(), "bad-plugin")
+    with pytest.raises(PluginError, match=message) as info:
+        plugins.get_plugins()
+    assert "bad-plugin" in str(info.value)
+
+
+def test_bad_head_class(temporary):
+    class BadHead:
+        @rnnsim.hookimpl
+        def register_heads(self, register):
+            register("oops", dict)
+
+    temporary(BadHead(), "bad-head")
+    with pytest.raises(PluginError, match="not a subclass of rnnsim.Head"):
+        plugins.get_plugins()
+
+
+def test_activation_numba_cannot_compile_is_a_plugin_error(temporary):
+    def uses_a_list(x):
+        return sum([x, x], start={})
+
+    class Uncompilable:
+        @rnnsim.hookimpl
+        def register_activations(self, register):
+            register("uncompilable", uses_a_list)
+
+    temporary(Uncompilable(), "uncompilable-plugin")
+    with pytest.raises(PluginError, match="'uncompilable' \\(plugin 'uncompilable-plugin'"):
+        one_unit("uncompilable").run(np.zeros((2, 1, 1)))
+
+
+def test_initializer_returning_a_bad_object(temporary):
+    class Wrong:
+        @rnnsim.hookimpl
+        def register_initializers(self, register):
+            register("wrong", lambda shape, rng, dtype: [1, 2])
+
+    temporary(Wrong(), "wrong-init")
+    with pytest.raises(PluginError, match="'wrong' \\(plugin 'wrong-init'\\) returned list"):
+        rnnsim.Network.from_config({"network": {"input_size": 2, "layers": [
+            {"units": 3, "init": {"input": "wrong"}}]}})
+
+
+class BrokenEntryPoint:
+    name, value = "broken", "broken_module:plugin"
+    dist = types.SimpleNamespace(name="rnnsim-broken", version="9.9")
+
+    def load(self):
+        raise ImportError("No module named 'broken_module'")
+
+
+@pytest.fixture
+def broken_entry_point(monkeypatch):
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [*real(group=group), BrokenEntryPoint()])
+    plugins.reset()
+    yield
+    monkeypatch.undo()
+    plugins.reset()
+
+
+def test_a_plugin_that_fails_to_import(broken_entry_point, monkeypatch):
+    with pytest.raises(PluginError) as info:
+        plugins.get_plugins()
+    message = str(info.value)
+    assert "plugin 'broken' (package rnnsim-broken 9.9" in message
+    assert "RNNSIM_DISABLE_PLUGINS=broken" in message
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "failed to import" in result.output
+    monkeypatch.setenv("RNNSIM_DISABLE_PLUGINS", "broken")
+    plugins.reset()
+    assert "tanh" in plugins.get_plugins().activations
+
+
+def test_disable_plugins_blocks_by_name(monkeypatch):
+    monkeypatch.setenv("RNNSIM_DISABLE_PLUGINS", "rnnsim.builtins.heads")
+    plugins.reset()
+    try:
+        assert len(plugins.get_plugins().heads.entries) == 0
+        assert "tanh" in plugins.get_plugins().activations
+    finally:
+        monkeypatch.delenv("RNNSIM_DISABLE_PLUGINS")
+        plugins.reset()
