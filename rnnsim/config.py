@@ -66,6 +66,11 @@ class LayerConfig(_Strict):
     bias: bool = True
     bidirectional: bool = False
     # Options of particular cells below; None means "not set" (a cell rejects the others').
+    gate_activation: Optional[Spec] = Field(default=None, description="lstm/gru gates; default sigmoid")
+    cell_activation: Optional[Spec] = Field(default=None, description="lstm cell input g; default tanh")
+    proj_size: Optional[int] = Field(default=None, ge=0, description="lstm: project h_t to this width (0: none)")
+    peepholes: Optional[bool] = Field(default=None, description="lstm: gates see the cell state")
+    reset_after: Optional[bool] = Field(default=None, description="gru: reset after the recurrent matmul (default true)")
 
 
 class HeadInit(_Strict):

@@ -34,19 +34,34 @@ class RunResult:
         The final hidden state of every layer.
     y : ndarray or None
         The head's outputs, or None without a head.
+    final_c : tuple of (D, B, p) arrays or None, or (D, p) for unbatched input
+        The final cell state of every layer that has one (LSTM), None for the others.
     """
 
     output: np.ndarray
     final: tuple[np.ndarray, ...]
     y: np.ndarray | None
+    final_c: tuple[np.ndarray | None, ...] = ()
 
     @property
     def h_n(self) -> np.ndarray:
         """Final states stacked PyTorch-style: (layers*D, B, p)."""
-        if len({f.shape[1:] for f in self.final}) > 1:
-            raise ShapeError("h_n needs every layer to have the same number of units; "
-                             "use result.final, one array per layer.")
-        return np.concatenate(self.final, axis=0)
+        return _stacked(self.final, "h_n", "final")
+
+    @property
+    def c_n(self) -> np.ndarray:
+        """Final cell states stacked PyTorch-style: (layers*D, B, p), for LSTM stacks."""
+        if not self.final_c or any(c is None for c in self.final_c):
+            raise ShapeError("c_n needs every layer to have a cell state (cell: lstm); use "
+                             "result.final_c, one array per layer (None without a cell state).")
+        return _stacked(self.final_c, "c_n", "final_c")
+
+
+def _stacked(finals, name: str, attribute: str) -> np.ndarray:
+    if len({f.shape[1:] for f in finals}) > 1:
+        raise ShapeError(f"{name} needs every layer to have the same number of units; "
+                         f"use result.{attribute}, one array per layer.")
+    return np.concatenate(finals, axis=0)
 
 
 class Network:
@@ -57,8 +72,9 @@ class Network:
     """
 
     def __init__(self, config: Config, params: Mapping[str, np.ndarray] | None = None,
-                 plugins: Plugins | None = None):
+                 plugins: Plugins | None = None, origin: str = "config"):
         self.config = config
+        self.origin = origin
         self.plugins = plugins or get_plugins()
         self.dtype = np.dtype(config.network.dtype)
         self.layers, self.head = self._build()
@@ -72,7 +88,8 @@ class Network:
     @classmethod
     def from_config(cls, source: str | os.PathLike | Mapping) -> "Network":
         """Build a network from a YAML file path or a mapping, with fresh seeded weights."""
-        return cls(config_mod.parse(source))
+        origin = f"config file '{source}'" if isinstance(source, (str, os.PathLike)) else "config"
+        return cls(config_mod.parse(source), origin=origin)
 
     @property
     def input_size(self) -> int:
@@ -112,7 +129,7 @@ class Network:
                 problems.append(str(exc))
         if problems:
             lines = [line.removeprefix("  - ") for p in problems for line in p.splitlines()]
-            raise ConfigError(config_mod.format_errors("config", lines))
+            raise ConfigError(config_mod.format_errors(self.origin, lines))
         return layers, head
 
     def _check_inits(self, init, where: str) -> list[str]:
@@ -182,23 +199,31 @@ class Network:
             value = _scale_spectral_radius(value, spec.params[SPECTRAL_RADIUS], where)
         return np.ascontiguousarray(value)
 
-    def run(self, x, h0=None, *, check_finite: bool = True) -> RunResult:
+    def run(self, x, h0=None, c0=None, *, check_finite: bool = True) -> RunResult:
         """Run the network on ``x`` and return a ``RunResult``.
 
         x : (T, B, k), or (B, T, k) with ``batch_first``, or (T, k) for one sequence
         h0 : None (zeros), an array (layers*D, B, p) in PyTorch layout, or one (D, B, p)
-            array per layer; without the B axis for unbatched input
-        check_finite : raise InputError on NaN/inf in ``x`` or ``h0``
+            array per layer; without the B axis for unbatched input. With an LSTM
+            ``proj_size``, p is the projected width.
+        c0 : initial cell states of the LSTM layers, laid out like ``h0`` with the cell width:
+            None (zeros), one array over the LSTM layers, or one entry per layer (None for
+            layers without a cell state)
+        check_finite : raise InputError on NaN/inf in ``x``, ``h0`` or ``c0``
         """
         x, unbatched = self._coerce_input(x, check_finite)
         T, B, _ = x.shape
-        states = self._initial_states(h0, B, unbatched, check_finite)
-        finals = []
-        for layer, state in zip(self.layers, states):
+        states = self._initial_states(h0, "h0", [layer.hidden_size for layer in self.layers],
+                                      B, unbatched, check_finite)
+        cells = self._initial_states(c0, "c0", [layer.cell_size for layer in self.layers],
+                                     B, unbatched, check_finite)
+        finals, finals_c = [], []
+        for layer, state, cell in zip(self.layers, states, cells):
             names = {k.split(".", 2)[2]: v for k, v in self.params.items()
                      if k.startswith(f"layers.{len(finals)}.")}
-            x, final = layer.run(names, x, state)
+            x, final, final_c = layer.run(names, x, state, cell)
             finals.append(final)
+            finals_c.append(final_c)
         y = None
         if self.head is not None:
             head_params = {k[5:]: v for k, v in self.params.items() if k.startswith("head.")}
@@ -210,7 +235,8 @@ class Network:
         output = self._to_user_layout(x, unbatched)
         if unbatched:
             finals = [f[:, 0] for f in finals]
-        return RunResult(output, tuple(finals), y)
+            finals_c = [None if c is None else c[:, 0] for c in finals_c]
+        return RunResult(output, tuple(finals), y, tuple(finals_c))
 
     def _to_user_layout(self, a: np.ndarray, unbatched: bool) -> np.ndarray:
         if unbatched:
@@ -240,39 +266,55 @@ class Network:
             x = x.swapaxes(0, 1)
         return np.ascontiguousarray(x, dtype=self.dtype), unbatched
 
-    def _initial_states(self, h0, B: int, unbatched: bool, check_finite: bool):
-        expected = [(layer.directions, B, layer.units) for layer in self.layers]
-        if h0 is None:
-            return [np.zeros(shape, self.dtype) for shape in expected]
-        if isinstance(h0, (list, tuple)):
-            parts = [_as_real_array(h, f"h0[{i}]") for i, h in enumerate(h0)]
-            if len(parts) != len(expected):
-                raise ShapeError(f"h0 has {len(parts)} entries; expected one per layer "
+    def _initial_states(self, value, name: str, widths, B: int, unbatched: bool,
+                        check_finite: bool) -> list[np.ndarray | None]:
+        """One (D, B, width) state per layer from ``value``; None where a width is None."""
+        expected = [None if w is None else (layer.directions, B, w)
+                    for layer, w in zip(self.layers, widths)]
+        used = [shape for shape in expected if shape is not None]
+        if value is None:
+            return [None if shape is None else np.zeros(shape, self.dtype) for shape in expected]
+        if isinstance(value, (list, tuple)):
+            if len(value) != len(expected):
+                raise ShapeError(f"{name} has {len(value)} entries; expected one per layer "
                                  f"({len(expected)}).")
+            parts = [None if v is None else _as_real_array(v, f"{name}[{i}]")
+                     for i, v in enumerate(value)]
         else:
-            stacked = _as_real_array(h0, "h0")
+            if not used:
+                raise ShapeError(f"{name} is given but no layer has that state (only LSTM "
+                                 f"layers have a cell state). Leave {name} out.")
+            stacked = _as_real_array(value, name)
             if unbatched and stacked.ndim == 2:
                 stacked = stacked[:, None, :]
-            sizes = {shape[2] for shape in expected}
-            rows = sum(shape[0] for shape in expected)
-            if len(sizes) > 1 or stacked.shape != (rows, B, expected[0][2]):
-                want = (rows, expected[0][2]) if unbatched else (rows, B, expected[0][2])
-                if len(sizes) > 1:
-                    raise ShapeError("h0 as one array needs every layer to have the same units;"
-                                     " pass a list with one (D, B, p) array per layer.")
-                raise ShapeError(f"h0 has shape {np.shape(h0)}; expected {want} "
+            sizes = {shape[2] for shape in used}
+            rows = sum(shape[0] for shape in used)
+            if len(sizes) > 1:
+                raise ShapeError(f"{name} has shape {np.shape(value)}, but as one array it "
+                                 "needs every layer to have the same units; pass a list with "
+                                 "one (D, B, p) array per layer.")
+            if stacked.shape != (rows, B, used[0][2]):
+                want = (rows, used[0][2]) if unbatched else (rows, B, used[0][2])
+                raise ShapeError(f"{name} has shape {np.shape(value)}; expected {want} "
                                  "(layers*directions, batch, units).")
-            parts = np.split(stacked, np.cumsum([s[0] for s in expected])[:-1])
+            chunks = iter(np.split(stacked, np.cumsum([s[0] for s in used])[:-1]))
+            parts = [None if shape is None else next(chunks) for shape in expected]
         states = []
         for i, (part, shape) in enumerate(zip(parts, expected)):
+            if shape is None and part is not None:
+                raise ShapeError(f"{name}[{i}] is given but layer {i} has no such state; "
+                                 "pass None for it.")
+            if shape is None or part is None:
+                states.append(None if shape is None else np.zeros(shape, self.dtype))
+                continue
             if unbatched and part.ndim == 2:
                 part = part[:, None, :]
             if part.shape != shape:
                 want = (shape[0], shape[2]) if unbatched else shape
-                raise ShapeError(f"h0 for layer {i} has shape {part.shape}; expected {want} "
+                raise ShapeError(f"{name} for layer {i} has shape {part.shape}; expected {want} "
                                  "(directions, batch, units).")
             if check_finite:
-                _check_finite(part, "h0")
+                _check_finite(part, name)
             states.append(np.ascontiguousarray(part, dtype=self.dtype))
         return states
 
@@ -312,7 +354,7 @@ def load(path: str | os.PathLike) -> Network:
             params = {name: data[name] for name in data.files}
     except (OSError, ValueError, EOFError, zlib.error) as exc:
         raise InputError(f"'{path / 'weights.npz'}' cannot be read: {exc}.") from None
-    return Network(config, params)
+    return Network(config, params, origin=f"model '{path}'")
 
 
 def open_network(path: str | os.PathLike) -> Network:

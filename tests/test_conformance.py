@@ -1,4 +1,4 @@
-"""Every conformance case: PyTorch RNN runs now; later cells are strict xfails until they land."""
+"""Every conformance case: PyTorch RNN/LSTM/GRU run now; later kinds are strict xfails until they land."""
 import numpy as np
 import pytest
 
@@ -6,8 +6,6 @@ import rnnsim
 from conformance import arrays, assert_outputs, params
 
 PENDING = {
-    "LSTM": "LSTM cell arrives with the LSTM/GRU issue",
-    "GRU": "GRU cell arrives with the LSTM/GRU issue",
     "onnx": "ONNX models arrive with the ONNX issue",
     "reservoirpy": "echo-state networks arrive with the reservoir issue",
 }
@@ -25,9 +23,12 @@ def run_case(case):
         raise NotImplementedError(case["kind"])
     state = {k[len("state."):]: v for k, v in data.items() if k.startswith("state.")}
     net = rnnsim.from_torch(state, mode=case["module"], dtype=case["dtype"], **case["config"])
-    result = net.run(data["x"], h0=data.get("h0"))
+    result = net.run(data["x"], h0=data.get("h0"), c0=data.get("c0"))
     assert result.output.dtype == np.dtype(case["dtype"])
-    return data, {"output": result.output, "h_n": result.h_n}
+    actual = {"output": result.output, "h_n": result.h_n}
+    if "c_n" in case["outputs"]:
+        actual["c_n"] = result.c_n
+    return data, actual
 
 
 @pytest.mark.parametrize("case", params(supported))

@@ -5,7 +5,9 @@ its recurrence; ``CELLS`` maps the config's ``cell:`` names to the classes.
 """
 from .base import Cell
 from .elman import ElmanCell
+from .gru import GRUCell
+from .lstm import LSTMCell
 
-CELLS: dict[str, type[Cell]] = {"elman": ElmanCell}
+CELLS: dict[str, type[Cell]] = {"elman": ElmanCell, "lstm": LSTMCell, "gru": GRUCell}
 
 __all__ = ["CELLS", "Cell"]

@@ -41,7 +41,7 @@ class Cell:
         self.input_size = input_size
         self.activations = activations
         self.directions = 2 if config.bidirectional else 1
-        self.output_size = self.directions * self.units
+        self.output_size = self.directions * self.hidden_size
 
     @property
     def suffixes(self) -> tuple[str, ...]:
@@ -55,18 +55,33 @@ class Cell:
     def parameter_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
         raise NotImplementedError
 
-    def run(self, params: dict, x: np.ndarray, h0: np.ndarray):
-        """Run all directions on ``x`` (T, B, k); ``h0`` is (D, B, p).
+    @property
+    def hidden_size(self) -> int:
+        """Width of the hidden state h_t, the layer's output per direction."""
+        return self.units
 
-        Returns ``(output (T, B, D*p), final (D, B, p))``.
+    @property
+    def cell_size(self) -> int | None:
+        """Width of a second (cell) state c_t, or None for cells without one."""
+        return None
+
+    def run(self, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None = None):
+        """Run all directions on ``x`` (T, B, k); ``h0`` is (D, B, hidden_size).
+
+        ``c0`` (D, B, cell_size) is given exactly when the cell has a cell state; each
+        direction's ``run_direction`` then also receives ``c`` (B, cell_size), which it
+        overwrites with the final cell state.
+        Returns ``(output (T, B, D*hidden_size), final h (D, B, hidden_size), final c or None)``.
         """
+        c = None if c0 is None else c0.copy()
         outs = []
         with compile_errors(self.activations):
             for d, suffix in enumerate(self.suffixes):
-                outs.append(self.run_direction(params, suffix, x, h0[d], reverse=d == 1))
+                extra = {} if c is None else {"c": c[d]}
+                outs.append(self.run_direction(params, suffix, x, h0[d], reverse=d == 1, **extra))
         final = np.stack([out[0] if d == 1 else out[-1] for d, out in enumerate(outs)])
         output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
-        return output, final
+        return output, final, c
 
     def run_direction(self, params, suffix, x, h0, reverse):
         raise NotImplementedError

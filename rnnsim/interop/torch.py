@@ -1,7 +1,9 @@
-"""Run PyTorch ``torch.nn.RNN`` weights on rnnsim's kernels; torch itself is optional.
+"""Run PyTorch ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` weights on rnnsim's kernels; torch is optional.
 
-PyTorch names (``weight_ih_l0``, ``weight_hh_l1_reverse``, ``bias_ih_l0``...) map to rnnsim's
-``layers.<l>.W``, ``U`` and ``b`` (``b = bias_ih + bias_hh``).
+PyTorch names (``weight_ih_l0``, ``weight_hh_l1_reverse``, ``bias_ih_l0``, ``weight_hr_l0``...)
+map to rnnsim's ``layers.<l>.W``, ``U``, ``b`` and ``R``. The recurrent biases fold into ``b``
+(``b = bias_ih + bias_hh``), except GRU's ``b_hn``, which sits inside ``r * (...)`` and stays
+separate as ``bn``.
 """
 from __future__ import annotations
 
@@ -13,66 +15,87 @@ from ..config import parse
 from ..errors import ConfigError, ShapeError
 from ..network import Network
 
-MODES = {"rnn_tanh": "tanh", "rnn_relu": "relu"}
+# mode (lower case) -> (cell, gates per layer, Elman activation)
+MODES = {"rnn_tanh": ("elman", 1, "tanh"), "rnn_relu": ("elman", 1, "relu"),
+         "lstm": ("lstm", 4, None), "gru": ("gru", 3, None)}
 CONSTRUCTOR_KEYS = ("mode", "input_size", "hidden_size", "num_layers", "bias", "batch_first",
                     "bidirectional", "proj_size", "nonlinearity", "dtype")
 
 
 def from_torch(module_or_state_dict: Any, **config) -> Network:
-    """A ``Network`` with the weights of a ``torch.nn.RNN`` or of its state dict.
+    """A ``Network`` with the weights of a ``torch.nn.RNN``/``LSTM``/``GRU`` or its state dict.
 
-    module_or_state_dict : a live ``torch.nn.RNN``, or a mapping of PyTorch parameter names to
-        arrays, in which case ``config`` gives the constructor arguments (``mode``,
-        ``input_size``, ``hidden_size``, ``num_layers``, ``bias``, ``batch_first``,
-        ``bidirectional``, ``nonlinearity``) and optionally ``dtype``.
+    module_or_state_dict : a live module, or a mapping of PyTorch parameter names to arrays,
+        in which case ``config`` gives the constructor arguments (``mode``: 'RNN', 'RNN_TANH',
+        'RNN_RELU', 'LSTM' or 'GRU', case-insensitive; ``input_size``, ``hidden_size``,
+        ``num_layers``, ``bias``, ``batch_first``, ``bidirectional``, ``proj_size``,
+        ``nonlinearity``) and optionally ``dtype``.
 
-    ``net.run(x, h0).output`` equals the module's ``output`` and ``.h_n`` its ``h_n``.
+    ``net.run(x, h0, c0)`` gives ``.output`` equal to the module's ``output``, ``.h_n`` its
+    ``h_n`` and, for LSTM, ``.c_n`` its ``c_n``.
     """
     if hasattr(module_or_state_dict, "state_dict") and hasattr(module_or_state_dict, "mode"):
         module = module_or_state_dict
         args = {key: getattr(module, key) for key in CONSTRUCTOR_KEYS if hasattr(module, key)}
+        if not str(args.get("mode", "")).lower().startswith("rnn"):
+            args.pop("nonlinearity", None)
         state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
         args.update(config)
     elif isinstance(module_or_state_dict, Mapping):
         state = {k: np.asarray(v) for k, v in module_or_state_dict.items()}
         args = dict(config)
     else:
-        raise ConfigError("from_torch takes a torch.nn.RNN module or a mapping of PyTorch "
-                          f"parameter names to arrays, not {type(module_or_state_dict).__name__}.")
+        raise ConfigError("from_torch takes a torch.nn.RNN/LSTM/GRU module or a mapping of "
+                          "PyTorch parameter names to arrays, not "
+                          f"{type(module_or_state_dict).__name__}.")
     unknown = sorted(set(args) - set(CONSTRUCTOR_KEYS))
     if unknown:
         raise ConfigError(f"from_torch: unknown argument(s) {unknown}; accepted: "
                           f"{', '.join(CONSTRUCTOR_KEYS)}.")
-    activation = _activation(args)
     for key in ("input_size", "hidden_size"):
         if key not in args:
             raise ConfigError(f"from_torch: '{key}' is required with a state dict "
                               "(the module's constructor argument).")
-    if args.get("proj_size", 0):
-        raise ConfigError("from_torch: proj_size applies to LSTM only.")
+    cell, gates, activation = _mode(args)
+    proj = int(args.get("proj_size") or 0)
+    if proj and cell != "lstm":
+        raise ConfigError(f"from_torch: proj_size={proj} applies to LSTM only, not mode "
+                          f"{args.get('mode')!r}.")
+    if proj >= int(args["hidden_size"]):
+        raise ConfigError(f"from_torch: proj_size={proj} must be smaller than hidden_size="
+                          f"{args['hidden_size']} (as in PyTorch).")
     num_layers = int(args.get("num_layers", 1))
     bias = bool(args.get("bias", True))
     bidirectional = bool(args.get("bidirectional", False))
     dtype = str(args.get("dtype") or _dtype_of(state))
-    layer = {"cell": "elman", "units": int(args["hidden_size"]), "activation": activation,
-             "bias": bias, "bidirectional": bidirectional}
+    layer = {"cell": cell, "units": int(args["hidden_size"]), "bias": bias,
+             "bidirectional": bidirectional}
+    if activation is not None:
+        layer["activation"] = activation
+    if proj:
+        layer["proj_size"] = proj
     cfg = parse({"network": {"input_size": int(args["input_size"]), "dtype": dtype,
                              "batch_first": bool(args.get("batch_first", False)),
                              "layers": [dict(layer) for _ in range(num_layers)]}})
-    return Network(cfg, _convert(state, args, num_layers, bias, bidirectional))
+    expected = expected_shapes(gates, int(args["input_size"]), int(args["hidden_size"]),
+                               num_layers, bias, bidirectional, proj)
+    _check(state, expected, args)
+    return Network(cfg, _convert(state, cell, expected))
 
 
-def _activation(args: dict) -> str:
-    mode = str(args.get("mode", "RNN_TANH")).lower()
+def _mode(args: dict) -> tuple[str, int, str | None]:
+    raw = str(args.get("mode", "RNN_TANH"))
+    mode = raw.lower()
+    nonlinearity = args.get("nonlinearity")
     if mode == "rnn":
-        mode = "rnn_" + str(args.get("nonlinearity", "tanh")).lower()
-    elif "nonlinearity" in args and mode in MODES and MODES[mode] != args["nonlinearity"]:
-        raise ConfigError(f"from_torch: mode {args['mode']!r} contradicts nonlinearity "
-                          f"{args['nonlinearity']!r}.")
+        mode = "rnn_" + str(nonlinearity or "tanh").lower()
+    elif nonlinearity is not None and mode in MODES and not mode.endswith(str(nonlinearity)):
+        raise ConfigError(f"from_torch: nonlinearity {nonlinearity!r} does not apply to mode "
+                          f"{raw!r}; it is an RNN argument ('tanh' or 'relu').")
     if mode not in MODES:
-        raise ConfigError(f"from_torch: mode {args.get('mode')!r} is not supported yet; "
-                          "supported: 'RNN_TANH', 'RNN_RELU' (or 'rnn' with nonlinearity "
-                          "'tanh'/'relu').")
+        raise ConfigError(f"from_torch: mode {raw!r} is not supported; supported: 'RNN' "
+                          "(with nonlinearity 'tanh'/'relu'), 'RNN_TANH', 'RNN_RELU', 'LSTM', "
+                          "'GRU' (any case).")
     return MODES[mode]
 
 
@@ -81,18 +104,26 @@ def _dtype_of(state: Mapping[str, np.ndarray]) -> str:
     return "float64" if first is not None and first.dtype == np.float64 else "float32"
 
 
-def _convert(state, args, num_layers, bias, bidirectional) -> dict[str, np.ndarray]:
-    p, k = int(args["hidden_size"]), int(args["input_size"])
+def expected_shapes(gates: int, k: int, p: int, num_layers: int, bias: bool,
+                    bidirectional: bool, proj: int = 0) -> dict[str, tuple[int, ...]]:
+    """Every PyTorch state-dict name of such a module -> its shape, in PyTorch's order."""
+    q = proj or p
     directions = ("", "_reverse") if bidirectional else ("",)
     expected = {}
     for layer in range(num_layers):
-        fan_in = k if layer == 0 else p * len(directions)
+        fan_in = k if layer == 0 else q * len(directions)
         for sfx in directions:
-            expected[f"weight_ih_l{layer}{sfx}"] = (p, fan_in)
-            expected[f"weight_hh_l{layer}{sfx}"] = (p, p)
+            expected[f"weight_ih_l{layer}{sfx}"] = (gates * p, fan_in)
+            expected[f"weight_hh_l{layer}{sfx}"] = (gates * p, q)
             if bias:
-                expected[f"bias_ih_l{layer}{sfx}"] = (p,)
-                expected[f"bias_hh_l{layer}{sfx}"] = (p,)
+                expected[f"bias_ih_l{layer}{sfx}"] = (gates * p,)
+                expected[f"bias_hh_l{layer}{sfx}"] = (gates * p,)
+            if proj:
+                expected[f"weight_hr_l{layer}{sfx}"] = (proj, p)
+    return expected
+
+
+def _check(state, expected, args) -> None:
     problems = [f"missing '{name}' of shape {shape}" for name, shape in expected.items()
                 if name not in state]
     problems += [f"'{name}' has shape {state[name].shape}, expected {shape}"
@@ -100,16 +131,33 @@ def _convert(state, args, num_layers, bias, bidirectional) -> dict[str, np.ndarr
                  if name in state and state[name].shape != shape]
     problems += [f"unexpected '{name}'" for name in state if name not in expected]
     if problems:
-        raise ShapeError("the PyTorch state dict does not match the module arguments "
-                         f"(hidden_size={p}, input_size={k}, num_layers={num_layers}, "
-                         f"bias={bias}, bidirectional={bidirectional}): "
-                         + "; ".join(problems) + ".")
+        given = ", ".join(f"{key}={args[key]!r}" for key in CONSTRUCTOR_KEYS if key in args)
+        raise ShapeError(f"the PyTorch state dict does not match the module arguments ({given}): "
+                         + "; ".join(problems) + ". Pass the arguments the module was built "
+                         "with, or the state dict of that module.")
+
+
+def _convert(state, cell: str, expected) -> dict[str, np.ndarray]:
     params = {}
-    for layer in range(num_layers):
-        for sfx in directions:
-            params[f"layers.{layer}.W{sfx}"] = state[f"weight_ih_l{layer}{sfx}"]
-            params[f"layers.{layer}.U{sfx}"] = state[f"weight_hh_l{layer}{sfx}"]
-            if bias:
-                params[f"layers.{layer}.b{sfx}"] = (state[f"bias_ih_l{layer}{sfx}"]
-                                                    + state[f"bias_hh_l{layer}{sfx}"])
+    for name in expected:
+        kind, _, rest = name.partition("_l")
+        layer, _, sfx = rest.partition("_")
+        sfx = "_" + sfx if sfx else ""
+        value = np.asarray(state[name])
+        if kind == "weight_ih":
+            params[f"layers.{layer}.W{sfx}"] = value
+        elif kind == "weight_hh":
+            params[f"layers.{layer}.U{sfx}"] = value
+        elif kind == "weight_hr":
+            params[f"layers.{layer}.R{sfx}"] = value
+        elif kind == "bias_ih":
+            params[f"layers.{layer}.b{sfx}"] = value.copy()
+        else:  # bias_hh, after bias_ih of the same layer and direction
+            b = params[f"layers.{layer}.b{sfx}"]
+            if cell == "gru":
+                p = value.shape[0] // 3
+                b[: 2 * p] += value[: 2 * p]
+                params[f"layers.{layer}.bn{sfx}"] = value[2 * p:]
+            else:
+                b += value
     return params

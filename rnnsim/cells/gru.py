@@ -1,0 +1,39 @@
+"""The gated recurrent unit, with the reset gate after (default) or before the matmul."""
+import numpy as np
+
+from .base import Cell, input_projection, pick_variant
+
+
+class GRUCell(Cell):
+    """Gates r, z, n (PyTorch order); h_t = (1 - z) n + z h_{t-1}."""
+
+    name = "gru"
+    template = "gru"
+    equation = ("r, z = f_gate(W x_t + U h_{t-1} + b); n = f_a(W_n x_t + b_n + r (U_n h_{t-1} "
+                "+ b_hn)), or f_a(W_n x_t + b_n + U_n (r h_{t-1}) + b_hn) without reset_after; "
+                "h_t = (1 - z) n + z h_{t-1}")
+    symbols = {"W": "W_rzn", "U": "U_rzn", "b": "b_rzn", "bn": "b_hn"}
+    activation_slots = {"activation": "tanh", "gate_activation": "sigmoid"}
+    options = ("gate_activation", "reset_after")
+
+    def parameter_shapes(self):
+        p, k = self.units, self.input_size
+        shapes = {}
+        for suffix in self.suffixes:
+            shapes["W" + suffix] = ("input", (3 * p, k))
+            shapes["U" + suffix] = ("recurrent", (3 * p, p))
+            if self.config.bias:
+                shapes["b" + suffix] = ("bias", (3 * p,))
+                shapes["bn" + suffix] = ("bias", (p,))
+        return shapes
+
+    def run_direction(self, params, suffix, x, h0, reverse):
+        xp = input_projection(x, params["W" + suffix], params.get("b" + suffix))
+        T, B, _ = xp.shape
+        out = np.empty((T, B, self.units), x.dtype)
+        bn = params.get("bn" + suffix, np.zeros(self.units, x.dtype))
+        kernel = pick_variant(self.kernels(), "gru_forward", B)
+        reset_after = self.config.reset_after is not False
+        kernel(xp, params["U" + suffix], bn, h0, out, reset_after, reverse,
+               *(a.kernel_args(x.dtype) for a in self.activations))
+        return out
