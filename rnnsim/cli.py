@@ -236,3 +236,49 @@ def plugins_command(as_json):
 
 def main():  # pragma: no cover - console entry point
     sys.exit(cli())
+
+
+@cli.group("import")
+def import_group():
+    """Turn another framework's trained weights into an rnnsim model folder."""
+
+
+@import_group.command("torch")
+@click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--mode", required=True, type=click.Choice(["rnn", "rnn_tanh", "rnn_relu", "lstm",
+                                                         "gru"], case_sensitive=False),
+              help="The torch.nn module the weights come from.")
+@click.option("--input-size", required=True, type=click.IntRange(min=1),
+              help="The module's input_size (k).")
+@click.option("--hidden-size", required=True, type=click.IntRange(min=1),
+              help="The module's hidden_size (p).")
+@click.option("--num-layers", default=1, type=click.IntRange(min=1), help="The module's num_layers.")
+@click.option("--bias/--no-bias", default=True, help="Whether the module has biases.")
+@click.option("--batch-first", is_flag=True, help="The module was built with batch_first=True.")
+@click.option("--bidirectional", is_flag=True, help="The module is bidirectional.")
+@click.option("--proj-size", default=0, type=click.IntRange(min=0),
+              help="LSTM proj_size (0: no projection).")
+@click.option("--nonlinearity", type=click.Choice(["tanh", "relu"]),
+              help="RNN nonlinearity [default: tanh].")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]),
+              help="Precision of the model [default: the weights' own].")
+@click.option("--output", "-o", "output_path", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Model folder to write (config.yaml and weights.npz).")
+@reports_errors
+def import_torch(weights, mode, input_size, hidden_size, num_layers, bias, batch_first,
+                 bidirectional, proj_size, nonlinearity, dtype, output_path):
+    """Convert a PyTorch RNN/LSTM/GRU state dict (.npz, .safetensors or .pt) into a model."""
+    from .interop.torch import from_torch, load_state_dict
+
+    args = {"mode": mode, "input_size": input_size, "hidden_size": hidden_size,
+            "num_layers": num_layers, "bias": bias, "batch_first": batch_first,
+            "bidirectional": bidirectional, "proj_size": proj_size, "dtype": dtype}
+    if nonlinearity is not None:
+        args["nonlinearity"] = nonlinearity
+    net = from_torch(load_state_dict(weights), **args)
+    net.save(output_path)
+    count = sum(v.size for v in net.params.values())
+    click.echo(f"wrote {output_path}: {len(net.layers)} {net.layers[0].name} layer(s), "
+               f"{count:,} parameters, dtype {net.dtype}; run it with `rnnsim run "
+               f"{output_path}`")

@@ -7,12 +7,15 @@ separate as ``bn``.
 """
 from __future__ import annotations
 
+import os
+import zipfile
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from ..config import parse
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, InputError, ShapeError
 from ..network import Network
 
 # mode (lower case) -> (cell, gates per layer, Elman activation)
@@ -131,7 +134,8 @@ def _check(state, expected, args) -> None:
                  if name in state and state[name].shape != shape]
     problems += [f"unexpected '{name}'" for name in state if name not in expected]
     if problems:
-        given = ", ".join(f"{key}={args[key]!r}" for key in CONSTRUCTOR_KEYS if key in args)
+        given = ", ".join(f"{key}={args[key]!r}" for key in CONSTRUCTOR_KEYS
+                          if args.get(key) is not None)
         raise ShapeError(f"the PyTorch state dict does not match the module arguments ({given}): "
                          + "; ".join(problems) + ". Pass the arguments the module was built "
                          "with, or the state dict of that module.")
@@ -161,3 +165,52 @@ def _convert(state, cell: str, expected) -> dict[str, np.ndarray]:
             else:
                 b += value
     return params
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A PyTorch state dict saved as ``.npz``, ``.safetensors`` or ``.pt``, as NumPy arrays.
+
+    ``.safetensors`` needs the ``safetensors`` package and ``.pt`` needs torch (loaded with
+    ``weights_only=True``, so no pickled code runs).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"weights file '{path}' does not exist. Check the path.")
+    suffix = path.suffix.lower()
+    if suffix not in (".npz", ".safetensors", ".pt", ".pth"):
+        raise InputError(f"weights file '{path}' has an unknown type '{suffix}'; use .npz, "
+                         ".safetensors or .pt (a saved state_dict).")
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                return {name: data[name] for name in data.files}
+        if suffix == ".safetensors":
+            return _load_safetensors(path)
+        return _load_pt(path)
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile) as exc:
+        raise InputError(f"weights file '{path}' cannot be read as {suffix}: {exc}.") from None
+
+
+def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise InputError(f"reading '{path}' needs the safetensors package: pip install "
+                         "safetensors (or save the state dict as .npz).") from None
+    return load_file(str(path))
+
+
+def _load_pt(path: Path) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise InputError(f"reading '{path}' needs PyTorch: pip install torch, or save the "
+                         "state dict as .npz or .safetensors where torch is installed.") from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor)
+                                                 for v in state.values()):
+        raise InputError(f"'{path}' does not hold a state dict (a mapping of names to "
+                         "tensors); save module.state_dict(), not the module.")
+    return {name: value.detach().cpu().numpy() for name, value in state.items()}
