@@ -4,8 +4,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import sys
+import os
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -32,8 +33,14 @@ def reports_errors(fn):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, prog_name="rnnsim")
-def cli():
+@click.option("--skip-broken-plugins", is_flag=True,
+              help="Skip plugins that fail to load, with a warning, instead of stopping.")
+def cli(skip_broken_plugins):
     """Simulate recurrent neural networks: units (p) and timesteps (T) are independent."""
+    if skip_broken_plugins:
+        os.environ["RNNSIM_SKIP_BROKEN_PLUGINS"] = "1"
+        plugins_mod.reset()
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"Warning: {message}\n"
 
 
 CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path))
@@ -72,7 +79,7 @@ def run(config, input_path, output_path, timesteps, batch, seed, save_path, allo
     result = net.run(x, check_finite=not allow_nonfinite)
     seconds = time.perf_counter() - start
     if output_path is not None:
-        write_npz(output_path, result_arrays(result))
+        write_npz(output_path, result_arrays(net, result))
     if save_path is not None:
         net.save(save_path)
     summary = run_summary(net, config, np.shape(x), result, seconds)
@@ -104,12 +111,13 @@ def draw_input(net: Network, timesteps, batch, seed) -> np.ndarray:
     return rng.standard_normal(shape).astype(net.dtype)
 
 
-def result_arrays(result: RunResult) -> dict[str, np.ndarray]:
-    """The arrays written by ``--output``: output, final_<layer>, and y when there is a head."""
+def result_arrays(net: Network, result: RunResult) -> dict[str, np.ndarray]:
+    """The arrays written by ``--output``: output, final_<layer>, y and the head's extras."""
     arrays = {"output": result.output}
     arrays.update({f"final_{i}": f for i, f in enumerate(result.final)})
     if result.y is not None:
         arrays["y"] = result.y
+        arrays.update(net.head.extra_outputs(result.y))
     return arrays
 
 
@@ -234,8 +242,42 @@ def plugins_command(as_json):
                        + (f" [{params}]" if params else ""))
 
 
-def main():  # pragma: no cover - console entry point
-    sys.exit(cli())
+@cli.command()
+@CONFIG
+@click.option("--timesteps", "-T", "steps", type=click.IntRange(min=1), multiple=True,
+              help="Sequence lengths to run the same network on [default: run.timesteps and "
+                   "10 times that].")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path),
+              help="Draw the unrolled loop and the hidden-state traces to this PNG/SVG file "
+                   "(needs matplotlib: pip install 'rnnsim[plot]').")
+@reports_errors
+def explain(config, steps, plot_path):
+    """Explain each layer's equations and shapes, then run it on two lengths T."""
+    from . import explain as explain_mod
+
+    net = open_network(config)
+    steps = steps or (net.config.run.timesteps, 10 * net.config.run.timesteps)
+    for line in explain_mod.describe(net):
+        click.echo(line)
+    runs = explain_mod.run_lengths(net, steps)
+    for line in explain_mod.describe_runs(net, runs):
+        click.echo(line)
+    if plot_path is not None:
+        explain_mod.plot(net, runs, plot_path)
+        click.echo(f"wrote {plot_path}")
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--directory", "-d", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), help="Where to create the package folder.")
+@reports_errors
+def new_plugin(name, directory):
+    """Create a ready-to-install plugin package rnnsim-NAME with one activation and a test."""
+    from .scaffold import scaffold
+
+    folder = scaffold(name, directory)
+    click.echo(f"created {folder}: `pip install -e {folder}` and run `pytest {folder}`")
 
 
 @cli.group("import")
@@ -282,3 +324,114 @@ def import_torch(weights, mode, input_size, hidden_size, num_layers, bias, batch
     click.echo(f"wrote {output_path}: {len(net.layers)} {net.layers[0].name} layer(s), "
                f"{count:,} parameters, dtype {net.dtype}; run it with `rnnsim run "
                f"{output_path}`")
+
+
+TASKS = ("mackey-glass",)
+
+
+def _fit_data(net: Network, input_path, target_path, task, timesteps):
+    """(u, y, first test step or None) from files, or generated for ``task``."""
+    if task is not None:
+        if input_path is not None or target_path is not None:
+            raise click.UsageError("--task generates the data; leave out --input/--target.")
+        from .reservoir import mackey_glass
+
+        if net.input_size != 1:
+            raise click.UsageError(f"--task {task} feeds one feature; the network has "
+                                   f"input_size = {net.input_size}.")
+        series = mackey_glass((timesteps or net.config.run.timesteps) + 1)
+        series = ((series - series.mean()) / series.std()).astype(net.dtype)
+        return series[:-1], series[1:], int(0.8 * (len(series) - 1))
+    if input_path is None or target_path is None:
+        raise click.UsageError("give --input and --target, or --task.")
+    return read_array(input_path), read_array(target_path, name="y"), None
+
+
+@cli.command("fit")
+@CONFIG
+@click.option("--input", "input_path", type=click.Path(path_type=Path),
+              help="Input u (.npy, .npz with array 'x', or .csv of one sequence).")
+@click.option("--target", "target_path", type=click.Path(path_type=Path),
+              help="Target y, same steps as u (.npy, .npz with array 'y', or .csv).")
+@click.option("--task", type=click.Choice(TASKS),
+              help="Generate the data instead: one-step-ahead forecasting of the series, "
+                   "trained on the first 80% of the steps, tested on the rest.")
+@click.option("--timesteps", "-T", type=click.IntRange(min=2),
+              help="Steps of the generated task [default: the config's run.timesteps].")
+@click.option("--washout", type=click.IntRange(min=0), default=0,
+              help="Leading steps left out of the regression.")
+@click.option("--ridge", type=click.FloatRange(min=0), default=1e-6,
+              help="L2 penalty on the readout weights (never on its bias).")
+@click.option("--output", "-o", "model_path", type=click.Path(path_type=Path),
+              help="Save the trained model (config and weights) into this folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@reports_errors
+def fit_command(config, input_path, target_path, task, timesteps, washout, ridge, model_path,
+                as_json):
+    """Train the ridge readout of an echo-state network and report its NRMSE."""
+    from .reservoir import nrmse
+
+    net = open_network(config)
+    u, y, split = _fit_data(net, input_path, target_path, task, timesteps)
+    start = time.perf_counter()
+    net.fit(u if split is None else u[:split], y if split is None else y[:split],
+            washout=washout, ridge=ridge)
+    seconds = time.perf_counter() - start
+    prediction = net.run(u).y
+    target = np.asarray(y, np.float64).reshape(prediction.shape)
+    end = len(target) if split is None else split
+    scores = {"source": str(config), "timesteps": int(len(target)), "washout": washout,
+              "ridge": ridge, "seconds": seconds,
+              "train_nrmse": nrmse(target[washout:end], prediction[washout:end])}
+    if split is not None:
+        scores["test_nrmse"] = nrmse(target[split:], prediction[split:])
+    if model_path is not None:
+        net.save(model_path)
+        scores["model"] = str(model_path)
+    if as_json:
+        click.echo(json.dumps(scores, indent=2))
+        return
+    click.echo(f"fitted {config} on {end} steps (washout {washout}, ridge {ridge:g}) in "
+               f"{seconds * 1e3:.1f} ms")
+    click.echo(f"train NRMSE {scores['train_nrmse']:.3e}")
+    if split is not None:
+        click.echo(f"test NRMSE  {scores['test_nrmse']:.3e} (steps {split}..{len(target)})")
+    if model_path is not None:
+        click.echo(f"saved {model_path}; predict with `rnnsim run {model_path} --input U`")
+
+
+@cli.command("analyze")
+@CONFIG
+@click.option("--input", "input_path", type=click.Path(path_type=Path),
+              help="Input u of one sequence for the echo-state check (and the NRMSE).")
+@click.option("--target", "target_path", type=click.Path(path_type=Path),
+              help="Target y: fit the ridge readout on (u, y) and report its NRMSE.")
+@click.option("--washout", type=click.IntRange(min=0), default=0,
+              help="Leading steps left out of the regression and the NRMSE.")
+@click.option("--ridge", type=click.FloatRange(min=0), default=1e-6,
+              help="L2 penalty on the readout weights.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@reports_errors
+def analyze_command(config, input_path, target_path, washout, ridge, as_json):
+    """Print spectral radii, memory capacity and an echo-state check of a reservoir."""
+    from .reservoir import analyze
+
+    if target_path is not None and input_path is None:
+        raise click.UsageError("--target needs --input.")
+    net = open_network(config)
+    u = None if input_path is None else read_array(input_path)
+    y = None if target_path is None else read_array(target_path, name="y")
+    report = analyze(net, u, y, washout=washout, ridge=ridge)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for row in report["layers"]:
+        click.echo(f"layer {row['layer']}: {row['units']} units, spectral radius "
+                   f"{row['spectral_radius']:.6g}, effective (with leak) "
+                   f"{row['effective_spectral_radius']:.6g}")
+    click.echo(f"memory capacity {report['memory_capacity']:.4g}")
+    esp = report["echo_state"]
+    click.echo(f"echo-state property: {'holds' if esp['holds'] else 'NOT shown'} (trial "
+               f"spread {esp['initial_distance']:.3g} -> {esp['final_distance']:.3g})")
+    if "nrmse" in report:
+        click.echo(f"NRMSE {report['nrmse']:.4e}")

@@ -33,3 +33,7 @@ class Head:
     def forward(self, params: dict, states: np.ndarray) -> np.ndarray:
         """``y`` with leading axes (T, B) when ``per_step``, else (B,)."""
         raise NotImplementedError
+
+    def extra_outputs(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Arrays derived from ``y`` that `rnnsim run --output` also writes (e.g. classes)."""
+        return {}

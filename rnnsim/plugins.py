@@ -9,8 +9,9 @@ import difflib
 import importlib
 import importlib.metadata
 import inspect
-import os
 import numbers
+import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -132,6 +133,19 @@ _sources: dict[str, Source] = {}
 _plugins: Plugins | None = None
 
 
+def skip_broken() -> bool:
+    """Whether broken plugins are skipped with a warning (``--skip-broken-plugins``)."""
+    return os.environ.get("RNNSIM_SKIP_BROKEN_PLUGINS", "") not in ("", "0")
+
+
+def _broken(error: PluginError) -> None:
+    """Raise ``error``, or only warn when broken plugins are to be skipped."""
+    if not skip_broken():
+        raise error
+    warnings.warn(f"{error} The plugin was skipped (--skip-broken-plugins).", RuntimeWarning,
+                  stacklevel=3)
+
+
 def disabled_plugins() -> set[str]:
     """Plugin names blocked by the ``RNNSIM_DISABLE_PLUGINS`` environment variable."""
     return {n.strip() for n in os.environ.get("RNNSIM_DISABLE_PLUGINS", "").split(",") if n.strip()}
@@ -169,11 +183,12 @@ def _load_entry_points(manager: pluggy.PluginManager, blocked: set[str]) -> None
         try:
             plugin = ep.load()
         except Exception as exc:
-            raise PluginError(
+            _broken(PluginError(
                 f"plugin '{ep.name}' (package {dist} {version}, entry point {ep.value}) failed "
                 f"to import: {type(exc).__name__}: {exc}. Fix or uninstall the package "
                 f"(`pip uninstall {dist}`), or block it with RNNSIM_DISABLE_PLUGINS={ep.name}."
-            ) from exc
+            ))
+            continue
         manager.register(plugin, name=ep.name)
         _sources[ep.name] = Source(ep.name, dist, version)
 
@@ -221,20 +236,30 @@ def _collect(manager: pluggy.PluginManager) -> Plugins:
         (manager.hook.register_heads, _head_registrar, found.heads),
     )
     for hook, registrar, registry in hooks:
-        # One plugin at a time, in registration order, so each entry knows its source.
+        # One plugin at a time, in registration order, so each entry knows its source; a
+        # plugin's entries are kept only if all of them are valid.
         for impl in hook.get_hookimpls():
             source = _sources.get(impl.plugin_name) or Source(impl.plugin_name, "unknown", "")
-            register = registrar(registry, source)
+            staged: list = []
             try:
-                impl.function(register=register)
-            except PluginError:
-                raise
+                impl.function(register=registrar(staged.append, source))
+                added = []
+                try:
+                    for entry in staged:
+                        registry.add(entry)
+                        added.append(entry.name)
+                except PluginError:
+                    for name in added:
+                        del registry.entries[name]
+                    raise
+            except PluginError as exc:
+                _broken(exc)
             except Exception as exc:
-                raise PluginError(
+                _broken(PluginError(
                     f"plugin '{source.plugin}' ({source.package}) raised in "
                     f"{hook.name}: {type(exc).__name__}: {exc}. Fix the plugin, or block it "
                     f"with RNNSIM_DISABLE_PLUGINS={source.plugin}."
-                ) from exc
+                ))
     return found
 
 
@@ -242,7 +267,7 @@ def _bad(source: Source, what: str) -> PluginError:
     return PluginError(f"plugin '{source.plugin}' ({source.package}) registered {what}")
 
 
-def _activation_registrar(registry: Registry, source: Source) -> Callable:
+def _activation_registrar(add: Callable, source: Source) -> Callable:
     def register(name, fn, params=None, description="", elementwise=True):
         if not callable(fn):
             raise _bad(source, f"activation '{name}' with fn={fn!r}, which is not callable.")
@@ -255,7 +280,7 @@ def _activation_registrar(registry: Registry, source: Source) -> Callable:
         if arity is not None and arity != 1 + len(params):
             raise _bad(source, f"activation '{name}' whose function takes {arity} arguments, "
                        f"but x plus its params {list(params)} make {1 + len(params)}.")
-        registry.add(Activation(name, fn, params, description, source, bool(elementwise)))
+        add(Activation(name, fn, params, description, source, bool(elementwise)))
 
     return register
 
@@ -271,22 +296,22 @@ def _positional_arity(fn) -> int | None:
     return sum(p.kind in kinds for p in sig.parameters.values())
 
 
-def _initializer_registrar(registry: Registry, source: Source) -> Callable:
+def _initializer_registrar(add: Callable, source: Source) -> Callable:
     def register(name, fn, description=""):
         if not callable(fn):
             raise _bad(source, f"initializer '{name}' with fn={fn!r}, which is not callable.")
-        registry.add(Initializer(name, fn, description, source))
+        add(Initializer(name, fn, description, source))
 
     return register
 
 
-def _head_registrar(registry: Registry, source: Source) -> Callable:
+def _head_registrar(add: Callable, source: Source) -> Callable:
     from .heads import Head
 
     def register(name, cls, description=""):
         if not (isinstance(cls, type) and issubclass(cls, Head)):
             raise _bad(source, f"head '{name}' as {cls!r}, which is not a subclass of rnnsim.Head.")
-        registry.add(HeadEntry(name, cls, description, source))
+        add(HeadEntry(name, cls, description, source))
 
     return register
 

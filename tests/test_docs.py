@@ -24,3 +24,33 @@ def test_example_files_are_quoted_verbatim():
     assert len(blocks) >= 3
     for path, text in blocks:
         assert (ROOT / path).read_text() == text, path
+
+
+def console_blocks(text):
+    """(command, expected output) for every ```console block that starts with '$ rnnsim'."""
+    for block in re.findall(r"```console\n(.*?)```\n", text, flags=re.S):
+        command, _, output = block.partition("\n")
+        if command.startswith("$ rnnsim ") and output:
+            yield command[2:], output
+
+
+def test_every_command_in_the_tutorial_gives_the_output_shown():
+    import os
+    import shlex
+
+    from click.testing import CliRunner
+
+    from rnnsim.cli import cli
+
+    text = (ROOT / "docs" / "units-vs-timesteps.md").read_text()
+    blocks = list(console_blocks(text))
+    assert len(blocks) >= 3
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        for command, expected in blocks:
+            result = CliRunner().invoke(cli, shlex.split(command)[1:])
+            assert result.exit_code == 0, result.output
+            assert result.output == expected, command
+    finally:
+        os.chdir(cwd)
