@@ -17,7 +17,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 
 def from_torch(module_or_state_dict, **config):
-    """A ``Network`` from a ``torch.nn.RNN`` (or its state dict plus constructor arguments)."""
+    """A ``Network`` from a ``torch.nn.RNN``/``LSTM``/``GRU``, or from its state dict plus the
+    constructor arguments; see ``rnnsim.interop.torch.from_torch``."""
     from .interop.torch import from_torch as convert
 
     return convert(module_or_state_dict, **config)

@@ -183,3 +183,13 @@ def test_every_config_in_configs_runs():
     for path in configs:
         ok("validate", path)
         ok("run", path, "-T", 5)
+
+
+def test_output_holds_the_lstm_cell_state(tmp_path):
+    config = write(tmp_path, "network:\n  input_size: 3\n  layers:\n    - {cell: lstm, units: 4}\n"
+                             "    - {cell: elman, units: 2}\n")
+    out = tmp_path / "out.npz"
+    ok("run", config, "-T", 5, "-B", 2, "--output", out)
+    with np.load(out) as data:
+        assert data["final_c_0"].shape == (1, 2, 4) and "final_c_1" not in data.files
+        assert data["final_0"].shape == (1, 2, 4) and data["final_1"].shape == (1, 2, 2)
