@@ -1,42 +1,30 @@
-"""Elman RNN: rnnsim against PyTorch and ONNX Runtime (when installed), same process and inputs.
+"""Elman RNN: rnnsim against ONNX Runtime (when installed), same process, same inputs.
 
     python benchmarks/bench_elman.py [--quick] [--json out.json]
 
-Prints µs per timestep (median of several runs after a warm-up) and the peers' time divided by
-rnnsim's (> 1 means rnnsim is faster). Also measures the cold start of the quickstart: a new
+Prints µs per timestep (median of several runs after a warm-up) and ONNX Runtime's time divided
+by rnnsim's (> 1 means rnnsim is faster); PyTorch is compared in bench_torch.py. Also measures the cold start of the quickstart: a new
 process importing rnnsim and running its first simulation, with and without the on-disk
 kernel cache.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numba
 import numpy as np
 
 import rnnsim
+from timing import median_seconds, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = [(1, 8, 16, 10000), (1, 8, 64, 10000), (1, 32, 256, 2000), (32, 32, 128, 1000),
           (64, 128, 512, 200)]
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def elman_network(k: int, p: int) -> rnnsim.Network:
@@ -44,28 +32,6 @@ def elman_network(k: int, p: int) -> rnnsim.Network:
                        "layers": [{"units": p, "init": {"bias": {"name": "normal",
                                                                  "std": 0.1}}}]}}
     return rnnsim.Network.from_config(cfg)
-
-
-def torch_runner(net: rnnsim.Network, x: np.ndarray):
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(numba.get_num_threads())
-    k, p = net.input_size, net.layers[0].units
-    module = torch.nn.RNN(k, p).eval()
-    with torch.no_grad():
-        module.weight_ih_l0.copy_(torch.from_numpy(net.params["layers.0.W"]))
-        module.weight_hh_l0.copy_(torch.from_numpy(net.params["layers.0.U"]))
-        module.bias_ih_l0.copy_(torch.from_numpy(net.params["layers.0.b"]))
-        module.bias_hh_l0.zero_()
-    xt = torch.from_numpy(x)
-
-    def run():
-        with torch.no_grad():
-            return module(xt)[0].numpy()
-
-    return run
 
 
 def onnxruntime_runner(net: rnnsim.Network, x: np.ndarray):
@@ -104,13 +70,11 @@ def speed_rows(quick: bool) -> list[dict]:
         ours = net.run(x).output
         row = {"cell": "elman", "B": B, "k": k, "p": p, "T": T,
                "rnnsim_us": median_seconds(lambda: net.run(x), repeats) / T * 1e6}
-        for peer, make in (("torch", torch_runner), ("onnxruntime", onnxruntime_runner)):
-            runner = make(net, x)
-            if runner is None:
-                continue
+        runner = onnxruntime_runner(net, x)
+        if runner is not None:
             np.testing.assert_allclose(runner(), ours, rtol=1e-3, atol=1e-4)
-            row[f"{peer}_us"] = median_seconds(runner, repeats) / T * 1e6
-            row[f"{peer}_ratio"] = row[f"{peer}_us"] / row["rnnsim_us"]
+            row["onnxruntime_us"] = median_seconds(runner, repeats) / T * 1e6
+            row["onnxruntime_ratio"] = row["onnxruntime_us"] / row["rnnsim_us"]
         rows.append(row)
     return rows
 
@@ -148,10 +112,7 @@ def cold_start() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter sequences, fewer repeats")
-    parser.add_argument("--json", type=Path, help="also write the results to this file")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     results = {"threads": numba.get_num_threads(), "cold_start": cold_start(),
                "quickstart": quickstart_row(), "rows": speed_rows(args.quick)}
     print(f"threads: {results['threads']}")
@@ -161,13 +122,12 @@ def main() -> None:
     q = results["quickstart"]
     print(f"quickstart (T=20, B=4, k=8, p=10): {q['call_us']:.1f} µs per run call, "
           f"{q['us_per_step']:.2f} µs per step")
-    print(f"{'B':>3} {'k':>4} {'p':>5} {'T':>6} {'rnnsim':>9} {'torch':>9} {'ratio':>6} "
-          f"{'ort':>9} {'ratio':>6}   (µs per step; ratio = peer / rnnsim)")
+    print(f"{'B':>3} {'k':>4} {'p':>5} {'T':>6} {'rnnsim':>9} {'ort':>9} {'ratio':>6}"
+          "   (µs per step; ratio = onnxruntime / rnnsim)")
     for r in results["rows"]:
-        peers = "".join(f" {r[f'{peer}_us']:9.2f} {r[f'{peer}_ratio']:6.2f}"
-                        if f"{peer}_us" in r else f" {'-':>9} {'-':>6}"
-                        for peer in ("torch", "onnxruntime"))
-        print(f"{r['B']:>3} {r['k']:>4} {r['p']:>5} {r['T']:>6} {r['rnnsim_us']:9.2f}{peers}")
+        peer = (f" {r['onnxruntime_us']:9.2f} {r['onnxruntime_ratio']:6.2f}"
+                if "onnxruntime_us" in r else f" {'not installed':>16}")
+        print(f"{r['B']:>3} {r['k']:>4} {r['p']:>5} {r['T']:>6} {r['rnnsim_us']:9.2f}{peer}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

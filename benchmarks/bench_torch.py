@@ -8,16 +8,14 @@ Same process, same float32 inputs, ``torch.set_num_threads`` equal to numba's th
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numba
 import numpy as np
 import torch
 
 import rnnsim
-from bench_elman import median_seconds
+from timing import median_seconds, parse_args
 
 SHAPES = [(1, 8, 16, 10000), (1, 8, 64, 10000), (1, 32, 256, 2000), (32, 32, 128, 1000),
           (64, 128, 512, 200), (16, 256, 1024, 100)]
@@ -53,10 +51,7 @@ def speed_rows(quick: bool) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter sequences, fewer repeats")
-    parser.add_argument("--json", type=Path, help="also write the results to this file")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     print(f"threads: {numba.get_num_threads()}, torch {torch.__version__}, float32")
     print(f"{'cell':>4} {'B':>3} {'k':>4} {'p':>5} {'T':>6} {'rnnsim':>10} {'torch':>10} "
           f"{'ratio':>6}   (µs per step; ratio = torch / rnnsim)")

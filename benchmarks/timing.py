@@ -1,0 +1,26 @@
+"""What every benchmark script shares: the timer and the command-line options."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def parse_args(doc: str) -> argparse.Namespace:
+    """``--quick`` and ``--json PATH``, with the script's docstring as its description."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter sequences, fewer repeats")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    return parser.parse_args()
