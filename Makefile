@@ -15,8 +15,11 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
+# The peers: torch pinned to the CPU build (an unpinned torch pulls gigabytes of CUDA).
 bench: $(VENV)/.installed
+	$(BIN)/python -m pip install -q torch==2.13.0 onnxruntime onnx
 	$(BIN)/python benchmarks/bench_elman.py
+	$(BIN)/python benchmarks/bench_torch.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
