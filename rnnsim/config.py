@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -71,6 +71,11 @@ class LayerConfig(_Strict):
     proj_size: Optional[int] = Field(default=None, ge=0, description="lstm: project h_t to this width (0: none)")
     peepholes: Optional[bool] = Field(default=None, description="lstm: gates see the cell state")
     reset_after: Optional[bool] = Field(default=None, description="gru: reset after the recurrent matmul (default true)")
+    leak_rate: Optional[Union[float, list[float]]] = Field(default=None, description="esn: leak rate lr in (0, 1], one value or one per unit (default 1)")
+    input_scaling: Optional[Union[float, list[float]]] = Field(default=None, description="esn: scales u_t, one value or one per feature (default 1)")
+    noise: Optional[float] = Field(default=None, ge=0, description="esn: std of Gaussian noise added inside f (default 0)")
+    noise_seed: Optional[int] = Field(default=None, description="esn: seed of that noise (default 0)")
+    sparse: Optional[bool] = Field(default=None, description="esn: store and run W in CSR form, never dense")
 
 
 class HeadInit(_Strict):

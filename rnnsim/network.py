@@ -20,6 +20,8 @@ from .cells import CELLS
 from .config import Config, Spec
 from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
 from .plugins import Plugins, get_plugins
+from . import reservoir
+from .reservoir import CSR, CSR_PARTS, scale_spectral_radius
 
 SPECTRAL_RADIUS = "spectral_radius"
 
@@ -79,11 +81,19 @@ class Network:
         self.dtype = np.dtype(config.network.dtype)
         self.layers, self.head = self._build()
         shapes = self.parameter_shapes()
+        sparse = {f"layers.{i}.{name}" for i, layer in enumerate(self.layers)
+                  for name in getattr(layer, "sparse_parameters", ())}
         if params is None:
-            self.params = {name: self._initialize(name, role, shape)
-                           for name, (role, shape) in shapes.items()}
+            self.params = {}
+            for name, (role, shape) in shapes.items():
+                value = self._initialize(name, role, shape)
+                if name in sparse:
+                    value = value if isinstance(value, CSR) else CSR.from_dense(value)
+                    self.params.update(value.params(name))
+                else:
+                    self.params[name] = value.to_dense() if isinstance(value, CSR) else value
         else:
-            self.params = _checked_params(params, shapes, self.dtype)
+            self.params = _checked_params(params, shapes, self.dtype, sparse)
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | Mapping) -> "Network":
@@ -189,15 +199,29 @@ class Network:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: initializer '{spec.name}' failed for parameter {name} "
                               f"of shape {shape}: {exc}. Check its parameters.") from None
-        if not isinstance(value, np.ndarray) or value.shape != tuple(shape):
+        if not isinstance(value, (np.ndarray, CSR)) or value.shape != tuple(shape):
             got = getattr(value, "shape", type(value).__name__)
             raise PluginError(f"initializer '{spec.name}' (plugin '{entry.source.plugin}') "
                               f"returned {got} for parameter {name}; expected an array of "
                               f"shape {tuple(shape)}.")
+        if isinstance(value, CSR):
+            value = value.astype(self.dtype)
+            if SPECTRAL_RADIUS in spec.params:
+                value = scale_spectral_radius(value, spec.params[SPECTRAL_RADIUS], where)
+            return value
         value = value.astype(self.dtype, copy=False)
         if SPECTRAL_RADIUS in spec.params:
             value = _scale_spectral_radius(value, spec.params[SPECTRAL_RADIUS], where)
         return np.ascontiguousarray(value)
+
+    def fit(self, u, y, washout: int = 0, ridge: float = 1e-6, *,
+            check_finite: bool = True) -> "Network":
+        """Train the ``ridge`` head on inputs ``u`` and targets ``y``; see ``rnnsim.reservoir.fit``.
+
+        u : laid out as for ``run``; y : the same steps and sequences, head.units last
+        washout : leading steps left out of the regression; ridge : L2 penalty on W_out
+        """
+        return reservoir.fit(self, u, y, washout=washout, ridge=ridge, check_finite=check_finite)
 
     def run(self, x, h0=None, c0=None, *, check_finite: bool = True) -> RunResult:
         """Run the network on ``x`` and return a ``RunResult``.
@@ -362,13 +386,24 @@ def open_network(path: str | os.PathLike) -> Network:
     return load(path) if Path(path).is_dir() else Network.from_config(path)
 
 
-def _checked_params(params, shapes, dtype) -> dict[str, np.ndarray]:
-    problems = [f"missing parameter '{name}' of shape {shape}"
-                for name, (_, shape) in shapes.items() if name not in params]
-    problems += [f"unexpected parameter '{name}'" for name in params if name not in shapes]
-    out = {}
+def _checked_params(params, shapes, dtype, sparse=frozenset()) -> dict[str, np.ndarray]:
+    """The weights validated against the shapes; names in ``sparse`` come as CSR triples."""
+    out, params, problems = {}, dict(params), []
+    for name in sparse:
+        keys = [f"{name}.{part}" for part in CSR_PARTS]
+        if all(key in params for key in keys):
+            out.update(CSR.from_params(params, name, shapes[name][1]).astype(dtype).params(name))
+            for key in keys:
+                del params[key]
+        else:
+            problems.append(f"missing sparse parameter '{name}' of shape {shapes[name][1]} "
+                            "(as .data, .indices and .indptr)")
+    problems += [f"missing parameter '{name}' of shape {shape}" for name, (_, shape)
+                 in shapes.items() if name not in params and name not in sparse]
+    problems += [f"unexpected parameter '{name}'" for name in params
+                 if name not in shapes or name in sparse]
     for name, value in params.items():
-        if name in shapes:
+        if name in shapes and name not in sparse:
             value = _as_real_array(value, f"parameter '{name}'")
             if value.shape != shapes[name][1]:
                 problems.append(f"parameter '{name}' has shape {value.shape}; expected "

@@ -25,6 +25,7 @@ DEFAULT_PLUGINS = (
     "rnnsim.builtins.activations",
     "rnnsim.builtins.initializers",
     "rnnsim.builtins.heads",
+    "rnnsim.builtins.reservoir",
 )
 
 

@@ -5,9 +5,11 @@ its recurrence; ``CELLS`` maps the config's ``cell:`` names to the classes.
 """
 from .base import Cell
 from .elman import ElmanCell
+from .esn import ESNCell
 from .gru import GRUCell
 from .lstm import LSTMCell
 
-CELLS: dict[str, type[Cell]] = {"elman": ElmanCell, "lstm": LSTMCell, "gru": GRUCell}
+CELLS: dict[str, type[Cell]] = {"elman": ElmanCell, "lstm": LSTMCell, "gru": GRUCell,
+                               "esn": ESNCell}
 
 __all__ = ["CELLS", "Cell"]

@@ -1,0 +1,45 @@
+"""Leaky echo-state recurrence x_t = keep*x_{t-1} + lr*act0(W x_{t-1} + z_t), dense or CSR W.
+
+``z`` holds the input projections W_in u_t + b (computed for all steps by one GEMM) on entry
+and the states x_t on return. Each batch row b runs the weights of ensemble member
+``member[b]``: one member for a plain batch, one row per member for an ensemble.
+"""
+from numba import prange
+
+KERNELS = ("esn_dense", "esn_csr")
+
+
+def esn_dense(z, h0, W, lr, keep, member, p0):
+    """z : (T, B, N) in/out; h0 : (B, N); W : (M, N, N); lr, keep = 1-lr : (M, N);
+    member : (B,) int64; p0 : act0's parameters."""
+    T, B, N = z.shape
+    for b in prange(B):
+        m = member[b]
+        Wm = W[m]
+        prev = h0[b].copy()
+        for t in range(T):
+            row = z[t, b]
+            for i in range(N):
+                acc = row[i]
+                for j in range(N):
+                    acc += Wm[i, j] * prev[j]
+                row[i] = keep[m, i] * prev[i] + lr[m, i] * act0(acc, *p0)  # noqa: F821
+            prev = row
+
+
+def esn_csr(z, h0, data, indices, indptr, lr, keep, member, p0):
+    """Like ``esn_dense`` with W in CSR form: data, indices : (nnz,) of all members;
+    indptr : (M, N+1) int64 offsets into them."""
+    T, B, N = z.shape
+    for b in prange(B):
+        m = member[b]
+        ptr = indptr[m]
+        prev = h0[b].copy()
+        for t in range(T):
+            row = z[t, b]
+            for i in range(N):
+                acc = row[i]
+                for k in range(ptr[i], ptr[i + 1]):
+                    acc += data[k] * prev[indices[k]]
+                row[i] = keep[m, i] * prev[i] + lr[m, i] * act0(acc, *p0)  # noqa: F821
+            prev = row

@@ -1,0 +1,444 @@
+"""Reservoir computing: sparse weights, ridge readouts, ensembles and analysis of echo-state nets.
+
+``Network.fit`` delegates to :func:`fit`. Sparse recurrent weights are :class:`CSR` triples,
+stored in ``Network.params`` as ``<name>.data``, ``<name>.indices`` and ``<name>.indptr``; no
+function here forms a dense N x N matrix from them unless N is small (``DENSE_EIG_MAX``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, InputError, ShapeError
+from .heads import Head
+
+CSR_PARTS = ("data", "indices", "indptr")
+# Up to this size a spectral radius comes from a dense eigvals, above it from ARPACK (eigs).
+DENSE_EIG_MAX = 256
+INSTALL_HINT = "install it with `pip install 'rnnsim[reservoir]'` (or `pip install scipy`)"
+
+
+@dataclass(frozen=True)
+class CSR:
+    """A sparse matrix in compressed sparse row form.
+
+    data : (nnz,) float32|float64; indices : (nnz,) int32 column of each value;
+    indptr : (rows + 1,) int32, row i's values are ``data[indptr[i]:indptr[i+1]]``.
+    """
+
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[np.ndarray], values: Sequence[np.ndarray],
+                  shape: tuple[int, int], dtype) -> "CSR":
+        """Build from the column indices and values of each row (sorted per row here)."""
+        counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        indptr = np.zeros(len(rows) + 1, dtype=np.int32)
+        np.cumsum(counts, out=indptr[1:])
+        indices = np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
+        data = np.concatenate(values).astype(dtype) if rows else np.zeros(0, dtype)
+        order = np.lexsort((indices, np.repeat(np.arange(len(rows)), counts)))
+        return cls(data[order], indices[order], indptr, tuple(shape))
+
+    @classmethod
+    def from_dense(cls, a: np.ndarray) -> "CSR":
+        """The nonzeros of a dense matrix."""
+        rows, cols = np.nonzero(a)
+        indptr = np.zeros(a.shape[0] + 1, dtype=np.int32)
+        np.cumsum(np.bincount(rows, minlength=a.shape[0]), out=indptr[1:])
+        return cls(np.ascontiguousarray(a[rows, cols]), cols.astype(np.int32), indptr, a.shape)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, np.ndarray], name: str,
+                    shape: tuple[int, int]) -> "CSR":
+        """The matrix stored as ``name.data/.indices/.indptr`` in ``params``, validated."""
+        parts = [np.asarray(params[f"{name}.{part}"]) for part in CSR_PARTS]
+        data, indices, indptr = parts
+        rows, cols = shape
+        problems = []
+        if any(p.ndim != 1 for p in parts):
+            problems.append("every part must be 1-D")
+        elif indptr.shape != (rows + 1,) or data.shape != indices.shape:
+            problems.append(f"indptr must have {rows + 1} entries and data/indices equal "
+                            f"lengths, got {indptr.shape}, {data.shape}, {indices.shape}")
+        elif indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
+            problems.append("indices and indptr must be integers")
+        elif (indptr[0] != 0 or indptr[-1] != data.size or np.any(np.diff(indptr) < 0)
+              or (indices.size and (indices.min() < 0 or indices.max() >= cols))):
+            problems.append(f"indptr must rise from 0 to nnz and indices lie in [0, {cols})")
+        if problems:
+            raise ShapeError(f"sparse parameter '{name}' ({rows} x {cols}): "
+                             f"{'; '.join(problems)}. Save it with Network.save.")
+        return cls(data, indices.astype(np.int32), indptr.astype(np.int32), (rows, cols))
+
+    @property
+    def nnz(self) -> int:
+        return int(self.data.size)
+
+    def astype(self, dtype) -> "CSR":
+        return CSR(np.ascontiguousarray(self.data, dtype=dtype), self.indices, self.indptr,
+                   self.shape)
+
+    def scaled(self, factor: float) -> "CSR":
+        return CSR((self.data * factor).astype(self.data.dtype), self.indices, self.indptr,
+                   self.shape)
+
+    def params(self, name: str) -> dict[str, np.ndarray]:
+        """The three arrays under their ``Network.params`` names."""
+        return {f"{name}.{part}": getattr(self, part) for part in CSR_PARTS}
+
+    def to_dense(self) -> np.ndarray:
+        """A dense copy: for small matrices only."""
+        out = np.zeros(self.shape, dtype=self.data.dtype)
+        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
+        out[rows, self.indices] = self.data
+        return out
+
+    def to_scipy(self):
+        """A ``scipy.sparse.csr_array`` sharing the arrays."""
+        sparse = _scipy("sparse")
+        return sparse.csr_array((self.data, self.indices, self.indptr), shape=self.shape)
+
+
+def _scipy(module: str):
+    try:
+        return __import__(f"scipy.{module}", fromlist=["_"])
+    except ImportError:
+        raise ConfigError(f"sparse reservoirs need scipy.{module}, which is not installed; "
+                          f"{INSTALL_HINT}.") from None
+
+
+def spectral_radius(w, leak_rate=None) -> float:
+    """The largest |eigenvalue| of ``w`` (dense or CSR), or of ``lr*w + (1-lr)*I`` with a leak.
+
+    Matrices larger than ``DENSE_EIG_MAX`` use ARPACK (``scipy.sparse.linalg.eigs``) and are
+    never made dense. ``leak_rate`` is a scalar or one value per row.
+    """
+    n = w.shape[0]
+    if w.shape != (n, n):
+        raise ShapeError(f"a spectral radius needs a square matrix; got shape {w.shape}.")
+    lr = None if leak_rate is None else np.broadcast_to(np.asarray(leak_rate, np.float64), (n,))
+    if n <= DENSE_EIG_MAX:
+        a = (w.to_dense() if isinstance(w, CSR) else np.asarray(w)).astype(np.float64)
+        if lr is not None:
+            a = lr[:, None] * a + np.diag(1.0 - lr)
+        return float(np.max(np.abs(np.linalg.eigvals(a)))) if n else 0.0
+    sparse, linalg = _scipy("sparse"), _scipy("sparse.linalg")
+    a = w.to_scipy() if isinstance(w, CSR) else np.asarray(w)
+    a = sparse.csr_array(a, dtype=np.float64) if isinstance(w, CSR) else a.astype(np.float64)
+    if lr is not None:
+        a = sparse.diags_array(lr) @ sparse.csr_array(a) + sparse.diags_array(1.0 - lr)
+    v0 = np.full(n, 1.0 / math.sqrt(n))
+    try:
+        # A wide Krylov space: with the default ncv = 3, ARPACK settles on a large eigenvalue
+        # that is not the largest when many lie near the spectral circle (random reservoirs).
+        values = linalg.eigs(a, k=1, which="LM", v0=v0, ncv=min(n - 1, 48), tol=1e-9,
+                             maxiter=max(1000, 10 * n), return_eigenvectors=False)
+    except linalg.ArpackNoConvergence as exc:
+        values = exc.eigenvalues
+        if len(values) == 0:
+            raise ConfigError(f"ARPACK did not find the spectral radius of the {n} x {n} "
+                              "matrix (several eigenvalues of equal magnitude, as in a cycle?). "
+                              "Scale the initializer's weight directly instead.") from None
+    return float(np.max(np.abs(values)))
+
+
+def scale_spectral_radius(w, radius: float, where: str):
+    """``w`` (dense or CSR) rescaled to spectral radius ``radius``."""
+    current = spectral_radius(w)
+    if current == 0.0:
+        raise ConfigError(f"{where}.spectral_radius: the drawn matrix has spectral radius 0 "
+                          "(nilpotent, e.g. a delay line) and cannot be rescaled; scale its "
+                          "weight instead or use another initializer.")
+    factor = float(radius) / current
+    return w.scaled(factor) if isinstance(w, CSR) else (w * factor).astype(w.dtype)
+
+
+class RidgeHead(Head):
+    """A linear readout y_t = W_out x_t + b_out, trained by ridge regression (``Network.fit``)."""
+
+    equation = "y_t = W_out x_t + b_out  (fit by ridge regression)"
+    symbols = {"W": "W_out", "b": "b_out"}
+
+    def __init__(self, in_features, units, activation):
+        if activation.name != "identity":
+            raise ConfigError("network.head.activation: the ridge head is linear; remove the "
+                              f"activation '{activation.name}' (or use head 'linear').")
+        super().__init__(in_features, units, activation)
+
+    def forward(self, params, states):
+        return self.linear(params, states)
+
+
+def ridge_regression(states: np.ndarray, targets: np.ndarray, ridge: float,
+                     chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Readout weights minimising ||S W + b - Y||^2 + ridge ||W||^2, the bias unregularised.
+
+    states : (n, N); targets : (n, m). Accumulates S^T S, S^T Y and the column sums in float64
+    over chunks of rows (no copy of ``states``), centres them, and solves the N x N system.
+    Returns ``W`` (N, m) and ``b`` (m,) in float64.
+    """
+    n, N = states.shape
+    m = targets.shape[1]
+    gram, cross = np.zeros((N, N)), np.zeros((N, m))
+    s_sum, y_sum = np.zeros(N), np.zeros(m)
+    for start in range(0, n, chunk):
+        s = states[start:start + chunk].astype(np.float64, copy=False)
+        y = targets[start:start + chunk].astype(np.float64, copy=False)
+        gram += s.T @ s
+        cross += s.T @ y
+        s_sum += s.sum(axis=0)
+        y_sum += y.sum(axis=0)
+    s_mean, y_mean = s_sum / n, y_sum / n
+    gram -= n * np.outer(s_mean, s_mean)
+    cross -= n * np.outer(s_mean, y_mean)
+    gram.flat[:: N + 1] += ridge
+    try:
+        w = np.linalg.solve(gram, cross)
+    except np.linalg.LinAlgError:
+        raise InputError(f"the ridge system ({N} states, {n} samples) is singular; use a "
+                         "positive ridge (--ridge) or more samples after the washout.") from None
+    return w, y_mean - s_mean @ w
+
+
+def _time_major(net, a: np.ndarray, unbatched: bool) -> np.ndarray:
+    """(T, B, ...) from the user's layout of ``a``."""
+    if unbatched:
+        return a[:, None]
+    return a.swapaxes(0, 1) if net.config.network.batch_first else a
+
+
+def fit(net, u, y, washout: int = 0, ridge: float = 1e-6, check_finite: bool = True):
+    """Train the ridge head of ``net`` on inputs ``u`` and targets ``y``; returns ``net``.
+
+    u : (T, k), (T, B, k) or (B, T, k) with batch_first, as for ``Network.run``
+    y : the same layout with the head's units as last axis; (T,) or (T, B) when units = 1
+    washout : leading steps of every sequence left out of the regression
+    ridge : the L2 penalty on W_out (never on b_out)
+    """
+    if not isinstance(net.head, RidgeHead):
+        raise ConfigError("network.head: fit trains a ridge readout; add `head: {name: ridge, "
+                          "units: <outputs>}` to the config.")
+    if not (isinstance(washout, int) and washout >= 0) or not (ridge >= 0):
+        raise InputError(f"washout must be an integer >= 0 and ridge >= 0; got washout="
+                         f"{washout!r}, ridge={ridge!r}.")
+    result = net.run(u, check_finite=check_finite)
+    unbatched = result.output.ndim == 2
+    states = _time_major(net, result.output, unbatched)
+    target = np.asarray(y, dtype=np.float64)
+    units = net.head.units
+    expected = result.output.shape[:-1] + (units,)
+    if units == 1 and target.shape == expected[:-1]:
+        target = target[..., None]
+    if target.shape != expected:
+        raise ShapeError(f"target y has shape {np.shape(y)}; expected {expected} (the "
+                         f"input's steps and "
+                         f"sequences, head.units = {units} outputs).")
+    if check_finite and not np.isfinite(target).all():
+        raise InputError("target y holds NaN/inf values; clean it before fitting.")
+    target = _time_major(net, target, unbatched)
+    T = states.shape[0]
+    if washout >= T:
+        raise InputError(f"washout = {washout} leaves no step of the {T} to fit; use a "
+                         "smaller washout or a longer input.")
+    kept = np.ascontiguousarray(states[washout:])
+    w, b = ridge_regression(kept.reshape(-1, kept.shape[-1]),
+                            np.ascontiguousarray(target[washout:]).reshape(-1, units), ridge)
+    net.params["head.W"] = np.ascontiguousarray(w.T, dtype=net.dtype)
+    net.params["head.b"] = b.astype(net.dtype)
+    return net
+
+
+def nrmse(y, prediction) -> float:
+    """Root mean squared error over the standard deviation of ``y``."""
+    y, prediction = np.asarray(y, np.float64), np.asarray(prediction, np.float64)
+    if y.shape != prediction.shape:
+        raise ShapeError(f"nrmse: y has shape {y.shape} but the prediction {prediction.shape}.")
+    return float(np.sqrt(np.mean((y - prediction) ** 2)) / (np.std(y) or 1.0))
+
+
+def mackey_glass(timesteps: int, tau: int = 17, beta: float = 0.2, gamma: float = 0.1,
+                 n: float = 10.0, dt: float = 1.0, x0: float = 1.2, seed: int = 0,
+                 substeps: int = 10) -> np.ndarray:
+    """The Mackey-Glass series dx/dt = beta x(t-tau) / (1 + x(t-tau)^n) - gamma x(t).
+
+    Integrated with RK4 at ``dt / substeps`` and sampled every ``dt``; the history before t = 0
+    is ``x0`` plus a small seeded perturbation. Returns ``(timesteps, 1)`` float64.
+    """
+    h = dt / substeps
+    lag = int(round(tau / h))
+    rng = np.random.default_rng(seed)
+    total = timesteps * substeps + 1
+    x = np.empty(lag + total)
+    x[: lag + 1] = x0 + 0.01 * rng.standard_normal(lag + 1)
+
+    def deriv(xt, xlag):
+        return beta * xlag / (1.0 + xlag ** n) - gamma * xt
+
+    for i in range(lag, lag + total - 1):
+        a, b = x[i - lag], x[i - lag + 1]
+        mid = 0.5 * (a + b)
+        k1 = deriv(x[i], a)
+        k2 = deriv(x[i] + 0.5 * h * k1, mid)
+        k3 = deriv(x[i] + 0.5 * h * k2, mid)
+        k4 = deriv(x[i] + h * k3, b)
+        x[i + 1] = x[i] + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return x[lag + substeps:: substeps][:timesteps, None].copy()
+
+
+def memory_capacity(net, max_delay: int | None = None, timesteps: int = 2000,
+                    washout: int = 200, ridge: float = 1e-8, seed: int = 0) -> float:
+    """Jaeger's memory capacity: sum over delays d of corr(u[t-d], its ridge estimate)^2.
+
+    The network is driven by i.i.d. U(-1, 1) input on every feature; the readouts (one per
+    delay 1..max_delay, default min(2N, 200)) are fitted on the top layer's states.
+    """
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(-1.0, 1.0, size=(timesteps + washout, net.input_size))
+    states = net.run(u.astype(net.dtype)).output
+    width = states.shape[-1]
+    max_delay = max_delay or min(2 * width, 200)
+    delays = np.arange(1, max_delay + 1)
+    rows = np.arange(washout, timesteps + washout)
+    targets = u[rows[:, None] - delays[None, :], 0]
+    w, b = ridge_regression(states[rows], targets, ridge)
+    estimate = states[rows].astype(np.float64) @ w + b
+    corr = [np.corrcoef(targets[:, d], estimate[:, d])[0, 1] for d in range(max_delay)]
+    return float(np.nansum(np.square(corr)))
+
+
+def echo_state_check(net, u, trials: int = 4, seed: int = 0) -> dict:
+    """Run ``u`` (T, k) from ``trials`` random initial states in one batch; do they converge?
+
+    Returns the largest distance between the trials' states at the first and last step, their
+    ratio, and ``holds`` (the final distance is below 1e-6 of the first, or 1e-9 absolute).
+    """
+    u = np.asarray(u)
+    if u.ndim != 2:
+        raise ShapeError(f"echo_state_check takes one sequence u of shape (T, k); got {u.shape}.")
+    x = np.repeat(u[:, None, :], trials, axis=1)
+    if net.config.network.batch_first:
+        x = x.swapaxes(0, 1)
+    rng = np.random.default_rng(seed)
+    h0 = [rng.uniform(-1, 1, (layer.directions, trials, layer.hidden_size))
+          for layer in net.layers]
+    out = _time_major(net, net.run(x, h0=h0).output, False).astype(np.float64)
+
+    def spread(states):
+        return float(np.max(np.linalg.norm(states - states[:1], axis=-1)))
+
+    first, last = spread(out[0]), spread(out[-1])
+    holds = last <= max(1e-6 * first, 1e-9)
+    return {"initial_distance": first, "final_distance": last,
+            "ratio": last / first if first else 0.0, "holds": bool(holds)}
+
+
+def layer_params(net, index: int) -> dict[str, np.ndarray]:
+    """Layer ``index``'s parameters under their short names (``W.data``, ``Win``, ``b``)."""
+    prefix = f"layers.{index}."
+    return {k[len(prefix):]: v for k, v in net.params.items() if k.startswith(prefix)}
+
+
+def recurrent_matrix(net, index: int = 0):
+    """The recurrent weights of esn layer ``index``: a dense (N, N) array or a ``CSR``."""
+    return net.layers[index].recurrent_matrix(layer_params(net, index))
+
+
+def analyze(net, u=None, y=None, washout: int = 0, ridge: float = 1e-6) -> dict:
+    """Spectral radii of every layer with a leak rate, memory capacity, echo-state check, NRMSE.
+
+    With ``u`` (T, k) the echo-state check runs on it (else on seeded noise); with ``y`` too,
+    the ridge head is fitted on (u, y) and its NRMSE reported.
+    """
+    layers = []
+    for i, layer in enumerate(net.layers):
+        if not hasattr(layer, "recurrent_matrix"):
+            continue
+        w = recurrent_matrix(net, i)
+        layers.append({"layer": i, "units": layer.units,
+                       "spectral_radius": spectral_radius(w),
+                       "effective_spectral_radius": spectral_radius(w, layer.leak_rate())})
+    probe = u if u is not None else np.random.default_rng(0).uniform(
+        -1, 1, (500, net.input_size))
+    report = {"layers": layers, "memory_capacity": memory_capacity(net),
+              "echo_state": echo_state_check(net, np.asarray(probe, dtype=net.dtype))}
+    if y is not None:
+        fit(net, u, y, washout=washout, ridge=ridge)
+        prediction = net.run(u).y
+        target = np.asarray(y, np.float64).reshape(prediction.shape)
+        report["nrmse"] = nrmse(target[washout:], prediction[washout:])
+    return report
+
+
+@dataclass
+class EnsembleResult:
+    """What ``run_ensemble`` returns: states (T, M, N) and readouts y (T, M, m) or None."""
+
+    states: np.ndarray
+    y: np.ndarray | None
+
+
+def ensemble(config, members: Sequence[Mapping]) -> list:
+    """One ``Network`` per member: ``config`` with the member's ``seed`` and layer-0 keys.
+
+    members : e.g. ``[{"seed": 1, "leak_rate": 0.3}, {"seed": 2, "leak_rate": 0.5}]``
+    """
+    from . import config as config_mod
+    from .network import Network
+
+    base = config_mod.parse(config).dump()
+    nets = []
+    for member in members:
+        data = {"network": dict(base["network"]), "run": base["run"]}
+        layer = dict(data["network"]["layers"][0])
+        for key, value in member.items():
+            if key == "seed":
+                data["network"]["seed"] = value
+            else:
+                layer[key] = value
+        data["network"]["layers"] = [layer] + data["network"]["layers"][1:]
+        nets.append(Network.from_config(data))
+    return nets
+
+
+def run_ensemble(nets: Sequence, u) -> EnsembleResult:
+    """Run many single-layer echo-state networks on the same input in one parallel kernel call.
+
+    nets : networks of one ``esn`` layer each, with equal units, input size, activation,
+        dtype and storage (all dense or all sparse); seeds and other options may differ
+    u : (T, k) input shared by every member
+    """
+    if not nets:
+        raise InputError("run_ensemble needs at least one network.")
+    first = nets[0].layers[0] if len(nets[0].layers) == 1 else None
+    if first is None or not hasattr(first, "run_members"):
+        raise ConfigError("run_ensemble: every member must have exactly one esn layer.")
+    u = np.ascontiguousarray(u, dtype=nets[0].dtype)
+    if u.ndim != 2 or u.shape[1] != nets[0].input_size:
+        raise ShapeError(f"run_ensemble: u has shape {u.shape}; expected (T, "
+                         f"{nets[0].input_size}).")
+    for i, net in enumerate(nets):
+        layer = net.layers[0] if len(net.layers) == 1 else None
+        same = layer is not None and type(layer) is type(first) and (
+            layer.units, layer.input_size, net.dtype, layer.sparse,
+            [a.entry for a in layer.activations], [a.params for a in layer.activations]) == (
+            first.units, first.input_size, nets[0].dtype, first.sparse,
+            [a.entry for a in first.activations], [a.params for a in first.activations])
+        if not same:
+            raise ConfigError(f"run_ensemble: member {i} differs from member 0 in its layers, "
+                              "units, input size, dtype, activation or sparse storage; only "
+                              "seeds, leak rates, scalings, noise and weights may differ.")
+    params = [layer_params(net, 0) for net in nets]
+    states = first.run_members([net.layers[0] for net in nets], params, u)
+    ys = None
+    if all(net.head is not None for net in nets):
+        ys = np.stack([net.head.forward({k[5:]: v for k, v in net.params.items()
+                                         if k.startswith("head.")}, states[:, m])
+                       for m, net in enumerate(nets)], axis=1)
+    return EnsembleResult(states, ys)
