@@ -167,7 +167,8 @@ def print_run(net: Network, s: dict) -> None:
         click.echo(f"y            {tuple(s['y_shape'])}  head '{cfg.head.name}'")
     click.echo(f"weights sha256 {s['weights_sha256']}: the same weights run any number of "
                "timesteps")
-    click.echo(f"ran in {s['seconds'] * 1e3:.3f} ms, {s['us_per_step']:.2f} µs per step")
+    click.echo(f"ran in {s['seconds'] * 1e3:.3f} ms ({s['us_per_step']:.2f} µs per step), "
+               "including this process's one-time kernel load or compilation")
 
 
 def print_equations(net: Network) -> None:
