@@ -3,7 +3,8 @@
 A kernel template (``kernels/cpu/<cell>.py``) is plain Python that calls free names ``act0``,
 ``act1``... This module writes a source file that binds those names to the plugins' scalar
 functions, pastes the template after them and jit-compiles every kernel it lists in a serial
-and a parallel variant. The file's name hashes everything it depends on, so numba's
+and a parallel variant (a template's ``KERNEL_OPTIONS`` may override the shared JIT options
+per kernel). The file's name hashes everything it depends on, so numba's
 ``cache=True`` finds the compiled code again in every new process; closures cannot do that.
 """
 from __future__ import annotations
@@ -47,8 +48,9 @@ def _variant(fn, suffix):
 
 
 for _name in KERNELS:
+    _options = {{**_JIT, **globals().get("KERNEL_OPTIONS", {{}}).get(_name, {{}})}}
     for _suffix, _extra in _VARIANTS.items():
-        globals()[_name + "_" + _suffix] = _numba.njit(cache={cache}, **_JIT, **_extra)(
+        globals()[_name + "_" + _suffix] = _numba.njit(cache={cache}, **_options, **_extra)(
             _variant(globals()[_name], "_" + _suffix))
 '''
 

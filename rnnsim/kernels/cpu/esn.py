@@ -6,7 +6,10 @@ and the states x_t on return. Each batch row b runs the weights of ensemble memb
 """
 from numba import prange
 
+from rnnsim.kernels.options import GATHER_FASTMATH
+
 KERNELS = ("esn_dense", "esn_csr")
+KERNEL_OPTIONS = {"esn_csr": {"fastmath": GATHER_FASTMATH}}
 
 
 def esn_dense(z, h0, W, lr, keep, member, p0):
