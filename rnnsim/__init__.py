@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
 from .heads import Head
 from .hookspecs import hookimpl
-from .network import Network, RunResult, load
+from .network import Network, RunResult, State, load
 
 try:
     __version__ = version("rnnsim")
@@ -26,5 +26,5 @@ def from_torch(module_or_state_dict, **config):
 
 __all__ = [
     "ConfigError", "Head", "InputError", "Network", "PluginError", "RnnsimError", "RunResult",
-    "ShapeError", "__version__", "from_torch", "hookimpl", "load",
+    "ShapeError", "State", "__version__", "from_torch", "hookimpl", "load",
 ]

@@ -70,6 +70,8 @@ class LayerConfig(_Strict):
     cell_activation: Optional[Spec] = Field(default=None, description="lstm cell input g; default tanh")
     proj_size: Optional[int] = Field(default=None, ge=0, description="lstm: project h_t to this width (0: none)")
     peepholes: Optional[bool] = Field(default=None, description="lstm: gates see the cell state")
+    clip: Optional[float] = Field(default=None, gt=0, description="elman/lstm/gru: clip pre-activations to [-clip, clip] (ONNX)")
+    input_forget: Optional[bool] = Field(default=None, description="lstm: couple the forget gate, f = 1 - i (ONNX)")
     reset_after: Optional[bool] = Field(default=None, description="gru: reset after the recurrent matmul (default true)")
     leak_rate: Optional[Union[float, list[float]]] = Field(default=None, description="esn: leak rate lr in (0, 1], one value or one per unit (default 1)")
     input_scaling: Optional[Union[float, list[float]]] = Field(default=None, description="esn: scales u_t, one value or one per feature (default 1)")

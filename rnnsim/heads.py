@@ -31,7 +31,11 @@ class Head:
         return states @ params["W"].T + params["b"]
 
     def forward(self, params: dict, states: np.ndarray) -> np.ndarray:
-        """``y`` with leading axes (T, B) when ``per_step``, else (B,)."""
+        """``y`` with leading axes (T, B) when ``per_step``, else (B,).
+
+        A head that is not ``per_step`` may also take ``lengths`` ((B,) int64, the steps of each
+        sequence, for ``Network.run(..., lengths=)``); ``states`` are zero past each end.
+        """
         raise NotImplementedError
 
     def extra_outputs(self, y: np.ndarray) -> dict[str, np.ndarray]:

@@ -39,8 +39,8 @@ def register_heads(register: Callable) -> None:
     """Register output heads that map the top layer's states to ``y``.
 
     register : ``register(name, cls, description="")``
-        ``cls`` subclasses ``rnnsim.Head``: built as ``cls(in_features, units, activation,
-        init)``, it declares its parameters with ``init_params(rng, dtype)`` and computes
+        ``cls`` subclasses ``rnnsim.Head``: built as ``cls(in_features, units, activation)``,
+        it declares its parameters with ``parameter_shapes()`` and computes
         ``forward(params, states)`` from states of shape ``(T, B, in_features)``.
 
     Returns nothing; registering a name twice is an error naming both plugins.

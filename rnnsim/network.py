@@ -46,6 +46,11 @@ class RunResult:
     final_c: tuple[np.ndarray | None, ...] = ()
 
     @property
+    def state(self) -> "State":
+        """Where the run stopped: pass it to ``run`` or ``step`` to continue."""
+        return State(self.final, self.final_c)
+
+    @property
     def h_n(self) -> np.ndarray:
         """Final states stacked PyTorch-style: (layers*D, B, p)."""
         return _stacked(self.final, "h_n", "final")
@@ -57,6 +62,18 @@ class RunResult:
             raise ShapeError("c_n needs every layer to have a cell state (cell: lstm); use "
                              "result.final_c, one array per layer (None without a cell state).")
         return _stacked(self.final_c, "c_n", "final_c")
+
+
+@dataclass(frozen=True)
+class State:
+    """The recurrent state of every layer, to continue a run where the last one stopped.
+
+    h : tuple of (D, B, p) arrays, one per layer, or (D, p) for unbatched runs
+    c : tuple with the cell state (D, B, p) of each LSTM layer and None for the others
+    """
+
+    h: tuple[np.ndarray, ...]
+    c: tuple[np.ndarray | None, ...]
 
 
 def _stacked(finals, name: str, attribute: str) -> np.ndarray:
@@ -223,20 +240,76 @@ class Network:
         """
         return reservoir.fit(self, u, y, washout=washout, ridge=ridge, check_finite=check_finite)
 
-    def run(self, x, h0=None, c0=None, *, check_finite: bool = True) -> RunResult:
+    def initial_state(self, batch: int | None = None) -> State:
+        """Zero states for ``batch`` sequences, or for one unbatched sequence (``None``)."""
+        B = 1 if batch is None else batch
+        if not isinstance(B, (int, np.integer)) or isinstance(B, bool) or B < 1:
+            raise ShapeError(f"initial_state(batch={batch!r}): batch must be a positive int, or "
+                             "None for one unbatched sequence.")
+        h = self._initial_states(None, "h0", [layer.hidden_size for layer in self.layers], B,
+                                 False, False)
+        c = self._initial_states(None, "c0", [layer.cell_size for layer in self.layers], B,
+                                 False, False)
+        if batch is None:
+            h = [s[:, 0] for s in h]
+            c = [None if s is None else s[:, 0] for s in c]
+        return State(tuple(h), tuple(c))
+
+    def step(self, x_t, state: State, *, check_finite: bool = True):
+        """Advance every layer by one timestep: ``y, state = net.step(x_t, state)``.
+
+        x_t : (B, k), or (k,) with an unbatched ``state``
+        state : a ``State`` from ``initial_state``, ``step`` or ``RunResult.state``
+        Returns the head's output for this step (the top layer's output without a head),
+        (B, ...) or unbatched, and the new state. Repeated steps give the same numbers as one
+        ``run`` over the whole sequence.
+        """
+        if not isinstance(state, State):
+            raise InputError(f"step needs a State (from net.initial_state(batch)), got "
+                             f"{type(state).__name__}.")
+        if any(layer.directions == 2 for layer in self.layers):
+            raise ConfigError("step: a bidirectional layer needs the whole sequence; use run "
+                              "on the full input, or make the layers unidirectional.")
+        x_t = _as_real_array(x_t, "x_t")
+        if x_t.ndim not in (1, 2):
+            raise ShapeError(f"x_t has shape {x_t.shape}; expected (B, k) or (k,) for one "
+                             f"sequence, with k = input_size = {self.input_size}.")
+        x = x_t[None] if x_t.ndim == 2 else x_t[None, None]
+        if self.config.network.batch_first and x_t.ndim == 2:
+            x = x.swapaxes(0, 1)
+        state = _unbatched_as_batch(state) if x_t.ndim == 1 else state
+        result = self.run(x, state, check_finite=check_finite)
+        y = result.output if self.head is None else result.y
+        if self.head is None or self.head.per_step:
+            y = y[:, 0] if self.config.network.batch_first else y[0]
+        if x_t.ndim == 1:
+            return y[0], _batch_as_unbatched(result.state)
+        return y, result.state
+
+    def run(self, x, h0=None, c0=None, *, lengths=None, check_finite: bool = True) -> RunResult:
         """Run the network on ``x`` and return a ``RunResult``.
 
         x : (T, B, k), or (B, T, k) with ``batch_first``, or (T, k) for one sequence
-        h0 : None (zeros), an array (layers*D, B, p) in PyTorch layout, or one (D, B, p)
-            array per layer; without the B axis for unbatched input. With an LSTM
-            ``proj_size``, p is the projected width.
+        h0 : None (zeros), a ``State`` (``RunResult.state``) to continue where a run stopped,
+            an array (layers*D, B, p) in PyTorch layout, or one (D, B, p) array per layer;
+            without the B axis for unbatched input. With an LSTM ``proj_size``, p is the
+            projected width.
         c0 : initial cell states of the LSTM layers, laid out like ``h0`` with the cell width:
             None (zeros), one array over the LSTM layers, or one entry per layer (None for
             layers without a cell state)
+        lengths : None, or (B,) ints: the steps of each sequence. Steps past a sequence's end
+            leave its state untouched and give zero outputs; a reverse direction starts at
+            each sequence's own end; ``last_step`` heads read each sequence's own last step.
         check_finite : raise InputError on NaN/inf in ``x``, ``h0`` or ``c0``
         """
+        if isinstance(h0, State):
+            if c0 is not None:
+                raise InputError("run: give either a State as h0 or c0, not both (a State "
+                                 "already holds the cell states).")
+            h0, c0 = list(h0.h), list(h0.c)
         x, unbatched = self._coerce_input(x, check_finite)
         T, B, _ = x.shape
+        lengths = _checked_lengths(lengths, T, B, unbatched)
         states = self._initial_states(h0, "h0", [layer.hidden_size for layer in self.layers],
                                       B, unbatched, check_finite)
         cells = self._initial_states(c0, "c0", [layer.cell_size for layer in self.layers],
@@ -245,13 +318,13 @@ class Network:
         for layer, state, cell in zip(self.layers, states, cells):
             names = {k.split(".", 2)[2]: v for k, v in self.params.items()
                      if k.startswith(f"layers.{len(finals)}.")}
-            x, final, final_c = layer.run(names, x, state, cell)
+            x, final, final_c = layer.run(names, x, state, cell, lengths)
             finals.append(final)
             finals_c.append(final_c)
         y = None
         if self.head is not None:
             head_params = {k[5:]: v for k, v in self.params.items() if k.startswith("head.")}
-            y = np.asarray(self.head.forward(head_params, x))
+            y = np.asarray(self._head_forward(head_params, x, lengths))
             if self.head.per_step:
                 y = self._to_user_layout(y, unbatched)
             elif unbatched:
@@ -261,6 +334,19 @@ class Network:
             finals = [f[:, 0] for f in finals]
             finals_c = [None if c is None else c[:, 0] for c in finals_c]
         return RunResult(output, tuple(finals), y, tuple(finals_c))
+
+    def _head_forward(self, params: dict, x: np.ndarray, lengths) -> np.ndarray:
+        if lengths is None:
+            return self.head.forward(params, x)
+        if not self.head.per_step:
+            if "lengths" not in _keyword_names(self.head.forward):
+                raise PluginError(f"head '{self.config.network.head.name}' does not take "
+                                  "lengths=; run without lengths, or give its forward a "
+                                  "lengths argument.")
+            return self.head.forward(params, x, lengths=lengths)
+        y = np.array(self.head.forward(params, x))
+        y[np.arange(x.shape[0])[:, None] >= lengths[None, :]] = 0
+        return y
 
     def _to_user_layout(self, a: np.ndarray, unbatched: bool) -> np.ndarray:
         if unbatched:
@@ -445,6 +531,39 @@ def _scale_spectral_radius(w: np.ndarray, radius, where: str) -> np.ndarray:
     return (w * (float(radius) / current)).astype(w.dtype)
 
 
+def _checked_lengths(lengths, T: int, B: int, unbatched: bool) -> np.ndarray | None:
+    """``lengths`` as (B,) int64 within [0, T], or None when not given."""
+    if lengths is None:
+        return None
+    value = np.asarray(lengths)
+    if unbatched and value.ndim == 0:
+        value = value[None]
+    if value.dtype.kind not in "iu" or value.shape != (B,):
+        raise ShapeError(f"lengths has shape {value.shape} and dtype {value.dtype}; expected "
+                         f"({B},) integers, the steps of each sequence.")
+    if value.size and (value.min() < 0 or value.max() > T):
+        raise ShapeError(f"lengths must lie in [0, T] = [0, {T}]; got values from "
+                         f"{value.min()} to {value.max()}.")
+    return value.astype(np.int64)
+
+
+def _unbatched_as_batch(state: State) -> State:
+    return State(tuple(h[:, None] for h in state.h),
+                 tuple(None if c is None else c[:, None] for c in state.c))
+
+
+def _batch_as_unbatched(state: State) -> State:
+    return State(tuple(h[:, 0] for h in state.h),
+                 tuple(None if c is None else c[:, 0] for c in state.c))
+
+
+def _keyword_names(fn) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
 def _keyword_params(fn) -> list[str] | None:
     try:
         sig = inspect.signature(fn)
@@ -461,4 +580,4 @@ def _unknown_cell(name: str, where: str) -> str:
     return f"{where}: unknown cell {name!r}{hint}. Available: {', '.join(CELLS)}."
 
 
-__all__ = ["Network", "RunResult", "load", "open_network", "RnnsimError"]
+__all__ = ["Network", "RunResult", "State", "load", "open_network", "RnnsimError"]

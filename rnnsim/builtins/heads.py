@@ -26,8 +26,9 @@ class LastStepHead(Head):
     per_step = False
     equation = "y = f_y(W_y a_T + b_y)"
 
-    def forward(self, params, states):
-        return self.activation(self.linear(params, states[-1]))
+    def forward(self, params, states, lengths=None):
+        last = states[-1] if lengths is None else states[lengths - 1, range(states.shape[1])]
+        return self.activation(self.linear(params, last))
 
 
 @hookimpl

@@ -65,32 +65,52 @@ class Cell:
         """Width of a second (cell) state c_t, or None for cells without one."""
         return None
 
-    def run(self, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None = None):
+    def run(self, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None = None,
+            lengths: np.ndarray | None = None):
         """Run all directions on ``x`` (T, B, k); ``h0`` is (D, B, hidden_size).
 
-        ``c0`` (D, B, cell_size) is given exactly when the cell has a cell state; each
-        direction's ``run_direction`` then also receives ``c`` (B, cell_size), which it
-        overwrites with the final cell state.
+        ``c0`` (D, B, cell_size) is given exactly when the cell has a cell state. ``lengths``
+        (B,) int64 are the steps of each sequence (None: all T); outputs past a sequence's end
+        are zero and its state stays as it was at its last step. Each direction's
+        ``run_direction`` receives ``h`` (B, hidden_size) (and ``c`` (B, cell_size)), which it
+        overwrites with the final states.
         Returns ``(output (T, B, D*hidden_size), final h (D, B, hidden_size), final c or None)``.
         """
+        T, B = x.shape[:2]
+        if lengths is None:
+            lengths = np.full(B, T, np.int64)
+        h = h0.copy()
         c = None if c0 is None else c0.copy()
         outs = []
         with compile_errors(self.activations):
             for d, suffix in enumerate(self.suffixes):
                 extra = {} if c is None else {"c": c[d]}
-                outs.append(self.run_direction(params, suffix, x, h0[d], reverse=d == 1, **extra))
-        final = np.stack([out[0] if d == 1 else out[-1] for d, out in enumerate(outs)])
+                outs.append(self.run_direction(params, suffix, x, h[d], lengths,
+                                               reverse=d == 1, **extra))
         output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
-        return output, final, c
+        return output, h, c
 
-    def run_direction(self, params, suffix, x, h0, reverse):
+    def run_direction(self, params, suffix, x, h, lengths, reverse):
         raise NotImplementedError
+
+    def clip(self, dtype) -> float:
+        """The kernels' clip threshold in ``dtype`` (np.inf: none)."""
+        clip = getattr(self.config, "clip", None)
+        return dtype.type(np.inf if clip is None else clip)
 
 
 def input_projection(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
-    """W x_t + b for every step at once: one GEMM over all T*B rows, hoisted out of time."""
+    """W x_t + b for every step at once: one GEMM over all T*B rows, hoisted out of time.
+
+    A single row goes through the GEMM as two: BLAS takes another (matrix-vector) path for one
+    row that rounds differently, and one streamed step must give the bits of a long run.
+    """
     T, B, k = x.shape
-    xp = x.reshape(T * B, k) @ W.T
+    rows = x.reshape(T * B, k)
+    if T * B == 1:
+        xp = (np.concatenate([rows, rows]) @ W.T)[:1]
+    else:
+        xp = rows @ W.T
     if b is not None:
         xp += b
     return xp.reshape(T, B, W.shape[0])

@@ -74,9 +74,9 @@ class ESNCell(Cell):
                 z[t] += (self.config.noise * rng.standard_normal(z.shape[1:])).astype(z.dtype)
         return z
 
-    def run_direction(self, params, suffix, x, h0, reverse):
+    def run_direction(self, params, suffix, x, h, lengths, reverse):
         z = self._projection(params, x)
-        self._run([self], [params], z, h0, np.zeros(x.shape[1], np.int64))
+        self._run([self], [params], z, h, np.zeros(x.shape[1], np.int64), lengths)
         return z
 
     def run_members(self, members: list["ESNCell"], params: list[dict], u: np.ndarray):
@@ -85,10 +85,11 @@ class ESNCell(Cell):
         z = np.stack([layer._projection(p, x)[:, 0] for layer, p in zip(members, params)], 1)
         h0 = np.zeros(z.shape[1:], z.dtype)
         with compile_errors(self.activations):
-            self._run(members, params, z, h0, np.arange(len(members), dtype=np.int64))
+            self._run(members, params, z, h0, np.arange(len(members), dtype=np.int64),
+                      np.full(len(members), len(u), np.int64))
         return z
 
-    def _run(self, members, params, z, h0, member):
+    def _run(self, members, params, z, h, member, lengths):
         dtype = z.dtype
         lr = np.stack([layer.leak_rate() for layer in members]).astype(dtype)
         keep = (1.0 - np.stack([layer.leak_rate() for layer in members])).astype(dtype)
@@ -101,8 +102,8 @@ class ESNCell(Cell):
             data = np.concatenate([w.data for w in mats]).astype(dtype, copy=False)
             indices = np.concatenate([w.indices for w in mats])
             kernel = pick_variant(module, "esn_csr", z.shape[1])
-            kernel(z, h0, data, indices, indptr, lr, keep, member, act)
+            kernel(z, h, data, indices, indptr, lr, keep, member, lengths, act)
         else:
             W = np.stack([p["W"] for p in params]).astype(dtype, copy=False)
             kernel = pick_variant(module, "esn_dense", z.shape[1])
-            kernel(z, h0, W, lr, keep, member, act)
+            kernel(z, h, W, lr, keep, member, lengths, act)

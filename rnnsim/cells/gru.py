@@ -14,7 +14,7 @@ class GRUCell(Cell):
                 "h_t = (1 - z) n + z h_{t-1}")
     symbols = {"W": "W_rzn", "U": "U_rzn", "b": "b_rzn", "bn": "b_hn"}
     activation_slots = {"activation": "tanh", "gate_activation": "sigmoid"}
-    options = ("gate_activation", "reset_after")
+    options = ("gate_activation", "reset_after", "clip")
 
     def parameter_shapes(self):
         p, k = self.units, self.input_size
@@ -27,13 +27,13 @@ class GRUCell(Cell):
                 shapes["bn" + suffix] = ("bias", (p,))
         return shapes
 
-    def run_direction(self, params, suffix, x, h0, reverse):
+    def run_direction(self, params, suffix, x, h, lengths, reverse):
         xp = input_projection(x, params["W" + suffix], params.get("b" + suffix))
         T, B, _ = xp.shape
         out = np.empty((T, B, self.units), x.dtype)
         bn = params.get("bn" + suffix, np.zeros(self.units, x.dtype))
         kernel = pick_variant(self.kernels(), "gru_forward", B)
         reset_after = self.config.reset_after is not False
-        kernel(xp, params["U" + suffix], bn, h0, out, reset_after, reverse,
-               *(a.kernel_args(x.dtype) for a in self.activations))
+        kernel(xp, params["U" + suffix], bn, h, out, lengths, reset_after, reverse,
+               self.clip(x.dtype), *(a.kernel_args(x.dtype) for a in self.activations))
         return out

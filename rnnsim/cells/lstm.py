@@ -14,7 +14,8 @@ class LSTMCell(Cell):
     symbols = {"W": "W_ifgo", "U": "U_ifgo", "b": "b_ifgo", "P": "P_ifo", "R": "W_hr"}
     activation_slots = {"activation": "tanh", "gate_activation": "sigmoid",
                         "cell_activation": "tanh"}
-    options = ("gate_activation", "cell_activation", "proj_size", "peepholes")
+    options = ("gate_activation", "cell_activation", "proj_size", "peepholes", "clip",
+               "input_forget")
 
     @property
     def hidden_size(self) -> int:
@@ -38,13 +39,13 @@ class LSTMCell(Cell):
                 shapes["R" + suffix] = ("input", (q, p))
         return shapes
 
-    def run_direction(self, params, suffix, x, h0, reverse, c):
+    def run_direction(self, params, suffix, x, h, lengths, reverse, c):
         xp = input_projection(x, params["W" + suffix], params.get("b" + suffix))
         T, B, _ = xp.shape
         none = np.zeros((0, self.units), x.dtype)
         out = np.empty((T, B, self.hidden_size), x.dtype)
         kernel = pick_variant(self.kernels(), "lstm_forward", B)
         kernel(xp, params["U" + suffix], params.get("P" + suffix, none),
-               params.get("R" + suffix, none), h0, c, out, reverse,
-               *(a.kernel_args(x.dtype) for a in self.activations))
+               params.get("R" + suffix, none), h, c, out, lengths, reverse,
+               self.clip(x.dtype), bool(self.config.input_forget), *(a.kernel_args(x.dtype) for a in self.activations))
         return out

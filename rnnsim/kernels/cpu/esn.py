@@ -12,15 +12,18 @@ KERNELS = ("esn_dense", "esn_csr")
 KERNEL_OPTIONS = {"esn_csr": {"fastmath": GATHER_FASTMATH}}
 
 
-def esn_dense(z, h0, W, lr, keep, member, p0):
-    """z : (T, B, N) in/out; h0 : (B, N); W : (M, N, N); lr, keep = 1-lr : (M, N);
-    member : (B,) int64; p0 : act0's parameters."""
+def esn_dense(z, h, W, lr, keep, member, lengths, p0):
+    """z : (T, B, N) in/out, zero past a row's length; h : (B, N) initial states, overwritten
+    with the final ones; W : (M, N, N); lr, keep = 1-lr : (M, N); member : (B,) int64;
+    lengths : (B,) int64 steps of each row (<= T); p0 : act0's parameters."""
     T, B, N = z.shape
     for b in prange(B):
         m = member[b]
         Wm = W[m]
-        prev = h0[b].copy()
-        for t in range(T):
+        prev = h[b]
+        for t in range(lengths[b], T):
+            z[t, b, :] = 0.0
+        for t in range(lengths[b]):
             row = z[t, b]
             for i in range(N):
                 acc = row[i]
@@ -28,17 +31,20 @@ def esn_dense(z, h0, W, lr, keep, member, p0):
                     acc += Wm[i, j] * prev[j]
                 row[i] = keep[m, i] * prev[i] + lr[m, i] * act0(acc, *p0)  # noqa: F821
             prev = row
+        h[b] = prev
 
 
-def esn_csr(z, h0, data, indices, indptr, lr, keep, member, p0):
+def esn_csr(z, h, data, indices, indptr, lr, keep, member, lengths, p0):
     """Like ``esn_dense`` with W in CSR form: data, indices : (nnz,) of all members;
     indptr : (M, N+1) int64 offsets into them."""
     T, B, N = z.shape
     for b in prange(B):
         m = member[b]
         ptr = indptr[m]
-        prev = h0[b].copy()
-        for t in range(T):
+        prev = h[b]
+        for t in range(lengths[b], T):
+            z[t, b, :] = 0.0
+        for t in range(lengths[b]):
             row = z[t, b]
             for i in range(N):
                 acc = row[i]
@@ -46,3 +52,4 @@ def esn_csr(z, h0, data, indices, indptr, lr, keep, member, p0):
                     acc += data[k] * prev[indices[k]]
                 row[i] = keep[m, i] * prev[i] + lr[m, i] * act0(acc, *p0)  # noqa: F821
             prev = row
+        h[b] = prev
