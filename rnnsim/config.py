@@ -114,15 +114,31 @@ class RunConfig(_Strict):
     batch: int = Field(default=1, gt=0, description="B, sequences run together")
 
 
+class SweepConfig(_Strict):
+    """A parameter sweep run by `rnnsim sweep` (see docs/sweeps.md)."""
+
+    grid: dict[str, Any] = Field(min_length=1, description="config key path -> values: a list, "
+                                 "START:STOP:COUNT, START:STOP:COUNT:log or 'a,b,c'")
+    metrics: list[str] = Field(min_length=1, description="metric names, see `rnnsim sweep --help`")
+    repeats: int = Field(default=1, gt=0, description="seeds per grid point")
+    seed: Optional[int] = Field(default=None, description="base of the per-point seeds "
+                                "(default: network.seed)")
+    output: Optional[str] = Field(default=None, description="table to write: .csv or .parquet")
+
+
 class Config(_Strict):
     """A whole config file."""
 
     network: NetworkConfig
     run: RunConfig = Field(default_factory=RunConfig)
+    sweep: Optional[SweepConfig] = None
 
     def dump(self) -> dict:
         """A plain mapping that ``Config.parse`` turns back into an equal config."""
-        return _dump(self)
+        data = _dump(self)
+        if data["sweep"] is None:
+            del data["sweep"]
+        return data
 
 
 def _dump(value):
@@ -172,9 +188,16 @@ def parse(source: str | Path | Mapping) -> Config:
         raise ConfigError(f"{origin} must be a mapping with a 'network' key, "
                           f"not {type(data).__name__}.")
     try:
-        return Config.model_validate(dict(data))
+        config = Config.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(format_errors(origin, [_describe(e) for e in exc.errors()])) from None
+    if config.sweep is not None:
+        from .sweep import sweep_problems  # the grid's key paths and the metric names
+
+        problems = sweep_problems(config)
+        if problems:
+            raise ConfigError(format_errors(origin, problems))
+    return config
 
 
 def format_errors(origin: str, problems: list[str]) -> str:
