@@ -258,10 +258,10 @@ class Network:
     def step(self, x_t, state: State, *, check_finite: bool = True):
         """Advance every layer by one timestep: ``y, state = net.step(x_t, state)``.
 
-        x_t : (B, k), or (k,) with an unbatched ``state``
+        x_t : (B, k), or (k,) with an unbatched ``state`` (``batch_first`` plays no part)
         state : a ``State`` from ``initial_state``, ``step`` or ``RunResult.state``
         Returns the head's output for this step (the top layer's output without a head),
-        (B, ...) or unbatched, and the new state. Repeated steps give the same numbers as one
+        (B, ...) or unbatched, and the new state. Repeated steps give the same bits as one
         ``run`` over the whole sequence.
         """
         if not isinstance(state, State):
@@ -270,21 +270,60 @@ class Network:
         if any(layer.directions == 2 for layer in self.layers):
             raise ConfigError("step: a bidirectional layer needs the whole sequence; use run "
                               "on the full input, or make the layers unidirectional.")
-        x_t = _as_real_array(x_t, "x_t")
-        if x_t.ndim not in (1, 2):
-            raise ShapeError(f"x_t has shape {x_t.shape}; expected (B, k) or (k,) for one "
-                             f"sequence, with k = input_size = {self.input_size}.")
-        x = x_t[None] if x_t.ndim == 2 else x_t[None, None]
-        if self.config.network.batch_first and x_t.ndim == 2:
-            x = x.swapaxes(0, 1)
-        state = _unbatched_as_batch(state) if x_t.ndim == 1 else state
-        result = self.run(x, state, check_finite=check_finite)
-        y = result.output if self.head is None else result.y
-        if self.head is None or self.head.per_step:
-            y = y[:, 0] if self.config.network.batch_first else y[0]
-        if x_t.ndim == 1:
-            return y[0], _batch_as_unbatched(result.state)
-        return y, result.state
+        x = _as_real_array(x_t, "x_t")
+        k = self.input_size
+        if x.ndim not in (1, 2) or x.shape[-1] != k:
+            raise ShapeError(f"x_t has shape {x.shape}; expected (B, k) or (k,) for one "
+                             f"sequence, with k = input_size = {k}.")
+        if check_finite and not np.isfinite(x).all():
+            _check_finite(x, "x_t")
+        unbatched = x.ndim == 1
+        B = 1 if unbatched else x.shape[0]
+        x = np.ascontiguousarray(x, dtype=self.dtype).reshape(1, B, k)
+        hs, cs = [], []
+        for i, layer in enumerate(self.layers):
+            h = self._state_part(state.h, i, layer.hidden_size, B, unbatched, "h", check_finite)
+            c = self._state_part(state.c, i, layer.cell_size, B, unbatched, "c", check_finite)
+            x, h, c = layer.run(self._layer_params(i), x, h, c)
+            hs.append(h[:, 0] if unbatched else h)
+            cs.append(None if c is None else c[:, 0] if unbatched else c)
+        y = x
+        if self.head is not None:
+            y = np.asarray(self.head.forward(self._head_params(), x))
+        y = y[0] if self.head is None or self.head.per_step else y
+        return (y[0] if unbatched else y), State(tuple(hs), tuple(cs))
+
+    def _state_part(self, parts, i: int, width, B: int, unbatched: bool, kind: str,
+                    check_finite: bool):
+        """Layer ``i``'s entry of a ``State`` as a (D, B, width) array, checked."""
+        name = f"state.{kind}[{i}]"
+        if len(parts) != len(self.layers):
+            raise ShapeError(f"state.{kind} has {len(parts)} entries; this network has "
+                             f"{len(self.layers)} layers. Use net.initial_state(batch).")
+        part = parts[i]
+        if width is None or part is None:
+            if width is not None or part is not None:
+                raise ShapeError(f"{name} is {'missing' if part is None else 'given'} but layer "
+                                 f"{i} {'has' if width else 'has no'} such state. Use "
+                                 "net.initial_state(batch).")
+            return None
+        part = _as_real_array(part, name)
+        want = (self.layers[i].directions,) + (() if unbatched else (B,)) + (width,)
+        if part.shape != want:
+            raise ShapeError(f"{name} has shape {part.shape}; expected {want} (directions, "
+                             "batch, units) to match x_t. Use net.initial_state(batch).")
+        if check_finite and not np.isfinite(part).all():
+            _check_finite(part, name)
+        part = np.asarray(part, dtype=self.dtype)
+        return part[:, None] if unbatched else part
+
+    def _layer_params(self, i: int) -> dict[str, np.ndarray]:
+        """Layer ``i``'s parameters by short name (``W``, ``U_reverse``...)."""
+        prefix = f"layers.{i}."
+        return {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
+
+    def _head_params(self) -> dict[str, np.ndarray]:
+        return {k[5:]: v for k, v in self.params.items() if k.startswith("head.")}
 
     def run(self, x, h0=None, c0=None, *, lengths=None, check_finite: bool = True) -> RunResult:
         """Run the network on ``x`` and return a ``RunResult``.
@@ -315,16 +354,13 @@ class Network:
         cells = self._initial_states(c0, "c0", [layer.cell_size for layer in self.layers],
                                      B, unbatched, check_finite)
         finals, finals_c = [], []
-        for layer, state, cell in zip(self.layers, states, cells):
-            names = {k.split(".", 2)[2]: v for k, v in self.params.items()
-                     if k.startswith(f"layers.{len(finals)}.")}
-            x, final, final_c = layer.run(names, x, state, cell, lengths)
+        for i, (layer, state, cell) in enumerate(zip(self.layers, states, cells)):
+            x, final, final_c = layer.run(self._layer_params(i), x, state, cell, lengths)
             finals.append(final)
             finals_c.append(final_c)
         y = None
         if self.head is not None:
-            head_params = {k[5:]: v for k, v in self.params.items() if k.startswith("head.")}
-            y = np.asarray(self._head_forward(head_params, x, lengths))
+            y = np.asarray(self._head_forward(self._head_params(), x, lengths))
             if self.head.per_step:
                 y = self._to_user_layout(y, unbatched)
             elif unbatched:
@@ -545,16 +581,6 @@ def _checked_lengths(lengths, T: int, B: int, unbatched: bool) -> np.ndarray | N
         raise ShapeError(f"lengths must lie in [0, T] = [0, {T}]; got values from "
                          f"{value.min()} to {value.max()}.")
     return value.astype(np.int64)
-
-
-def _unbatched_as_batch(state: State) -> State:
-    return State(tuple(h[:, None] for h in state.h),
-                 tuple(None if c is None else c[:, None] for c in state.c))
-
-
-def _batch_as_unbatched(state: State) -> State:
-    return State(tuple(h[:, 0] for h in state.h),
-                 tuple(None if c is None else c[:, 0] for c in state.c))
 
 
 def _keyword_names(fn) -> set[str]:

@@ -70,12 +70,14 @@ def test_streaming_errors_say_what_to_do():
     net = stack("gru")
     with pytest.raises(InputError, match="State"):
         net.step(np.zeros((1, 3)), np.zeros((2, 1, 5)))
-    with pytest.raises(ShapeError, match="h0 for layer 0"):
+    with pytest.raises(ShapeError, match=r"state.h\[0\] has shape \(1, 1, 5\); expected \(1, 2, 5\)"):
         net.step(np.zeros((2, 3)), net.initial_state(1))
     with pytest.raises(ShapeError, match="x_t"):
         net.step(np.zeros((1, 1, 3)), net.initial_state(1))
     with pytest.raises(ShapeError, match="batch"):
         net.initial_state(0)
+    with pytest.raises(ShapeError, match="state.h has 1 entries"):
+        net.step(np.zeros((1, 3)), rnnsim.State(net.initial_state(1).h[:1], (None,)))
     with pytest.raises(InputError, match="not both"):
         net.run(np.zeros((2, 1, 3)), net.initial_state(1), np.zeros((2, 1, 5)))
     bi = rnnsim.Network.from_config({"network": {"input_size": 3, "layers": [
