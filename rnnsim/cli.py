@@ -1,6 +1,7 @@
 """The ``rnnsim`` command line. It calls the Python API only."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -12,9 +13,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__, config as config_mod, plugins as plugins_mod
+from . import __version__, config as config_mod, plugins as plugins_mod, sweep as sweep_mod
 from .errors import RnnsimError
-from .io import read_array, write_npz
+from .io import read_array, read_optional_array, write_npz
 from .network import Network, RunResult, open_network
 
 
@@ -62,10 +63,13 @@ CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path)
 @click.option("--save", "save_path", type=click.Path(path_type=Path),
               help="Also save the model (config and weights) into this folder.")
 @click.option("--allow-nonfinite", is_flag=True, help="Run even if the input holds NaN/inf.")
+@click.option("--lengths", callback=lambda ctx, param, value: _int_list(value, "--lengths"),
+              help="Steps of each sequence, comma separated (e.g. 20,13,7): outputs past a "
+                   "sequence's end are zero. Also read from an array 'lengths' in an --input .npz.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
 @reports_errors
 def run(config, input_path, output_path, timesteps, batch, seed, save_path, allow_nonfinite,
-        as_json):
+        lengths, as_json):
     """Run a network from a YAML config or a saved model folder."""
     if input_path is not None and (timesteps or batch):
         raise click.UsageError("--timesteps/--batch size the drawn input; with --input the "
@@ -75,8 +79,10 @@ def run(config, input_path, output_path, timesteps, batch, seed, save_path, allo
         x = draw_input(net, timesteps, batch, seed)
     else:
         x = read_array(input_path)
+        if lengths is None and input_path.suffix.lower() == ".npz":
+            lengths = read_optional_array(input_path, "lengths")
     start = time.perf_counter()
-    result = net.run(x, check_finite=not allow_nonfinite)
+    result = net.run(x, lengths=lengths, check_finite=not allow_nonfinite)
     seconds = time.perf_counter() - start
     if output_path is not None:
         write_npz(output_path, result_arrays(net, result))
@@ -89,6 +95,16 @@ def run(config, input_path, output_path, timesteps, batch, seed, save_path, allo
         print_run(net, summary)
     if output_path is not None and not as_json:
         click.echo(f"wrote {output_path}")
+
+
+def _int_list(value: str | None, option: str) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{option} takes integers separated by commas, got "
+                                 f"{value!r}.") from None
 
 
 def _network(path: Path, seed: int | None) -> Network:
@@ -438,3 +454,71 @@ def analyze_command(config, input_path, target_path, washout, ridge, as_json):
                f"spread {esp['initial_distance']:.3g} -> {esp['final_distance']:.3g})")
     if "nrmse" in report:
         click.echo(f"NRMSE {report['nrmse']:.4e}")
+
+
+def _grid_option(entries) -> dict[str, str] | None:
+    """``('KEY=VALUES', ...)`` from --grid as a mapping; None when none is given."""
+    grid = {}
+    for entry in entries:
+        key, sep, values = entry.partition("=")
+        if not sep or not key.strip():
+            raise click.UsageError(f"--grid {entry!r}: write KEY=VALUES, e.g. "
+                                   "network.layers[0].units=50,100.")
+        if key.strip() in grid:
+            raise click.UsageError(f"--grid {key.strip()} is given twice; give one --grid per "
+                                   "key with all its values.")
+        grid[key.strip()] = values
+    return grid or None
+
+
+@cli.command("sweep")
+@CONFIG
+@click.option("--grid", "grid", multiple=True, metavar="KEY=VALUES",
+              help="A config key path and its values: START:STOP:COUNT (linear), "
+                   "START:STOP:COUNT:log (geometric) or a comma list. Repeat for more axes; "
+                   "replaces the config's sweep.grid.")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="A metric to compute per point, repeat for more; replaces sweep.metrics. "
+                   "One of: " + ", ".join(sorted(sweep_mod.METRICS)) + ".")
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The table, .csv or .parquet; finished points are kept in STEM.points/ next "
+                   "to it [default: sweep.output, else CONFIG_STEM-sweep.csv].")
+@click.option("--repeats", type=click.IntRange(min=1),
+              help="Seeds per grid point [default: sweep.repeats, else 1].")
+@click.option("--seed", type=int,
+              help="Base seed of the per-point seeds [default: sweep.seed, else network.seed].")
+@click.option("--workers", "-j", type=click.IntRange(min=1),
+              help="Parallel processes (or local Dask workers) [default: the CPU count].")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Run the points on a Dask cluster: tcp://host:8786, or 'local' for a "
+                   "throwaway local cluster (needs pip install 'rnnsim[dask]').")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the table's rows as JSON.")
+@reports_errors
+def sweep_command(config, grid, metrics, output, repeats, seed, workers, scheduler, quiet,
+                  as_json):
+    """Run a config over a grid of values and write one table row of metrics per point."""
+    parsed = config_mod.parse(config)
+    if output is None and (parsed.sweep is None or parsed.sweep.output is None):
+        output = Path(f"{config.stem}-sweep.csv")
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        bar = None
+
+        def progress(finished, total):
+            nonlocal bar
+            if bar is None:
+                bar = stack.enter_context(click.progressbar(
+                    length=total, label="sweep", show_pos=True,
+                    file=click.get_text_stream("stderr")))
+            bar.update(finished - bar.pos)
+
+        table = sweep_mod.run_sweep(parsed, _grid_option(grid), list(metrics) or None, output,
+                                    repeats=repeats, seed=seed, workers=workers,
+                                    scheduler=scheduler, progress=None if quiet else progress)
+    if as_json:
+        click.echo(json.dumps(list(table), indent=2))
+    elif not quiet:
+        click.echo(f"wrote {table.path}: {len(table)} points ({table.computed} computed, "
+                   f"{table.resumed} resumed) in {time.perf_counter() - start:.1f} s; point "
+                   f"files in {sweep_mod.points_folder(table.path)}/")

@@ -42,6 +42,15 @@ def read_array(path: str | os.PathLike, name: str = "x") -> np.ndarray:
                      "or .csv.")
 
 
+def read_optional_array(path: str | os.PathLike, name: str) -> np.ndarray | None:
+    """The array ``name`` of an ``.npz`` file, or None when the file has no such array."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data[name] if name in data.files else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"input file '{path}' cannot be read as .npz: {exc}.") from None
+
+
 def _read_csv(path: Path) -> np.ndarray:
     lines = path.read_text().splitlines()
     first = lines[0].split(",") if lines else []

@@ -201,3 +201,28 @@ def test_clip_bounds_every_pre_activation(cell):
     with pytest.raises(ConfigError, match="clip"):
         rnnsim.Network.from_config({"network": {"input_size": 1, "layers": [
             {"cell": "esn", "units": 2, "clip": 1.0}]}})
+
+
+def test_cli_run_with_lengths(tmp_path):
+    from click.testing import CliRunner
+
+    from rnnsim.cli import cli
+
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text("network:\n  input_size: 3\n  layers:\n    - {cell: lstm, units: 4}\n")
+    x = np.random.default_rng(0).standard_normal((5, 3, 3)).astype(np.float32)
+    expected = rnnsim.Network.from_config(cfg).run(x, lengths=[5, 2, 4]).output
+    np.savez(tmp_path / "in.npz", x=x, lengths=np.array([5, 2, 4]))
+    np.save(tmp_path / "in.npy", x)
+    runs = [["--input", str(tmp_path / "in.npz")],
+            ["--input", str(tmp_path / "in.npy"), "--lengths", "5,2,4"]]
+    for i, extra in enumerate(runs):
+        out = tmp_path / f"out{i}.npz"
+        result = CliRunner().invoke(cli, ["run", str(cfg), *extra, "--output", str(out)])
+        assert result.exit_code == 0, result.output
+        np.testing.assert_array_equal(np.load(out)["output"], expected)
+    bad = CliRunner().invoke(cli, ["run", str(cfg), "--input", str(tmp_path / "in.npy"),
+                                   "--lengths", "5,9,1"])
+    assert bad.exit_code == 1 and "lengths must lie in [0, T] = [0, 5]" in bad.output
+    bad = CliRunner().invoke(cli, ["run", str(cfg), "--lengths", "a,b"])
+    assert bad.exit_code == 2 and "integers separated by commas" in bad.output
