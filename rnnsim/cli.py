@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -509,8 +510,7 @@ def sweep_command(config, grid, metrics, output, repeats, seed, workers, schedul
             nonlocal bar
             if bar is None:
                 bar = stack.enter_context(click.progressbar(
-                    length=total, label="sweep", show_pos=True,
-                    file=click.get_text_stream("stderr")))
+                    length=total, label="sweep", show_pos=True, file=sys.stderr))
             bar.update(finished - bar.pos)
 
         table = sweep_mod.run_sweep(parsed, _grid_option(grid), list(metrics) or None, output,

@@ -153,8 +153,25 @@ def _dump(value):
     return value
 
 
+class SafeLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader without YAML 1.1's base-60 numbers: ``1:2:10`` (a sweep
+    range) stays the string '1:2:10' instead of becoming the integer 3730."""
+
+
+def _without_base_60(construct):
+    def construct_number(loader, node):
+        return loader.construct_scalar(node) if ":" in node.value else construct(loader, node)
+
+    return construct_number
+
+
+for _tag, _construct in (("int", yaml.SafeLoader.construct_yaml_int),
+                         ("float", yaml.SafeLoader.construct_yaml_float)):
+    SafeLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _without_base_60(_construct))
+
+
 def read_yaml(path: str | Path) -> dict:
-    """The mapping in a YAML file, read with ``yaml.safe_load``."""
+    """The mapping in a YAML file, read with ``SafeLoader`` (safe, no base-60 numbers)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -163,7 +180,7 @@ def read_yaml(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file '{path}' cannot be read: {exc}.") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

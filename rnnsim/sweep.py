@@ -152,18 +152,18 @@ def resolve_metrics(metrics: Iterable[str | Callable | Metric], where: str = "me
     processes can import it.
     """
     resolved, problems = [], []
-    for i, metric in enumerate(metrics):
+    for metric in metrics:
         if isinstance(metric, Metric):
             resolved.append(metric)
         elif isinstance(metric, str):
             if metric in METRICS:
                 resolved.append(METRICS[metric])
             else:
-                problems.append(_unknown_metric(metric, f"{where}[{i}]"))
+                problems.append(_unknown_metric(metric, where))
         elif callable(metric):
             resolved.append(Metric(metric.__name__, metric, inspect.getdoc(metric) or ""))
         else:
-            problems.append(f"{where}[{i}]: expected a metric name or a function, got "
+            problems.append(f"{where}: expected a metric name or a function, got "
                             f"{metric!r}.")
     names = [m.name for m in resolved]
     problems += [f"{where}: metric '{name}' is given twice." for name in sorted(set(names))
@@ -253,7 +253,8 @@ def check_key_path(path: str, data: Mapping, swept: Iterable[str] = ()) -> tuple
         return canonical, f"unknown config key path '{canonical}'{hint}."
 
     if parts[0] == "sweep":
-        return canonical, "the sweep section itself cannot be swept; grid keys are config keys."
+        return canonical, (f"'{canonical}' is in the sweep section, which cannot be swept; "
+                           "grid keys are the config's own keys.")
     model, parent, value = Config, None, data
     for depth, part in enumerate(parts):
         here = key_path(parts[:depth])
@@ -390,10 +391,10 @@ def sweep_problems(config: Config) -> list[str]:
     """Every problem of ``config.sweep``'s grid keys, values and metric names, with key paths."""
     sweep, data, problems = config.sweep, config.dump(), []
     for path, spec in sweep.grid.items():
-        where = f"sweep.grid.{path}"
+        where = f"sweep.grid.{path}"  # a path of the YAML file, not of the config's keys
         problem = check_key_path(path, data, sweep.grid)[1]
         if problem:
-            problems.append(f"{where}: {problem}")
+            problems.append(f"sweep.grid: {problem}")
         try:
             grid_values(spec, where)
         except ConfigError as exc:
@@ -460,7 +461,7 @@ def expand(config: Config, grid: Mapping[str, Any], repeats: int = 1,
     for path, spec in grid.items():
         canonical, problem = check_key_path(path, base, grid)
         if problem:
-            problems.append(f"{where} {path}: {problem}")
+            problems.append(f"{where}: {problem}")
         elif canonical in axes:
             problems.append(f"{where} {path}: '{canonical}' is given twice.")
         try:
@@ -649,8 +650,16 @@ def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, A
         _pyarrow()
     if not (isinstance(repeats, int) and repeats >= 1):
         raise ConfigError(f"sweep repeats must be an integer >= 1; got {repeats!r}.")
-    metrics = resolve_metrics(metrics)
-    paths, points = expand(config, grid, repeats, seed)
+    outcomes = []  # both checked, so that every mistake is reported at once
+    for check in (lambda: resolve_metrics(metrics), lambda: expand(config, grid, repeats, seed)):
+        try:
+            outcomes.append(check())
+        except ConfigError as exc:
+            outcomes.append(exc)
+    errors = [str(o) for o in outcomes if isinstance(o, ConfigError)]
+    if errors:
+        raise ConfigError("\n".join(errors))
+    metrics, (paths, points) = outcomes
     folder = points_folder(output)
     results, pending = {}, []
     for point in points:
