@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 from rnnsim import ConfigError, InputError, Network
 from rnnsim.cli import cli
-from rnnsim.config import parse
+from rnnsim.config import SafeLoader, parse
 from rnnsim.sweep import (METRICS, expand, grid_values, point_seed, points_folder, read_table,
                           run_sweep)
 
@@ -461,3 +461,19 @@ def test_dask_missing_says_how_to_install(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"pip install 'rnnsim\[dask\]'"):
         run_sweep(esn_config(), {UNITS: [4]}, ["spectral_radius"], tmp_path / "t.csv",
                   scheduler="tcp://127.0.0.1:8786")
+
+
+def test_the_docs_examples_are_valid():
+    import re
+    import shlex
+
+    text = (ROOT / "docs" / "sweeps.md").read_text()
+    section = yaml.load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1),
+                        Loader=SafeLoader)
+    data = yaml.safe_load((ROOT / "configs" / "sweep_reservoir.yaml").read_text())
+    assert parse({**data, **section}).sweep.grid == parse(data).sweep.grid
+    command = re.search(r"```console\n(rnnsim sweep .*?)```", text, re.S).group(1)
+    args = shlex.split(command.replace("\\\n", " "))
+    grid = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--grid")
+    paths, points = expand(parse(ROOT / args[2]), grid)
+    assert len(points) == 22 and paths[0] == RADIUS
