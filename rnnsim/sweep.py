@@ -144,8 +144,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 
-def resolve_metrics(metrics: Iterable[str | Callable | Metric], where: str = "metrics"
-                    ) -> list[Metric]:
+def resolve_metrics(metrics: Iterable[str | Callable | Metric]) -> list[Metric]:
     """Registry names, ``Metric`` objects or plain ``fn(net, seed)`` functions as ``Metric``\\ s.
 
     A function's column is its ``__name__``; pass a module-level function so that worker
@@ -159,17 +158,14 @@ def resolve_metrics(metrics: Iterable[str | Callable | Metric], where: str = "me
             if metric in METRICS:
                 resolved.append(METRICS[metric])
             else:
-                problems.append(_unknown_metric(metric, where))
+                problems.append(_unknown_metric(metric, "metrics"))
         elif callable(metric):
             resolved.append(Metric(metric.__name__, metric, inspect.getdoc(metric) or ""))
         else:
-            problems.append(f"{where}: expected a metric name or a function, got "
-                            f"{metric!r}.")
+            problems.append(f"metrics: expected a metric name or a function, got {metric!r}.")
     names = [m.name for m in resolved]
-    problems += [f"{where}: metric '{name}' is given twice." for name in sorted(set(names))
+    problems += [f"metrics: metric '{name}' is given twice." for name in sorted(set(names))
                  if names.count(name) > 1]
-    if not resolved and not problems:
-        problems.append(f"{where}: give at least one metric; available: {', '.join(METRICS)}.")
     if problems:
         raise ConfigError("\n".join(problems))
     return resolved
@@ -440,7 +436,7 @@ def config_hash(config: Mapping) -> str:
 def _assign(data: dict, parts: tuple, value) -> None:
     """Set ``data`` at the key path ``parts``; a bare plugin name becomes ``{name: ...}``."""
     node = data
-    for depth, part in enumerate(parts[:-1]):
+    for part in parts[:-1]:
         child = node[part]
         if isinstance(child, str):
             child = node[part] = {"name": child}
@@ -449,7 +445,7 @@ def _assign(data: dict, parts: tuple, value) -> None:
 
 
 def expand(config: Config, grid: Mapping[str, Any], repeats: int = 1,
-           base_seed: int | None = None, where: str = "grid") -> tuple[list[str], list[Point]]:
+           base_seed: int | None = None) -> tuple[list[str], list[Point]]:
     """The grid's canonical key paths and its points, every point's config validated.
 
     ``grid`` maps key paths to values as taken by ``grid_values``; ``network.seed`` may be a
@@ -461,19 +457,19 @@ def expand(config: Config, grid: Mapping[str, Any], repeats: int = 1,
     for path, spec in grid.items():
         canonical, problem = check_key_path(path, base, grid)
         if problem:
-            problems.append(f"{where}: {problem}")
+            problems.append(f"grid: {problem}")
         elif canonical in axes:
-            problems.append(f"{where} {path}: '{canonical}' is given twice.")
+            problems.append(f"grid {path}: '{canonical}' is given twice.")
         try:
-            values = grid_values(spec, f"{where} {path}")
+            values = grid_values(spec, f"grid {path}")
         except ConfigError as exc:
             problems.append(str(exc))
             continue
         axes[canonical] = [v.item() if isinstance(v, np.generic) else v for v in values]
     if not grid:
-        problems.append(f"{where}: give at least one key path and its values.")
+        problems.append("grid: give at least one key path and its values.")
     if "network.seed" in axes and repeats > 1:
-        problems.append(f"{where} network.seed: the seeds are swept, so repeats must be 1 (it "
+        problems.append(f"grid network.seed: the seeds are swept, so repeats must be 1 (it "
                         f"is {repeats}).")
     if problems:
         raise ConfigError("\n".join(problems))

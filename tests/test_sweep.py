@@ -277,6 +277,8 @@ def test_metric_names_and_functions(tmp_path):
     assert [row["counted"] for row in table] == [float(row["seed"] % 1000) for row in table]
     with pytest.raises(ConfigError, match="given twice"):
         run_sweep(esn_config(), {UNITS: [4]}, ["nrmse", "nrmse"], tmp_path / "t.csv")
+    with pytest.raises(ConfigError, match="expected a metric name or a function, got 3"):
+        run_sweep(esn_config(), {UNITS: [4]}, [3], tmp_path / "t.csv")
 
 
 # --- files and resume -------------------------------------------------------------------------
