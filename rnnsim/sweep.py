@@ -722,10 +722,15 @@ def _run_dask(pending, workers: int, scheduler: str, record) -> None:
                                                processes=True, dashboard_address=None)
             address = cluster.scheduler_address
         else:
+            try:
+                distributed.comm.get_address_host_port(scheduler)
+            except ValueError as exc:
+                raise ConfigError(f"--scheduler '{scheduler}': {exc}; give the scheduler's "
+                                  "address, e.g. tcp://host:8786, or 'local'.") from None
             address = scheduler
         try:
             client = distributed.Client(address, timeout="10s", set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
+        except (OSError, TimeoutError) as exc:
             raise ConfigError(f"cannot reach the Dask scheduler at '{scheduler}': {exc}. Start "
                               "one with `dask scheduler` and `dask worker ADDRESS`, or use "
                               "--scheduler local.") from None

@@ -456,6 +456,9 @@ def test_dask_cluster_gives_the_local_table(tmp_path, dask_cluster):
     again = invoke("sweep", config, *args, "-o", tmp_path / "dask.csv",
                    "--scheduler", dask_cluster.scheduler_address)
     assert "(0 computed, 4 resumed)" in again.stdout
+    bad = invoke("sweep", config, *args, "-o", tmp_path / "bad.csv", "--scheduler", "host",
+                 code=1)
+    assert "missing port" in bad.output and "tcp://host:8786" in bad.output
 
 
 def test_dask_missing_says_how_to_install(tmp_path, monkeypatch):
