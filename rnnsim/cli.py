@@ -420,31 +420,73 @@ def fit_command(config, input_path, target_path, task, timesteps, washout, ridge
         click.echo(f"saved {model_path}; predict with `rnnsim run {model_path} --input U`")
 
 
+ANALYZE_STEPS = 1000
+
+
 @cli.command("analyze")
 @CONFIG
 @click.option("--input", "input_path", type=click.Path(path_type=Path),
-              help="Input u of one sequence for the echo-state check (and the NRMSE).")
+              help="Input u of one sequence (T, k): drives the dynamics analysis and the "
+                   "echo-state check (and the NRMSE) [default: drawn N(0, 1) noise].")
 @click.option("--target", "target_path", type=click.Path(path_type=Path),
               help="Target y: fit the ridge readout on (u, y) and report its NRMSE.")
 @click.option("--washout", type=click.IntRange(min=0), default=0,
               help="Leading steps left out of the regression and the NRMSE.")
 @click.option("--ridge", type=click.FloatRange(min=0), default=1e-6,
               help="L2 penalty on the readout weights.")
+@click.option("--steps", type=click.IntRange(min=1),
+              help=f"Steps of the drawn input after the warm-up [default: {ANALYZE_STEPS}]; "
+                   "with --input the file decides.")
+@click.option("--warmup", type=click.IntRange(min=0), default=100,
+              help="Leading steps before the Lyapunov exponents are averaged.")
+@click.option("--exponents", type=click.IntRange(min=1), default=10,
+              help="How many of the largest Lyapunov exponents to compute (at most the "
+                   "state size).")
+@click.option("--starts", type=click.IntRange(min=1), default=16,
+              help="Starts of the fixed-point search under zero input.")
+@click.option("--horizon", type=click.IntRange(min=1), default=100,
+              help="Steps back from the last one over which the gradient norms "
+                   "|ds_T/ds_t| are computed.")
+@click.option("--seed", type=int, default=0,
+              help="Seed of the drawn input, the initial states and the fixed-point starts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @reports_errors
-def analyze_command(config, input_path, target_path, washout, ridge, as_json):
-    """Print spectral radii, memory capacity and an echo-state check of a reservoir."""
-    from .reservoir import analyze
+def analyze_command(config, input_path, target_path, washout, ridge, steps, warmup, exponents,
+                    starts, horizon, seed, as_json):
+    """Print the dynamics of every layer (Lyapunov exponents, fixed points, gradient norms),
+    and for a reservoir its spectral radii, memory capacity and echo-state check."""
+    from . import dynamics, reservoir
 
     if target_path is not None and input_path is None:
         raise click.UsageError("--target needs --input.")
+    if input_path is not None and steps is not None:
+        raise click.UsageError("--steps sizes the drawn input; with --input the file's "
+                               "length decides.")
     net = open_network(config)
     u = None if input_path is None else read_array(input_path)
     y = None if target_path is None else read_array(target_path, name="y")
-    report = analyze(net, u, y, washout=washout, ridge=ridge)
+    x = u if u is not None else draw_sequence(net, warmup + (steps or ANALYZE_STEPS), seed)
+    report = {}
+    if any(layer.name == "esn" for layer in net.layers):
+        report = reservoir.analyze(net, u, y, washout=washout, ridge=ridge)
+    report["dynamics"] = dynamics.analyze(net, x, warmup=warmup, starts=starts,
+                                          exponents=exponents, horizon=horizon, seed=seed)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
+    if "echo_state" in report:
+        print_reservoir(report)
+    for row in report["dynamics"]:
+        print_dynamics(row, "the given input" if u is not None else "drawn N(0, 1) input")
+
+
+def draw_sequence(net: Network, timesteps: int, seed: int) -> np.ndarray:
+    """One sequence (T, k) of ``draw_input``."""
+    x = draw_input(net, timesteps, 1, seed)
+    return x[0] if net.config.network.batch_first else x[:, 0]
+
+
+def print_reservoir(report: dict) -> None:
     for row in report["layers"]:
         click.echo(f"layer {row['layer']}: {row['units']} units, spectral radius "
                    f"{row['spectral_radius']:.6g}, effective (with leak) "
@@ -455,6 +497,44 @@ def analyze_command(config, input_path, target_path, washout, ridge, as_json):
                f"spread {esp['initial_distance']:.3g} -> {esp['final_distance']:.3g})")
     if "nrmse" in report:
         click.echo(f"NRMSE {report['nrmse']:.4e}")
+
+
+def _number(value, spec: str = ".4g") -> str:
+    return "-inf" if value is None else format(value, spec)
+
+
+def print_dynamics(row: dict, source: str) -> None:
+    from . import dynamics
+
+    way = "" if row["direction"] == "forward" else ", reverse direction"
+    lyap = row["lyapunov"]
+    click.echo(f"dynamics of layer {row['layer']} ({row['cell']}{way}, {row['state_size']} "
+               f"state variables), {lyap['steps']} steps of {source} after {lyap['warmup']} "
+               "warm-up steps:")
+    largest = lyap["largest"]
+    verdict = ("nearby trajectories separate: chaotic" if largest is not None and largest > 0
+               else "nearby trajectories converge")
+    click.echo(f"  Lyapunov exponents (per step): "
+               f"{', '.join(_number(e) for e in lyap['exponents'])}")
+    click.echo(f"  largest {_number(largest)}: {verdict}")
+    fixed = row["fixed_points"]
+    points = fixed["points"]
+    kinds = [p["kind"] for p in points]
+    stable = sum(p["stable"] for p in points if p["kind"] == "fixed")
+    click.echo(f"  fixed points under zero input ({fixed['starts']} starts): "
+               f"{kinds.count('fixed')} fixed ({stable} stable), {kinds.count('slow')} slow")
+    for p in points:
+        marginal = abs(p["spectral_radius"] - 1) <= dynamics.STABILITY_MARGIN
+        stability = "marginal" if marginal else "stable" if p["stable"] else "unstable"
+        click.echo(f"    {p['kind']:<5} {stability:<8} "
+                   f"max|eigenvalue| {p['spectral_radius']:.6g}  max|s| "
+                   f"{p['max_abs_state']:.4g}  q {p['q']:.2g}")
+    norms = row["gradient_norms"]["by_lag"]
+    growth = row["gradient_norms"]["growth_per_step"]
+    trend = ("" if growth is None else f", x{growth:.4g} per step: "
+             + ("vanishing" if growth < 1 else "exploding" if growth > 1 else "neutral"))
+    click.echo(f"  gradient norm |ds_T/ds_t| (spectral): {_number(norms[0])} one step back, "
+               f"{_number(norms[-1])} {len(norms)} steps back{trend}")
 
 
 def _grid_option(entries) -> dict[str, str] | None:
@@ -522,3 +602,108 @@ def sweep_command(config, grid, metrics, output, repeats, seed, workers, schedul
         click.echo(f"wrote {table.path}: {len(table)} points ({table.computed} computed, "
                    f"{table.resumed} resumed) in {time.perf_counter() - start:.1f} s; point "
                    f"files in {sweep_mod.points_folder(table.path)}/")
+
+
+@cli.group("plot")
+def plot_group():
+    """Draw states, eigenvalues, Lyapunov spectra or sweep heat maps to PNG or SVG (needs
+    matplotlib: pip install 'rnnsim[plot]')."""
+
+
+PLOT_OUTPUT = click.option("--output", "-o", "output_path", required=True,
+                           type=click.Path(dir_okay=False, path_type=Path),
+                           help="Image to write: .png or .svg.")
+PLOT_INPUT = click.option("--input", "input_path", type=click.Path(path_type=Path),
+                          help="Input of one sequence (T, k) [default: drawn N(0, 1) noise].")
+PLOT_SEED = click.option("--seed", type=int, default=0, help="Seed of the drawn input.")
+
+
+def _plot_input(net: Network, input_path, timesteps: int, seed: int) -> np.ndarray:
+    return read_array(input_path) if input_path is not None else draw_sequence(
+        net, timesteps, seed)
+
+
+def _write_plot(fig, path: Path) -> None:
+    from . import plot
+
+    plot.save(fig, path)
+    click.echo(f"wrote {path}")
+
+
+@plot_group.command("states")
+@CONFIG
+@PLOT_INPUT
+@click.option("--timesteps", "-T", type=click.IntRange(min=1),
+              help="T of the drawn input [default: the config's run.timesteps].")
+@click.option("--units", type=click.IntRange(min=1), default=32,
+              help="At most this many units drawn per layer.")
+@PLOT_SEED
+@PLOT_OUTPUT
+@reports_errors
+def plot_states(config, input_path, timesteps, units, seed, output_path):
+    """Draw every layer's hidden states over time."""
+    from . import plot
+
+    net = open_network(config)
+    if input_path is not None and timesteps is not None:
+        raise click.UsageError("--timesteps sizes the drawn input; with --input the file "
+                               "decides.")
+    x = _plot_input(net, input_path, timesteps or net.config.run.timesteps, seed)
+    _write_plot(plot.states(net, x, units), output_path)
+
+
+@plot_group.command("eigenvalues")
+@CONFIG
+@PLOT_OUTPUT
+@reports_errors
+def plot_eigenvalues(config, output_path):
+    """Draw the eigenvalues of every layer's recurrent matrix with the unit circle."""
+    from . import plot
+
+    _write_plot(plot.eigenvalues(open_network(config)), output_path)
+
+
+@plot_group.command("lyapunov")
+@CONFIG
+@PLOT_INPUT
+@click.option("--steps", type=click.IntRange(min=1),
+              help=f"Steps of the drawn input after the warm-up [default: {ANALYZE_STEPS}].")
+@click.option("--warmup", type=click.IntRange(min=0), default=100,
+              help="Leading steps before the exponents are averaged.")
+@click.option("--exponents", type=click.IntRange(min=1), default=50,
+              help="How many of the largest exponents per layer (at most the state size).")
+@PLOT_SEED
+@PLOT_OUTPUT
+@reports_errors
+def plot_lyapunov(config, input_path, steps, warmup, exponents, seed, output_path):
+    """Draw the Lyapunov spectrum of every layer along a driven trajectory."""
+    from . import dynamics, plot
+
+    net = open_network(config)
+    if input_path is not None and steps is not None:
+        raise click.UsageError("--steps sizes the drawn input; with --input the file decides.")
+    x = _plot_input(net, input_path, warmup + (steps or ANALYZE_STEPS), seed)
+    spectra = {}
+    for i, layer in enumerate(net.layers):
+        for direction in range(layer.directions):
+            size = dynamics.layer_map(net, i, direction).size
+            label = f"layer {i} ({layer.name})" + (" reverse" if direction else "")
+            spectra[label] = dynamics.lyapunov_spectrum(
+                net, x, warmup=warmup, layer=i, k=min(exponents, size), seed=seed,
+                direction=direction)
+    _write_plot(plot.lyapunov(spectra), output_path)
+
+
+@plot_group.command("sweep")
+@click.argument("table", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--x", "x_key", required=True, help="Grid key (column) along the x axis.")
+@click.option("--y", "y_key", required=True, help="Grid key (column) along the y axis.")
+@click.option("--metric", required=True, help="Metric (column) shown as colour, averaged "
+                                               "over the seeds of each grid cell.")
+@PLOT_OUTPUT
+@reports_errors
+def plot_sweep(table, x_key, y_key, metric, output_path):
+    """Draw a heat map of one metric of a sweep table (.csv or .parquet) over two grid keys."""
+    from . import plot
+
+    _write_plot(plot.sweep(table, x_key, y_key, metric), output_path)
