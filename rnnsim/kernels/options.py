@@ -1,4 +1,4 @@
-"""Compilation options shared by every CPU kernel, in one place."""
+"""Compilation options shared by every kernel (CPU and CUDA), in one place."""
 
 # Reassociation lets LLVM vectorise reductions; NaN/inf semantics are kept ('nnan'/'ninf' off)
 # so that non-finite states stay detectable, and libm accuracy is kept ('afn' off).
@@ -11,3 +11,8 @@ GATHER_FASTMATH = FASTMATH - {"reassoc"}
 JIT = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True, "boundscheck": False}
 ACTIVATION_JIT = {"fastmath": FASTMATH, "error_model": "numpy"}
 VARIANTS = {"serial": {}, "parallel": {"parallel": True}}
+
+# CUDA kernels (kernels/cuda/). fastmath would approximate division, sqrt, exp and log and
+# flush subnormals to zero; it stays off so the GPU agrees with the CPU kernels.
+CUDA_JIT = {"fastmath": False}
+CUDA_ACTIVATION_JIT = {"fastmath": False}

@@ -1,0 +1,338 @@
+"""Run recurrent layers on an NVIDIA GPU through numba.cuda (``device="cuda"``).
+
+``Network`` calls :func:`run_layer` in place of ``Cell.run`` when its device is ``cuda``, and
+``reservoir.run_ensemble`` calls :func:`run_members`. This module checks that a GPU is there,
+compiles the layer's activations as CUDA device functions from the same plugin source as the
+CPU path (``kernels.build(..., target="cuda")``), moves the arrays, picks a launch
+:class:`Plan` and launches the kernels of ``kernels/cuda/``: one launch projects the inputs of
+all steps (or of a chunk of steps, to bound device memory), one persistent launch per
+direction runs the recurrence. ``numba.cuda`` is imported on first use only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
+from .activations import compile_errors
+from .errors import ConfigError
+
+DEVICES = ("cpu", "cuda")
+INSTALL_HINT = "pip install 'rnnsim[cuda]'"
+# Threads per block: with up to 255 registers per thread, 256 threads always fit on an SM.
+MAX_THREADS = 256
+# Dynamic shared memory per block without the opt-in that numba.cuda does not expose.
+SHARED_BYTES = 48 * 1024
+# Device memory for the input projections of one chunk of steps.
+CHUNK_BYTES = 1 << 30
+
+
+def checked_device(device, where: str = "device") -> str:
+    """``device`` if it names a device rnnsim runs on; ConfigError otherwise."""
+    if device not in DEVICES:
+        raise ConfigError(f"{where}: unknown device {device!r}; use one of "
+                          f"{', '.join(DEVICES)}.")
+    return device
+
+
+def require_cuda():
+    """The ``numba.cuda`` module, ready to run kernels; ConfigError saying what is missing."""
+    try:
+        from numba import cuda
+    except ImportError as exc:
+        raise ConfigError(f"device 'cuda' needs numba's CUDA target, which cannot be imported "
+                          f"({exc}); install it with `{INSTALL_HINT}`, or use device: cpu."
+                          ) from None
+    if not cuda.is_available():
+        try:
+            cuda.current_context()
+            reason = "no CUDA device"
+        except cuda.CudaSupportError as exc:
+            reason = " ".join(str(exc).split()) or "no CUDA driver"
+        raise ConfigError(f"device 'cuda': no usable NVIDIA GPU was found ({reason}). Run on "
+                          f"a machine with an NVIDIA GPU and its driver, with `{INSTALL_HINT}`, "
+                          "or use device: cpu (network.device in the config, --device on "
+                          "the command line).")
+    return cuda
+
+
+def simulated() -> bool:
+    """True under numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1): kernels run as Python."""
+    import numba
+
+    return bool(getattr(numba.config, "ENABLE_CUDASIM", 0))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a recurrent kernel is launched.
+
+    rows : batch rows each block (and each thread) computes, 1, 4 or 8 (``variants.ROW_BLOCKS``)
+    unit_blocks : blocks the units of a row are spread over (> 1 needs ``grid``)
+    grid : a cooperative launch whose blocks sync every step (the ``grid`` variants)
+    threads : threads per block
+    """
+
+    rows: int
+    unit_blocks: int
+    grid: bool
+    threads: int
+
+    def variant(self, kernel: str) -> str:
+        return f"{kernel}_{'grid' if self.grid else 'block'}{self.rows}"
+
+    def units_per_block(self, units: int) -> int:
+        return -(-units // self.unit_blocks)
+
+    def blocks(self, batch: int) -> tuple[int, int]:
+        return self.unit_blocks, -(-batch // self.rows)
+
+
+def plan_launch(cuda, units: int, batch: int, shared_weights: bool = True) -> Plan:
+    """The launch for ``batch`` rows of ``units`` units.
+
+    Rows are blocked by 4 or 8 when they share their weights (a weight read serves them all).
+    When the rows give fewer blocks than the GPU has multiprocessors, the units of each row are
+    spread over blocks of one cooperative launch, at most one block per multiprocessor so that
+    every block is resident (a grid sync needs that).
+    """
+    rows = 1 if batch < 4 or not shared_weights else 4 if batch < 64 else 8
+    groups = -(-batch // rows)
+    multiprocessors = 1 if simulated() else cuda.get_current_device().MULTIPROCESSOR_COUNT
+    unit_blocks = 1
+    if 2 * groups <= multiprocessors and units >= 128:
+        unit_blocks = min(multiprocessors // groups, -(-units // 32))
+        unit_blocks = -(-units // -(-units // unit_blocks))
+    per_block = -(-units // unit_blocks)
+    return Plan(rows, unit_blocks, unit_blocks > 1, min(MAX_THREADS, _warps(per_block)))
+
+
+def run_layer(layer, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None = None,
+              lengths: np.ndarray | None = None, *, plan: Plan | None = None):
+    """``Cell.run`` on the GPU, with the same arguments and results (host arrays in and out).
+
+    plan : the launch (default: ``plan_launch``); tests pass one to reach every variant.
+    """
+    cuda = require_cuda()
+    runner = _RUNNERS.get(layer.name)
+    if runner is None:
+        raise ConfigError(f"cell '{layer.name}' has no CUDA kernel; run it with device: cpu.")
+    T, B = x.shape[:2]
+    lengths = (np.full(B, T, np.int64) if lengths is None
+               else np.ascontiguousarray(lengths, dtype=np.int64))
+    h = h0.copy()
+    c = None if c0 is None else c0.copy()
+    outs = []
+    with compile_errors(layer.activations):
+        module = kernels.build(layer.template, [a.entry.fn for a in layer.activations], "cuda")
+        for d, suffix in enumerate(layer.suffixes):
+            run = _Run(cuda, module, layer, x, lengths, d == 1, plan)
+            outs.append(runner(run, params, suffix, h[d], None if c is None else c[d]))
+    output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
+    return output, h, c
+
+
+class _Run:
+    """One direction of one layer: the shared steps of every cell's GPU run."""
+
+    def __init__(self, cuda, module, layer, x, lengths, reverse, plan):
+        self.cuda, self.module, self.layer = cuda, module, layer
+        self.x, self.lengths, self.reverse = x, lengths, reverse
+        self.dtype = x.dtype
+        self.plan = plan or plan_launch(cuda, layer.units, x.shape[1])
+        self.args = [a.kernel_args(x.dtype) for a in layer.activations]
+
+    def upload(self, array: np.ndarray, dtype=None):
+        return self.cuda.to_device(np.ascontiguousarray(array, dtype=dtype or self.dtype))
+
+    def stage(self, fixed_values: int, weight_values: int) -> tuple[bool, int]:
+        """Whether the block's weights go into shared memory, and the shared bytes to ask for."""
+        size = self.dtype.itemsize
+        staged = (fixed_values + weight_values) * size <= SHARED_BYTES
+        return staged, (fixed_values + (weight_values if staged else 0)) * size
+
+    def recur(self, W, b, width: int, kernel: str, shared: int, args) -> np.ndarray:
+        """Project the inputs chunk by chunk and run ``kernel`` over each chunk.
+
+        W : (G, k) input weights, b : (G,) or None; width : columns of the output and state;
+        args(xp, out, lengths, steps) -> the kernel's arguments. Returns the output (T, B, width).
+        """
+        T, B, _ = self.x.shape
+        G = W.shape[0]
+        steps_per_chunk = max(1, min(T, CHUNK_BYTES // (B * G * self.dtype.itemsize)))
+        starts = list(range(0, T, steps_per_chunk))
+        Wt = self.upload(W.T[None])
+        bias = self.upload(np.zeros((1, G)) if b is None else b[None])
+        member = self.upload(np.zeros(B), np.int64)
+        xp = self.cuda.device_array((min(T, steps_per_chunk), B, G), self.dtype)
+        out = self.cuda.device_array((T, B, width), self.dtype)
+        launch = getattr(self.module, self.plan.variant(kernel))
+        for t0 in reversed(starts) if self.reverse else starts:
+            t1 = min(T, t0 + steps_per_chunk)
+            chunk = xp[:t1 - t0]
+            project(self.cuda, self.upload(self.x[t0:t1]), Wt, bias, member, chunk)
+            lengths = np.clip(self.lengths - t0, 0, t1 - t0)
+            launch[self.plan.blocks(B), self.plan.threads, 0, shared](
+                *args(chunk, out[t0:t1], self.upload(lengths, np.int64), int(lengths.max())))
+        return out.copy_to_host()
+
+
+def project(cuda, x, Wt, bias, member, out) -> None:
+    """out[t, b] = Wt[m].T x[t, b] + bias[m] (m = member[b]) for every step: one launch."""
+    T, B, _ = x.shape
+    G = out.shape[2]
+    rows = 8 if T >= 8 else 1
+    module = kernels.build("projection", [], "cuda")
+    threads = min(MAX_THREADS, _warps(G))
+    grid = (-(-G // threads), min(-(-T // rows), 65535), min(B, 65535))
+    if simulated():  # each simulated thread is a Python thread: let few of them stride
+        grid = (grid[0], 1, 1)
+    getattr(module, f"project_block{rows}")[grid, threads](x, Wt, bias, member, out)
+
+
+def _warps(threads: int) -> int:
+    """``threads`` rounded up to whole warps of 32 (unchanged under the simulator)."""
+    return threads if simulated() else -(-threads // 32) * 32
+
+
+def _transposed(U: np.ndarray, gates: int) -> np.ndarray:
+    """U (gates*p, q) as Ut (gates, q, p) with Ut[g, j, i] = U[g*p + i, j]."""
+    p = U.shape[0] // gates
+    return np.ascontiguousarray(U.reshape(gates, p, -1).transpose(0, 2, 1))
+
+
+def _elman(run: _Run, params, suffix, h, c):
+    p, rows = run.layer.units, run.plan.rows
+    per_block = run.plan.units_per_block(p)
+    stage, shared = run.stage(rows * p, p * per_block)
+    Ut, h_dev = run.upload(_transposed(params["U" + suffix], 1)), run.upload(h)
+    clip = run.layer.clip(run.dtype)
+    out = run.recur(params["W" + suffix], params.get("b" + suffix), p, "elman_forward", shared,
+                    lambda xp, out, lengths, steps: (xp, Ut, h_dev, out, lengths, steps,
+                                                     run.reverse, clip, per_block, stage,
+                                                     *run.args))
+    h_dev.copy_to_host(h)
+    return out
+
+
+def _lstm(run: _Run, params, suffix, h, c):
+    layer, rows = run.layer, run.plan.rows
+    p, q = layer.units, layer.hidden_size
+    per_block = run.plan.units_per_block(p)
+    outputs_per_block = -(-q // run.plan.unit_blocks)
+    projected = "R" + suffix in params
+    stage, shared = run.stage(rows * q + (rows * p if projected else 0), 4 * q * per_block)
+    Ut = run.upload(_transposed(params["U" + suffix], 4))
+    P = run.upload(params.get("P" + suffix, np.zeros((0, p))))
+    Rt = run.upload(params["R" + suffix].T if projected else np.zeros((0, q)))
+    h_dev, c_dev = run.upload(h), run.upload(c)
+    y = run.cuda.device_array((h.shape[0], p) if projected else (0, p), run.dtype)
+    clip = run.layer.clip(run.dtype)
+    input_forget = bool(layer.config.input_forget)
+    out = run.recur(params["W" + suffix], params.get("b" + suffix), q, "lstm_forward", shared,
+                    lambda xp, out, lengths, steps: (xp, Ut, P, Rt, h_dev, c_dev, out, y,
+                                                     lengths, steps, run.reverse, clip,
+                                                     input_forget, per_block,
+                                                     outputs_per_block, stage, *run.args))
+    h_dev.copy_to_host(h)
+    c_dev.copy_to_host(c)
+    return out
+
+
+def _gru(run: _Run, params, suffix, h, c):
+    layer, rows = run.layer, run.plan.rows
+    p = layer.units
+    per_block = run.plan.units_per_block(p)
+    reset_after = layer.config.reset_after is not False
+    stage, shared = run.stage(rows * p * (1 if reset_after else 2), 3 * p * per_block)
+    Ut = run.upload(_transposed(params["U" + suffix], 3))
+    bn = run.upload(params.get("bn" + suffix, np.zeros(p)))
+    h_dev = run.upload(h)
+    scratch = run.cuda.device_array((2, h.shape[0], p) if not reset_after else (2, 0, p),
+                                    run.dtype)
+    clip = run.layer.clip(run.dtype)
+    out = run.recur(params["W" + suffix], params.get("b" + suffix), p, "gru_forward", shared,
+                    lambda xp, out, lengths, steps: (xp, Ut, bn, h_dev, out, scratch, lengths,
+                                                     steps, reset_after, run.reverse, clip,
+                                                     per_block, stage, *run.args))
+    h_dev.copy_to_host(h)
+    return out
+
+
+def _esn(run: _Run, params, suffix, h, c):
+    layer = run.layer
+    B = h.shape[0]
+    z = _esn_projection(run, [layer], [params], run.x, np.zeros(B, np.int64))
+    _esn_recur(run, [layer], [params], z, h, np.zeros(B, np.int64), run.lengths)
+    return z.copy_to_host()
+
+
+def _esn_projection(run: _Run, members, params, x, member):
+    """z = W_in (s * u_t) + b (+ noise) of every row, on the device: (T, B, N)."""
+    T, B, _ = x.shape
+    N = members[0].units
+    if any(layer.config.noise for layer in members):
+        # The noise comes from the CPU path's seeded generator, so both devices agree; the
+        # rows of x are grouped by member, in member order.
+        return run.upload(np.concatenate([layer._projection(p, x[:, member == m]) for m, (
+            layer, p) in enumerate(zip(members, params))], axis=1))
+    scale = np.stack([np.broadcast_to(np.asarray(
+        1.0 if layer.config.input_scaling is None else layer.config.input_scaling), x.shape[2])
+        for layer in members]).astype(run.dtype)
+    Wt = run.upload(np.stack([p["Win"].T for p in params]))
+    bias = run.upload(np.stack([p.get("b", np.zeros(N)) for p in params]))
+    z = run.cuda.device_array((T, B, N), run.dtype)
+    project(run.cuda, run.upload(x * scale[member][None]), Wt, bias, run.upload(member, np.int64),
+            z)
+    return z
+
+
+def _esn_recur(run: _Run, members, params, z, h, member, lengths) -> None:
+    """Run the reservoirs over z in place (states), h (B, N) overwritten with the final states."""
+    layer = members[0]
+    N, rows = layer.units, run.plan.rows
+    per_block = run.plan.units_per_block(N)
+    lr = np.stack([m.leak_rate() for m in members])
+    args = (run.upload(lr), run.upload(1.0 - lr), run.upload(member, np.int64),
+            run.upload(lengths, np.int64), int(lengths.max()), per_block)
+    h_dev = run.upload(h)
+    if layer.sparse:
+        mats = [m.recurrent_matrix(p) for m, p in zip(members, params)]
+        offsets = np.cumsum([0] + [w.nnz for w in mats[:-1]])
+        indptr = np.stack([w.indptr.astype(np.int64) + o for w, o in zip(mats, offsets)])
+        data = np.concatenate([w.data for w in mats])
+        indices = np.concatenate([w.indices for w in mats])
+        kernel, shared = "esn_csr", rows * N * run.dtype.itemsize
+        weights = (run.upload(data), run.upload(indices, np.int32), run.upload(indptr, np.int64))
+    else:
+        stage, shared = run.stage(rows * N, N * per_block)
+        kernel = "esn_dense"
+        weights = (run.upload(np.stack([p["W"].T for p in params])),)
+        args = args + (stage,)
+    launch = getattr(run.module, run.plan.variant(kernel))
+    launch[run.plan.blocks(h.shape[0]), run.plan.threads, 0, shared](
+        z, h_dev, *weights, *args, *run.args)
+    h_dev.copy_to_host(h)
+
+
+def run_members(first, members: list, params: list[dict], u: np.ndarray, *,
+                plan: Plan | None = None) -> np.ndarray:
+    """``ESNCell.run_members`` on the GPU: every member's states on ``u`` (T, k) in one
+    launch, one batch row per member: (T, M, N) on the host."""
+    cuda = require_cuda()
+    M = len(members)
+    x = np.ascontiguousarray(np.broadcast_to(u[:, None, :], (u.shape[0], M, u.shape[1])))
+    member = np.arange(M, dtype=np.int64)
+    with compile_errors(first.activations):
+        module = kernels.build(first.template, [a.entry.fn for a in first.activations], "cuda")
+        run = _Run(cuda, module, first, x, np.full(M, len(u), np.int64), False,
+                   plan or plan_launch(cuda, first.units, M, shared_weights=False))
+        z = _esn_projection(run, members, params, x, member)
+        _esn_recur(run, members, params, z, np.zeros((M, first.units), u.dtype), member,
+                   run.lengths)
+    return z.copy_to_host()
+
+
+_RUNNERS = {"elman": _elman, "lstm": _lstm, "gru": _gru, "esn": _esn}

@@ -1,0 +1,78 @@
+"""Device functions the recurrent CUDA kernels share: step indexing, padding, state in and out.
+
+A kernel block runs the batch rows ``b0 .. b0+rows-1`` (those below B); a row of ``length``
+steps is active at its steps s < length, and runs at timestep ``step_time(s, length, reverse)``.
+"""
+from numba import cuda
+
+
+@cuda.jit(device=True)
+def step_time(s, length, reverse):
+    """The timestep a row of ``length`` steps runs at its s-th step."""
+    return length - 1 - s if reverse else s
+
+
+@cuda.jit(device=True)
+def clear_padding(out, lengths, b0, rows, c0, width):
+    """Zero ``out[t, b, c0:c0+width]`` at every timestep t past each row's length."""
+    T, B, _ = out.shape
+    for r in range(rows):
+        b = b0 + r
+        if b < B:
+            for t in range(lengths[b], T):
+                for col in range(cuda.threadIdx.x, width, cuda.blockDim.x):
+                    out[t, b, c0 + col] = 0
+
+
+@cuda.jit(device=True)
+def load_state(h, out, lengths, reverse, s, b0, rows, hs):
+    """``hs[r*q:(r+1)*q]`` = row b0+r's state before its s-th step, or zeros if it is done.
+
+    The state is ``h[b]`` at s = 0 and the output of the row's previous step after that, so
+    the blocks of a grid launch see each other's units; h : (B, q); out : (T, B, q).
+    """
+    T, B, q = out.shape
+    for e in range(cuda.threadIdx.x, rows * q, cuda.blockDim.x):
+        r = e // q
+        j = e - r * q
+        b = b0 + r
+        hs[e] = 0
+        if b < B and s < lengths[b]:
+            if s == 0:
+                hs[e] = h[b, j]
+            else:
+                hs[e] = out[step_time(s - 1, lengths[b], reverse), b, j]
+
+
+@cuda.jit(device=True)
+def load_rows(scratch, lengths, s, b0, rows, values):
+    """``values[r*w:(r+1)*w]`` = ``scratch[b0+r]`` (w wide) for active rows, else zeros."""
+    B, w = scratch.shape
+    for e in range(cuda.threadIdx.x, rows * w, cuda.blockDim.x):
+        r = e // w
+        b = b0 + r
+        values[e] = 0
+        if b < B and s < lengths[b]:
+            values[e] = scratch[b, e - r * w]
+
+
+@cuda.jit(device=True)
+def store_final(h, out, lengths, reverse, b0, rows, c0, width):
+    """``h[b, c0:c0+width]`` = the row's output at its last step; rows of length 0 keep h."""
+    T, B, _ = out.shape
+    for r in range(rows):
+        b = b0 + r
+        if b < B and lengths[b] > 0:
+            t = step_time(lengths[b] - 1, lengths[b], reverse)
+            for col in range(cuda.threadIdx.x, width, cuda.blockDim.x):
+                h[b, c0 + col] = out[t, b, c0 + col]
+
+
+@cuda.jit(device=True)
+def stage_columns(Wt, shared, c0, width):
+    """Copy ``Wt[g, j, c0:c0+width]`` of every g and j into ``shared[(g*J + j)*width + col]``."""
+    G, J, _ = Wt.shape
+    for e in range(cuda.threadIdx.x, G * J * width, cuda.blockDim.x):
+        gj = e // width
+        g = gj // J
+        shared[e] = Wt[g, gj - g * J, c0 + e - gj * width]

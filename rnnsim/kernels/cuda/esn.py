@@ -1,0 +1,90 @@
+"""Leaky echo-state recurrence on the GPU, x_t = keep*x_{t-1} + lr*act0(W x_{t-1} + z_t), dense
+or CSR W.
+
+``z`` holds the input projections W_in u_t + b on entry and the states x_t on return. Each
+batch row b runs the weights of ensemble member ``member[b]``, so many reservoirs with
+different weights run in one launch. With ROWS > 1 the rows of a block share the weights of
+``member[b0]`` (the caller uses ROWS = 1 for an ensemble).
+"""
+from numba import cuda
+
+from rnnsim.kernels.cuda.common import clear_padding, load_state, stage_columns, store_final
+
+KERNELS = ("esn_dense", "esn_csr")
+
+
+def esn_dense(z, h, Wt, lr, keep, member, lengths, steps, units_per_block, stage, p0):
+    """z : (T, B, N) in/out, zero past a row's length; h : (B, N) initial states, overwritten
+    with the final ones; Wt : (M, N, N), Wt[m, j, i] = W_m[i, j]; lr, keep = 1-lr : (M, N);
+    member : (B,) int64; lengths : (B,) int64; steps : max(lengths); units_per_block : units
+    each block owns; stage : the block's columns of Wt[member[b0]] in shared memory. Shared
+    memory: (ROWS*N + stage*N*units_per_block) values. p0 : act0's parameters."""
+    T, B, N = z.shape
+    u0 = cuda.blockIdx.x * units_per_block
+    nu = min(units_per_block, N - u0)
+    b0 = cuda.blockIdx.y * ROWS  # noqa: F821 (ROWS and step_barrier are bound per variant)
+    m = member[b0]
+    shared = cuda.shared.array(0, z.dtype)
+    hs = shared[:ROWS * N]  # noqa: F821
+    Ws = shared[ROWS * N:]  # noqa: F821
+    acc = cuda.local.array(ROWS, z.dtype)  # noqa: F821
+    if stage:
+        stage_columns(Wt[m:m + 1], Ws, u0, nu)
+    clear_padding(z, lengths, b0, ROWS, u0, nu)  # noqa: F821
+    for s in range(steps):
+        load_state(h, z, lengths, False, s, b0, ROWS, hs)  # noqa: F821
+        cuda.syncthreads()
+        for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
+            i = u0 + l
+            for r in range(ROWS):  # noqa: F821
+                b = b0 + r
+                acc[r] = 0
+                if b < B and s < lengths[b]:
+                    acc[r] = z[s, b, i]
+            for j in range(N):
+                w = Ws[j * nu + l] if stage else Wt[m, j, i]
+                for r in range(ROWS):  # noqa: F821
+                    acc[r] += w * hs[r * N + j]
+            for r in range(ROWS):  # noqa: F821
+                b = b0 + r
+                if b < B and s < lengths[b]:
+                    z[s, b, i] = (keep[m, i] * hs[r * N + i]
+                                  + lr[m, i] * act0(acc[r], *p0))  # noqa: F821
+        step_barrier()  # noqa: F821
+    store_final(h, z, lengths, False, b0, ROWS, u0, nu)  # noqa: F821
+
+
+def esn_csr(z, h, data, indices, indptr, lr, keep, member, lengths, steps, units_per_block, p0):
+    """Like ``esn_dense`` with W in CSR form, read through the cache (never staged):
+    data, indices : (nnz,) of all members; indptr : (M, N+1) int64 offsets into them.
+    Shared memory: ROWS*N values."""
+    T, B, N = z.shape
+    u0 = cuda.blockIdx.x * units_per_block
+    nu = min(units_per_block, N - u0)
+    b0 = cuda.blockIdx.y * ROWS  # noqa: F821
+    m = member[b0]
+    hs = cuda.shared.array(0, z.dtype)
+    acc = cuda.local.array(ROWS, z.dtype)  # noqa: F821
+    clear_padding(z, lengths, b0, ROWS, u0, nu)  # noqa: F821
+    for s in range(steps):
+        load_state(h, z, lengths, False, s, b0, ROWS, hs)  # noqa: F821
+        cuda.syncthreads()
+        for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
+            i = u0 + l
+            for r in range(ROWS):  # noqa: F821
+                b = b0 + r
+                acc[r] = 0
+                if b < B and s < lengths[b]:
+                    acc[r] = z[s, b, i]
+            for k in range(indptr[m, i], indptr[m, i + 1]):
+                w = data[k]
+                j = indices[k]
+                for r in range(ROWS):  # noqa: F821
+                    acc[r] += w * hs[r * N + j]
+            for r in range(ROWS):  # noqa: F821
+                b = b0 + r
+                if b < B and s < lengths[b]:
+                    z[s, b, i] = (keep[m, i] * hs[r * N + i]
+                                  + lr[m, i] * act0(acc[r], *p0))  # noqa: F821
+        step_barrier()  # noqa: F821
+    store_final(h, z, lengths, False, b0, ROWS, u0, nu)  # noqa: F821
