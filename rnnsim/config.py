@@ -101,6 +101,8 @@ class NetworkConfig(_Strict):
 
     input_size: int = Field(gt=0, description="k, features per timestep")
     dtype: Literal["float32", "float64"] = "float32"
+    device: Literal["cpu", "cuda"] = Field(default="cpu", description="where the recurrence "
+                                           "runs; cuda needs an NVIDIA GPU and rnnsim[cuda]")
     seed: int = 0
     batch_first: bool = False
     layers: list[LayerConfig] = Field(min_length=1)
