@@ -257,8 +257,7 @@ def check_key_path(path: str, data: Mapping, swept: Iterable[str] = ()) -> tuple
         last = depth == len(parts) - 1
         if isinstance(part, int):
             if not isinstance(value, list):
-                return (unknown() if model is None or depth == 0 else
-                        (canonical, f"'{here}' is not a list, so '{canonical}' cannot index it."))
+                return canonical, f"'{here}' is not a list, so '{canonical}' cannot index it."
             if part >= len(value):
                 return canonical, (f"'{here}' has {len(value)} entries in the config, so index "
                                    f"{part} in '{canonical}' is out of range.")
@@ -568,8 +567,9 @@ def write_table(path: str | os.PathLike, rows: Sequence[Mapping], columns: Seque
 
 
 def _csv_text(value) -> str:
-    return repr(value) if isinstance(value, float) else str(value).lower() if isinstance(
-        value, bool) else str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def read_table(path: str | os.PathLike) -> list[dict]:
@@ -587,7 +587,7 @@ def _pyarrow():
         import pyarrow
         import pyarrow.parquet
     except ImportError:
-        raise ConfigError(f"writing a .parquet table needs pyarrow: {PARQUET_HINT}.") from None
+        raise ConfigError(f"a .parquet table needs pyarrow: {PARQUET_HINT}.") from None
     return pyarrow, pyarrow.parquet
 
 

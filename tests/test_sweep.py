@@ -113,6 +113,7 @@ def test_unknown_key_path_gives_did_you_mean():
         "network.layers[3].units": "has 1 entries",
         "network.layer[0].units": "did you mean 'network.layers[0].units'",
         "network..units": "is not a key path",
+        "network.layers[0].units[1]": "'network.layers[0].units' is not a list",
         "sweep.repeats": "cannot be swept",
     }
     for path, message in cases.items():
