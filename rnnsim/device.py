@@ -49,8 +49,10 @@ def require_cuda():
         try:
             cuda.current_context()
             reason = "no CUDA device"
-        except cuda.CudaSupportError as exc:
-            reason = " ".join(str(exc).split()) or "no CUDA driver"
+        except cuda.CudaSupportError as exc:  # "Error at driver init: \n\nCUDA driver ..."
+            lines = [line.strip() for line in str(exc).splitlines()]
+            reason = next((line for line in lines if line and not line.endswith(":")),
+                          "no CUDA driver").rstrip(".")
         raise ConfigError(f"device 'cuda': no usable NVIDIA GPU was found ({reason}). Run on "
                           f"a machine with an NVIDIA GPU and its driver, with `{INSTALL_HINT}`, "
                           "or use device: cpu (network.device in the config, --device on "

@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from . import config as config_mod
+from . import device as device_mod
 from .activations import bind
 from .cells import CELLS
 from .config import Config, Spec
@@ -91,9 +92,12 @@ class Network:
     """
 
     def __init__(self, config: Config, params: Mapping[str, np.ndarray] | None = None,
-                 plugins: Plugins | None = None, origin: str = "config"):
+                 plugins: Plugins | None = None, origin: str = "config",
+                 device: str | None = None):
         self.config = config
         self.origin = origin
+        # Where the recurrence runs: the config's network.device unless overridden here.
+        self.device = device_mod.checked_device(device or config.network.device)
         self.plugins = plugins or get_plugins()
         self.dtype = np.dtype(config.network.dtype)
         self.layers, self.head = self._build()
@@ -113,10 +117,14 @@ class Network:
             self.params = _checked_params(params, shapes, self.dtype, sparse)
 
     @classmethod
-    def from_config(cls, source: str | os.PathLike | Mapping) -> "Network":
-        """Build a network from a YAML file path or a mapping, with fresh seeded weights."""
+    def from_config(cls, source: str | os.PathLike | Mapping,
+                    device: str | None = None) -> "Network":
+        """Build a network from a YAML file path or a mapping, with fresh seeded weights.
+
+        device : 'cpu' or 'cuda' overrides the config's network.device
+        """
         origin = f"config file '{source}'" if isinstance(source, (str, os.PathLike)) else "config"
-        return cls(config_mod.parse(source), origin=origin)
+        return cls(config_mod.parse(source), origin=origin, device=device)
 
     @property
     def input_size(self) -> int:
@@ -284,7 +292,7 @@ class Network:
         for i, layer in enumerate(self.layers):
             h = self._state_part(state.h, i, layer.hidden_size, B, unbatched, "h", check_finite)
             c = self._state_part(state.c, i, layer.cell_size, B, unbatched, "c", check_finite)
-            x, h, c = layer.run(self._layer_params(i), x, h, c)
+            x, h, c = self._run_layer(layer, self._layer_params(i), x, h, c)
             hs.append(h[:, 0] if unbatched else h)
             cs.append(None if c is None else c[:, 0] if unbatched else c)
         y = x
@@ -325,6 +333,12 @@ class Network:
     def _head_params(self) -> dict[str, np.ndarray]:
         return {k[5:]: v for k, v in self.params.items() if k.startswith("head.")}
 
+    def _run_layer(self, layer, params, x, h, c, lengths=None):
+        """``layer.run`` on this network's device."""
+        if self.device == "cuda":
+            return device_mod.run_layer(layer, params, x, h, c, lengths)
+        return layer.run(params, x, h, c, lengths)
+
     def run(self, x, h0=None, c0=None, *, lengths=None, check_finite: bool = True) -> RunResult:
         """Run the network on ``x`` and return a ``RunResult``.
 
@@ -355,7 +369,8 @@ class Network:
                                      B, unbatched, check_finite)
         finals, finals_c = [], []
         for i, (layer, state, cell) in enumerate(zip(self.layers, states, cells)):
-            x, final, final_c = layer.run(self._layer_params(i), x, state, cell, lengths)
+            x, final, final_c = self._run_layer(layer, self._layer_params(i), x, state, cell,
+                                                lengths)
             finals.append(final)
             finals_c.append(final_c)
         y = None
@@ -488,8 +503,11 @@ class Network:
         return path
 
 
-def load(path: str | os.PathLike) -> Network:
-    """Load a network saved with ``Network.save``: the same config and the same weights."""
+def load(path: str | os.PathLike, device: str | None = None) -> Network:
+    """Load a network saved with ``Network.save``: the same config and the same weights.
+
+    device : 'cpu' or 'cuda' overrides the saved config's network.device
+    """
     path = Path(path)
     if not (path / "config.yaml").is_file() or not (path / "weights.npz").is_file():
         raise InputError(f"'{path}' is not an rnnsim model folder: it needs config.yaml and "
@@ -500,12 +518,13 @@ def load(path: str | os.PathLike) -> Network:
             params = {name: data[name] for name in data.files}
     except (OSError, ValueError, EOFError, zlib.error) as exc:
         raise InputError(f"'{path / 'weights.npz'}' cannot be read: {exc}.") from None
-    return Network(config, params, origin=f"model '{path}'")
+    return Network(config, params, origin=f"model '{path}'", device=device)
 
 
-def open_network(path: str | os.PathLike) -> Network:
-    """A model folder loaded, or a YAML config built with fresh weights."""
-    return load(path) if Path(path).is_dir() else Network.from_config(path)
+def open_network(path: str | os.PathLike, device: str | None = None) -> Network:
+    """A model folder loaded, or a YAML config built with fresh weights (on ``device``, default:
+    the config's)."""
+    return load(path, device) if Path(path).is_dir() else Network.from_config(path, device)
 
 
 def _checked_params(params, shapes, dtype, sparse=frozenset()) -> dict[str, np.ndarray]:
