@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from . import device as device_mod
 from .errors import ConfigError, InputError, ShapeError
 from .heads import Head
 
@@ -407,12 +408,13 @@ def ensemble(config, members: Sequence[Mapping]) -> list:
     return nets
 
 
-def run_ensemble(nets: Sequence, u) -> EnsembleResult:
+def run_ensemble(nets: Sequence, u, device: str | None = None) -> EnsembleResult:
     """Run many single-layer echo-state networks on the same input in one parallel kernel call.
 
     nets : networks of one ``esn`` layer each, with equal units, input size, activation,
         dtype and storage (all dense or all sparse); seeds and other options may differ
     u : (T, k) input shared by every member
+    device : 'cpu' or 'cuda' (one GPU launch for all members); default: member 0's device
     """
     if not nets:
         raise InputError("run_ensemble needs at least one network.")
@@ -435,7 +437,11 @@ def run_ensemble(nets: Sequence, u) -> EnsembleResult:
                               "units, input size, dtype, activation or sparse storage; only "
                               "seeds, leak rates, scalings, noise and weights may differ.")
     params = [layer_params(net, 0) for net in nets]
-    states = first.run_members([net.layers[0] for net in nets], params, u)
+    members = [net.layers[0] for net in nets]
+    if device_mod.checked_device(device or nets[0].device, "run_ensemble: device") == "cuda":
+        states = device_mod.run_members(first, members, params, u)
+    else:
+        states = first.run_members(members, params, u)
     ys = None
     if all(net.head is not None for net in nets):
         ys = np.stack([net.head.forward({k[5:]: v for k, v in net.params.items()
