@@ -17,6 +17,7 @@ import numpy as np
 from . import __version__, config as config_mod, plugins as plugins_mod, sweep as sweep_mod
 from .errors import RnnsimError
 from .io import read_array, read_optional_array, write_npz
+from .device import DEVICES
 from .network import Network, RunResult, open_network
 
 
@@ -67,15 +68,18 @@ CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path)
 @click.option("--lengths", callback=lambda ctx, param, value: _int_list(value, "--lengths"),
               help="Steps of each sequence, comma separated (e.g. 20,13,7): outputs past a "
                    "sequence's end are zero. Also read from an array 'lengths' in an --input .npz.")
+@click.option("--device", type=click.Choice(DEVICES),
+              help="Where the recurrence runs; cuda needs an NVIDIA GPU and rnnsim[cuda] "
+                   "[default: the config's network.device].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
 @reports_errors
 def run(config, input_path, output_path, timesteps, batch, seed, save_path, allow_nonfinite,
-        lengths, as_json):
+        lengths, device, as_json):
     """Run a network from a YAML config or a saved model folder."""
     if input_path is not None and (timesteps or batch):
         raise click.UsageError("--timesteps/--batch size the drawn input; with --input the "
                                "file's shape decides them.")
-    net = _network(config, seed)
+    net = _network(config, seed, device)
     if input_path is None:
         x = draw_input(net, timesteps, batch, seed)
     else:
@@ -108,14 +112,14 @@ def _int_list(value: str | None, option: str) -> list[int] | None:
                                  f"{value!r}.") from None
 
 
-def _network(path: Path, seed: int | None) -> Network:
+def _network(path: Path, seed: int | None, device: str | None = None) -> Network:
     if seed is None or path.is_dir():
-        return open_network(path)
+        return open_network(path, device)
     data = config_mod.read_yaml(path)
     data.setdefault("network", {})
     if isinstance(data["network"], dict):
         data["network"]["seed"] = seed
-    return Network.from_config(data)
+    return Network.from_config(data, device)
 
 
 def draw_input(net: Network, timesteps, batch, seed) -> np.ndarray:
@@ -156,6 +160,7 @@ def run_summary(net: Network, source, x_shape, result: RunResult, seconds: float
         "source": str(source),
         "input_shape": list(x_shape),
         "timesteps": int(T),
+        "device": net.device,
         "output_shape": list(result.output.shape),
         "final_shapes": [list(f.shape) for f in result.final],
         "y_shape": None if result.y is None else list(result.y.shape),
@@ -172,7 +177,7 @@ def print_run(net: Network, s: dict) -> None:
     if len(s["input_shape"]) == 2:
         layout = "(T, k)"
     click.echo(f"network {s['source']}: k = input_size = {cfg.input_size}, "
-               f"{len(cfg.layers)} layer(s), dtype {cfg.dtype}")
+               f"{len(cfg.layers)} layer(s), dtype {cfg.dtype}, device {net.device}")
     print_equations(net)
     print_parameters(net)
     click.echo(f"input x      {tuple(s['input_shape'])}  {layout}: T = {s['timesteps']} "
