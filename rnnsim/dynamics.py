@@ -378,15 +378,16 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
     s = rng.uniform(-1.0, 1.0, n)
     basis = np.linalg.qr(rng.standard_normal((n, k)))[0]
     total = np.zeros(k)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         for t, d in enumerate(drives):
             basis, r = np.linalg.qr(fmap.jvp(s, d, basis))
             s = fmap(s, d)
+            if not np.isfinite(s).all():
+                raise InputError(f"the state left the float64 range at step {t + 1}: the "
+                                 "trajectory diverges. Use fewer steps, or a network whose "
+                                 "states stay bounded.")
             if t >= warmup:
                 total += np.log(np.abs(np.diagonal(r)))
-    if not np.isfinite(s).all():
-        raise InputError("the state left the float64 range: the trajectory diverges. Use "
-                         "fewer steps, or a network whose states stay bounded.")
     return np.sort(total / (len(drives) - warmup))[::-1]
 
 

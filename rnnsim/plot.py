@@ -148,7 +148,8 @@ def sweep(table, x: str, y: str, metric: str):
         raise InputError("the sweep table has no rows.")
     for key, option in ((x, "--x"), (y, "--y"), (metric, "--metric")):
         if key not in rows[0]:
-            close = difflib.get_close_matches(key, list(rows[0]), n=1, cutoff=0.5)
+            close = [c for c in rows[0] if c.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]] \
+                or difflib.get_close_matches(key, list(rows[0]), n=1, cutoff=0.5)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise InputError(f"{option} {key}: no such column{hint}; the table has "
                              f"{', '.join(rows[0])}.")

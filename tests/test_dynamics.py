@@ -1,0 +1,392 @@
+"""Dynamics analysis: analytic Jacobians, Lyapunov spectra, fixed points, gradient norms, CLI."""
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import rnnsim
+from rnnsim import dynamics, plugins
+from rnnsim.cli import cli
+from rnnsim.errors import InputError, ShapeError
+from rnnsim.reservoir import CSR
+
+DTYPES = ["float32", "float64"]
+
+# Every cell and option the maps handle: (cell, layer options).
+VARIANTS = {
+    "elman": ("elman", {"activation": "softplus"}),
+    "elman-clip": ("elman", {"clip": 0.6}),
+    "gru": ("gru", {}),
+    "gru-reset-before": ("gru", {"reset_after": False}),
+    "gru-clip": ("gru", {"clip": 0.4}),
+    "lstm": ("lstm", {}),
+    "lstm-peepholes-proj": ("lstm", {"peepholes": True, "proj_size": 3}),
+    "lstm-coupled-clip": ("lstm", {"input_forget": True, "clip": 0.7}),
+    "esn": ("esn", {"leak_rate": [0.2, 0.5, 0.7, 1.0, 0.9], "input_scaling": [0.5, 2.0, 1.0]}),
+    "esn-sparse": ("esn", {"leak_rate": 0.4, "sparse": True,
+                           "init": {"recurrent": {"name": "sparse_random", "connectivity": 0.5}}}),
+}
+
+
+def network(cell, dtype="float64", units=5, input_size=3, layers=1, **options):
+    layer = {"cell": cell, "units": units, **options}
+    if "init" not in layer:
+        # Non-zero biases and peepholes so that every term of the Jacobian is exercised.
+        layer["init"] = {"bias": {"name": "uniform", "low": -0.5, "high": 0.5}}
+    net = {"input_size": input_size, "dtype": dtype, "seed": 4, "layers": [layer] * layers}
+    return rnnsim.Network.from_config({"network": net})
+
+
+def elman(U, activation="identity", b=None, dtype="float64"):
+    """One Elman layer with recurrent weights ``U`` (and bias ``b``) on 2 input features."""
+    net = network("elman", dtype, units=len(U), input_size=2, activation=activation,
+                  init={"bias": "zeros"})
+    net.params["layers.0.U"] = np.asarray(U, dtype)
+    if b is not None:
+        net.params["layers.0.b"] = np.asarray(b, dtype)
+    return net
+
+
+def rotation(n, seed):
+    return np.linalg.qr(np.random.default_rng(seed).standard_normal((n, n)))[0]
+
+
+def sequence(T=12, k=3, seed=0):
+    return np.random.default_rng(seed).standard_normal((T, k))
+
+
+def finite_difference_jacobian(fmap, s, d, e=1e-6):
+    eye = np.eye(fmap.size)
+    return np.stack([(fmap(s + e * eye[j], d) - fmap(s - e * eye[j], d)) / (2 * e)
+                     for j in range(fmap.size)], axis=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_jacobian_matches_finite_differences(variant, dtype):
+    cell, options = VARIANTS[variant]
+    net = network(cell, dtype, **options)
+    if cell == "lstm" and "peepholes" in options:
+        net.params["layers.0.P"] = np.random.default_rng(1).uniform(-1, 1, (3, 5)).astype(dtype)
+    x = sequence()
+    fmap = dynamics.layer_map(net)
+    states = dynamics.trajectory(net, x)
+    drives = fmap.drive(x)
+    for t in (0, 5, 11):
+        s = states[t - 1] if t else np.zeros(fmap.size)
+        np.testing.assert_allclose(fmap.jacobian(s, drives[t]),
+                                   finite_difference_jacobian(fmap, s, drives[t]), atol=2e-8)
+    # A whole trajectory at once gives the same Jacobians, one per step.
+    js = dynamics.jacobians(net, x)
+    assert js.shape == (12, fmap.size, fmap.size)
+    np.testing.assert_allclose(js[5], fmap.jacobian(states[4], drives[5]), atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_iterating_the_map_reproduces_run(variant, dtype):
+    cell, options = VARIANTS[variant]
+    net = network(cell, dtype, **options)
+    x = sequence()
+    states = dynamics.trajectory(net, x)
+    result = net.run(x.astype(dtype))
+    q = net.layers[0].hidden_size
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(states[:, :q], result.output, atol=tol)
+    if cell == "lstm":
+        np.testing.assert_allclose(states[-1, q:], result.final_c[0][0], atol=tol)
+
+
+def test_upper_layers_and_reverse_directions_follow_run():
+    net = network("gru", layers=2, bidirectional=True)
+    x = sequence(9)
+    out = net.run(x).output
+    upper = dynamics.layer_outputs(net, x)[0]
+    forward = dynamics.trajectory(net, x, layer=1)
+    reverse = dynamics.trajectory(net, x, layer=1, direction=1)
+    np.testing.assert_allclose(forward, out[:, :5], atol=1e-12)
+    np.testing.assert_allclose(reverse[::-1], out[:, 5:], atol=1e-12)
+    assert upper.shape == (9, 10)
+
+
+def test_esn_noise_is_part_of_the_trajectory():
+    net = network("esn", noise=0.3, noise_seed=5)
+    x = sequence()
+    np.testing.assert_allclose(dynamics.trajectory(net, x), net.run(x).output, atol=1e-12)
+
+
+def test_third_party_activation_derivative_by_central_differences():
+    def wiggle(x, a):
+        return math.sin(a * x) + 0.5 * x
+
+    class Wiggle:
+        @rnnsim.hookimpl
+        def register_activations(self, register):
+            register("wiggle", wiggle, params={"a": 1.0})
+
+    plugins.register_plugin(Wiggle(), name="wiggle-test", package="test-package")
+    try:
+        net = network("elman", activation={"name": "wiggle", "a": 2.0})
+        z = np.linspace(-3, 3, 41)
+        values, slopes = dynamics.value_and_slope(net.layers[0].activations[0], z)
+        np.testing.assert_allclose(values, np.sin(2 * z) + 0.5 * z, rtol=1e-15)
+        np.testing.assert_allclose(slopes, 2 * np.cos(2 * z) + 0.5, atol=1e-9)
+        x = sequence()
+        np.testing.assert_allclose(dynamics.trajectory(net, x), net.run(x).output, atol=1e-12)
+    finally:
+        plugins.unregister_plugin("wiggle-test")
+
+
+@pytest.mark.parametrize("name,derivative", [
+    ("tanh", lambda z: 1 - np.tanh(z) ** 2),
+    ("sigmoid", lambda z: np.exp(-z) / (1 + np.exp(-z)) ** 2),
+    ("softplus", lambda z: 1 / (1 + np.exp(-z))),
+    ("identity", lambda z: np.ones_like(z)),
+    ("relu", lambda z: np.where(z == 0, 0.5, z > 0)),  # the mean of both slopes at the kink
+])
+def test_builtin_slopes_are_accurate(name, derivative):
+    act = network("elman", activation=name).layers[0].activations[0]
+    z = np.concatenate([np.linspace(-30, 30, 101), [-1e-3, 1e-3, 1e4]])
+    np.testing.assert_allclose(dynamics.value_and_slope(act, z)[1], derivative(z),
+                               atol=1e-9, rtol=1e-9)
+
+
+def test_sparse_matmul_matches_dense_with_empty_rows():
+    dense = np.random.default_rng(2).standard_normal((6, 6)) * (
+        np.random.default_rng(3).random((6, 6)) < 0.4)
+    dense[[0, 3, 5]] = 0.0
+    v = np.random.default_rng(4).standard_normal((2, 6, 3))
+    np.testing.assert_allclose(dynamics.matmul(CSR.from_dense(dense), v), dense @ v,
+                               atol=1e-15)
+
+
+# --- Lyapunov spectra ---------------------------------------------------------------------------
+
+def linear_rnn(moduli, seed=0):
+    """U = Q diag(moduli) Q^T: eigenvalues ``moduli`` (signs included)."""
+    Q = rotation(len(moduli), seed)
+    return elman(Q @ np.diag(moduli) @ Q.T)
+
+
+def test_linear_rnn_exponents_are_log_moduli_of_eigenvalues():
+    moduli = [1.1, -0.8, 0.5, -0.3, 0.15]
+    net = linear_rnn(moduli)
+    expected = np.sort(np.log(np.abs(moduli)))[::-1]
+    np.testing.assert_allclose(dynamics.lyapunov_spectrum(net, steps=300), expected, atol=1e-9)
+    driven = dynamics.lyapunov_spectrum(net, sequence(250, 2), warmup=50, k=3)
+    np.testing.assert_allclose(driven, expected[:3], atol=1e-9)
+    assert dynamics.largest_lyapunov(net, steps=300) == pytest.approx(math.log(1.1), abs=1e-9)
+
+
+def test_non_normal_linear_rnn_converges_to_log_moduli():
+    U = np.random.default_rng(5).standard_normal((6, 6))
+    U *= 0.9 / np.max(np.abs(np.linalg.eigvals(U)))
+    expected = np.sort(np.log(np.abs(np.linalg.eigvals(U))))[::-1]
+    np.testing.assert_allclose(dynamics.lyapunov_spectrum(elman(U), steps=5000), expected,
+                               atol=0.01)
+
+
+def test_contracting_network_has_negative_exponents_and_chaotic_one_positive():
+    W = np.random.default_rng(6).standard_normal((60, 60)) / np.sqrt(60)
+    assert dynamics.largest_lyapunov(elman(0.5 * W, "tanh"), steps=300) < -0.5
+    assert dynamics.largest_lyapunov(elman(3.0 * W, "tanh"), steps=1500, seed=1) > 0.05
+
+
+def test_lyapunov_errors():
+    net = linear_rnn([0.5, 0.2])
+    with pytest.raises(InputError, match="k = 3 exponents: choose 1 to the state size 2"):
+        dynamics.lyapunov_spectrum(net, k=3)
+    with pytest.raises(InputError, match="not more than the warm-up"):
+        dynamics.lyapunov_spectrum(net, sequence(50, 2))
+    with pytest.raises(ShapeError, match=r"expected real numbers of shape \(T, 2\)"):
+        dynamics.lyapunov_spectrum(net, np.zeros((200, 1, 2)))
+    with pytest.raises(InputError, match="diverges"):
+        dynamics.lyapunov_spectrum(elman(np.diag([20.0, 0.1])), steps=300)
+    with pytest.raises(InputError, match="layer 1 does not exist"):
+        dynamics.lyapunov_spectrum(net, layer=1)
+    with pytest.raises(InputError, match="direction 1 does not exist"):
+        dynamics.lyapunov_spectrum(net, direction=1)
+
+
+# --- fixed points -------------------------------------------------------------------------------
+
+def contracting(bias=None, n=8):
+    W = np.random.default_rng(7).standard_normal((n, n))
+    return elman(W * 0.6 / np.max(np.abs(np.linalg.eigvals(W))), "tanh", bias)
+
+
+def test_contracting_network_has_one_stable_fixed_point_at_zero():
+    net = contracting()
+    (point,) = dynamics.find_fixed_points(net)
+    assert point.kind == "fixed" and point.stable
+    np.testing.assert_allclose(point.state, 0.0, atol=1e-12)
+    U = net.params["layers.0.U"]
+    np.testing.assert_allclose(np.sort(np.abs(point.eigenvalues)),
+                               np.sort(np.abs(np.linalg.eigvals(U))), atol=1e-9)
+
+
+def test_fixed_point_with_bias_matches_direct_iteration():
+    b = np.random.default_rng(8).uniform(-1, 1, 8)
+    net = contracting(b)
+    U = net.params["layers.0.U"]
+    s = np.zeros(8)
+    for _ in range(2000):
+        s = np.tanh(U @ s + b)
+    (point,) = dynamics.find_fixed_points(net, starts=8, seed=3)
+    np.testing.assert_allclose(point.state, s, atol=1e-12)
+    slope = 1 - s ** 2
+    np.testing.assert_allclose(np.sort(np.abs(point.eigenvalues)),
+                               np.sort(np.abs(np.linalg.eigvals(slope[:, None] * U))),
+                               atol=1e-8)
+    # A constant input moves the fixed point: s = tanh(U s + W u + b).
+    u = np.array([0.3, -0.7])
+    W = net.params["layers.0.W"]
+    for _ in range(2000):
+        s = np.tanh(U @ s + W @ u + b)
+    (moved,) = dynamics.find_fixed_points(net, x_const=u, starts=8)
+    np.testing.assert_allclose(moved.state, s, atol=1e-12)
+
+
+def test_bistable_units_give_nine_fixed_points_four_stable():
+    # s = tanh(2 s) per unit: 0 (unstable) and +-0.9575 (stable); two units make 3 x 3 points.
+    net = elman(2.0 * np.eye(2), "tanh")
+    root = 0.957504094
+    starts = np.array([[a, b] for a in (-1.2, -0.1, 0.1, 1.2) for b in (-1.2, -0.1, 0.1, 1.2)])
+    points = dynamics.find_fixed_points(net, starts=starts)
+    found = sorted(tuple(np.round(p.state, 6)) for p in points)
+    levels = (-round(root, 6), 0.0, round(root, 6))
+    assert found == sorted((a, b) for a in levels for b in levels)
+    stable = {tuple(np.round(np.abs(p.state), 6)) for p in points if p.stable}
+    assert stable == {(round(root, 6), round(root, 6))}
+    assert sum(p.stable for p in points) == 4 and all(p.kind == "fixed" for p in points)
+
+
+def test_a_ghost_of_a_fixed_point_is_a_slow_point():
+    # s = tanh(1.5 s + b) loses its negative fixed points at b = 0.208; at b = 0.22 the map
+    # still lingers near s = -0.577: a slow point with small q > 0.
+    net = elman([[1.5]], "tanh", [0.22])
+    points = dynamics.find_fixed_points(net, starts=np.array([[-0.8], [-0.5], [0.9]]),
+                                        slow_tol=1e-3)
+    kinds = {p.kind: p for p in points}
+    assert set(kinds) == {"fixed", "slow"}
+    assert kinds["fixed"].stable and kinds["fixed"].state[0] > 0.8
+    assert kinds["slow"].state[0] == pytest.approx(-0.58, abs=0.02)
+    assert 1e-6 < kinds["slow"].q < 1e-4
+    assert dynamics.find_fixed_points(net, starts=np.array([[-0.5]])) == []
+
+
+@pytest.mark.parametrize("variant", ["gru", "lstm-peepholes-proj", "esn-sparse"])
+def test_fixed_points_of_gated_and_reservoir_cells_are_fixed(variant):
+    cell, options = VARIANTS[variant]
+    net = network(cell, **options)
+    fmap = dynamics.layer_map(net)
+    d = fmap.drive(np.zeros((1, 3)), noise=False)[0]
+    points = dynamics.find_fixed_points(net, starts=8)
+    assert points and all(p.kind == "fixed" for p in points)
+    for p in points:
+        np.testing.assert_allclose(fmap(p.state, d), p.state, atol=1e-12)
+
+
+def test_fixed_point_argument_errors():
+    net = contracting()
+    with pytest.raises(ShapeError, match=r"x_const has shape \(3,\); expected \(2,\)"):
+        dynamics.find_fixed_points(net, x_const=np.zeros(3))
+    with pytest.raises(ShapeError, match=r"starts has shape \(4, 3\); expected \(S, 8\)"):
+        dynamics.find_fixed_points(net, starts=np.zeros((4, 3)))
+
+
+# --- gradient norms -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scale", [0.9, 1.1])
+def test_linear_gradient_norms_are_powers_of_the_scale(scale):
+    net = elman(scale * rotation(6, 9))
+    T = 40
+    norms = dynamics.gradient_norms(net, sequence(T, 2))
+    np.testing.assert_allclose(norms, scale ** (T - np.arange(T)), rtol=1e-10)
+    frobenius = dynamics.gradient_norms(net, sequence(T, 2), ord="fro")
+    np.testing.assert_allclose(frobenius, np.sqrt(6) * norms, rtol=1e-10)
+
+
+def test_contracting_gradient_norms_decay_geometrically():
+    net = contracting()
+    T = 50
+    norms = dynamics.gradient_norms(net, sequence(T, 2))
+    radius = np.linalg.norm(net.params["layers.0.U"], 2)
+    assert np.all(np.diff(norms) > 0)  # smaller the further back t lies from T
+    assert np.all(norms <= radius ** (T - np.arange(T)) * (1 + 1e-9))
+    horizon = dynamics.gradient_norms(net, sequence(T, 2), horizon=10)
+    assert np.isnan(horizon[:40]).all()
+    np.testing.assert_allclose(horizon[40:], norms[40:], rtol=1e-12)
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+def invoke(*args, code=0):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def write_config(tmp_path, cell="gru", **options):
+    path = tmp_path / "net.yaml"
+    layer = {"cell": cell, "units": 6, **options}
+    path.write_text(yaml.safe_dump({"network": {"input_size": 2, "dtype": "float64",
+                                                "layers": [layer]}}))
+    return path
+
+
+def test_cli_analyze_reports_dynamics_as_json(tmp_path):
+    config = write_config(tmp_path)
+    report = json.loads(invoke("analyze", config, "--steps", 200, "--exponents", 4,
+                               "--starts", 4, "--horizon", 20, "--json"))
+    assert set(report) == {"dynamics"}
+    (row,) = report["dynamics"]
+    assert row["cell"] == "gru" and row["state_size"] == 6
+    net = rnnsim.Network.from_config(yaml.safe_load(config.read_text()))
+    from rnnsim.cli import draw_sequence
+    expected = dynamics.lyapunov_spectrum(net, draw_sequence(net, 300, 0), k=4)
+    np.testing.assert_allclose(row["lyapunov"]["exponents"], expected, rtol=1e-12)
+    assert row["lyapunov"]["steps"] == 200 and len(row["gradient_norms"]["by_lag"]) == 20
+    assert row["fixed_points"]["points"][0]["kind"] == "fixed"
+    assert 0 < row["gradient_norms"]["growth_per_step"] < 1
+
+
+def test_cli_analyze_text_and_input(tmp_path):
+    config = write_config(tmp_path, "lstm", bidirectional=True)
+    np.save(tmp_path / "u.npy", sequence(150, 2))
+    out = invoke("analyze", config, "--input", tmp_path / "u.npy", "--starts", 2)
+    assert out.count("Lyapunov exponents (per step)") == 2
+    assert "reverse direction" in out and "150 steps" not in out and "50 steps" in out
+    assert "fixed points under zero input (2 starts)" in out
+    assert "gradient norm |ds_T/ds_t|" in out
+    invoke("analyze", config, "--input", tmp_path / "u.npy", "--steps", 10, code=2)
+    out = invoke("analyze", config, "--input", tmp_path / "u.npy", "--warmup", 200, code=1)
+    assert "InputError" in out and "warm-up" in out
+
+
+def test_cli_analyze_keeps_the_reservoir_report(tmp_path):
+    config = write_config(tmp_path, "esn", leak_rate=0.5,
+                          init={"recurrent": {"name": "orthogonal", "spectral_radius": 0.8}})
+    report = json.loads(invoke("analyze", config, "--steps", 100, "--starts", 2, "--json"))
+    assert report["layers"][0]["spectral_radius"] == pytest.approx(0.8)
+    assert report["echo_state"]["holds"]
+    assert report["dynamics"][0]["lyapunov"]["largest"] < 0
+
+
+def test_the_docs_examples_run(monkeypatch):
+    import re
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "dynamics.md").read_text()
+    monkeypatch.chdir(root)
+    exec(re.search(r"```python\n(.*?)```", text, re.S).group(1), {})
+    command, _, shown = re.search(r"```\n\$ (rnnsim analyze .*?)```", text, re.S).group(1) \
+        .partition("\n")
+    out = invoke(*shlex.split(command)[1:])
+    # Up to the fixed-point count the lines are exact; the point's last digits follow rounding.
+    assert out.splitlines()[:4] == shown.splitlines()[:4]
