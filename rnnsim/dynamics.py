@@ -68,7 +68,7 @@ class LayerMap:
     """One layer's update ``F(s, d)`` in float64 and its Jacobian ``dF/ds``.
 
     States ``s`` are (..., n) and drives ``d`` (..., m); leading axes broadcast, so one call
-    evaluates many states at once. ``size`` is n, ``drive_size`` m.
+    evaluates many states at once. ``size`` is n.
     """
 
     def __init__(self, layer, params: dict, suffix: str):
