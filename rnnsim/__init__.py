@@ -24,7 +24,16 @@ def from_torch(module_or_state_dict, **config):
     return convert(module_or_state_dict, **config)
 
 
+def from_onnx(path):
+    """An ``OnnxModel`` for an ``.onnx`` file with RNN/LSTM/GRU nodes: ``.run(feeds)`` returns
+    its outputs by name, like an ONNX Runtime session; see ``rnnsim.interop.onnx.from_onnx``.
+    Needs the ``onnx`` package (``pip install 'rnnsim[onnx]'``)."""
+    from .interop.onnx import from_onnx as load_onnx
+
+    return load_onnx(path)
+
+
 __all__ = [
     "ConfigError", "Head", "InputError", "Network", "PluginError", "RnnsimError", "RunResult",
-    "ShapeError", "State", "__version__", "from_torch", "hookimpl", "load",
+    "ShapeError", "State", "__version__", "from_onnx", "from_torch", "hookimpl", "load",
 ]

@@ -1,21 +1,29 @@
-"""Every conformance case: PyTorch RNN/LSTM/GRU run now; later kinds are strict xfails until they land."""
+"""Every conformance case: PyTorch RNN/LSTM/GRU, ONNX models and reservoirpy ESNs; kinds not
+supported yet would be strict xfails (PENDING)."""
 import numpy as np
 import pytest
 
 import rnnsim
-from conformance import arrays, assert_outputs, params
+from conformance import arrays, assert_outputs, conformance_dir, params
 
-PENDING = {
-    "onnx": "ONNX models arrive with the ONNX issue",
-}
+PENDING: dict[str, str] = {}
 
 
 def supported(case):
     if case["kind"] == "torch":
         return PENDING.get(case["module"])
-    if case["kind"] == "reservoirpy":
+    if case["kind"] in ("reservoirpy", "onnx"):
         return None
     return PENDING.get(case["kind"], f"unknown case kind {case['kind']!r}")
+
+
+def run_onnx_case(case, data):
+    """Run the case's .onnx file on its graph inputs; outputs come back by graph-output name."""
+    model = rnnsim.from_onnx(conformance_dir() / case["model"])
+    actual = model.run({name: data[name] for name in case["inputs"]})
+    for name in case["outputs"]:
+        assert actual[name].dtype == data[name].dtype, name
+    return data, actual
 
 
 def run_reservoirpy_case(case, data):
@@ -41,6 +49,8 @@ def run_case(case):
     data = arrays(case)
     if case["kind"] == "reservoirpy":
         return run_reservoirpy_case(case, data)
+    if case["kind"] == "onnx":
+        return run_onnx_case(case, data)
     if case["kind"] != "torch":
         raise NotImplementedError(case["kind"])
     state = {k[len("state."):]: v for k, v in data.items() if k.startswith("state.")}

@@ -1,0 +1,218 @@
+"""The non-recurrent ONNX operators rnnsim runs, in NumPy: the glue ``torch.onnx.export`` emits
+around recurrent nodes and the common heads after them.
+
+Each operator is a function ``op(inputs, attrs, opset) -> tuple of outputs`` over NumPy arrays
+(``None`` for an omitted optional input), registered in ``OPS`` with the attributes it
+understands and how many inputs it takes. Where an operator changed between opsets (axes of
+Squeeze/Unsqueeze/Slice moved from attributes to inputs, Softmax's axis) the ``opset`` of the
+model picks the form. Semantics follow the ONNX operator specs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Op:
+    """One supported operator: its function, the attributes it reads, its input counts."""
+
+    fn: Callable
+    attributes: frozenset[str]
+    min_inputs: int
+    max_inputs: int
+
+
+def _ints(array) -> list[int]:
+    return [int(v) for v in np.asarray(array).reshape(-1)]
+
+
+def constant(inputs, attrs, opset):
+    """Constant: the one value attribute it carries, as an array."""
+    if "value" in attrs:
+        return (attrs["value"],)
+    scalar_types = {"value_float": np.float32, "value_floats": np.float32,
+                    "value_int": np.int64, "value_ints": np.int64}
+    for name, dtype in scalar_types.items():
+        if name in attrs:
+            return (np.asarray(attrs[name], dtype=dtype),)
+    raise ValueError("a Constant needs one of the attributes value, value_float(s), value_int(s)")
+
+
+def constant_of_shape(inputs, attrs, opset):
+    """ConstantOfShape: an array of the input shape filled with ``value`` (float32 0 default)."""
+    value = attrs.get("value", np.zeros(1, np.float32))
+    return (np.full(_ints(inputs[0]), value.reshape(-1)[0], dtype=value.dtype),)
+
+
+def shape(inputs, attrs, opset):
+    """Shape: the input's shape as int64, sliced by ``start``/``end`` (opset 15)."""
+    dims = inputs[0].shape[attrs.get("start", 0):attrs.get("end", None)]
+    return (np.array(dims, dtype=np.int64),)
+
+
+def gather(inputs, attrs, opset):
+    """Gather: ``data`` indexed by ``indices`` along ``axis`` (negative indices count back)."""
+    data, indices = inputs
+    axis = attrs.get("axis", 0)
+    size = data.shape[axis]
+    if np.any(indices >= size) or np.any(indices < -size):
+        raise IndexError(f"indices must lie in [{-size}, {size - 1}] for axis {axis} of size "
+                         f"{size}")
+    return (np.take(data, indices, axis=axis),)
+
+
+def slice_(inputs, attrs, opset):
+    """Slice: ``starts``/``ends``/``axes``/``steps``, as attributes before opset 10, else inputs."""
+    data = inputs[0]
+    if opset < 10:
+        starts, ends = attrs["starts"], attrs["ends"]
+        axes, steps = attrs.get("axes"), None
+    else:
+        starts, ends = _ints(inputs[1]), _ints(inputs[2])
+        axes = None if len(inputs) < 4 or inputs[3] is None else _ints(inputs[3])
+        steps = None if len(inputs) < 5 or inputs[4] is None else _ints(inputs[4])
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ValueError("starts, ends, axes and steps must have the same length")
+    index = [slice(None)] * data.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        if step == 0:
+            raise ValueError("a step of 0")
+        # Python slices clamp out-of-range bounds exactly as the ONNX spec does.
+        index[axis] = slice(start, end, step)
+    return (data[tuple(index)],)
+
+
+def _axes(inputs, attrs, opset, since: int):
+    if opset < since:
+        return attrs.get("axes")
+    return None if len(inputs) < 2 or inputs[1] is None else _ints(inputs[1])
+
+
+def squeeze(inputs, attrs, opset):
+    """Squeeze: drop the size-1 ``axes`` (an attribute before opset 13), or every size-1 axis."""
+    data = inputs[0]
+    axes = _axes(inputs, attrs, opset, 13)
+    if axes is None:
+        return (np.squeeze(data),)
+    return (np.squeeze(data, axis=tuple(axes)),)
+
+
+def unsqueeze(inputs, attrs, opset):
+    """Unsqueeze: insert size-1 ``axes`` (an attribute before opset 13), counted in the output."""
+    axes = _axes(inputs, attrs, opset, 13)
+    if axes is None:
+        raise ValueError("Unsqueeze needs axes")
+    return (np.expand_dims(inputs[0], tuple(axes)),)
+
+
+def concat(inputs, attrs, opset):
+    """Concat along ``axis``."""
+    return (np.concatenate([x for x in inputs if x is not None], axis=attrs["axis"]),)
+
+
+def expand(inputs, attrs, opset):
+    """Expand: broadcast the input against ``shape`` (both ways, as in NumPy)."""
+    data, target = inputs
+    return (np.array(np.broadcast_to(data, np.broadcast_shapes(data.shape,
+                                                               tuple(_ints(target))))),)
+
+
+def reshape(inputs, attrs, opset):
+    """Reshape: 0 copies the input's dimension (unless ``allowzero``), -1 is inferred."""
+    data, target = inputs[0], _ints(inputs[1])
+    if not attrs.get("allowzero", 0):
+        target = [data.shape[i] if dim == 0 else dim for i, dim in enumerate(target)]
+    return (data.reshape(target),)
+
+
+def transpose(inputs, attrs, opset):
+    """Transpose by ``perm`` (default: reverse the axes)."""
+    return (np.transpose(inputs[0], attrs.get("perm")),)
+
+
+def gemm(inputs, attrs, opset):
+    """Gemm: alpha * A' B' + beta * C, A' and B' transposed when ``transA``/``transB``."""
+    a, b = inputs[0], inputs[1]
+    c = inputs[2] if len(inputs) > 2 else None
+    a = a.T if attrs.get("transA", 0) else a
+    b = b.T if attrs.get("transB", 0) else b
+    alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
+    y = a @ b
+    if alpha != 1.0:
+        y = y * a.dtype.type(alpha)
+    if c is not None:
+        y = y + (c if beta == 1.0 else c * c.dtype.type(beta))
+    return (y,)
+
+
+def matmul(inputs, attrs, opset):
+    """MatMul, with NumPy's (and ONNX's) broadcasting of the leading axes."""
+    return (np.matmul(inputs[0], inputs[1]),)
+
+
+def add(inputs, attrs, opset):
+    """Add, broadcasting."""
+    return (np.add(inputs[0], inputs[1]),)
+
+
+def softmax(inputs, attrs, opset):
+    """Softmax along ``axis``; before opset 13 over the input flattened to 2-D at ``axis``."""
+    data = inputs[0]
+    if opset < 13:
+        axis = attrs.get("axis", 1) % max(data.ndim, 1)
+        flat = data.reshape(int(np.prod(data.shape[:axis])), -1)
+        return (_softmax(flat, -1).reshape(data.shape),)
+    return (_softmax(data, attrs.get("axis", -1)),)
+
+
+def _softmax(z, axis):
+    shifted = np.exp(z - z.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+def relu(inputs, attrs, opset):
+    """Relu: max(x, 0)."""
+    return (np.maximum(inputs[0], inputs[0].dtype.type(0)),)
+
+
+def tanh(inputs, attrs, opset):
+    """Tanh."""
+    return (np.tanh(inputs[0]),)
+
+
+def sigmoid(inputs, attrs, opset):
+    """Sigmoid: 1 / (1 + exp(-x)); exp overflows to inf for large -x, giving exactly 0."""
+    with np.errstate(over="ignore"):
+        return (1 / (1 + np.exp(-inputs[0])),)
+
+
+def _op(fn, attributes=(), inputs=(1, 1)):
+    return Op(fn, frozenset(attributes), *inputs)
+
+
+OPS: dict[str, Op] = {
+    "Constant": _op(constant, ("value", "value_float", "value_floats", "value_int",
+                               "value_ints"), (0, 0)),
+    "ConstantOfShape": _op(constant_of_shape, ("value",)),
+    "Shape": _op(shape, ("start", "end")),
+    "Gather": _op(gather, ("axis",), (2, 2)),
+    "Slice": _op(slice_, ("starts", "ends", "axes"), (1, 5)),
+    "Squeeze": _op(squeeze, ("axes",), (1, 2)),
+    "Unsqueeze": _op(unsqueeze, ("axes",), (1, 2)),
+    "Concat": _op(concat, ("axis",), (1, 2 ** 31)),
+    "Expand": _op(expand, (), (2, 2)),
+    "Reshape": _op(reshape, ("allowzero",), (2, 2)),
+    "Transpose": _op(transpose, ("perm",)),
+    "Gemm": _op(gemm, ("alpha", "beta", "transA", "transB"), (2, 3)),
+    "MatMul": _op(matmul, (), (2, 2)),
+    "Add": _op(add, (), (2, 2)),
+    "Softmax": _op(softmax, ("axis",)),
+    "Relu": _op(relu),
+    "Tanh": _op(tanh),
+    "Sigmoid": _op(sigmoid),
+}
