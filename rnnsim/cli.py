@@ -504,8 +504,9 @@ def print_reservoir(report: dict) -> None:
         click.echo(f"NRMSE {report['nrmse']:.4e}")
 
 
-def _number(value, spec: str = ".4g") -> str:
-    return "-inf" if value is None else format(value, spec)
+def _number(value, missing: str = "-inf") -> str:
+    """A report's number; None stands for a non-finite value (``missing``)."""
+    return missing if value is None else format(value, ".4g")
 
 
 def print_dynamics(row: dict, source: str) -> None:
@@ -538,8 +539,8 @@ def print_dynamics(row: dict, source: str) -> None:
     growth = row["gradient_norms"]["growth_per_step"]
     trend = ("" if growth is None else f", x{growth:.4g} per step: "
              + ("vanishing" if growth < 1 else "exploding" if growth > 1 else "neutral"))
-    click.echo(f"  gradient norm |ds_T/ds_t| (spectral): {_number(norms[0])} one step back, "
-               f"{_number(norms[-1])} {len(norms)} steps back{trend}")
+    click.echo(f"  gradient norm |ds_T/ds_t| (spectral): {_number(norms[0], 'inf')} one step "
+               f"back, {_number(norms[-1], 'inf')} {len(norms)} steps back{trend}")
 
 
 def _grid_option(entries) -> dict[str, str] | None:

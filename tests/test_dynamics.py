@@ -390,3 +390,22 @@ def test_the_docs_examples_run(monkeypatch):
     out = invoke(*shlex.split(command)[1:])
     # Up to the fixed-point count the lines are exact; the point's last digits follow rounding.
     assert out.splitlines()[:4] == shown.splitlines()[:4]
+
+
+def test_cli_json_stays_valid_with_infinite_exponents(tmp_path):
+    # Dead ReLU units: every slope is 0, so every exponent is -inf and every norm 0.
+    config = write_config(tmp_path, "elman", activation="relu",
+                          init={"input": "zeros", "bias": {"name": "uniform", "low": -3,
+                                                           "high": -2}})
+
+    def strict(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    text = invoke("analyze", config, "--steps", 50, "--starts", 2, "--json")
+    (row,) = json.loads(text, parse_constant=strict)["dynamics"]
+    assert row["lyapunov"]["exponents"] == [None] * 6
+    assert row["gradient_norms"]["by_lag"] == [0.0] * 100 and \
+        row["gradient_norms"]["growth_per_step"] is None
+    assert row["fixed_points"]["points"][0]["stable"]
+    out = invoke("analyze", config, "--steps", 50, "--starts", 2)
+    assert "largest -inf: nearby trajectories converge" in out
