@@ -9,7 +9,7 @@ import numpy as np
 
 from . import kernels
 from .config import Spec
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, RnnsimError
 from .plugins import Activation, Plugins
 
 
@@ -75,11 +75,18 @@ class compile_errors:
         return self
 
     def __exit__(self, kind, exc, tb):
-        if exc is None or not isinstance(exc, kernels.KernelCompileError):
+        if not isinstance(exc, Exception) or isinstance(exc, (RnnsimError, MemoryError)):
             return False
         names = ", ".join(f"'{a.name}' (plugin '{a.entry.source.plugin}', package "
                           f"{a.entry.source.package})" for a in self.activations)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, kernels.KernelCompileError):
+            if isinstance(exc, TypeError):  # a call the kernel's signature does not match
+                return False
+            # Kernels raise nothing themselves: an exception from inside is an activation's.
+            raise PluginError(f"the kernel with activation {names} raised "
+                              f"{type(exc).__name__}: {first}. Fix the activation so that it "
+                              "returns a number for every input.") from None
         raise PluginError(
             f"numba could not compile the kernel with activation {names}: {first}. An "
             "activation must be a scalar function in numba's nopython subset (math functions, "

@@ -5,6 +5,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -16,6 +17,7 @@ import numpy as np
 
 from . import __version__, config as config_mod, plugins as plugins_mod, sweep as sweep_mod
 from .errors import RnnsimError
+from . import guards, longrun
 from .io import read_array, read_optional_array, write_npz
 from .device import DEVICES
 from .network import Network, RunResult, open_network
@@ -54,7 +56,20 @@ CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path)
 @click.option("--input", "input_path", type=click.Path(path_type=Path),
               help="Input array (.npy, .npz with array 'x', or .csv of one sequence).")
 @click.option("--output", "output_path", type=click.Path(path_type=Path),
-              help="Write output, final states and y to this .npz file.")
+              help="Write output, final states and y to this .npz file. A .npy path streams "
+                   "the run to disk a chunk of steps at a time, in bounded memory: PATH.npy "
+                   "the output, PATH.y.npy a per-step head's y, PATH.state.npz the final "
+                   "states (see docs/reliability.md).")
+@click.option("--chunk-steps", type=click.IntRange(min=1),
+              help="With --output PATH.npy: steps per chunk [default: about 64 MiB of "
+                   "buffers].")
+@click.option("--resume", is_flag=True,
+              help="With --output PATH.npy: continue an interrupted run from its last "
+                   "complete chunk (same config, weights, input and options), else start.")
+@click.option("--nonfinite", type=click.Choice(["raise", "warn", "ignore"]),
+              help="When a state becomes NaN/inf: stop with the layer, step, unit and row "
+                   "where it first happened, warn, or ignore it [default: raise; ignore with "
+                   "--allow-nonfinite].")
 @click.option("--timesteps", "-T", type=click.IntRange(min=1),
               help="T for the drawn input [default: the config's run.timesteps].")
 @click.option("--batch", "-B", type=click.IntRange(min=1),
@@ -73,33 +88,44 @@ CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path)
                    "[default: the config's network.device].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
 @reports_errors
-def run(config, input_path, output_path, timesteps, batch, seed, save_path, allow_nonfinite,
-        lengths, device, as_json):
+def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timesteps, batch, seed,
+        save_path, allow_nonfinite, lengths, device, as_json):
     """Run a network from a YAML config or a saved model folder."""
     if input_path is not None and (timesteps or batch):
         raise click.UsageError("--timesteps/--batch size the drawn input; with --input the "
                                "file's shape decides them.")
+    streamed = output_path is not None and output_path.suffix.lower() == ".npy"
+    if (chunk_steps or resume) and not streamed:
+        raise click.UsageError("--chunk-steps and --resume apply to a run streamed to disk: "
+                               "give --output PATH.npy.")
     net = _network(config, seed, device)
     if input_path is None:
-        x = draw_input(net, timesteps, batch, seed)
+        x = drawn_input(net, timesteps, batch, seed) if streamed else draw_input(
+            net, timesteps, batch, seed)
     else:
-        x = read_array(input_path)
+        x = read_array(input_path, mmap=streamed)
         if lengths is None and input_path.suffix.lower() == ".npz":
             lengths = read_optional_array(input_path, "lengths")
     start = time.perf_counter()
-    result = net.run(x, lengths=lengths, check_finite=not allow_nonfinite)
+    options = {"lengths": lengths, "check_finite": not allow_nonfinite, "nonfinite": nonfinite}
+    if streamed:
+        result = net.run(x, out=output_path, chunk_steps=chunk_steps, resume=resume, **options)
+    else:
+        result = net.run(x, **options)
     seconds = time.perf_counter() - start
-    if output_path is not None:
+    if output_path is not None and not streamed:
         write_npz(output_path, result_arrays(net, result))
     if save_path is not None:
         net.save(save_path)
-    summary = run_summary(net, config, np.shape(x), result, seconds)
+    summary = run_summary(net, config, x.shape, result, seconds)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         print_run(net, summary)
     if output_path is not None and not as_json:
-        click.echo(f"wrote {output_path}")
+        written = ([p for p in longrun.outputs(output_path).values() if p.exists()]
+                   if streamed else [output_path])
+        click.echo(f"wrote {', '.join(map(str, written))}")
 
 
 def _int_list(value: str | None, option: str) -> list[int] | None:
@@ -122,14 +148,27 @@ def _network(path: Path, seed: int | None, device: str | None = None) -> Network
     return Network.from_config(data, device)
 
 
-def draw_input(net: Network, timesteps, batch, seed) -> np.ndarray:
-    """A seeded standard-normal input of the config's run size (or the given T, B)."""
+def drawn_input(net: Network, timesteps, batch, seed) -> longrun.DrawnInput:
+    """A seeded standard-normal input of the config's run size (or the given T, B), drawn
+    a chunk at a time by a run streamed to disk."""
     cfg = net.config
     T = timesteps or cfg.run.timesteps
     B = batch or cfg.run.batch
-    rng = np.random.default_rng([cfg.network.seed if seed is None else seed, 1])
-    shape = (B, T, net.input_size) if cfg.network.batch_first else (T, B, net.input_size)
-    return rng.standard_normal(shape).astype(net.dtype)
+    batch_first = cfg.network.batch_first
+    shape = (B, T, net.input_size) if batch_first else (T, B, net.input_size)
+    return longrun.DrawnInput(cfg.network.seed if seed is None else seed, shape, net.dtype,
+                              time_axis=1 if batch_first else 0)
+
+
+def draw_input(net: Network, timesteps, batch, seed) -> np.ndarray:
+    """A seeded standard-normal input of the config's run size (or the given T, B)."""
+    source = drawn_input(net, timesteps, batch, seed)
+    size = math.prod(source.shape)
+    guards.check_fits({f"drawn input {source.shape}": size * net.dtype.itemsize,
+                       "its float64 draw": size * 8}, "the drawn input",
+                      "Stream the run to disk with --output out.npy: the input is then drawn "
+                      "a chunk at a time.")
+    return source.whole()
 
 
 def result_arrays(net: Network, result: RunResult) -> dict[str, np.ndarray]:

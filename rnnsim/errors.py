@@ -19,3 +19,19 @@ class ShapeError(RnnsimError):
 
 class InputError(RnnsimError):
     """An input file or array cannot be used: missing, unreadable, or holding NaN/inf."""
+
+
+class NonfiniteError(RnnsimError):
+    """A state became NaN or inf during a run; ``fault`` says where it first happened."""
+
+    def __init__(self, message: str, fault=None):
+        super().__init__(message)
+        self.fault = fault
+
+
+class NonfiniteWarning(RuntimeWarning):
+    """Like ``NonfiniteError``, for ``nonfinite="warn"``: the run went on."""
+
+    def __init__(self, message: str, fault=None):
+        super().__init__(message)
+        self.fault = fault

@@ -1,21 +1,31 @@
 """Reading input arrays and writing results atomically."""
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from . import guards
 from .errors import InputError
 
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+# What a damaged or hostile file makes numpy and zipfile raise (NotImplementedError: an
+# unknown compression method; RuntimeError: an encrypted member).
+READ_ERRORS = (OSError, ValueError, EOFError, KeyError, NotImplementedError, RuntimeError,
+               OverflowError, zipfile.BadZipFile, zlib.error)
 
-def read_array(path: str | os.PathLike, name: str = "x") -> np.ndarray:
+
+def read_array(path: str | os.PathLike, name: str = "x", mmap: bool = False) -> np.ndarray:
     """The input array in a ``.npy``, ``.npz`` (array ``name``, or its only array) or ``.csv``.
 
     A CSV file holds one sequence: one row per timestep, one column per feature, comma
-    separated; a first row of column names is skipped.
+    separated; a first row of column names is skipped. With ``mmap`` a ``.npy`` comes back as
+    a read-only ``np.memmap`` that is read from disk only where used. No file is unpickled.
     """
     path = Path(path)
     if not path.is_file():
@@ -23,20 +33,24 @@ def read_array(path: str | os.PathLike, name: str = "x") -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
+            with open(path, "rb") as fh:
+                _npy_header(fh, os.fstat(fh.fileno()).st_size, f"input file '{path}'",
+                            in_memory=not mmap)
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                if name in data.files:
-                    return data[name]
-                if len(data.files) == 1:
-                    return data[data.files[0]]
-                raise InputError(f"input file '{path}' holds arrays {data.files} and none is "
-                                 f"called '{name}'. Save the input under the name '{name}'.")
+            with _open_npz(path) as archive:
+                members = _npz_members(archive)
+                if name not in members and len(members) != 1:
+                    raise InputError(f"input file '{path}' holds arrays {list(members)} and "
+                                     f"none is called '{name}'. Save the input under the name "
+                                     f"'{name}'.")
+                pick = name if name in members else next(iter(members))
+                return _read_member(archive, members[pick], f"array '{pick}' of '{path}'")
         if suffix == ".csv":
             return _read_csv(path)
     except InputError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except READ_ERRORS as exc:
         raise InputError(f"input file '{path}' cannot be read as {suffix}: {exc}.") from None
     raise InputError(f"input file '{path}' has an unknown type '{suffix}'; use .npy, .npz "
                      "or .csv.")
@@ -44,11 +58,72 @@ def read_array(path: str | os.PathLike, name: str = "x") -> np.ndarray:
 
 def read_optional_array(path: str | os.PathLike, name: str) -> np.ndarray | None:
     """The array ``name`` of an ``.npz`` file, or None when the file has no such array."""
+    return read_npz(path, [name]).get(name)
+
+
+def read_npz(path: str | os.PathLike, names=None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (only ``names`` when given), checked before reading:
+    no pickled objects, no declared size beyond the data or the memory."""
+    path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return data[name] if name in data.files else None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"input file '{path}' cannot be read as .npz: {exc}.") from None
+        with _open_npz(path) as archive:
+            return {name: _read_member(archive, info, f"array '{name}' of '{path}'")
+                    for name, info in _npz_members(archive).items()
+                    if names is None or name in names}
+    except InputError:
+        raise
+    except READ_ERRORS as exc:
+        raise InputError(f"'{path}' cannot be read as .npz: {exc}.") from None
+
+
+def _open_npz(path: Path) -> zipfile.ZipFile:
+    with open(path, "rb") as fh:
+        if fh.read(4) not in ZIP_MAGICS:
+            raise InputError(f"'{path}' is not an .npz file (a zip archive of .npy arrays, "
+                             "as np.savez writes).")
+    return zipfile.ZipFile(path)
+
+
+def _npz_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    return {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> np.ndarray:
+    with archive.open(info) as fh:
+        _npy_header(fh, info.file_size, label, in_memory=True)
+    with archive.open(info) as fh:
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
+def _npy_header(fh, size: int, label: str, in_memory: bool):
+    """(shape, fortran_order, dtype) of the ``.npy`` stream ``fh`` of ``size`` bytes.
+
+    Refuses object arrays (they need pickle, which can run code) and shapes whose bytes exceed
+    the data (a truncated file, or a header lying about its size) or, for arrays to be read
+    into memory, the memory available: before anything is allocated.
+    """
+    version = np.lib.format.read_magic(fh)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read_header(fh)
+    if dtype.hasobject:
+        raise InputError(f"{label} holds Python objects (dtype {dtype}); reading them would "
+                         "need pickle, which can run code, so rnnsim refuses. Save plain "
+                         "numeric arrays.")
+    if any(d < 0 for d in shape):
+        raise InputError(f"{label} declares the impossible shape {shape}.")
+    declared = math.prod(shape) * dtype.itemsize
+    data = size - fh.tell()
+    if declared > data:
+        raise InputError(f"{label} declares shape {shape} of {dtype} ({declared:,} bytes) but "
+                         f"holds {max(data, 0):,} bytes of data: the file is truncated or "
+                         "damaged. Write it again.")
+    if in_memory:
+        guards.check_fits({f"{label} {shape}": declared}, f"reading {label}",
+                          "A .npy input is read piece by piece when the run streams to disk "
+                          "(`rnnsim run --output out.npy`, or run(np.load(path, mmap_mode='r'), "
+                          "out=...)).", InputError)
+    return shape, fortran, dtype
 
 
 def _read_csv(path: Path) -> np.ndarray:

@@ -16,10 +16,12 @@ import yaml
 
 from . import config as config_mod
 from . import device as device_mod
+from . import guards
 from .activations import bind
 from .cells import CELLS
 from .config import Config, Spec
 from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
+from .io import read_npz
 from .plugins import Plugins, get_plugins
 from . import reservoir
 from .reservoir import CSR, CSR_PARTS, scale_spectral_radius
@@ -105,6 +107,7 @@ class Network:
         sparse = {f"layers.{i}.{name}" for i, layer in enumerate(self.layers)
                   for name in getattr(layer, "sparse_parameters", ())}
         if params is None:
+            guards.check_parameters(self)
             self.params = {}
             for name, (role, shape) in shapes.items():
                 value = self._initialize(name, role, shape)
@@ -224,11 +227,25 @@ class Network:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: initializer '{spec.name}' failed for parameter {name} "
                               f"of shape {shape}: {exc}. Check its parameters.") from None
+        except RnnsimError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"initializer '{spec.name}' (plugin '{entry.source.plugin}') "
+                              f"raised {type(exc).__name__} for parameter {name} of shape "
+                              f"{shape}: {exc}. Fix the plugin, or choose another initializer "
+                              f"at {where}.") from None
         if not isinstance(value, (np.ndarray, CSR)) or value.shape != tuple(shape):
             got = getattr(value, "shape", type(value).__name__)
             raise PluginError(f"initializer '{spec.name}' (plugin '{entry.source.plugin}') "
                               f"returned {got} for parameter {name}; expected an array of "
                               f"shape {tuple(shape)}.")
+        values = value.data if isinstance(value, CSR) else value
+        if np.asarray(values).dtype.kind not in "biuf" or not np.isfinite(values).all():
+            got = (f"dtype {np.asarray(values).dtype}" if np.asarray(values).dtype.kind
+                   not in "biuf" else "NaN/inf values")
+            raise PluginError(f"initializer '{spec.name}' (plugin '{entry.source.plugin}') "
+                              f"returned {got} for parameter {name}; expected finite real "
+                              "numbers.")
         if isinstance(value, CSR):
             value = value.astype(self.dtype)
             if SPECTRAL_RADIUS in spec.params:
@@ -254,6 +271,7 @@ class Network:
         if not isinstance(B, (int, np.integer)) or isinstance(B, bool) or B < 1:
             raise ShapeError(f"initial_state(batch={batch!r}): batch must be a positive int, or "
                              "None for one unbatched sequence.")
+        guards.check_state(self, int(B))
         h = self._initial_states(None, "h0", [layer.hidden_size for layer in self.layers], B,
                                  False, False)
         c = self._initial_states(None, "c0", [layer.cell_size for layer in self.layers], B,
@@ -263,14 +281,15 @@ class Network:
             c = [None if s is None else s[:, 0] for s in c]
         return State(tuple(h), tuple(c))
 
-    def step(self, x_t, state: State, *, check_finite: bool = True):
+    def step(self, x_t, state: State, *, check_finite: bool = True,
+             nonfinite: str | None = None):
         """Advance every layer by one timestep: ``y, state = net.step(x_t, state)``.
 
         x_t : (B, k), or (k,) with an unbatched ``state`` (``batch_first`` plays no part)
         state : a ``State`` from ``initial_state``, ``step`` or ``RunResult.state``
         Returns the head's output for this step (the top layer's output without a head),
         (B, ...) or unbatched, and the new state. Repeated steps give the same bits as one
-        ``run`` over the whole sequence.
+        ``run`` over the whole sequence. ``nonfinite`` as for ``run``.
         """
         if not isinstance(state, State):
             raise InputError(f"step needs a State (from net.initial_state(batch)), got "
@@ -288,16 +307,21 @@ class Network:
         unbatched = x.ndim == 1
         B = 1 if unbatched else x.shape[0]
         x = np.ascontiguousarray(x, dtype=self.dtype).reshape(1, B, k)
+        watch = guards.NonfiniteWatch(guards.nonfinite_mode(nonfinite, check_finite), x,
+                                      single_step=True)
         hs, cs = [], []
         for i, layer in enumerate(self.layers):
             h = self._state_part(state.h, i, layer.hidden_size, B, unbatched, "h", check_finite)
             c = self._state_part(state.c, i, layer.cell_size, B, unbatched, "c", check_finite)
             x, h, c = self._run_layer(layer, self._layer_params(i), x, h, c)
+            watch.layer(i, layer, x, c)
             hs.append(h[:, 0] if unbatched else h)
             cs.append(None if c is None else c[:, 0] if unbatched else c)
         y = x
         if self.head is not None:
-            y = np.asarray(self.head.forward(self._head_params(), x))
+            y = self._head_forward(self._head_params(), x, None)
+            watch.head(self.config.network.head.name, y, self.head.per_step, len(self.layers))
+        watch.report(unbatched)
         y = y[0] if self.head is None or self.head.per_step else y
         return (y[0] if unbatched else y), State(tuple(hs), tuple(cs))
 
@@ -339,7 +363,9 @@ class Network:
             return device_mod.run_layer(layer, params, x, h, c, lengths)
         return layer.run(params, x, h, c, lengths)
 
-    def run(self, x, h0=None, c0=None, *, lengths=None, check_finite: bool = True) -> RunResult:
+    def run(self, x, h0=None, c0=None, *, lengths=None, check_finite: bool = True,
+            nonfinite: str | None = None, out: str | os.PathLike | None = None,
+            chunk_steps: int | None = None, resume: bool = False) -> RunResult:
         """Run the network on ``x`` and return a ``RunResult``.
 
         x : (T, B, k), or (B, T, k) with ``batch_first``, or (T, k) for one sequence
@@ -354,7 +380,23 @@ class Network:
             leave its state untouched and give zero outputs; a reverse direction starts at
             each sequence's own end; ``last_step`` heads read each sequence's own last step.
         check_finite : raise InputError on NaN/inf in ``x``, ``h0`` or ``c0``
+        nonfinite : 'raise' (NonfiniteError), 'warn' (NonfiniteWarning) or 'ignore' when a
+            state or the head's output becomes NaN/inf; the message names the layer, step,
+            unit and batch row where it first happened. Default: 'raise', or 'ignore' with
+            ``check_finite=False``.
+        out : a ``.npy`` path: stream the output to disk in chunks of ``chunk_steps`` steps,
+            in bounded memory (x may be a memmap); ``resume`` continues an interrupted run.
+            See ``rnnsim.longrun.run_to_file``; the result's output is then a read-only memmap.
         """
+        if out is not None:
+            from .longrun import run_to_file
+
+            return run_to_file(self, x, out, h0, c0, lengths=lengths, check_finite=check_finite,
+                               nonfinite=nonfinite, chunk_steps=chunk_steps, resume=resume)
+        if chunk_steps is not None or resume:
+            raise InputError("run: chunk_steps and resume apply to a run streamed to disk; "
+                             "give out='out.npy' too.")
+        mode = guards.nonfinite_mode(nonfinite, check_finite)
         if isinstance(h0, State):
             if c0 is not None:
                 raise InputError("run: give either a State as h0 or c0, not both (a State "
@@ -367,15 +409,20 @@ class Network:
                                       B, unbatched, check_finite)
         cells = self._initial_states(c0, "c0", [layer.cell_size for layer in self.layers],
                                      B, unbatched, check_finite)
+        watch = guards.NonfiniteWatch(mode, x)
         finals, finals_c = [], []
         for i, (layer, state, cell) in enumerate(zip(self.layers, states, cells)):
             x, final, final_c = self._run_layer(layer, self._layer_params(i), x, state, cell,
                                                 lengths)
+            watch.layer(i, layer, x, final_c)
             finals.append(final)
             finals_c.append(final_c)
         y = None
         if self.head is not None:
-            y = np.asarray(self._head_forward(self._head_params(), x, lengths))
+            y = self._head_forward(self._head_params(), x, lengths)
+            watch.head(self.config.network.head.name, y, self.head.per_step, len(self.layers))
+        watch.report(unbatched)
+        if y is not None:
             if self.head.per_step:
                 y = self._to_user_layout(y, unbatched)
             elif unbatched:
@@ -387,6 +434,27 @@ class Network:
         return RunResult(output, tuple(finals), y, tuple(finals_c))
 
     def _head_forward(self, params: dict, x: np.ndarray, lengths) -> np.ndarray:
+        """The head's y for the states ``x`` (T, B, F): (T, B, ...) per step, else (B, ...);
+        a head plugin that raises or returns something else is reported by name."""
+        name = self.config.network.head.name
+        entry = self.plugins.heads.entries.get(name)
+        plugin = f"head '{name}' (plugin '{entry.source.plugin if entry else 'unknown'}')"
+        try:
+            y = np.asarray(self._head_outputs(params, x, lengths))
+        except RnnsimError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"{plugin} raised {type(exc).__name__} in forward on states of "
+                              f"shape {x.shape}: {exc}. Fix the head.") from None
+        lead = x.shape[:2] if self.head.per_step else x.shape[1:2]
+        if y.dtype.kind not in "biuf" or y.shape[:len(lead)] != lead:
+            raise PluginError(f"{plugin} returned an array of shape {y.shape} and dtype "
+                              f"{y.dtype} for states of shape {x.shape}; expected numbers with "
+                              f"leading axes {lead} ({'(T, B)' if self.head.per_step else '(B,)'}"
+                              f", per_step = {self.head.per_step}).")
+        return y
+
+    def _head_outputs(self, params: dict, x: np.ndarray, lengths) -> np.ndarray:
         if lengths is None:
             return self.head.forward(params, x)
         if not self.head.per_step:
@@ -418,6 +486,9 @@ class Network:
         if 0 in x.shape:
             raise ShapeError(f"input x has shape {x.shape}: it needs at least one timestep "
                              "and one sequence.")
+        T, B = (x.shape[0], 1) if x.ndim == 2 else x.shape[:2]
+        guards.check_run(self, *((B, T) if self.config.network.batch_first and x.ndim == 3
+                                 else (T, B)))
         if check_finite:
             _check_finite(x, "x")
         unbatched = x.ndim == 2
@@ -513,11 +584,7 @@ def load(path: str | os.PathLike, device: str | None = None) -> Network:
         raise InputError(f"'{path}' is not an rnnsim model folder: it needs config.yaml and "
                          "weights.npz, as written by Network.save or `rnnsim run --save`.")
     config = config_mod.parse(path / "config.yaml")
-    try:
-        with np.load(path / "weights.npz", allow_pickle=False) as data:
-            params = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError, zlib.error) as exc:
-        raise InputError(f"'{path / 'weights.npz'}' cannot be read: {exc}.") from None
+    params = read_npz(path / "weights.npz")
     return Network(config, params, origin=f"model '{path}'", device=device)
 
 

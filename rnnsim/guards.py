@@ -1,0 +1,286 @@
+"""Guards against runs that cannot end well: sizes beyond the memory, and NaN/inf states.
+
+Both checks run before or right after the expensive part, so a hopeless request fails in
+milliseconds with a message naming the array or layer, instead of allocating for minutes or
+handing back NaN outputs.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, InputError, NonfiniteError, NonfiniteWarning, ShapeError
+
+MEMORY_LIMIT_ENV = "RNNSIM_MEMORY_LIMIT"
+NONFINITE_MODES = ("raise", "warn", "ignore")
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def format_bytes(count: int) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if value < 1024 or unit == "EiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def parse_bytes(text: str) -> int:
+    """``'512M'``, ``'4g'``, ``'1000000'`` -> bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if match is None:
+        raise ConfigError(f"{MEMORY_LIMIT_ENV}={text!r}: give a size such as 512M, 4G or a "
+                          "number of bytes.")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def available_bytes() -> int:
+    """Memory a run may use: ``$RNNSIM_MEMORY_LIMIT`` if set, else what the machine (and its
+    cgroup, in a container) has available now."""
+    explicit = os.environ.get(MEMORY_LIMIT_ENV)
+    if explicit:
+        return parse_bytes(explicit)
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found.append(max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, AttributeError):
+            return 1 << 62
+    return min(found)
+
+
+def check_fits(parts: dict[str, int], what: str, hint: str, error=ShapeError) -> None:
+    """Raise ``error`` when the arrays in ``parts`` (name -> bytes) exceed the memory."""
+    need = sum(parts.values())
+    have = available_bytes()
+    if need <= have:
+        return
+    largest = sorted(parts.items(), key=lambda item: -item[1])[:3]
+    listed = ", ".join(f"{name}: {format_bytes(size)}" for name, size in largest if size)
+    raise error(f"{what} need about {format_bytes(need)} of memory ({listed}), more than the "
+                f"{format_bytes(have)} available; nothing was allocated. {hint} (Set "
+                f"{MEMORY_LIMIT_ENV} to change the limit.)")
+
+
+def check_parameters(net) -> None:
+    """Fail before drawing weights that cannot fit: ConfigError naming the largest ones."""
+    item = net.dtype.itemsize
+    sparse = {f"layers.{i}.{name}" for i, layer in enumerate(net.layers)
+              for name in getattr(layer, "sparse_parameters", ())}
+    parts = {f"{name} {tuple(shape)}": math.prod(shape) * item
+             for name, (_, shape) in net.parameter_shapes().items() if name not in sparse}
+    if not parts:
+        return
+    biggest = max(parts, key=parts.get)
+    owner = biggest.split(" ")[0].rsplit(".", 1)[0]
+    if owner == "head":
+        where = f"network.head.units = {net.head.units}"
+    else:
+        index = int(owner.split(".")[1])
+        where = (f"network.layers[{index}].units = {net.layers[index].units}, "
+                 f"input size {net.layers[index].input_size}")
+    # Initializers draw in float64 before the cast: count the largest draw once more at 8 bytes.
+    parts["float64 draw of the largest"] = parts[biggest] // item * 8
+    check_fits(parts, f"the parameters ({where})",
+               "Reduce units (p) or input_size (k): a layer's weights grow as p*(k + p).",
+               ConfigError)
+
+
+def run_buffer_bytes(net, timesteps: int, batch: int) -> dict[str, int]:
+    """The arrays ``Network.run`` allocates for ``timesteps`` x ``batch``, by name."""
+    item = net.dtype.itemsize
+    rows = timesteps * batch * item
+    parts = {f"input x ({timesteps}, {batch}, {net.input_size})": rows * net.input_size}
+    worst, worst_name, width = 0, "layer buffers", net.input_size
+    for i, layer in enumerate(net.layers):
+        projection = max((shape[0] for name, (role, shape) in layer.parameter_shapes().items()
+                          if role == "input" and len(shape) == 2 and "_" not in name),
+                         default=layer.hidden_size)
+        out = layer.directions * layer.hidden_size
+        size = rows * (width + layer.directions * (projection + layer.hidden_size) + out)
+        if size > worst:
+            worst, worst_name = size, f"layer {i} ({layer.name}) buffers"
+        width = out
+    parts[worst_name] = worst
+    if net.head is not None:
+        parts[f"head output y ({timesteps}, {batch}, {net.head.units})"] = (
+            2 * rows * net.head.units)
+    return parts
+
+
+def check_run(net, timesteps: int, batch: int) -> None:
+    """Fail before a run whose buffers cannot fit: ShapeError naming the arrays."""
+    check_fits(run_buffer_bytes(net, timesteps, batch),
+               f"a run of T = {timesteps} steps and B = {batch} sequences",
+               "Stream it to disk in chunks with run(x, out='out.npy') (`rnnsim run --output "
+               "out.npy`), or run fewer steps or sequences at a time with the State API.")
+
+
+def nonfinite_mode(nonfinite: str | None, check_finite: bool) -> str:
+    """The mode in force: ``nonfinite``, or 'raise' ('ignore' when inputs may hold NaN/inf)."""
+    if nonfinite is None:
+        return "raise" if check_finite else "ignore"
+    if nonfinite not in NONFINITE_MODES:
+        raise InputError(f"nonfinite={nonfinite!r}: choose one of "
+                         f"{', '.join(map(repr, NONFINITE_MODES))}.")
+    return nonfinite
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Where a NaN/inf first appeared. ``step`` None: a single ``step`` call, or unknown."""
+
+    what: str              # "layer 0 (elman) state h", "head 'linear' output y"
+    value: float
+    step: int | None
+    row: int | None
+    unit: int
+    reverse: bool = False
+    input_finite: bool | None = None  # whether x at that step and row is finite
+
+    def shifted(self, offset: int) -> "Fault":
+        """The same fault with its step counted from ``offset`` (a chunk's first step)."""
+        return self if self.step is None else replace(self, step=self.step + offset)
+
+    def message(self) -> str:
+        when = "at this step" if self.step is None else f"at step {self.step}"
+        if self.step is not None and self.reverse:
+            when += " (reverse direction, counted from the sequence's end)"
+        row = "" if self.row is None else f", batch row {self.row}"
+        cause = ""
+        if self.input_finite is True:
+            cause = (" The input there is finite, so the recurrence diverged: scale the "
+                     "weights down (spectral radius, gain), use a saturating activation or "
+                     "clip.")
+        elif self.input_finite is False:
+            cause = " The input x there holds NaN/inf, which the states carried on."
+        return (f"{self.what} became {self.value} {when}, unit {self.unit}{row}: the first "
+                f"non-finite value in time order.{cause} Pass nonfinite='warn' or 'ignore' "
+                "(rnnsim run --nonfinite) to keep going.")
+
+
+class NonfiniteWatch:
+    """Scans each layer's output after it runs and reports the first NaN/inf in time order.
+
+    mode : 'raise', 'warn' or 'ignore'; x : the run's input (T, B, k)
+    single_step : the run is one ``step`` call (no step index in the message)
+    """
+
+    def __init__(self, mode: str, x: np.ndarray, single_step: bool = False):
+        self.mode = mode
+        self.x = x
+        self.single_step = single_step
+        self.faults: list[tuple[tuple[int, int], Fault]] = []
+        self.checked = 0
+
+    @property
+    def active(self) -> bool:
+        return self.mode != "ignore"
+
+    def layer(self, layer_index: int, layer, output: np.ndarray, final_c) -> None:
+        """Check a layer's output (T, B, D*H) and its final cell state (D, B, C) or None."""
+        if not self.active:
+            return
+        what = f"layer {layer_index} ({layer.name}) state h"
+        H = output.shape[-1] // layer.directions
+        for d in range(layer.directions):
+            self._scan(output[..., d * H:(d + 1) * H], what, layer_index, reverse=d == 1)
+        if final_c is not None and not np.isfinite(final_c).all():
+            d, b, u = (int(i) for i in np.argwhere(~np.isfinite(final_c))[0])
+            fault = Fault(f"layer {layer_index} ({layer.name}) cell state c (checked at the "
+                          "last step only)", float(final_c[d, b, u]), None, b, u)
+            self.faults.append(((output.shape[0], layer_index), fault))
+
+    def head(self, name: str, y: np.ndarray, per_step: bool, layer_count: int) -> None:
+        """Check the head's output: (T, B, ...) when ``per_step``, else (B, ...)."""
+        if not self.active or not np.issubdtype(np.asarray(y).dtype, np.inexact):
+            return
+        y = np.asarray(y)
+        what = f"head '{name}' output y"
+        if per_step:
+            self._scan(y.reshape(y.shape[0], y.shape[1], -1), what, layer_count)
+        elif not np.isfinite(y).all():
+            b, u = (int(i) for i in np.argwhere(~np.isfinite(y.reshape(y.shape[0], -1)))[0])
+            self.faults.append(((self.x.shape[0], layer_count),
+                                Fault(what, float(y.reshape(y.shape[0], -1)[b, u]), None, b, u)))
+
+    def _scan(self, a: np.ndarray, what: str, order: int, reverse: bool = False) -> None:
+        found = first_nonfinite(a, reverse)
+        if found is None:
+            return
+        t, b, u = found
+        position = a.shape[0] - 1 - t if reverse else t
+        finite_input = bool(np.isfinite(self.x[t, b]).all()) if self.x is not None else None
+        fault = Fault(what, float(a[t, b, u]), None if self.single_step else t, b, u, reverse,
+                      finite_input)
+        self.faults.append(((position, order), fault))
+
+    def first(self) -> Fault | None:
+        """The earliest fault found (ties: the lowest layer), or None."""
+        return min(self.faults, key=lambda item: item[0])[1] if self.faults else None
+
+    def report(self, unbatched: bool = False) -> None:
+        """Raise or warn about the first fault, as the mode says."""
+        fault = self.first()
+        if fault is None:
+            return
+        if unbatched:
+            fault = replace(fault, row=None)
+        if self.mode == "raise":
+            raise NonfiniteError(fault.message(), fault)
+        warnings.warn(NonfiniteWarning(fault.message(), fault), stacklevel=3)
+
+
+def first_nonfinite(a: np.ndarray, reverse: bool = False) -> tuple[int, int, int] | None:
+    """(t, b, u) of the first NaN/inf of ``a`` (T, B, W) in time order (the last with
+    ``reverse``), or None. A sum per block finds clean blocks without a mask array."""
+    T = a.shape[0]
+    block = max(1, (1 << 20) // max(1, a[0].size))
+    starts = list(range(0, T, block))
+    for t0 in reversed(starts) if reverse else starts:
+        part = a[t0:t0 + block]
+        with np.errstate(all="ignore"):
+            total = np.sum(part)
+        if np.isfinite(total):
+            continue
+        bad = ~np.isfinite(part)
+        steps = np.flatnonzero(bad.any(axis=(1, 2)))
+        if steps.size == 0:
+            continue  # the sum overflowed on large finite values
+        t = int(steps[-1] if reverse else steps[0])
+        b, u = (int(i) for i in np.argwhere(bad[t])[0])
+        return t0 + t, b, u
+    return None
+
+
+def check_state(net, batch: int) -> None:
+    """Fail before allocating zero states for ``batch`` sequences that cannot fit."""
+    item = net.dtype.itemsize
+    parts = {}
+    for i, layer in enumerate(net.layers):
+        for kind, width in (("h", layer.hidden_size), ("c", layer.cell_size)):
+            if width is not None:
+                parts[f"layer {i} {kind} ({layer.directions}, {batch}, {width})"] = (
+                    layer.directions * batch * width * item)
+    check_fits(parts, f"the states of {batch} sequences",
+               "Run fewer sequences at a time.")
