@@ -5,7 +5,8 @@ W (p x k), U (p x p) and b (p) never depend on T.
 """
 from importlib.metadata import PackageNotFoundError, version
 
-from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
+from .errors import (ConfigError, InputError, NonfiniteError, NonfiniteWarning, PluginError,
+                     RnnsimError, ShapeError)
 from .heads import Head
 from .hookspecs import hookimpl
 from .network import Network, RunResult, State, load
@@ -34,6 +35,6 @@ def from_onnx(path):
 
 
 __all__ = [
-    "ConfigError", "Head", "InputError", "Network", "PluginError", "RnnsimError", "RunResult",
-    "ShapeError", "State", "__version__", "from_onnx", "from_torch", "hookimpl", "load",
+    "ConfigError", "Head", "InputError", "Network", "NonfiniteError", "NonfiniteWarning",
+    "PluginError", "RnnsimError", "RunResult", "ShapeError", "State", "__version__", "from_onnx", "from_torch", "hookimpl", "load",
 ]

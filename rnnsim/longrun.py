@@ -253,13 +253,16 @@ def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, ch
     B = 1 if unbatched else source.shape[1 - time_axis]
     lengths = _checked_lengths(lengths, T, B, unbatched)
     state = _start_state(net, h0, c0, B, unbatched, check_finite)
+    partial = partial_folder(out)
+    saved = _progress(partial, out) if resume and (partial / PROGRESS).is_file() else None
+    if chunk_steps is None and saved is not None:  # resume with the interrupted run's chunks
+        chunk_steps = saved[0]["identity"].get("chunk steps")
     steps = _chunk_steps(net, chunk_steps, B)
     bounds = _bounds(T, steps)
-    identity = _identity(net, source, lengths, state, steps, T)
-    partial = partial_folder(out)
+    identity = _identity(net, source, lengths, state, steps)
     done, digest = 0, hashlib.blake2b(digest_size=16)
-    if resume and (partial / PROGRESS).is_file():
-        done, state = _resumed(partial, identity, source, bounds, digest, out)
+    if saved is not None:
+        done, state = _resumed(saved, identity, source, bounds, digest, out)
     else:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
@@ -380,7 +383,7 @@ def _hash(*arrays) -> str:
     return digest.hexdigest()
 
 
-def _identity(net: Network, source, lengths, state: State, steps: int, T: int) -> dict:
+def _identity(net: Network, source, lengths, state: State, steps: int) -> dict:
     """What must not change between an interrupted run and its resumption."""
     return {
         "rnnsim version": __version__,
@@ -415,15 +418,24 @@ def _save_npz(path: Path, arrays: dict) -> None:
     os.replace(tmp, path)
 
 
-def _resumed(partial: Path, identity: dict, source, bounds, digest, out: Path):
-    """(chunks done, state after them) of the interrupted run, once it is shown to match."""
+def _progress(partial: Path, out: Path) -> tuple[dict, dict]:
+    """The interrupted run's progress: (meta, arrays)."""
     saved = read_npz(partial / PROGRESS)
     try:
         meta = json.loads(str(saved["meta"]))
-        before, done = meta["identity"], int(meta["chunks done"])
+        if not isinstance(meta["identity"], dict) or int(meta["chunks done"]) < 1:
+            raise ValueError
     except (KeyError, ValueError, TypeError):
         raise InputError(f"cannot resume '{out}': '{partial / PROGRESS}' is damaged. Run "
                          "again without resume.") from None
+    return meta, saved
+
+
+def _resumed(saved: tuple[dict, dict], identity: dict, source, bounds, digest, out: Path):
+    """(chunks done, state after them) of the interrupted run, once it is shown to match."""
+    meta, saved = saved
+    before, done = meta["identity"], int(meta["chunks done"])
+    partial = partial_folder(out)
     changed = [key for key in identity if before.get(key) != identity[key]]
     if changed:
         raise InputError(f"cannot resume '{out}': the {', '.join(changed)} differ from the "
