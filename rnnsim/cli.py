@@ -90,7 +90,12 @@ CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path)
 @reports_errors
 def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timesteps, batch, seed,
         save_path, allow_nonfinite, lengths, device, as_json):
-    """Run a network from a YAML config or a saved model folder."""
+    """Run a network from a YAML config, a saved model folder or an .onnx model."""
+    if config.suffix.lower() == ".onnx":
+        return run_onnx(config, input_path, output_path, allow_nonfinite, as_json, {
+            "--chunk-steps": chunk_steps, "--resume": resume, "--nonfinite": nonfinite,
+            "--timesteps": timesteps, "--batch": batch, "--seed": seed, "--save": save_path,
+            "--lengths": lengths, "--device": device})
     if input_path is not None and (timesteps or batch):
         raise click.UsageError("--timesteps/--batch size the drawn input; with --input the "
                                "file's shape decides them.")
@@ -126,6 +131,84 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
         written = ([p for p in longrun.outputs(output_path).values() if p.exists()]
                    if streamed else [output_path])
         click.echo(f"wrote {', '.join(map(str, written))}")
+
+
+def run_onnx(path: Path, input_path, output_path, allow_nonfinite, as_json, others) -> None:
+    """``rnnsim run MODEL.onnx``: the graph on the arrays of --input, outputs by name."""
+    from .interop.onnx import from_onnx
+
+    given = [option for option, value in others.items() if value]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} do(es) not apply to an ONNX model: it runs "
+                               "on the arrays of --input as they are.")
+    if input_path is None:
+        raise click.UsageError("an ONNX model needs --input FEEDS.npz, one array per graph "
+                               "input, saved under the input's name.")
+    model = from_onnx(path)
+    if input_path.suffix.lower() == ".npz":
+        feeds = {name: read_array(input_path, name) for name in _npz_names(input_path)}
+    elif len(model.input_names) == 1:
+        feeds = {model.input_names[0]: read_array(input_path)}
+    else:
+        raise click.UsageError(f"{path} has inputs {model.input_names}: give an .npz with one "
+                               "array per input name.")
+    start = time.perf_counter()
+    outputs = model.run(feeds, check_finite=not allow_nonfinite)
+    seconds = time.perf_counter() - start
+    if output_path is not None:
+        write_npz(output_path, outputs)
+    shapes = lambda arrays: {n: {"dtype": str(v.dtype), "shape": list(v.shape)}  # noqa: E731
+                             for n, v in arrays.items()}
+    summary = {"source": str(path), "inputs": shapes(feeds), "outputs": shapes(outputs),
+               "seconds": seconds}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"ONNX model {path}: {len(model.recurrent)} recurrent node(s) on rnnsim kernels")
+    for kind in ("inputs", "outputs"):
+        for name, row in summary[kind].items():
+            click.echo(f"  {kind[:-1]:<7} {name:<16} {row['dtype']:<8} {tuple(row['shape'])}")
+    click.echo(f"ran in {seconds * 1e3:.3f} ms, including this process's one-time kernel load "
+               "or compilation")
+    if output_path is not None:
+        click.echo(f"wrote {output_path}")
+
+
+def _npz_names(path: Path) -> list[str]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return list(data.files)
+    except (OSError, ValueError, EOFError) as exc:
+        raise RnnsimError(f"input file '{path}' cannot be read as .npz: {exc}.") from None
+
+
+def info_onnx(path: Path, as_json: bool) -> None:
+    """``rnnsim info MODEL.onnx``: inputs, outputs and every recurrent node with its shapes."""
+    from .interop.onnx import from_onnx
+
+    info = from_onnx(path).describe()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{path}: ONNX opset {info['opset']}, {len(info['recurrent'])} recurrent node(s)")
+    for row in info["inputs"]:
+        dims = "unknown" if row["shape"] is None else "(" + ", ".join(
+            "?" if d is None else str(d) for d in row["shape"]) + ")"
+        click.echo(f"  input  {row['name']:<16} {row['dtype']:<8} {dims}")
+    click.echo(f"  outputs {', '.join(info['outputs'])}")
+    for node in info["recurrent"]:
+        click.echo(f"{node['op']} '{node['name']}': direction {node['direction']}, hidden_size "
+                   f"{node['hidden_size']}, input_size {node['input_size']}, layout "
+                   f"{node['layout']}, {node['dtype']}, clip {node['clip']}")
+        for direction, names in zip(("forward", "reverse"), node["activations"]):
+            if node["direction"] == "reverse":
+                direction = "reverse"
+            click.echo(f"  activations ({direction}): {', '.join(names)}")
+        weights = "  ".join(f"{key} {tuple(shape)}" for key, shape in node["weights"].items())
+        click.echo(f"  weights: {weights or 'computed by the graph'}")
+    glue = ", ".join(f"{op} x{count}" for op, count in sorted(info["ops"].items())
+                     if op not in ("RNN", "LSTM", "GRU"))
+    click.echo(f"other operators (NumPy): {glue or 'none'}")
 
 
 def _int_list(value: str | None, option: str) -> list[int] | None:
@@ -268,6 +351,8 @@ def validate(config):
 @reports_errors
 def info(config, as_json):
     """Show every layer's parameter shapes and counts: none depends on the timesteps T."""
+    if config.suffix.lower() == ".onnx":
+        return info_onnx(config, as_json)
     net = open_network(config)
     if as_json:
         rows = [dict(r, shape=list(r["shape"])) for r in net.parameter_table()]

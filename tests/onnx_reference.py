@@ -1,0 +1,109 @@
+"""A plain-NumPy ONNX RNN/LSTM/GRU, written from the operator spec in ONNX's own gate order.
+
+Independent of rnnsim's gate mapping; ONNX Runtime's conventions where the spec leaves room
+(activation_alpha/beta consumed in list order over all functions with its defaults, zero
+outputs past ``sequence_lens``, zero final states for a length-0 sequence). The tests check it
+against ONNX Runtime in float32 and use it for what ONNX Runtime does not run (float64,
+layout=1).
+"""
+import numpy as np
+
+FUNCTIONS = {
+    "relu": lambda x, a, b: np.maximum(x, 0),
+    "tanh": lambda x, a, b: np.tanh(x),
+    "sigmoid": lambda x, a, b: 1 / (1 + np.exp(-x)),
+    "affine": lambda x, a, b: a * x + b,
+    "leakyrelu": lambda x, a, b: np.where(x >= 0, x, a * x),
+    "thresholdedrelu": lambda x, a, b: np.where(x > a, x, 0),
+    "scaledtanh": lambda x, a, b: a * np.tanh(b * x),
+    "hardsigmoid": lambda x, a, b: np.clip(a * x + b, 0, 1),
+    "elu": lambda x, a, b: np.where(x >= 0, x, a * (np.exp(np.minimum(x, 0)) - 1)),
+    "softsign": lambda x, a, b: x / (1 + np.abs(x)),
+    "softplus": lambda x, a, b: np.log1p(np.exp(x)),
+}
+TAKES = {"affine": "ab", "leakyrelu": "a", "thresholdedrelu": "a", "scaledtanh": "ab",
+         "hardsigmoid": "ab", "elu": "a"}
+DEFAULTS = {"leakyrelu": (0.01, 0.0), "hardsigmoid": (0.2, 0.5), "elu": (1.0, 0.0)}
+DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"],
+                       "GRU": ["Sigmoid", "Tanh"]}
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
+
+
+def functions(names, alphas, betas):
+    """Each name bound to its alpha and beta, taken from the lists in order."""
+    alphas, betas = list(alphas), list(betas)
+    bound = []
+    for name in names:
+        key = name.lower()
+        a, b = DEFAULTS.get(key, (0.0, 0.0))
+        if "a" in TAKES.get(key, ""):
+            a = alphas.pop(0) if alphas else a
+        if "b" in TAKES.get(key, ""):
+            b = betas.pop(0) if betas else b
+        bound.append(lambda x, f=FUNCTIONS[key], a=a, b=b: f(x, a, b))
+    return bound
+
+
+def run(op, attrs, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None):
+    """Y, Y_h (and Y_c for LSTM) of one ONNX node, in the node's layout."""
+    layout = attrs.get("layout", 0)
+    if layout:
+        X = X.transpose(1, 0, 2)
+        initial_h = None if initial_h is None else initial_h.transpose(1, 0, 2)
+        initial_c = None if initial_c is None else initial_c.transpose(1, 0, 2)
+    T, batch = X.shape[:2]
+    D, p = W.shape[0], R.shape[2]
+    G = GATES[op]
+    direction = attrs.get("direction", "forward")
+    names = list(attrs.get("activations", DEFAULT_ACTIVATIONS[op] * D))
+    if op == "RNN" and D == 1 and len(names) == 2:
+        names = names[:1]
+    acts = functions(names, attrs.get("activation_alpha", []), attrs.get("activation_beta", []))
+    per = len(acts) // D
+    clip = attrs.get("clip")
+    clipped = (lambda v: np.clip(v, -clip, clip)) if clip else (lambda v: v)
+    lens = np.full(batch, T) if sequence_lens is None else sequence_lens
+    B = np.zeros((D, 2 * G * p), X.dtype) if B is None else B
+    P = np.zeros((D, 3 * p), X.dtype) if P is None else P
+    h0 = np.zeros((D, batch, p), X.dtype) if initial_h is None else initial_h
+    c0 = np.zeros((D, batch, p), X.dtype) if initial_c is None else initial_c
+    Y = np.zeros((T, D, batch, p), X.dtype)
+    Y_h = np.zeros((D, batch, p), X.dtype)
+    Y_c = np.zeros((D, batch, p), X.dtype)
+    for d in range(D):
+        f, g, h = (acts[d * per:(d + 1) * per] + [None, None])[:3]
+        reverse = d == 1 or direction == "reverse"
+        Wb, Rb = B[d, :G * p], B[d, G * p:]
+        for row in range(batch):
+            L = lens[row]
+            H, C = h0[d, row], c0[d, row]
+            for t in (range(L - 1, -1, -1) if reverse else range(L)):
+                x = X[t, row]
+                if op == "RNN":
+                    H = f(clipped(W[d] @ x + R[d] @ H + Wb + Rb))
+                elif op == "LSTM":
+                    i, o, fg, c = np.split(W[d] @ x + R[d] @ H + Wb + Rb, 4)
+                    pi, po, pf = np.split(P[d], 3)
+                    i = f(clipped(i + pi * C))
+                    fg = 1 - i if attrs.get("input_forget") else f(clipped(fg + pf * C))
+                    C = fg * C + i * g(clipped(c))
+                    o = f(clipped(o + po * C))
+                    H = o * h(C)  # ONNX Runtime clips the gates, not C_t before h
+                else:
+                    wz, wr, wh = np.split(W[d] @ x + Wb, 3)
+                    Rz, Rr, Rh = np.split(R[d], 3)
+                    bz, br, bh = np.split(Rb, 3)
+                    z = f(clipped(wz + Rz @ H + bz))
+                    r = f(clipped(wr + Rr @ H + br))
+                    if attrs.get("linear_before_reset"):
+                        n = g(clipped(wh + r * (Rh @ H + bh)))
+                    else:
+                        n = g(clipped(wh + Rh @ (r * H) + bh))
+                    H = (1 - z) * n + z * H
+                Y[t, d, row] = H
+            if L > 0:
+                Y_h[d, row], Y_c[d, row] = H, C
+    outputs = [Y, Y_h] + ([Y_c] if op == "LSTM" else [])
+    if layout:
+        outputs = [outputs[0].transpose(2, 0, 1, 3)] + [v.transpose(1, 0, 2) for v in outputs[1:]]
+    return outputs

@@ -1,0 +1,608 @@
+"""from_onnx against ONNX Runtime and a NumPy reference: random RNN/LSTM/GRU nodes, graphs of the
+glue torch.onnx.export writes (at several opsets), errors, and the CLI."""
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+import onnx_reference
+import rnnsim
+from conformance import cases, conformance_dir
+from rnnsim import ConfigError, InputError, ShapeError
+from rnnsim.cli import cli
+from rnnsim.interop import onnx as onnx_module, onnx_ops
+
+INPUTS = {"RNN": ["X", "W", "R", "B", "sequence_lens", "initial_h"],
+          "GRU": ["X", "W", "R", "B", "sequence_lens", "initial_h"],
+          "LSTM": ["X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"]}
+OUTPUTS = {"RNN": ["Y", "Y_h"], "GRU": ["Y", "Y_h"], "LSTM": ["Y", "Y_h", "Y_c"]}
+ONNX_ACTIVATIONS = ["Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu",
+                    "ScaledTanh", "HardSigmoid", "Elu", "Softsign", "Softplus"]
+WEIGHTS = ("W", "R", "B", "P")
+ORT_TOL = dict(rtol=1e-4, atol=1e-5)
+F64_TOL = dict(rtol=1e-9, atol=1e-12)
+
+
+def tensor_type(dtype) -> int:
+    return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
+def make_model(nodes, inputs: dict, outputs: dict, initializers: dict, opset=14):
+    """A model from nodes, {input name: (dtype, shape)}, {output name: dtype}, initializers."""
+    graph = helper.make_graph(
+        nodes, "test",
+        [helper.make_tensor_value_info(n, tensor_type(d), s) for n, (d, s) in inputs.items()],
+        [helper.make_tensor_value_info(n, tensor_type(d), None) for n, d in outputs.items()],
+        [numpy_helper.from_array(np.asarray(v), n) for n, v in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def recurrent_model(op, attrs, arrays: dict, outputs, opset=14):
+    """One recurrent node: W, R, B, P as initializers, the other given arrays as inputs."""
+    names = [name if name in arrays else "" for name in INPUTS[op]]
+    while not names[-1]:
+        names.pop()
+    node = helper.make_node(op, names, list(outputs), name="rnn", **attrs)
+    dtype = arrays["X"].dtype
+    feeds = {n: v for n, v in arrays.items() if n not in WEIGHTS}
+    model = make_model([node], {n: (v.dtype, [None] * v.ndim) for n, v in feeds.items()},
+                       {o: dtype for o in outputs if o},
+                       {n: v for n, v in arrays.items() if n in WEIGHTS}, opset)
+    return model, feeds
+
+
+def ort_run(model, feeds, outputs=None):
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
+    names = outputs or [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def random_case(op, seed, activations=True):
+    """Random attributes and arrays for one node (float64, layout 0), as a dict of arrays."""
+    rng = np.random.default_rng([seed, len(op)])
+    direction = ["forward", "reverse", "bidirectional"][seed % 3]
+    D = 2 if direction == "bidirectional" else 1
+    G = onnx_reference.GATES[op]
+    T, batch, k, p = rng.integers(1, 7), rng.integers(1, 5), rng.integers(1, 5), rng.integers(1, 6)
+    attrs = {"hidden_size": int(p), "direction": direction}
+    arrays = {"X": rng.standard_normal((T, batch, k)),
+              "W": rng.standard_normal((D, G * p, k)) * 0.6,
+              "R": rng.standard_normal((D, G * p, p)) * 0.6}
+    if rng.random() < 0.8:
+        arrays["B"] = rng.standard_normal((D, 2 * G * p)) * 0.5
+    if rng.random() < 0.5:
+        arrays["sequence_lens"] = rng.integers(0, T + 1, batch).astype(np.int32)
+    if rng.random() < 0.6:
+        arrays["initial_h"] = rng.standard_normal((D, batch, p))
+    if op == "LSTM":
+        if rng.random() < 0.6:
+            arrays["initial_c"] = rng.standard_normal((D, batch, p))
+        if rng.random() < 0.5:
+            arrays["P"] = rng.standard_normal((D, 3 * p)) * 0.5
+        if rng.random() < 0.3:
+            attrs["input_forget"] = 1
+    if op == "GRU":
+        attrs["linear_before_reset"] = int(rng.integers(0, 2))
+    clip = float(np.float32(rng.uniform(0.3, 2.0)))
+    if rng.random() < 0.3 and op != "LSTM":  # LSTM: see test_lstm_clip_matches_onnxruntime
+        attrs["clip"] = clip
+    if activations:
+        count = len(onnx_reference.DEFAULT_ACTIVATIONS[op]) * D
+        attrs["activations"] = [ONNX_ACTIVATIONS[(seed * 3 + 5 * i) % 11] for i in range(count)]
+        for key, high in (("activation_alpha", 0.9), ("activation_beta", 1.5)):
+            # random length, or none: ONNX Runtime's defaults fill the rest
+            values = rng.uniform(0.1, high, rng.integers(0, count + 1))
+            if len(values):
+                attrs[key] = [float(np.float32(v)) for v in values]
+    outputs = list(OUTPUTS[op])
+    if rng.random() < 0.3:
+        outputs[rng.integers(0, len(outputs))] = ""  # an optional output left unnamed
+    return attrs, arrays, outputs
+
+
+def as_dtype(arrays, dtype):
+    return {n: v if v.dtype.kind == "i" else v.astype(dtype) for n, v in arrays.items()}
+
+
+CASES = [(op, seed) for op in ("RNN", "LSTM", "GRU") for seed in range(9)]
+
+
+@pytest.mark.parametrize("op,seed", CASES, ids=[f"{op}-{seed}" for op, seed in CASES])
+def test_random_node_matches_onnxruntime_and_reference(op, seed):
+    attrs, arrays, outputs = random_case(op, seed, activations=seed % 3 != 2)
+    model, feeds = recurrent_model(op, attrs, as_dtype(arrays, np.float32), outputs)
+    expected = ort_run(model, feeds)
+    actual = rnnsim.from_onnx(model).run(feeds)
+    reference = dict(zip(OUTPUTS[op], onnx_reference.run(op, attrs, **as_dtype(arrays, np.float32)
+                                                         )))
+    assert sorted(actual) == sorted(o for o in outputs if o)
+    for name, value in expected.items():
+        assert actual[name].dtype == np.float32
+        np.testing.assert_allclose(actual[name], value, **ORT_TOL, err_msg=name)
+        np.testing.assert_allclose(reference[name], value, **ORT_TOL, err_msg=f"ref {name}")
+
+
+@pytest.mark.parametrize("op,seed", CASES[::2], ids=[f"{op}-{seed}" for op, seed in CASES[::2]])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_float64_and_layouts_match_the_reference(op, seed, layout):
+    """What ONNX Runtime does not run (float64, layout=1) against the NumPy reference."""
+    attrs, arrays, outputs = random_case(op, seed, activations=seed % 3 == 0)
+    attrs["layout"] = layout
+    if layout:
+        arrays = {n: v.transpose(1, 0, 2) if n in ("X", "initial_h", "initial_c") else v
+                  for n, v in arrays.items()}
+    model, feeds = recurrent_model(op, attrs, arrays, outputs)
+    actual = rnnsim.from_onnx(model).run(feeds)
+    expected = dict(zip(OUTPUTS[op], onnx_reference.run(op, attrs, **arrays)))
+    for name in actual:
+        assert actual[name].dtype == np.float64
+        np.testing.assert_allclose(actual[name], expected[name], **F64_TOL, err_msg=name)
+
+
+def test_every_onnx_activation_with_alpha_beta_in_each_direction():
+    """All eleven functions, parameters consumed in list order across both directions."""
+    rng = np.random.default_rng(7)
+    T, batch, k, p = 5, 2, 3, 4
+    for first in range(0, 11, 2):
+        names = [ONNX_ACTIVATIONS[first], ONNX_ACTIVATIONS[(first + 1) % 11]]
+        attrs = {"hidden_size": p, "direction": "bidirectional", "activations": names,
+                 "activation_alpha": [0.7, 0.4], "activation_beta": [0.3]}
+        arrays = {"X": rng.standard_normal((T, batch, k)).astype(np.float32),
+                  "W": (rng.standard_normal((2, p, k)) * 0.5).astype(np.float32),
+                  "R": (rng.standard_normal((2, p, p)) * 0.5).astype(np.float32)}
+        model, feeds = recurrent_model("RNN", attrs, arrays, ["Y", "Y_h"])
+        expected = ort_run(model, feeds)
+        actual = rnnsim.from_onnx(model).run(feeds)
+        for name in expected:
+            np.testing.assert_allclose(actual[name], expected[name], **ORT_TOL,
+                                       err_msg=f"{names} {name}")
+
+
+@pytest.mark.xfail(strict=True, reason="kernel bug, reported: kernels/cpu/lstm.py clips c_t "
+                   "before the h activation; ONNX Runtime 1.32 clips only the gate inputs")
+@pytest.mark.parametrize("peepholes", [False, True])
+def test_lstm_clip_matches_onnxruntime(peepholes):
+    """clip bounds the gates' pre-activations; ONNX Runtime feeds h() the unclipped c_t."""
+    rng = np.random.default_rng(4)
+    arrays = {"X": rng.standard_normal((5, 2, 3)), "W": rng.standard_normal((1, 12, 3)),
+              "R": rng.standard_normal((1, 12, 3)), "initial_c": 3 * np.ones((1, 2, 3))}
+    if peepholes:
+        arrays["P"] = rng.standard_normal((1, 9))
+    model, feeds = recurrent_model("LSTM", {"hidden_size": 3, "clip": 0.5},
+                                   as_dtype(arrays, np.float32), ["Y", "Y_h", "Y_c"])
+    actual = rnnsim.from_onnx(model).run(feeds)
+    for name, value in ort_run(model, feeds).items():
+        np.testing.assert_allclose(actual[name], value, **ORT_TOL, err_msg=name)
+
+
+def test_sequence_of_length_zero_ends_in_zero_states():
+    rng = np.random.default_rng(3)
+    arrays = {"X": rng.standard_normal((4, 3, 2)).astype(np.float32),
+              "W": rng.standard_normal((2, 12, 2)).astype(np.float32),
+              "R": rng.standard_normal((2, 12, 3)).astype(np.float32),
+              "sequence_lens": np.array([0, 2, 4], np.int32),
+              "initial_h": np.ones((2, 3, 3), np.float32),
+              "initial_c": np.ones((2, 3, 3), np.float32)}
+    model, feeds = recurrent_model("LSTM", {"hidden_size": 3, "direction": "bidirectional"},
+                                   arrays, ["Y", "Y_h", "Y_c"])
+    actual = rnnsim.from_onnx(model).run(feeds)
+    assert not actual["Y_h"][:, 0].any() and not actual["Y_c"][:, 0].any()
+    assert not actual["Y"][:, :, 0].any() and not actual["Y"][2:, :, 1].any()
+    for name, value in ort_run(model, feeds).items():
+        np.testing.assert_allclose(actual[name], value, **ORT_TOL)
+
+
+def test_streaming_one_step_calls_equal_one_run():
+    """Feeding Y_h and Y_c back as initial_h and initial_c, one step per call."""
+    rng = np.random.default_rng(5)
+    p, k = 6, 3
+    weights = {"W": rng.standard_normal((1, 4 * p, k)).astype(np.float32),
+               "R": rng.standard_normal((1, 4 * p, p)).astype(np.float32)}
+    x = rng.standard_normal((9, 1, k)).astype(np.float32)
+    state = {"initial_h": np.zeros((1, 1, p), np.float32),
+             "initial_c": np.zeros((1, 1, p), np.float32)}
+    model, _ = recurrent_model("LSTM", {"hidden_size": p}, {"X": x, **weights, **state},
+                               ["Y", "Y_h", "Y_c"])
+    net = rnnsim.from_onnx(model)
+    whole = net.run({"X": x, **state})
+    for t in range(len(x)):
+        out = net.run({"X": x[t:t + 1], **state})
+        np.testing.assert_array_equal(out["Y"][0], whole["Y"][t])
+        state = {"initial_h": out["Y_h"], "initial_c": out["Y_c"]}
+    np.testing.assert_array_equal(state["initial_c"], whole["Y_c"])
+
+
+def test_weights_computed_by_the_graph_or_fed():
+    """W made by a node (folded at load) and R fed as an input (checked and mapped on every
+    run)."""
+    rng = np.random.default_rng(11)
+    p, k = 3, 2
+    W = rng.standard_normal((3 * p, k, 1)).astype(np.float32)
+    nodes = [helper.make_node("Transpose", ["Wt"], ["W"], perm=[2, 0, 1]),
+             helper.make_node("GRU", ["X", "W", "R"], ["Y"], name="rnn", hidden_size=p)]
+    model = make_model(nodes, {"X": (np.float32, [4, 2, k]), "R": (np.float32, [1, None, None])},
+                       {"Y": np.float32}, {"Wt": W})
+    net = rnnsim.from_onnx(model)
+    assert net.describe()["recurrent"][0]["weights"] == {"W": [1, 9, 2]}  # folded at load
+    for seed in range(2):
+        feeds = {"X": rng.standard_normal((4, 2, k)).astype(np.float32),
+                 "R": rng.standard_normal((1, 3 * p, p)).astype(np.float32)}
+        np.testing.assert_allclose(net.run(feeds)["Y"], ort_run(model, feeds)["Y"], **ORT_TOL)
+    with pytest.raises(ShapeError, match=r"node 'rnn' \(GRU\): R has shape \(1, 9, 4\); "
+                                         r"expected \(1, 9, 3\)"):
+        net.run({**feeds, "R": np.zeros((1, 3 * p, p + 1), np.float32)})
+
+
+# ---- whole graphs ----------------------------------------------------------------------------
+
+EXPORTED = [case for case in cases() if case["kind"] == "onnx" and case["op"] == "graph"]
+
+
+def load_case(case):
+    with np.load(conformance_dir() / case["file"]) as data:
+        feeds = {name: data[name] for name in case["inputs"]}
+    return onnx.load(conformance_dir() / case["model"]), feeds
+
+
+EXPORTS = Path(__file__).parent / "data" / "onnx_exports"
+EXPORT_FILES = sorted(path.name for path in EXPORTS.glob("*.onnx"))
+
+
+@pytest.mark.parametrize("filename", EXPORT_FILES)
+def test_torch_exports_at_several_opsets_match_torch_and_onnxruntime(filename):
+    """Graphs torch.onnx.export wrote at opsets 9 to 17 (tests/data/onnx_exports/make.py), run
+    on inputs of other shapes than at export, against PyTorch's outputs and ONNX Runtime."""
+    model = onnx.load(EXPORTS / filename)
+    with np.load(EXPORTS / (filename.rsplit("-opset", 1)[0] + ".npz")) as data:
+        arrays = {name: data[name] for name in data.files}
+    net = rnnsim.from_onnx(EXPORTS / filename)
+    feeds = {name: arrays[name] for name in net.input_names}
+    actual = net.run(feeds)
+    expected = ort_run(model, feeds)
+    assert list(actual) == net.output_names == list(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(actual[name], value, **ORT_TOL, err_msg=name)
+        np.testing.assert_allclose(actual[name], arrays[name], **ORT_TOL, err_msg=name)
+
+
+def test_exports_cover_every_supported_operator():
+    used = {node.op_type for name in EXPORT_FILES for node in onnx.load(EXPORTS / name).graph.node}
+    used |= {node.op_type for node in glue_graph(13).graph.node}
+    assert used == set(onnx_module.RECURRENT) | set(onnx_ops.OPS)
+
+
+@pytest.mark.parametrize("opset", [15, 18, 21])
+@pytest.mark.parametrize("case", EXPORTED, ids=[case["id"] for case in EXPORTED])
+def test_exported_graphs_converted_to_newer_opsets(case, opset):
+    model, feeds = load_case(case)
+    converted = onnx.version_converter.convert_version(model, opset)
+    assert converted.opset_import[0].version == opset
+    expected = ort_run(converted, feeds)
+    actual = rnnsim.from_onnx(converted).run(feeds)
+    for name, value in expected.items():
+        np.testing.assert_allclose(actual[name], value, **ORT_TOL, err_msg=name)
+
+
+def test_opset_7_export_with_removed_operators_is_refused():
+    """torch writes ConstantFill (an operator ONNX dropped) and Cast at opset 7."""
+    nodes = [helper.make_node("ConstantFill", ["x"], ["h"], name="fill"),
+             helper.make_node("Cast", ["h"], ["y"], name="cast", to=TensorProto.FLOAT)]
+    model = make_model(nodes, {"x": (np.float32, [1])}, {"y": np.float32}, {}, opset=7)
+    with pytest.raises(ConfigError, match=r"Cast \(node 'cast'\); ConstantFill \(node 'fill'\)"):
+        rnnsim.from_onnx(model)
+
+
+def glue_graph(opset):
+    """ids -> embedding -> LSTM -> last step -> heads, with the exporter's glue in ``opset``'s
+    forms (Slice, Squeeze, Unsqueeze axes as attributes or inputs; Softmax's axis)."""
+    rng = np.random.default_rng(2)
+    p, k, vocab = 5, 4, 11
+    init = {"emb": rng.standard_normal((vocab, k)).astype(np.float32),
+            "W": rng.standard_normal((1, 4 * p, k)).astype(np.float32),
+            "R": rng.standard_normal((1, 4 * p, p)).astype(np.float32),
+            "head_w": rng.standard_normal((p, 3)).astype(np.float32),
+            "head_b": rng.standard_normal(3).astype(np.float32),
+            "gemm_w": rng.standard_normal((2, 3)).astype(np.float32),
+            "gemm_c": rng.standard_normal((1, 2)).astype(np.float32),
+            "tbk": np.array([0, -1, k], np.int64), "one_shape": np.array([1, 1, p], np.int64),
+            "p_vec": np.array([p], np.int64), "zero": np.array(0, np.int64),
+            "last": np.array(-1, np.int64), "axes0": np.array([0], np.int64),
+            "axes01": np.array([0, 1], np.int64), "starts": np.array([-1], np.int64),
+            "ends": np.array([-2 ** 62], np.int64), "step": np.array([-1], np.int64),
+            "one": np.array([1], np.int64)}
+
+    def axes(node_inputs, values, name):  # axes as an attribute before opset 13, else an input
+        return (dict(inputs=node_inputs, axes=values) if opset < 13
+                else dict(inputs=node_inputs + [name]))
+
+    def node(op, inputs, outputs, **attrs):
+        return helper.make_node(op, inputs, outputs, **attrs)
+
+    unsqueeze = axes(["b_dim"], [0], "axes0")
+    squeeze = axes(["Y_last4"], [0, 1], "axes01")
+    if opset < 12:
+        ones = node("Constant", [], ["one_vec"], value=numpy_helper.from_array(init["one"]))
+    else:
+        ones = node("Constant", [], ["one_vec"], value_ints=[1])
+    if opset < 10:
+        last_step = [node("Slice", ["Y"], ["Y_last4"], starts=[-1], ends=[2 ** 62], axes=[0])]
+    else:
+        last_step = [node("Slice", ["Y", "starts", "ends", "axes0", "step"], ["Y_rev"]),
+                     node("Slice", ["Y_rev", "zero_vec", "one", "axes0"], ["Y_last4"])]
+        init["zero_vec"] = np.array([0], np.int64)
+    nodes = [
+        node("Gather", ["emb", "ids"], ["e"]),
+        node("Transpose", ["e"], ["e_tbk"], perm=[1, 0, 2]),
+        node("Reshape", ["e_tbk", "tbk"], ["x"]),
+        node("Shape", ["e"], ["e_shape"]),
+        node("Gather", ["e_shape", "zero"], ["b_dim"], axis=0),
+        node("Unsqueeze", unsqueeze.pop("inputs"), ["b_vec"], **unsqueeze),
+        ones,
+        node("Concat", ["one_vec", "b_vec", "p_vec"], ["h_shape"], axis=0),
+        node("ConstantOfShape", ["one_shape"], ["h_one"],
+             value=numpy_helper.from_array(np.array([0.25], np.float32))),
+        node("Expand", ["h_one", "h_shape"], ["h0"]),
+        node("LSTM", ["x", "W", "R", "", "", "h0"], ["Y", "Y_h"], hidden_size=p),
+        *last_step,
+        node("Squeeze", squeeze.pop("inputs"), ["Y_last"], **squeeze),
+        node("Squeeze", ["Y_h"], ["h_squeezed"]),
+        node("MatMul", ["Y_last", "head_w"], ["logits0"]),
+        node("Add", ["logits0", "head_b"], ["logits"]),
+        node("Relu", ["logits"], ["relu"]),
+        node("Tanh", ["logits"], ["tanh"]),
+        node("Sigmoid", ["logits"], ["sigmoid"]),
+        node("Softmax", ["logits"], ["probs"], axis=1),
+        node("Softmax", ["Y"], ["y_soft"], axis=2),  # 2-D coercion before opset 13
+        node("Gemm", ["relu", "gemm_w", "gemm_c"], ["gemm"], alpha=0.5, beta=2.0, transB=1),
+        node("Gather", ["tanh", "last"], ["last_class"], axis=1),
+    ]
+    outputs = {name: np.float32 for name in ("probs", "sigmoid", "gemm", "last_class",
+                                              "y_soft", "h_squeezed")}
+    return make_model(nodes, {"ids": (np.int64, ["batch", "steps"])}, outputs, init, opset)
+
+
+@pytest.mark.parametrize("opset", [9, 11, 12, 13, 14, 17])
+def test_glue_and_heads_match_onnxruntime(opset):
+    model = glue_graph(opset)
+    feeds = {"ids": np.random.default_rng(0).integers(0, 11, (3, 6))}
+    expected = ort_run(model, feeds)
+    net = rnnsim.from_onnx(model)
+    actual = net.run(feeds)
+    assert list(actual) == net.output_names
+    for name, value in expected.items():
+        np.testing.assert_allclose(actual[name], value, **ORT_TOL, err_msg=name)
+    only = net.run(feeds, outputs=["probs"])
+    assert list(only) == ["probs"]
+    np.testing.assert_array_equal(only["probs"], actual["probs"])
+
+
+def test_only_the_nodes_an_asked_output_needs_run():
+    nodes = [helper.make_node("Reshape", ["x", "bad_shape"], ["broken"]),
+             helper.make_node("Relu", ["x"], ["fine"])]
+    model = make_model(nodes, {"x": (np.float32, [2, 3])},
+                       {"broken": np.float32, "fine": np.float32},
+                       {"bad_shape": np.array([4, 4], np.int64)})
+    net = rnnsim.from_onnx(model)
+    x = -np.ones((2, 3), np.float32)
+    assert not net.run({"x": x}, outputs=["fine"])["fine"].any()
+    with pytest.raises(ShapeError, match=r"node '#0' \(Reshape\) failed on inputs 'x' float32 "
+                                         r"\(2, 3\), 'bad_shape' int64 \(2,\)"):
+        net.run({"x": x})
+
+
+# ---- loading and errors ----------------------------------------------------------------------
+
+def lstm_arrays(D=1, p=3, k=2, T=4, batch=2):
+    rng = np.random.default_rng(0)
+    return {"X": rng.standard_normal((T, batch, k)).astype(np.float32),
+            "W": rng.standard_normal((D, 4 * p, k)).astype(np.float32),
+            "R": rng.standard_normal((D, 4 * p, p)).astype(np.float32)}
+
+
+def test_file_round_trip_and_session_like_api(tmp_path):
+    model, feeds = recurrent_model("LSTM", {"hidden_size": 3}, lstm_arrays(), ["", "Y_h"])
+    onnx.save(model, tmp_path / "m.onnx")
+    net = rnnsim.from_onnx(str(tmp_path / "m.onnx"))
+    assert net.input_names == ["X"] and net.output_names == ["Y_h"]
+    out = net.run(feeds)
+    assert list(out) == ["Y_h"]
+    np.testing.assert_allclose(out["Y_h"], ort_run(model, feeds)["Y_h"], **ORT_TOL)
+    info = net.describe()
+    assert info["recurrent"][0]["weights"] == {"W": [1, 12, 2], "R": [1, 12, 3]}
+    assert info["recurrent"][0]["activations"] == [["Sigmoid", "Tanh", "Tanh"]]
+
+
+def test_unsupported_operators_are_listed_in_one_error():
+    nodes = [helper.make_node("Cast", ["x"], ["a"], name="cast_a", to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["a", "a"], ["b"], name="square"),
+             helper.make_node("Cast", ["b"], ["c"], name="cast_c", to=TensorProto.FLOAT),
+             helper.make_node("Relu", ["c"], ["y"], name="ok")]
+    model = make_model(nodes, {"x": (np.float32, [2])}, {"y": np.float32}, {})
+    with pytest.raises(ConfigError) as error:
+        rnnsim.from_onnx(model)
+    message = str(error.value)
+    assert "Cast (nodes 'cast_a', 'cast_c'); Mul (node 'square')" in message
+    assert "'ok'" not in message and "Supported: GRU, LSTM, RNN" in message
+
+
+def test_missing_onnx_package_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)
+    with pytest.raises(InputError, match=r"pip install 'rnnsim\[onnx\]'"):
+        rnnsim.from_onnx(tmp_path / "m.onnx")
+
+
+def test_external_data_only_from_inside_the_model_folder(tmp_path):
+    model, feeds = recurrent_model("LSTM", {"hidden_size": 3}, lstm_arrays(), ["Y"])
+    inside = tmp_path / "model"
+    inside.mkdir()
+    expected = ort_run(model, feeds)["Y"]
+    onnx.save(onnx.ModelProto.FromString(model.SerializeToString()), inside / "m.onnx",
+              save_as_external_data=True,
+              all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    assert (inside / "weights.bin").is_file()
+    np.testing.assert_allclose(rnnsim.from_onnx(inside / "m.onnx").run(feeds)["Y"], expected,
+                               **ORT_TOL)
+    (tmp_path / "secret.bin").write_bytes((inside / "weights.bin").read_bytes())
+    escaped = onnx.load(inside / "m.onnx", load_external_data=False)
+    for tensor in escaped.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../secret.bin"
+    onnx.save(escaped, inside / "escaped.onnx")
+    with pytest.raises(InputError, match=r"tensor 'W' keeps its data in external file "
+                                         r"'../secret.bin', outside the model's folder"):
+        rnnsim.from_onnx(inside / "escaped.onnx")
+
+
+@pytest.mark.parametrize("attrs,message", [
+    ({"direction": "sideways"}, "direction 'sideways' is not one of"),
+    ({"layout": 2}, "layout 2 must be 0"),
+    ({"clip": -1.0}, "clip -1.0 must be positive"),
+    ({"activations": ["Sigmoid", "Tanh"]}, r"must list 3 function\(s\) per direction"),
+    ({"activations": ["Sigmoid", "Tanh", "Swish"]}, r"activations\[2\] 'Swish' is not an ONNX"),
+    ({"output_sequence": 1}, r"unknown attribute\(s\) \['output_sequence'\]"),
+    ({"hidden_size": 4}, r"W has shape \(1, 12, 2\); expected \(num_directions=1, "
+                         r"4\*hidden_size=16, input_size\) for hidden_size=4"),
+])
+def test_bad_attributes_are_refused_at_load(attrs, message):
+    model, _ = recurrent_model("LSTM", {"hidden_size": 3, **attrs}, lstm_arrays(), ["Y"])
+    with pytest.raises((ConfigError, ShapeError), match=message):
+        rnnsim.from_onnx(model)
+
+
+def test_weight_dtypes_and_shapes_are_checked_at_load():
+    arrays = lstm_arrays()
+    arrays["B"] = np.zeros((1, 20))
+    model, _ = recurrent_model("LSTM", {"hidden_size": 3}, arrays, ["Y"])
+    with pytest.raises(ShapeError, match=r"node 'rnn' \(LSTM\): B has dtype float64, but W has "
+                                         "float32"):
+        rnnsim.from_onnx(model)
+    arrays["B"] = np.zeros((1, 20), np.float32)
+    model, _ = recurrent_model("LSTM", {"hidden_size": 3}, arrays, ["Y"])
+    with pytest.raises(ShapeError, match=r"B has shape \(1, 20\); expected \(1, 24\)"):
+        rnnsim.from_onnx(model)
+
+
+def test_feeds_are_checked_with_the_tensor_named():
+    arrays = lstm_arrays()
+    arrays["sequence_lens"] = np.array([4, 2], np.int32)
+    arrays["initial_h"] = np.zeros((1, 2, 3), np.float32)
+    model, feeds = recurrent_model("LSTM", {"hidden_size": 3}, arrays, ["Y"])
+    net = rnnsim.from_onnx(model)
+    with pytest.raises(InputError, match=r"missing input\(s\) \['initial_h'\]"):
+        net.run({"X": feeds["X"], "sequence_lens": feeds["sequence_lens"]})
+    with pytest.raises(InputError, match=r"unknown input\(s\) \['x'\]"):
+        net.run({**feeds, "x": feeds["X"]})
+    with pytest.raises(ShapeError, match=r"input 'X' has dtype float64; the model declares "
+                                         "float32"):
+        net.run({**feeds, "X": feeds["X"].astype(np.float64)})
+    with pytest.raises(ShapeError, match=r"X has shape \(4, 2, 5\); expected \(seq_length, "
+                                         r"batch_size, input_size=2\)"):
+        net.run({**feeds, "X": np.zeros((4, 2, 5), np.float32)})
+    with pytest.raises(ShapeError, match=r"initial_h has shape \(2, 1, 3\); expected "
+                                         r"\(1, 2, 3\)"):
+        net.run({**feeds, "initial_h": np.zeros((2, 1, 3), np.float32)})
+    with pytest.raises(InputError, match=r"sequence_lens holds \[5, 2\]; every length must lie "
+                                         r"in \[0, 4\]"):
+        net.run({**feeds, "sequence_lens": np.array([5, 2], np.int32)})
+    with pytest.raises(InputError, match="input 'X' holds NaN"):
+        net.run({**feeds, "X": np.full((4, 2, 2), np.nan, np.float32)})
+    with pytest.raises(InputError, match=r"unknown output\(s\) \['Y_h'\]"):
+        net.run(feeds, outputs=["Y_h"])
+
+
+def test_declared_input_shapes_are_enforced():
+    node = helper.make_node("Relu", ["x"], ["y"])
+    model = make_model([node], {"x": (np.float32, ["batch", 3])}, {"y": np.float32}, {})
+    net = rnnsim.from_onnx(model)
+    with pytest.raises(ShapeError, match=r"input 'x' has shape \(2, 4\); the model declares "
+                                         r"\(batch, 3\) \(axis 1 must be 3\)"):
+        net.run({"x": np.zeros((2, 4), np.float32)})
+    with pytest.raises(ShapeError, match="declares 2 axes"):
+        net.run({"x": np.zeros(3, np.float32)})
+
+
+def test_unreadable_models(tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"\x00 not protobuf \xff" * 10)
+    with pytest.raises(InputError, match="cannot be read as an ONNX model"):
+        rnnsim.from_onnx(tmp_path / "junk.onnx")
+    with pytest.raises(InputError, match="does not exist"):
+        rnnsim.from_onnx(tmp_path / "none.onnx")
+    old, _ = recurrent_model("RNN", {"hidden_size": 2}, {
+        "X": np.zeros((1, 1, 1), np.float32), "W": np.zeros((1, 2, 1), np.float32),
+        "R": np.zeros((1, 2, 2), np.float32)}, ["Y"], opset=6)
+    with pytest.raises(ConfigError, match="opset 6 is older than 7"):
+        rnnsim.from_onnx(old)
+    unordered = make_model([helper.make_node("Relu", ["a"], ["y"]),
+                            helper.make_node("Relu", ["x"], ["a"])],
+                           {"x": (np.float32, [1])}, {"y": np.float32}, {})
+    with pytest.raises(ConfigError, match="reads 'a', which no earlier node"):
+        rnnsim.from_onnx(unordered)
+
+
+# ---- CLI -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def saved_model(tmp_path):
+    arrays = lstm_arrays(D=2)
+    arrays["initial_h"] = np.zeros((2, 2, 3), np.float32)
+    model, feeds = recurrent_model("LSTM", {"hidden_size": 3, "direction": "bidirectional"},
+                                   arrays, ["Y", "Y_h"])
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "feeds.npz", **feeds)
+    return tmp_path, model, feeds
+
+
+def test_cli_run_writes_every_output(saved_model):
+    folder, model, feeds = saved_model
+    result = CliRunner().invoke(cli, ["run", str(folder / "m.onnx"), "--input",
+                                      str(folder / "feeds.npz"), "--output",
+                                      str(folder / "out.npz")])
+    assert result.exit_code == 0, result.output
+    assert "Y_h" in result.output and "(2, 2, 3)" in result.output
+    expected = ort_run(model, feeds)
+    with np.load(folder / "out.npz") as out:
+        assert sorted(out.files) == ["Y", "Y_h"]
+        for name in out.files:
+            np.testing.assert_allclose(out[name], expected[name], **ORT_TOL)
+    as_json = CliRunner().invoke(cli, ["run", str(folder / "m.onnx"), "--input",
+                                       str(folder / "feeds.npz"), "--json"])
+    summary = json.loads(as_json.output)
+    assert summary["outputs"]["Y"] == {"dtype": "float32", "shape": [4, 2, 2, 3]}
+
+
+def test_cli_run_errors(saved_model):
+    folder, _, feeds = saved_model
+    runner = CliRunner()
+    no_input = runner.invoke(cli, ["run", str(folder / "m.onnx")])
+    assert no_input.exit_code == 2 and "--input" in no_input.output
+    other = runner.invoke(cli, ["run", str(folder / "m.onnx"), "--input",
+                                str(folder / "feeds.npz"), "--timesteps", "3"])
+    assert other.exit_code == 2 and "--timesteps" in other.output
+    np.savez(folder / "bad.npz", X=feeds["X"])
+    bad = runner.invoke(cli, ["run", str(folder / "m.onnx"), "--input", str(folder / "bad.npz"),
+                              "--output", str(folder / "out.npz")])
+    assert bad.exit_code == 1 and "missing input(s) ['initial_h']" in bad.output
+    assert not (folder / "out.npz").exists()
+
+
+def test_cli_info_lists_recurrent_nodes(saved_model):
+    folder, _, _ = saved_model
+    result = CliRunner().invoke(cli, ["info", str(folder / "m.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "LSTM 'rnn'" in result.output and "bidirectional" in result.output
+    assert "W (2, 12, 2)" in result.output and "hidden_size 3" in result.output
+    as_json = json.loads(CliRunner().invoke(cli, ["info", str(folder / "m.onnx"),
+                                                  "--json"]).output)
+    assert as_json["recurrent"][0]["weights"]["R"] == [2, 12, 3]
+    assert as_json["inputs"][0] == {"name": "X", "dtype": "float32", "shape": [None] * 3}
