@@ -23,6 +23,8 @@ DEVICES = ("cpu", "cuda")
 INSTALL_HINT = "pip install 'rnnsim[cuda]'"
 # Threads per block: with up to 255 registers per thread, 256 threads always fit on an SM.
 MAX_THREADS = 256
+# Under the simulator each thread is a Python thread: fewer of them, striding, run faster.
+SIMULATED_THREADS = 16
 # Dynamic shared memory per block without the opt-in that numba.cuda does not expose.
 SHARED_BYTES = 48 * 1024
 # Device memory for the input projections of one chunk of steps.
@@ -50,9 +52,10 @@ def require_cuda():
             cuda.current_context()
             reason = "no CUDA device"
         except cuda.CudaSupportError as exc:  # "Error at driver init: \n\nCUDA driver ..."
-            lines = [line.strip() for line in str(exc).splitlines()]
-            reason = next((line for line in lines if line and not line.endswith(":")),
-                          "no CUDA driver").rstrip(".")
+            lines = [line.strip().rstrip(":").rstrip(".") for line in str(exc).splitlines()]
+            reason = next((line for line in lines
+                           if line and not line.startswith("Error at driver init")),
+                          "no CUDA driver")
         raise ConfigError(f"device 'cuda': no usable NVIDIA GPU was found ({reason}). Run on "
                           f"a machine with an NVIDIA GPU and its driver, with `{INSTALL_HINT}`, "
                           "or use device: cpu (network.device in the config, --device on "
@@ -92,23 +95,31 @@ class Plan:
         return self.unit_blocks, -(-batch // self.rows)
 
 
-def plan_launch(cuda, units: int, batch: int, shared_weights: bool = True) -> Plan:
-    """The launch for ``batch`` rows of ``units`` units.
+def plan_launch(cuda, units: int, batch: int, row_bytes: int,
+                shared_weights: bool = True) -> Plan:
+    """The launch for ``batch`` rows of ``units`` units, each row keeping ``row_bytes`` of
+    state in shared memory.
 
-    Rows are blocked by 4 or 8 when they share their weights (a weight read serves them all).
-    When the rows give fewer blocks than the GPU has multiprocessors, the units of each row are
-    spread over blocks of one cooperative launch, at most one block per multiprocessor so that
-    every block is resident (a grid sync needs that).
+    Rows are blocked by 4 or 8 when they share their weights (a weight read serves them all)
+    and their states fit in shared memory together. When the rows give fewer blocks than the
+    GPU has multiprocessors, the units of each row are spread over blocks of one cooperative
+    launch, at most one block per multiprocessor so that every block is resident (a grid sync
+    needs that).
     """
+    if row_bytes > SHARED_BYTES:
+        raise ConfigError(f"a layer of {units} units keeps {row_bytes} bytes of state per "
+                          f"sequence in GPU shared memory, more than the {SHARED_BYTES} a "
+                          "block has; use fewer units, float32, or device: cpu.")
     rows = 1 if batch < 4 or not shared_weights else 4 if batch < 64 else 8
+    while rows > 1 and rows * row_bytes > SHARED_BYTES:
+        rows = 4 if rows == 8 else 1
     groups = -(-batch // rows)
     multiprocessors = 1 if simulated() else cuda.get_current_device().MULTIPROCESSOR_COUNT
     unit_blocks = 1
     if 2 * groups <= multiprocessors and units >= 128:
         unit_blocks = min(multiprocessors // groups, -(-units // 32))
         unit_blocks = -(-units // -(-units // unit_blocks))
-    per_block = -(-units // unit_blocks)
-    return Plan(rows, unit_blocks, unit_blocks > 1, min(MAX_THREADS, _warps(per_block)))
+    return Plan(rows, unit_blocks, unit_blocks > 1, _threads(-(-units // unit_blocks)))
 
 
 def run_layer(layer, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None = None,
@@ -143,17 +154,20 @@ class _Run:
         self.cuda, self.module, self.layer = cuda, module, layer
         self.x, self.lengths, self.reverse = x, lengths, reverse
         self.dtype = x.dtype
-        self.plan = plan or plan_launch(cuda, layer.units, x.shape[1])
+        self.row_values = _ROW_VALUES[layer.name](layer)
+        self.plan = plan or plan_launch(cuda, layer.units, x.shape[1],
+                                        self.row_values * self.dtype.itemsize)
         self.args = [a.kernel_args(x.dtype) for a in layer.activations]
 
     def upload(self, array: np.ndarray, dtype=None):
         return self.cuda.to_device(np.ascontiguousarray(array, dtype=dtype or self.dtype))
 
-    def stage(self, fixed_values: int, weight_values: int) -> tuple[bool, int]:
-        """Whether the block's weights go into shared memory, and the shared bytes to ask for."""
-        size = self.dtype.itemsize
-        staged = (fixed_values + weight_values) * size <= SHARED_BYTES
-        return staged, (fixed_values + (weight_values if staged else 0)) * size
+    def stage(self, weight_values: int) -> tuple[bool, int]:
+        """Whether the block's weights go into shared memory after its rows' states, and the
+        shared bytes to ask for."""
+        size, fixed = self.dtype.itemsize, self.plan.rows * self.row_values
+        staged = (fixed + weight_values) * size <= SHARED_BYTES
+        return staged, (fixed + (weight_values if staged else 0)) * size
 
     def recur(self, W, b, width: int, kernel: str, shared: int, args) -> np.ndarray:
         """Project the inputs chunk by chunk and run ``kernel`` over each chunk.
@@ -187,16 +201,19 @@ def project(cuda, x, Wt, bias, member, out) -> None:
     G = out.shape[2]
     rows = 8 if T >= 8 else 1
     module = kernels.build("projection", [], "cuda")
-    threads = min(MAX_THREADS, _warps(G))
+    threads = _threads(G)
     grid = (-(-G // threads), min(-(-T // rows), 65535), min(B, 65535))
     if simulated():  # each simulated thread is a Python thread: let few of them stride
         grid = (grid[0], 1, 1)
     getattr(module, f"project_block{rows}")[grid, threads](x, Wt, bias, member, out)
 
 
-def _warps(threads: int) -> int:
-    """``threads`` rounded up to whole warps of 32 (unchanged under the simulator)."""
-    return threads if simulated() else -(-threads // 32) * 32
+def _threads(items: int) -> int:
+    """Threads per block for ``items`` parallel work items: whole warps of 32, at most
+    MAX_THREADS (SIMULATED_THREADS under the simulator)."""
+    if simulated():
+        return min(items, SIMULATED_THREADS)
+    return min(MAX_THREADS, -(-items // 32) * 32)
 
 
 def _transposed(U: np.ndarray, gates: int) -> np.ndarray:
@@ -206,9 +223,9 @@ def _transposed(U: np.ndarray, gates: int) -> np.ndarray:
 
 
 def _elman(run: _Run, params, suffix, h, c):
-    p, rows = run.layer.units, run.plan.rows
+    p = run.layer.units
     per_block = run.plan.units_per_block(p)
-    stage, shared = run.stage(rows * p, p * per_block)
+    stage, shared = run.stage(p * per_block)
     Ut, h_dev = run.upload(_transposed(params["U" + suffix], 1)), run.upload(h)
     clip = run.layer.clip(run.dtype)
     out = run.recur(params["W" + suffix], params.get("b" + suffix), p, "elman_forward", shared,
@@ -220,12 +237,12 @@ def _elman(run: _Run, params, suffix, h, c):
 
 
 def _lstm(run: _Run, params, suffix, h, c):
-    layer, rows = run.layer, run.plan.rows
+    layer = run.layer
     p, q = layer.units, layer.hidden_size
     per_block = run.plan.units_per_block(p)
     outputs_per_block = -(-q // run.plan.unit_blocks)
     projected = "R" + suffix in params
-    stage, shared = run.stage(rows * q + (rows * p if projected else 0), 4 * q * per_block)
+    stage, shared = run.stage(4 * q * per_block)
     Ut = run.upload(_transposed(params["U" + suffix], 4))
     P = run.upload(params.get("P" + suffix, np.zeros((0, p))))
     Rt = run.upload(params["R" + suffix].T if projected else np.zeros((0, q)))
@@ -244,11 +261,11 @@ def _lstm(run: _Run, params, suffix, h, c):
 
 
 def _gru(run: _Run, params, suffix, h, c):
-    layer, rows = run.layer, run.plan.rows
+    layer = run.layer
     p = layer.units
     per_block = run.plan.units_per_block(p)
     reset_after = layer.config.reset_after is not False
-    stage, shared = run.stage(rows * p * (1 if reset_after else 2), 3 * p * per_block)
+    stage, shared = run.stage(3 * p * per_block)
     Ut = run.upload(_transposed(params["U" + suffix], 3))
     bn = run.upload(params.get("bn" + suffix, np.zeros(p)))
     h_dev = run.upload(h)
@@ -294,7 +311,7 @@ def _esn_projection(run: _Run, members, params, x, member):
 def _esn_recur(run: _Run, members, params, z, h, member, lengths) -> None:
     """Run the reservoirs over z in place (states), h (B, N) overwritten with the final states."""
     layer = members[0]
-    N, rows = layer.units, run.plan.rows
+    N = layer.units
     per_block = run.plan.units_per_block(N)
     lr = np.stack([m.leak_rate() for m in members])
     args = (run.upload(lr), run.upload(1.0 - lr), run.upload(member, np.int64),
@@ -306,10 +323,10 @@ def _esn_recur(run: _Run, members, params, z, h, member, lengths) -> None:
         indptr = np.stack([w.indptr.astype(np.int64) + o for w, o in zip(mats, offsets)])
         data = np.concatenate([w.data for w in mats])
         indices = np.concatenate([w.indices for w in mats])
-        kernel, shared = "esn_csr", rows * N * run.dtype.itemsize
+        kernel, shared = "esn_csr", run.plan.rows * N * run.dtype.itemsize
         weights = (run.upload(data), run.upload(indices, np.int32), run.upload(indptr, np.int64))
     else:
-        stage, shared = run.stage(rows * N, N * per_block)
+        stage, shared = run.stage(N * per_block)
         kernel = "esn_dense"
         weights = (run.upload(np.stack([p["W"].T for p in params])),)
         args = args + (stage,)
@@ -329,8 +346,9 @@ def run_members(first, members: list, params: list[dict], u: np.ndarray, *,
     member = np.arange(M, dtype=np.int64)
     with compile_errors(first.activations):
         module = kernels.build(first.template, [a.entry.fn for a in first.activations], "cuda")
-        run = _Run(cuda, module, first, x, np.full(M, len(u), np.int64), False,
-                   plan or plan_launch(cuda, first.units, M, shared_weights=False))
+        plan = plan or plan_launch(cuda, first.units, M, first.units * x.dtype.itemsize,
+                                   shared_weights=False)
+        run = _Run(cuda, module, first, x, np.full(M, len(u), np.int64), False, plan)
         z = _esn_projection(run, members, params, x, member)
         _esn_recur(run, members, params, z, np.zeros((M, first.units), u.dtype), member,
                    run.lengths)
@@ -338,3 +356,11 @@ def run_members(first, members: list, params: list[dict], u: np.ndarray, *,
 
 
 _RUNNERS = {"elman": _elman, "lstm": _lstm, "gru": _gru, "esn": _esn}
+# Values of shared memory each batch row of a block needs (its state, and what a second phase
+# of the step gathers from every unit).
+_ROW_VALUES = {
+    "elman": lambda layer: layer.units,
+    "lstm": lambda layer: layer.hidden_size + (layer.units if layer.config.proj_size else 0),
+    "gru": lambda layer: layer.units * (1 if layer.config.reset_after is not False else 2),
+    "esn": lambda layer: layer.units,
+}

@@ -1,0 +1,66 @@
+"""Networks built twice, on the CPU and on cuda with the same weights, and their comparison."""
+import numpy as np
+import pytest
+
+import rnnsim
+from rnnsim import device
+from rnnsim.config import parse
+
+TOLERANCE = {"float32": {"rtol": 2e-5, "atol": 2e-6}, "float64": {"rtol": 1e-12, "atol": 1e-13}}
+
+# Multi-block grid launches need a real GPU: the simulator runs one block at a time.
+needs_gpu = [pytest.mark.gpu, pytest.mark.skipif(device.simulated(), reason="the simulator "
+                                                  "runs one block at a time; needs a real GPU")]
+
+# Every option of every cell, each used by some layer.
+LAYERS = {
+    "elman": {"cell": "elman"},
+    "elman-relu-clip": {"cell": "elman", "activation": "relu", "clip": 0.8},
+    "elman-elu-nobias": {"cell": "elman", "activation": {"name": "elu", "alpha": 0.3},
+                         "bias": False},
+    "lstm": {"cell": "lstm"},
+    "lstm-proj-peepholes": {"cell": "lstm", "proj_size": 2, "peepholes": True},
+    "lstm-clip-input-forget": {"cell": "lstm", "clip": 0.5, "input_forget": True,
+                               "gate_activation": "hard_sigmoid", "cell_activation": "softsign"},
+    "gru": {"cell": "gru"},
+    "gru-reset-before": {"cell": "gru", "reset_after": False},
+    "gru-clip-acts": {"cell": "gru", "clip": 0.6, "activation": "softsign",
+                      "gate_activation": {"name": "hard_sigmoid", "alpha": 0.3, "beta": 0.4}},
+    "esn": {"cell": "esn", "leak_rate": 0.4},
+    "esn-sparse": {"cell": "esn", "sparse": True, "leak_rate": 0.7, "activation": "sigmoid",
+                   "init": {"recurrent": {"name": "sparse_random", "connectivity": 0.5}}},
+    "esn-noise-scaling": {"cell": "esn", "noise": 0.05, "input_scaling": 0.5},
+}
+
+
+def random_input(cpu, T, B, seed=0):
+    """x (T, B, k) and random initial states h0, c0 (one entry per layer) for ``cpu``'s layers."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, cpu.input_size)).astype(cpu.dtype)
+    h0 = [rng.standard_normal((layer.directions, B, layer.hidden_size)).astype(cpu.dtype)
+          for layer in cpu.layers]
+    c0 = [None if layer.cell_size is None else
+          rng.standard_normal((layer.directions, B, layer.cell_size)).astype(cpu.dtype)
+          for layer in cpu.layers]
+    return x, h0, c0
+
+
+def pair(layers, input_size, dtype="float32", **network):
+    """The same network (same weights) on the CPU and on cuda."""
+    config = parse({"network": {"input_size": input_size, "dtype": dtype, "seed": 3,
+                                "layers": layers, **network}})
+    cpu = rnnsim.Network(config)
+    return cpu, rnnsim.Network(config, cpu.params, device="cuda")
+
+
+def assert_same(gpu, cpu, dtype):
+    """Two RunResults (or arrays) agree within the dtype's tolerance."""
+    if isinstance(gpu, np.ndarray):
+        gpu, cpu = [gpu], [cpu]
+    else:
+        gpu = [gpu.output, *gpu.final, *(c for c in gpu.final_c if c is not None)]
+        cpu = [cpu.output, *cpu.final, *(c for c in cpu.final_c if c is not None)]
+    assert len(gpu) == len(cpu)
+    for a, b in zip(gpu, cpu):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, **TOLERANCE[dtype])

@@ -1,0 +1,128 @@
+"""The CUDA path: a clear error where there is no GPU, and the kernel tests of ``tests/cuda/``.
+
+numba reads NUMBA_ENABLE_CUDASIM when it is imported, so the kernel tests run in pytest
+processes of their own: under numba's CUDA simulator everywhere (CI has no GPU), and on the
+real GPU where numba.cuda finds one (marked ``gpu``).
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import rnnsim
+from rnnsim import ConfigError, device
+from rnnsim.cli import cli
+from rnnsim.reservoir import ensemble, run_ensemble
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = {"network": {"input_size": 2, "device": "cuda", "layers": [{"cell": "gru",
+                                                                       "units": 3}]}}
+
+
+def run_python(code: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``python -c code args`` from the project root, with ``env`` added and the simulator off."""
+    environment = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=1500, env={**environment, **env})
+
+
+def run_cuda_tests(mode: str, **env: str) -> str:
+    """Run tests/cuda in a pytest process of its own; its last line (the counts) if it passed."""
+    result = run_python("import sys, pytest; sys.exit(pytest.main(sys.argv[1:]))", "tests/cuda",
+                        "-q", "-p", "no:cacheprovider", RNNSIM_CUDA_TESTS=mode, **env)
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-4000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+    return summary
+
+
+def test_cuda_kernels_under_the_simulator():
+    summary = run_cuda_tests("simulator", NUMBA_ENABLE_CUDASIM="1")
+    print(f"tests/cuda under the simulator: {summary}")
+
+
+def real_gpu() -> bool:
+    if device.simulated():
+        return False
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    return cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not real_gpu(), reason="no NVIDIA GPU (numba.cuda.is_available() is false)")
+def test_cuda_kernels_on_the_gpu():
+    print(f"tests/cuda on the GPU: {run_cuda_tests('gpu')}")
+
+
+NO_GPU = '''
+import sys
+import numpy as np
+import rnnsim
+net = rnnsim.Network.from_config({"network": {"input_size": 2, "device": "cuda",
+                                               "layers": [{"cell": "gru", "units": 3}]}})
+try:
+    net.run(np.zeros((4, 2)))
+except rnnsim.ConfigError as exc:
+    print(exc)
+'''
+
+
+def test_device_cuda_without_a_gpu_says_so():
+    message = run_python(NO_GPU, NUMBA_DISABLE_CUDA="1").stdout
+    assert "device 'cuda': no usable NVIDIA GPU was found" in message
+    assert "NUMBA_DISABLE_CUDA" in message and "use device: cpu" in message
+
+
+def test_device_cuda_without_numba_cuda_says_how_to_install_it():
+    message = run_python("import sys; sys.modules['numba.cuda'] = None\n" + NO_GPU).stdout
+    assert "needs numba's CUDA target, which cannot be imported" in message
+    assert "pip install 'rnnsim[cuda]'" in message
+
+
+def test_the_cli_exits_1_with_the_message(tmp_path):
+    config = tmp_path / "net.yaml"
+    config.write_text("network:\n  input_size: 2\n  layers: [{cell: elman, units: 3}]\n")
+    result = run_python("from rnnsim.cli import cli; cli()", "run", str(config), "--device",
+                        "cuda", NUMBA_DISABLE_CUDA="1")
+    assert result.returncode == 1
+    assert "ConfigError: device 'cuda': no usable NVIDIA GPU was found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_cuda_config_is_checked_and_described_without_a_gpu(tmp_path):
+    config = tmp_path / "net.yaml"
+    config.write_text("network:\n  input_size: 2\n  device: cuda\n"
+                      "  layers: [{cell: lstm, units: 3}]\n")
+    for command in (["validate", str(config)], ["info", str(config)]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 0, result.output
+    assert rnnsim.Network.from_config(str(config)).device == "cuda"
+    assert rnnsim.Network.from_config(str(config), device="cpu").device == "cpu"
+
+
+def test_unknown_devices_are_config_errors():
+    with pytest.raises(ConfigError, match="network.device: Input should be 'cpu' or 'cuda'"):
+        rnnsim.Network.from_config({"network": dict(CONFIG["network"], device="gpu")})
+    with pytest.raises(ConfigError, match="unknown device 'tpu'; use one of cpu, cuda"):
+        rnnsim.Network.from_config(CONFIG, device="tpu")
+    nets = ensemble({"network": {"input_size": 1, "layers": [{"cell": "esn", "units": 2}]}},
+                    [{"seed": 1}])
+    with pytest.raises(ConfigError, match="run_ensemble: device: unknown device 'tpu'"):
+        run_ensemble(nets, np.zeros((3, 1)), device="tpu")
+
+
+def test_a_saved_model_keeps_its_device(tmp_path):
+    net = rnnsim.Network.from_config(CONFIG)
+    net.save(tmp_path / "model")
+    assert rnnsim.load(tmp_path / "model").device == "cuda"
+    assert rnnsim.load(tmp_path / "model", device="cpu").device == "cpu"
+    x = np.ones((3, 2), np.float32)
+    np.testing.assert_array_equal(rnnsim.load(tmp_path / "model", device="cpu").run(x).output,
+                                  rnnsim.Network.from_config(CONFIG, device="cpu").run(x).output)
