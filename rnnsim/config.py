@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from .errors import ConfigError
 
@@ -49,11 +50,20 @@ def _spec(name: str):
 
 
 class LayerInit(_Strict):
-    """Initializers of a layer's input weights, recurrent weights and biases."""
+    """Initializers of a layer's input weights, recurrent weights, biases and (esn) feedback
+    weights."""
 
     input: Spec = _spec("xavier_uniform")
     recurrent: Spec = _spec("orthogonal")
     bias: Spec = _spec("zeros")
+    feedback: Spec = _spec("input_bernoulli")
+
+
+class FeedbackConfig(_Strict):
+    """Output feedback of an esn layer: the head's previous output y_{t-1} enters through W_fb
+    (initialized by ``init.feedback``)."""
+
+    scaling: Union[float, list[float]] = Field(default=1.0, description="scales y_{t-1}: one value or one per output")
 
 
 class LayerConfig(_Strict):
@@ -78,6 +88,12 @@ class LayerConfig(_Strict):
     noise: Optional[float] = Field(default=None, ge=0, description="esn: std of Gaussian noise added inside f (default 0)")
     noise_seed: Optional[int] = Field(default=None, description="esn: seed of that noise (default 0)")
     sparse: Optional[bool] = Field(default=None, description="esn: store and run W in CSR form, never dense")
+    feedback: Optional[FeedbackConfig] = Field(default=None, description="esn: feed the head's output y_{t-1} back in (true: default scaling)")
+
+    @field_validator("feedback", mode="before")
+    @classmethod
+    def _feedback_flag(cls, value: Any) -> Any:
+        return ({} if value else None) if isinstance(value, bool) else value
 
 
 class HeadInit(_Strict):

@@ -40,7 +40,8 @@ class RunResult:
     y : ndarray or None
         The head's outputs, or None without a head.
     final_c : tuple of (D, B, p) arrays or None, or (D, p) for unbatched input
-        The final cell state of every layer that has one (LSTM), None for the others.
+        The final cell state of every layer that has one (LSTM; an esn layer with output
+        feedback: the last fed-back y, (1, B, m)), None for the others.
     """
 
     output: np.ndarray
@@ -72,7 +73,8 @@ class State:
     """The recurrent state of every layer, to continue a run where the last one stopped.
 
     h : tuple of (D, B, p) arrays, one per layer, or (D, p) for unbatched runs
-    c : tuple with the cell state (D, B, p) of each LSTM layer and None for the others
+    c : tuple with the cell state (D, B, p) of each LSTM layer (the fed-back output y of an esn
+        layer with feedback) and None for the others
     """
 
     h: tuple[np.ndarray, ...]
@@ -165,6 +167,11 @@ class Network:
                 head = entry.cls(size, head_cfg.units, act)
             except ConfigError as exc:
                 problems.append(str(exc))
+        if not problems:
+            for i, layer in enumerate(layers):
+                if hasattr(layer, "attach"):  # esn output feedback reads the head
+                    problems += layer.attach(head, i == len(layers) - 1, self.device,
+                                             f"network.layers[{i}]")
         if problems:
             lines = [line.removeprefix("  - ") for p in problems for line in p.splitlines()]
             raise ConfigError(config_mod.format_errors(self.origin, lines))
@@ -253,7 +260,7 @@ class Network:
             return value
         value = value.astype(self.dtype, copy=False)
         if SPECTRAL_RADIUS in spec.params:
-            value = _scale_spectral_radius(value, spec.params[SPECTRAL_RADIUS], where)
+            value = scale_spectral_radius(value, spec.params[SPECTRAL_RADIUS], where)
         return np.ascontiguousarray(value)
 
     def fit(self, u, y, washout: int = 0, ridge: float = 1e-6, *,
@@ -264,6 +271,11 @@ class Network:
         washout : leading steps left out of the regression; ridge : L2 penalty on W_out
         """
         return reservoir.fit(self, u, y, washout=washout, ridge=ridge, check_finite=check_finite)
+
+    def generate(self, steps: int, state: State | None = None, *, y0=None) -> RunResult:
+        """Run ``steps`` steps in closed loop (the head's output is the next input) from
+        ``state``; see ``rnnsim.reservoir.generate``."""
+        return reservoir.generate(self, steps, state, y0=y0)
 
     def initial_state(self, batch: int | None = None) -> State:
         """Zero states for ``batch`` sequences, or for one unbatched sequence (``None``)."""
@@ -352,20 +364,23 @@ class Network:
     def _layer_params(self, i: int) -> dict[str, np.ndarray]:
         """Layer ``i``'s parameters by short name (``W``, ``U_reverse``...)."""
         prefix = f"layers.{i}."
-        return {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
+        params = {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
+        if getattr(self.layers[i], "feedback_size", None):  # its loop computes the readout
+            params.update({f"head.{k}": v for k, v in self._head_params().items()})
+        return params
 
     def _head_params(self) -> dict[str, np.ndarray]:
         return {k[5:]: v for k, v in self.params.items() if k.startswith("head.")}
 
-    def _run_layer(self, layer, params, x, h, c, lengths=None):
-        """``layer.run`` on this network's device."""
+    def _run_layer(self, layer, params, x, h, c, lengths=None, **options):
+        """``layer.run`` on this network's device (``options``: the CPU cell's extras)."""
         if self.device == "cuda":
             return device_mod.run_layer(layer, params, x, h, c, lengths)
-        return layer.run(params, x, h, c, lengths)
+        return layer.run(params, x, h, c, lengths, **options)
 
     def run(self, x, h0=None, c0=None, *, lengths=None, check_finite: bool = True,
             nonfinite: str | None = None, out: str | os.PathLike | None = None,
-            chunk_steps: int | None = None, resume: bool = False) -> RunResult:
+            chunk_steps: int | None = None, resume: bool = False, teacher=None) -> RunResult:
         """Run the network on ``x`` and return a ``RunResult``.
 
         x : (T, B, k), or (B, T, k) with ``batch_first``, or (T, k) for one sequence
@@ -387,7 +402,11 @@ class Network:
         out : a ``.npy`` path: stream the output to disk in chunks of ``chunk_steps`` steps,
             in bounded memory (x may be a memmap); ``resume`` continues an interrupted run.
             See ``rnnsim.longrun.run_to_file``; the result's output is then a read-only memmap.
+        teacher : for a top esn layer with output ``feedback``: targets laid out like the head's
+            y, fed back in place of the head's own predictions (teacher forcing, as in ``fit``)
         """
+        if out is not None and teacher is not None:
+            raise InputError("run: teacher forcing runs in memory; leave out out= or teacher.")
         if out is not None:
             from .longrun import run_to_file
 
@@ -405,6 +424,8 @@ class Network:
         x, unbatched = self._coerce_input(x, check_finite)
         T, B, _ = x.shape
         lengths = _checked_lengths(lengths, T, B, unbatched)
+        if teacher is not None:
+            teacher = reservoir.teacher_signal(self, teacher, T, B, unbatched, check_finite)
         states = self._initial_states(h0, "h0", [layer.hidden_size for layer in self.layers],
                                       B, unbatched, check_finite)
         cells = self._initial_states(c0, "c0", [layer.cell_size for layer in self.layers],
@@ -412,8 +433,9 @@ class Network:
         watch = guards.NonfiniteWatch(mode, x)
         finals, finals_c = [], []
         for i, (layer, state, cell) in enumerate(zip(self.layers, states, cells)):
+            top = {"teacher": teacher} if teacher is not None and i == len(self.layers) - 1 else {}
             x, final, final_c = self._run_layer(layer, self._layer_params(i), x, state, cell,
-                                                lengths)
+                                                lengths, **top)
             watch.layer(i, layer, x, final_c)
             finals.append(final)
             finals_c.append(final_c)
@@ -640,17 +662,6 @@ def _check_finite(array: np.ndarray, name: str) -> None:
         raise InputError(f"{name} holds {int(bad.sum())} NaN/inf value(s), the first at index "
                          f"{index} of shape {array.shape}. Clean the input, or pass "
                          "check_finite=False (--allow-nonfinite on the CLI) to run anyway.")
-
-
-def _scale_spectral_radius(w: np.ndarray, radius, where: str) -> np.ndarray:
-    if w.ndim != 2 or w.shape[0] != w.shape[1]:
-        raise ConfigError(f"{where}.{SPECTRAL_RADIUS}: only square (recurrent) matrices have "
-                          f"a spectral radius; this parameter has shape {w.shape}.")
-    current = float(np.max(np.abs(np.linalg.eigvals(w.astype(np.float64)))))
-    if current == 0.0:
-        raise ConfigError(f"{where}.{SPECTRAL_RADIUS}: the drawn matrix has spectral radius 0 "
-                          "and cannot be rescaled; use a denser initializer.")
-    return (w * (float(radius) / current)).astype(w.dtype)
 
 
 def _checked_lengths(lengths, T: int, B: int, unbatched: bool) -> np.ndarray | None:

@@ -17,7 +17,8 @@ from .errors import ConfigError, InputError, ShapeError
 from .heads import Head
 
 CSR_PARTS = ("data", "indices", "indptr")
-# Up to this size a spectral radius comes from a dense eigvals, above it from ARPACK (eigs).
+# Up to this size a sparse matrix's spectral radius comes from a dense eigvals, above it from
+# a sparse eigensolver (ARPACK, or arnoldi_radius without scipy).
 DENSE_EIG_MAX = 256
 INSTALL_HINT = "install it with `pip install 'rnnsim[reservoir]'` (or `pip install scipy`)"
 
@@ -118,40 +119,105 @@ def _scipy(module: str):
 def spectral_radius(w, leak_rate=None) -> float:
     """The largest |eigenvalue| of ``w`` (dense or CSR), or of ``lr*w + (1-lr)*I`` with a leak.
 
-    Matrices larger than ``DENSE_EIG_MAX`` use ARPACK (``scipy.sparse.linalg.eigs``) and are
-    never made dense. ``leak_rate`` is a scalar or one value per row.
+    A dense matrix, and a CSR one of at most ``DENSE_EIG_MAX`` rows, goes through a dense
+    ``eigvals`` (a dense matrix is in memory already, and eigvals stays exact where Krylov
+    methods stall: orthogonal or cycle matrices, all eigenvalues of one modulus). A larger CSR
+    matrix is never made dense: ARPACK (``scipy.sparse.linalg.eigs``, the ``reservoir`` extra)
+    finds the radius, or :func:`arnoldi_radius` when scipy is not installed. ``leak_rate`` is a
+    scalar or one value per row.
     """
     n = w.shape[0]
     if w.shape != (n, n):
         raise ShapeError(f"a spectral radius needs a square matrix; got shape {w.shape}.")
     lr = None if leak_rate is None else np.broadcast_to(np.asarray(leak_rate, np.float64), (n,))
-    if n <= DENSE_EIG_MAX:
+    if not isinstance(w, CSR) or n <= DENSE_EIG_MAX:
         a = (w.to_dense() if isinstance(w, CSR) else np.asarray(w)).astype(np.float64)
         if lr is not None:
             a = lr[:, None] * a + np.diag(1.0 - lr)
         return float(np.max(np.abs(np.linalg.eigvals(a)))) if n else 0.0
-    sparse, linalg = _scipy("sparse"), _scipy("sparse.linalg")
-    a = w.to_scipy() if isinstance(w, CSR) else np.asarray(w)
-    a = sparse.csr_array(a, dtype=np.float64) if isinstance(w, CSR) else a.astype(np.float64)
-    if lr is not None:
-        a = sparse.diags_array(lr) @ sparse.csr_array(a) + sparse.diags_array(1.0 - lr)
-    v0 = np.full(n, 1.0 / math.sqrt(n))
+    w = w.astype(np.float64)
+    try:
+        linalg = __import__("scipy.sparse.linalg", fromlist=["_"])
+    except ImportError:
+        linalg = None
+    if linalg is None:
+        radius = arnoldi_radius(_leaky_matvec(w, lr), n)
+    else:
+        radius = _arpack_radius(linalg, w, lr)
+    if radius is None:
+        raise ConfigError(f"no spectral radius found for the {n} x {n} sparse matrix (several "
+                          "eigenvalues of equal magnitude, as in a cycle?). Scale the "
+                          "initializer's weight directly instead.")
+    return radius
+
+
+def _leaky_matvec(w: CSR, lr):
+    """x -> (lr * w + (1 - lr) I) x (x -> w x without a leak), in float64."""
+    rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
+
+    def matvec(x):
+        wx = np.bincount(rows, weights=w.data * x[w.indices], minlength=w.shape[0])
+        return wx if lr is None else lr * wx + (1.0 - lr) * x
+
+    return matvec
+
+
+def _arpack_radius(linalg, w: CSR, lr) -> float | None:
+    n = w.shape[0]
+    a = linalg.LinearOperator((n, n), matvec=_leaky_matvec(w, lr), dtype=np.float64)
     try:
         # A wide Krylov space: with the default ncv = 3, ARPACK settles on a large eigenvalue
         # that is not the largest when many lie near the spectral circle (random reservoirs).
-        values = linalg.eigs(a, k=1, which="LM", v0=v0, ncv=min(n - 1, 48), tol=1e-9,
-                             maxiter=max(1000, 10 * n), return_eigenvectors=False)
+        values = linalg.eigs(a, k=1, which="LM", v0=np.full(n, 1.0 / math.sqrt(n)),
+                             ncv=min(n - 1, 48), tol=1e-9, maxiter=max(1000, 10 * n),
+                             return_eigenvectors=False)
     except linalg.ArpackNoConvergence as exc:
         values = exc.eigenvalues
-        if len(values) == 0:
-            raise ConfigError(f"ARPACK did not find the spectral radius of the {n} x {n} "
-                              "matrix (several eigenvalues of equal magnitude, as in a cycle?). "
-                              "Scale the initializer's weight directly instead.") from None
-    return float(np.max(np.abs(values)))
+    return float(np.max(np.abs(values))) if len(values) else None
+
+
+def arnoldi_radius(matvec, n: int, krylov: int = 48, tol: float = 1e-9,
+                   restarts: int = 500) -> float | None:
+    """The largest |eigenvalue| of the linear map ``matvec`` on R^n, by restarted Arnoldi.
+
+    Builds a Krylov basis of ``krylov`` vectors (Gram-Schmidt twice), takes the Ritz value of
+    largest modulus and restarts from the real and imaginary parts of its Ritz vector until
+    its residual is below ``tol`` times its modulus. None if ``restarts`` cycles do not reach
+    that. The fallback of :func:`spectral_radius` without scipy.
+    """
+    m = min(krylov, n)
+    start = np.full(n, 1.0 / math.sqrt(n))
+    for _ in range(restarts):
+        basis, hessenberg = np.zeros((m + 1, n)), np.zeros((m + 1, m))
+        basis[0] = start / np.linalg.norm(start)
+        size = m
+        for j in range(m):
+            v = matvec(basis[j])
+            for _ in range(2):
+                coefficients = basis[:j + 1] @ v
+                v -= coefficients @ basis[:j + 1]
+                hessenberg[:j + 1, j] += coefficients
+            hessenberg[j + 1, j] = np.linalg.norm(v)
+            if hessenberg[j + 1, j] <= 1e-12 * np.abs(hessenberg[:j + 2, j]).max(initial=0.0):
+                size = j + 1  # an invariant subspace: its Ritz values are eigenvalues
+                break
+            basis[j + 1] = v / hessenberg[j + 1, j]
+        values, vectors = np.linalg.eig(hessenberg[:size, :size])
+        top = int(np.argmax(np.abs(values)))
+        radius = float(abs(values[top]))
+        residual = hessenberg[size, size - 1] * abs(vectors[size - 1, top])
+        if size < m or residual <= tol * radius:
+            return radius
+        ritz = vectors[:, top] @ basis[:size]
+        start = ritz.real + ritz.imag
+    return None
 
 
 def scale_spectral_radius(w, radius: float, where: str):
-    """``w`` (dense or CSR) rescaled to spectral radius ``radius``."""
+    """``w`` (dense or CSR) rescaled to spectral radius ``radius``; errors name ``where``."""
+    if len(w.shape) != 2 or w.shape[0] != w.shape[1]:
+        raise ConfigError(f"{where}.spectral_radius: only square (recurrent) matrices have a "
+                          f"spectral radius; this parameter has shape {tuple(w.shape)}.")
     current = spectral_radius(w)
     if current == 0.0:
         raise ConfigError(f"{where}.spectral_radius: the drawn matrix has spectral radius 0 "
@@ -222,6 +288,9 @@ def fit(net, u, y, washout: int = 0, ridge: float = 1e-6, check_finite: bool = T
     y : the same layout with the head's units as last axis; (T,) or (T, B) when units = 1
     washout : leading steps of every sequence left out of the regression
     ridge : the L2 penalty on W_out (never on b_out)
+
+    With output feedback the states come from teacher forcing: y[t-1] is fed back at step t
+    (y[-1] = 0), as reservoirpy does with ``reservoir <<= readout``.
     """
     if not isinstance(net.head, RidgeHead):
         raise ConfigError("network.head: fit trains a ridge readout; add `head: {name: ridge, "
@@ -229,31 +298,124 @@ def fit(net, u, y, washout: int = 0, ridge: float = 1e-6, check_finite: bool = T
     if not (isinstance(washout, int) and washout >= 0) or not (ridge >= 0):
         raise InputError(f"washout must be an integer >= 0 and ridge >= 0; got washout="
                          f"{washout!r}, ridge={ridge!r}.")
-    result = net.run(u, check_finite=check_finite)
+    target = _checked_target(net, y, tuple(np.shape(u)[:-1]), "target y", check_finite)
+    teacher = target if has_feedback(net) else None
+    result = net.run(u, teacher=teacher, check_finite=check_finite)
     unbatched = result.output.ndim == 2
     states = _time_major(net, result.output, unbatched)
-    target = np.asarray(y, dtype=np.float64)
-    units = net.head.units
-    expected = result.output.shape[:-1] + (units,)
-    if units == 1 and target.shape == expected[:-1]:
-        target = target[..., None]
-    if target.shape != expected:
-        raise ShapeError(f"target y has shape {np.shape(y)}; expected {expected} (the "
-                         f"input's steps and "
-                         f"sequences, head.units = {units} outputs).")
-    if check_finite and not np.isfinite(target).all():
-        raise InputError("target y holds NaN/inf values; clean it before fitting.")
     target = _time_major(net, target, unbatched)
     T = states.shape[0]
     if washout >= T:
         raise InputError(f"washout = {washout} leaves no step of the {T} to fit; use a "
                          "smaller washout or a longer input.")
     kept = np.ascontiguousarray(states[washout:])
+    units = net.head.units
     w, b = ridge_regression(kept.reshape(-1, kept.shape[-1]),
                             np.ascontiguousarray(target[washout:]).reshape(-1, units), ridge)
     net.params["head.W"] = np.ascontiguousarray(w.T, dtype=net.dtype)
     net.params["head.b"] = b.astype(net.dtype)
     return net
+
+
+def has_feedback(net) -> bool:
+    """Whether the top layer of ``net`` receives the head's output (esn ``feedback``)."""
+    return bool(getattr(net.layers[-1], "feedback_size", None))
+
+
+def _checked_target(net, y, lead: tuple, name: str, check_finite: bool) -> np.ndarray:
+    """``y`` as float64 of shape ``lead + (head.units,)``; the last axis may be left out when
+    the head has one output."""
+    units = net.head.units
+    try:
+        target = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{name} cannot be read as an array of numbers: {exc}.") from None
+    if units == 1 and target.shape == lead:
+        target = target[..., None]
+    if target.shape != lead + (units,):
+        raise ShapeError(f"{name} has shape {np.shape(y)}; expected {lead + (units,)} (the "
+                         f"input's steps and sequences, head.units = {units} outputs).")
+    if check_finite and not np.isfinite(target).all():
+        raise InputError(f"{name} holds NaN/inf values; clean it first.")
+    return target
+
+
+def teacher_signal(net, teacher, T: int, B: int, unbatched: bool,
+                   check_finite: bool) -> np.ndarray:
+    """``Network.run``'s ``teacher`` checked and laid out time-major: (T, B, m) in net's dtype."""
+    if not has_feedback(net):
+        raise ConfigError("run: teacher forcing feeds targets back into a layer with output "
+                          "feedback; add `feedback: true` to the top esn layer (with a ridge "
+                          "head), or leave teacher out.")
+    lead = (T,) if unbatched else (B, T) if net.config.network.batch_first else (T, B)
+    target = _checked_target(net, teacher, lead, "teacher", check_finite)
+    return np.ascontiguousarray(_time_major(net, target, unbatched), dtype=net.dtype)
+
+
+def generate(net, steps: int, state=None, y0=None):
+    """Run ``net`` in closed loop for ``steps`` steps: the ridge head's output y_{t-1} is the
+    next input u_t, and with output ``feedback`` it is fed back through W_fb as well.
+
+    net : one esn layer and a ridge head with head.units = input_size (a one-step-ahead
+        forecaster), trained with ``fit``
+    state : where to start, e.g. ``net.run(u_warmup).state``; default: zeros, one sequence
+    y0 : the first input y_{-1}, (m,) or (B, m); default: the state's fed-back output with
+        feedback, else the head's output on the state's h (the forecast its run ended with)
+    Returns a ``RunResult``: output (steps, [B,] N) the states, y (steps, [B,] m) the generated
+    series, and ``.state`` to continue (with ``run``, ``step`` or ``generate``).
+    """
+    from .network import RunResult, State
+
+    layer = net.layers[0]
+    if len(net.layers) != 1 or not hasattr(layer, "generate") or not isinstance(net.head,
+                                                                               RidgeHead):
+        raise ConfigError("generate: closed-loop generation needs one esn layer and a ridge "
+                          "head; run the stack step by step with net.step instead.")
+    if net.head.units != net.input_size:
+        raise ConfigError(f"generate: the head's {net.head.units} outputs become the next "
+                          f"input, which has input_size = {net.input_size} features; make "
+                          "head.units equal input_size. For output feedback alone, run on a "
+                          "zero input: net.run(np.zeros((steps, k)), h0=state).")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise InputError(f"generate: steps must be a positive integer, got {steps!r}.")
+    state = net.initial_state() if state is None else state
+    if not isinstance(state, State):
+        raise InputError(f"generate: state must be a State (RunResult.state or "
+                         f"net.initial_state(batch)), got {type(state).__name__}.")
+    N, m = layer.units, net.head.units
+    h = np.asarray(state.h[0], dtype=net.dtype) if len(state.h) == 1 else np.zeros(0)
+    if h.shape not in ((1, N),) and (h.ndim != 3 or h.shape[::2] != (1, N)):
+        raise ShapeError(f"generate: state.h[0] has shape {h.shape}; expected (1, {N}) or "
+                         f"(1, B, {N}). Use a State of this network.")
+    unbatched = h.ndim == 2
+    h0 = np.ascontiguousarray(h[:, None] if unbatched else h)
+    B = h0.shape[1]
+    head = {k[5:]: v for k, v in net.params.items() if k.startswith("head.")}
+    want = (m,) if unbatched else (B, m)
+    if y0 is None and layer.feedback_size:
+        fed = state.c[0] if len(state.c) == 1 else None
+        if fed is None or np.shape(fed) != (1,) + want:
+            raise ShapeError(f"generate: state.c[0] (the fed-back output) has shape "
+                             f"{np.shape(fed)}; expected {(1,) + want}. Use a State of this "
+                             "network.")
+        y0 = np.asarray(fed)[0]
+    elif y0 is None:
+        y0 = net.head.forward(head, h0[0]).reshape(want)
+    y0 = np.asarray(y0, dtype=net.dtype)
+    if y0.shape != want:
+        raise ShapeError(f"generate: y0 has shape {y0.shape}; expected {want}, one output "
+                         "per sequence.")
+    params = {**layer_params(net, 0), **{f"head.{k}": v for k, v in head.items()}}
+    z, h, y = layer.generate(params, h0, np.ascontiguousarray(y0.reshape(1, B, m)),
+                             int(steps))
+    outputs = net.head.forward(head, z)
+    final_c = y if layer.feedback_size else None
+    if unbatched:
+        return RunResult(z[:, 0], (h[:, 0],), outputs[:, 0],
+                         (None if final_c is None else final_c[:, 0],))
+    if net.config.network.batch_first:
+        z, outputs = np.ascontiguousarray(z.swapaxes(0, 1)), outputs.swapaxes(0, 1)
+    return RunResult(z, (h,), outputs, (final_c,))
 
 
 def nrmse(y, prediction) -> float:
@@ -428,17 +590,25 @@ def run_ensemble(nets: Sequence, u, device: str | None = None) -> EnsembleResult
     for i, net in enumerate(nets):
         layer = net.layers[0] if len(net.layers) == 1 else None
         same = layer is not None and type(layer) is type(first) and (
-            layer.units, layer.input_size, net.dtype, layer.sparse,
+            layer.units, layer.input_size, net.dtype, layer.sparse, layer.feedback_size,
             [a.entry for a in layer.activations], [a.params for a in layer.activations]) == (
-            first.units, first.input_size, nets[0].dtype, first.sparse,
+            first.units, first.input_size, nets[0].dtype, first.sparse, first.feedback_size,
             [a.entry for a in first.activations], [a.params for a in first.activations])
         if not same:
             raise ConfigError(f"run_ensemble: member {i} differs from member 0 in its layers, "
-                              "units, input size, dtype, activation or sparse storage; only "
-                              "seeds, leak rates, scalings, noise and weights may differ.")
-    params = [layer_params(net, 0) for net in nets]
+                              "units, input size, dtype, activation, sparse storage or output "
+                              "feedback; only seeds, leak rates, scalings, noise and weights "
+                              "may differ.")
+    # With output feedback the readout runs inside the loop: it needs each member's head.
+    params = [{**layer_params(net, 0), **({f"head.{k}": v for k, v in net.params.items()
+                                           if k.startswith("head.")} if has_feedback(net)
+                                          else {})} for net in nets]
     members = [net.layers[0] for net in nets]
-    if device_mod.checked_device(device or nets[0].device, "run_ensemble: device") == "cuda":
+    on_gpu = device_mod.checked_device(device or nets[0].device, "run_ensemble: device") == "cuda"
+    if on_gpu and first.feedback_size:
+        raise ConfigError("run_ensemble: output feedback runs on the CPU only; use device "
+                          "'cpu'.")
+    if on_gpu:
         states = device_mod.run_members(first, members, params, u)
     else:
         states = first.run_members(members, params, u)

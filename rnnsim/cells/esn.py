@@ -1,29 +1,43 @@
-"""The echo-state (leaky-integrator reservoir) cell, with dense or sparse (CSR) recurrent weights."""
+"""The echo-state (leaky-integrator reservoir) cell, with dense or sparse (CSR) recurrent weights
+and optional output feedback."""
 from __future__ import annotations
 
 import zlib
 
+import numba
 import numpy as np
 
 from ..activations import compile_errors
 from ..errors import ConfigError
-from ..reservoir import CSR
-from .base import Cell, input_projection, pick_variant
+from ..reservoir import CSR, RidgeHead
+from .base import Cell, input_projection
+
+# Multiply-adds per step below which one thread runs the step: a parallel step costs a
+# fork/join (~1.2 µs with numba's OpenMP layer, more with its other layers) and one thread
+# does ~2,500 multiply-adds of a sparse row in that time (benchmarks/bench_reservoir.py).
+PARALLEL_WORK = 32_768
+# Column indices fit in uint16 up to this many units (2 bytes per nonzero instead of 4).
+UINT16_UNITS = 1 << 16
 
 
 class ESNCell(Cell):
-    """x_t = (1 - lr) x_{t-1} + lr f(W x_{t-1} + W_in (s * u_t) + b + noise * xi_t).
+    """x_t = (1 - lr) x_{t-1} + lr f(W x_{t-1} + W_in (s * u_t) + W_fb (s_fb * y_{t-1}) + b
+    + noise * xi_t).
 
     ``lr`` (``leak_rate``) is a scalar or one value per unit, ``s`` (``input_scaling``) a
     scalar or one value per feature, ``xi_t`` standard normal, seeded by ``noise_seed``.
-    With ``sparse: true`` W is stored and run in CSR form and never made dense.
+    With ``sparse: true`` W is stored and run in CSR form and never made dense. With
+    ``feedback`` the top layer also receives the ridge head's previous output y_{t-1}
+    (y_{-1} = 0 unless a state says otherwise): the targets when fitting or with ``teacher``
+    (teacher forcing), the head's own predictions otherwise, computed inside the time loop.
+    The fed-back y is the layer's second state (``c`` in ``State`` and ``RunResult.final_c``).
     """
 
     name = "esn"
     template = "esn"
     equation = "x_t = (1-lr) x_{t-1} + lr f(W x_{t-1} + W_in (s*u_t) + b)"
-    symbols = {"Win": "W_in", "W": "W", "b": "b"}
-    options = ("leak_rate", "input_scaling", "noise", "noise_seed", "sparse")
+    symbols = {"Win": "W_in", "W": "W", "b": "b", "Wfb": "W_fb"}
+    options = ("leak_rate", "input_scaling", "noise", "noise_seed", "sparse", "feedback")
 
     def __init__(self, config, input_size, activations, where="layer"):
         super().__init__(config, input_size, activations, where)
@@ -46,12 +60,50 @@ class ESNCell(Cell):
             raise ConfigError("\n".join(problems))
         self.sparse = bool(config.sparse)
         self.sparse_parameters = ("W",) if self.sparse else ()
+        # m, the outputs fed back: set by attach() from the head's units.
+        self.feedback_size: int | None = None
+
+    def attach(self, head, top: bool, device: str, where: str) -> list[str]:
+        """Connect the layer's output feedback (if any) to the network's ``head``.
+
+        top : whether this is the top layer (the one the head reads); device : where the
+        network runs. Returns the config problems found, each with its key path.
+        """
+        feedback = self.config.feedback
+        if feedback is None:
+            return []
+        problems = []
+        if not top:
+            problems.append(f"{where}.feedback: only the top layer can receive the head's "
+                            "output; move feedback to the last layer.")
+        if not isinstance(head, RidgeHead):
+            problems.append(f"{where}.feedback: output feedback needs a ridge head, whose "
+                            "linear readout y_t = W_out x_t + b_out is fed back; add `head: "
+                            "{name: ridge, units: <outputs>}`.")
+        elif np.ndim(feedback.scaling) and np.shape(feedback.scaling) != (head.units,):
+            problems.append(f"{where}.feedback.scaling: give one value or one per output "
+                            f"(head.units = {head.units}), got {np.size(feedback.scaling)}.")
+        if device != "cpu":
+            problems.append(f"{where}.feedback: output feedback runs on the CPU only; use "
+                            "device: cpu.")
+        if not problems:
+            self.feedback_size = head.units
+            self.equation = ("x_t = (1-lr) x_{t-1} + lr f(W x_{t-1} + W_in (s*u_t) + W_fb "
+                             "(s_fb*y_{t-1}) + b)")
+        return problems
+
+    @property
+    def cell_size(self) -> int | None:
+        """m with output feedback (the fed-back y is this layer's second state), else None."""
+        return self.feedback_size
 
     def parameter_shapes(self):
         N, k = self.units, self.input_size
         shapes = {"Win": ("input", (N, k)), "W": ("recurrent", (N, N))}
         if self.config.bias:
             shapes["b"] = ("bias", (N,))
+        if self.feedback_size:
+            shapes["Wfb"] = ("feedback", (N, self.feedback_size))
         return shapes
 
     def leak_rate(self) -> np.ndarray:
@@ -74,36 +126,123 @@ class ESNCell(Cell):
                 z[t] += (self.config.noise * rng.standard_normal(z.shape[1:])).astype(z.dtype)
         return z
 
-    def run_direction(self, params, suffix, x, h, lengths, reverse):
+    def _feedback_weights(self, params: dict, dtype) -> np.ndarray:
+        """W_fb with its columns scaled by s_fb: (N, m)."""
+        scaling = np.asarray(self.config.feedback.scaling, dtype=np.float64)
+        return (params["Wfb"] * scaling).astype(dtype)
+
+    def run(self, params, x, h0, c0=None, lengths=None, teacher=None):
+        """``Cell.run``; with output feedback ``params`` also holds ``head.W`` and ``head.b``,
+        ``c0`` (1, B, m) is y_{-1} and ``teacher`` (T, B, m), if given, is fed back in place of
+        the head's predictions (teacher forcing). The final c is each row's last fed-back y."""
+        T, B = x.shape[:2]
+        lengths = np.full(B, T, np.int64) if lengths is None else lengths
+        h = h0.copy()
+        y = None if c0 is None else c0.copy()
         z = self._projection(params, x)
-        self._run([self], [params], z, h, np.zeros(x.shape[1], np.int64), lengths)
-        return z
+        with compile_errors(self.activations):
+            if teacher is None:
+                self._run([self], [params], z, h[0], np.zeros(B, np.int64), lengths,
+                          None if y is None else y[0])
+                return z, h, y
+            fed = np.concatenate([y[0][None], teacher[:-1]]).astype(z.dtype, copy=False)
+            z += input_projection(fed, self._feedback_weights(params, z.dtype), None)
+            self._run([self], [params], z, h[0], np.zeros(B, np.int64), lengths)
+        rows = np.flatnonzero(lengths > 0)
+        y[0, rows] = teacher[lengths[rows] - 1, rows]
+        return z, h, y
+
+    def generate(self, params: dict, h0: np.ndarray, y0: np.ndarray, steps: int):
+        """Closed loop: the head's output y_{t-1} is the input u_t (head.units = input_size),
+        and is fed back through W_fb too with output feedback. ``params`` holds ``head.W`` and
+        ``head.b``; h0 : (1, B, N) and y0 : (1, B, m) the start. Returns the states
+        (steps, B, N), the final h and the final y like ``run``."""
+        B = h0.shape[1]
+        h, y = h0.copy(), y0.copy()
+        z = self._projection(params, np.zeros((steps, B, self.input_size), h0.dtype))
+        scale = np.asarray(1.0 if self.config.input_scaling is None
+                           else self.config.input_scaling, np.float64)
+        closed = (params["Win"] * scale).astype(h0.dtype)
+        if self.feedback_size:
+            closed += self._feedback_weights(params, h0.dtype)
+        with compile_errors(self.activations):
+            self._run([self], [params], z, h[0], np.zeros(B, np.int64),
+                      np.full(B, steps, np.int64), y[0], [closed])
+        return z, h, y
 
     def run_members(self, members: list["ESNCell"], params: list[dict], u: np.ndarray):
-        """Members' states on the shared input ``u`` (T, k), one batch row each: (T, M, N)."""
+        """Members' states on the shared input ``u`` (T, k), one batch row each: (T, M, N).
+
+        With output feedback each member's ``params`` also hold its ``head.W`` and ``head.b``
+        and y_{-1} = 0."""
         x = u[:, None, :]
         z = np.stack([layer._projection(p, x)[:, 0] for layer, p in zip(members, params)], 1)
         h0 = np.zeros(z.shape[1:], z.dtype)
+        y0 = None if not self.feedback_size else np.zeros((len(members), self.feedback_size),
+                                                          z.dtype)
         with compile_errors(self.activations):
             self._run(members, params, z, h0, np.arange(len(members), dtype=np.int64),
-                      np.full(len(members), len(u), np.int64))
+                      np.full(len(members), len(u), np.int64), y0)
         return z
 
-    def _run(self, members, params, z, h, member, lengths):
+    def _run(self, members, params, z, h, member, lengths, y=None, feedback=None):
+        """The kernel on ``z`` (T, B, N) in place, ``h`` (B, N) and ``y`` (B, m) in/out.
+
+        y : the fed-back outputs y_{-1}, or None without feedback; feedback : each member's
+        (N, m) weights of y_{t-1} (default: its scaled W_fb).
+        """
         dtype = z.dtype
+        T, B, N = z.shape
+        M = len(members)
         lr = np.stack([layer.leak_rate() for layer in members]).astype(dtype)
         keep = (1.0 - np.stack([layer.leak_rate() for layer in members])).astype(dtype)
-        module = self.kernels()
-        act = self.activations[0].kernel_args(dtype)
+        if y is None:
+            y = np.zeros((B, 0), dtype)
+            F, Wout, bout = (np.zeros((M, N, 0), dtype), np.zeros((M, 0, N), dtype),
+                             np.zeros((M, 0), dtype))
+        else:
+            if feedback is None:
+                feedback = [layer._feedback_weights(p, dtype) for layer, p in zip(members, params)]
+            F = np.ascontiguousarray(np.stack(feedback), dtype=dtype)
+            Wout = np.ascontiguousarray(np.stack([p["head.W"] for p in params]), dtype=dtype)
+            bout = np.ascontiguousarray(np.stack([p["head.b"] for p in params]), dtype=dtype)
         if self.sparse:
             mats = [layer.recurrent_matrix(p) for layer, p in zip(members, params)]
             offsets = np.cumsum([0] + [w.nnz for w in mats[:-1]])
             indptr = np.stack([w.indptr.astype(np.int64) + o for w, o in zip(mats, offsets)])
             data = np.concatenate([w.data for w in mats]).astype(dtype, copy=False)
-            indices = np.concatenate([w.indices for w in mats])
-            kernel = pick_variant(module, "esn_csr", z.shape[1])
-            kernel(z, h, data, indices, indptr, lr, keep, member, lengths, act)
+            index = np.uint16 if N <= UINT16_UNITS else np.uint32
+            indices = np.concatenate([w.indices for w in mats]).astype(index)
+            WT = np.zeros((M, 0, 0), dtype)
+            work = data.size // M
+            weights = np.diff(indptr[0])
         else:
-            W = np.stack([p["W"] for p in params]).astype(dtype, copy=False)
-            kernel = pick_variant(module, "esn_dense", z.shape[1])
-            kernel(z, h, W, lr, keep, member, lengths, act)
+            WT = np.ascontiguousarray(np.stack([p["W"] for p in params]).transpose(0, 2, 1),
+                                      dtype=dtype)
+            data, indices = np.zeros(0, dtype), np.zeros(0, np.uint16)
+            indptr = np.zeros((M, N + 1), np.int64)
+            work = N * N
+            weights = np.full(N, N)
+        variant, bounds = schedule(B, work, weights)
+        kernel = getattr(self.kernels(), f"esn_{variant}")
+        kernel(z, h, WT, data, indices, indptr, lr, keep, member, lengths, bounds, F, Wout,
+               bout, y, self.activations[0].kernel_args(dtype))
+
+
+def schedule(batch: int, work: int, row_work: np.ndarray) -> tuple[str, np.ndarray]:
+    """The kernel variant and the row chunks ``bounds`` for one step of ``batch`` rows.
+
+    work : multiply-adds of one batch row per step; row_work : (N,) those of each unit. A step
+    with fewer than ``PARALLEL_WORK`` multiply-adds runs on one thread; otherwise batch rows go
+    to the threads, and when there are fewer rows than threads each row's units are split into
+    chunks of equal work (at B = 1: one chunk per core).
+    """
+    N = len(row_work)
+    threads = numba.get_num_threads()
+    if threads < 2 or batch * work < PARALLEL_WORK:
+        return "serial", np.array([0, N], np.int64)
+    chunks = 1 if batch >= threads else min(-(-threads // batch), max(1, N))
+    cumulative = np.concatenate([[0], np.cumsum(row_work)])
+    bounds = np.searchsorted(cumulative, cumulative[-1] * np.arange(chunks + 1) / chunks)
+    bounds[0], bounds[-1] = 0, N
+    return "parallel", bounds.astype(np.int64)

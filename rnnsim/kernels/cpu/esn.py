@@ -1,55 +1,102 @@
-"""Leaky echo-state recurrence x_t = keep*x_{t-1} + lr*act0(W x_{t-1} + z_t), dense or CSR W.
+"""Leaky echo-state recurrence with optional output feedback, W dense or CSR.
 
-``z`` holds the input projections W_in u_t + b (computed for all steps by one GEMM) on entry
-and the states x_t on return. Each batch row b runs the weights of ensemble member
-``member[b]``: one member for a plain batch, one row per member for an ensemble.
+    x_t = keep * x_{t-1} + lr * act0(W x_{t-1} + z_t + F y_{t-1}),   y_t = W_out x_t + b_out
+
+``z`` holds the input projections W_in u_t + b (one GEMM for all steps) on entry and the states
+x_t on return. Batch row b runs the weights of ensemble member ``member[b]``: one member for a
+plain batch, one row per member for an ensemble. ``F`` (N x m) feeds the readout's previous
+output back; with m = 0 (no feedback) its loops are empty.
+
+Loop shapes (measured on a 2-core EPYC, see benchmarks/RESULTS.md):
+- A CSR row is summed into four independent accumulators: one accumulator is a serial chain
+  of fused multiply-adds (~4 cycles each); four keep the loads busy instead. Column indices
+  are unsigned (uint16 below 65,536 units, else uint32) and offsets are cast to uint64, so that
+  numba emits no negative-index wraparound in the inner loop.
+- A dense W is applied in axpy form over its transpose (``WT[j] = W[:, j]``): the updates of a
+  row's units are independent, so LLVM vectorises them without reassociating any sum
+  ('reassoc' is off for this kernel: with it the CSR sums become slow AVX2 gathers).
+- Each step's units are split into the row chunks ``bounds``; the parallel variant runs the
+  (batch row, chunk) tasks of a step on the threads: one chunk per row when rows are many, the
+  units of a large reservoir split over the cores at B = 1. That is one fork/join per step
+  (~1.2 µs with numba's OpenMP layer); numba has no barrier to keep one parallel region
+  across steps.
 """
+import numpy as np
 from numba import prange
 
 from rnnsim.kernels.options import GATHER_FASTMATH
 
-KERNELS = ("esn_dense", "esn_csr")
-KERNEL_OPTIONS = {"esn_csr": {"fastmath": GATHER_FASTMATH}}
+KERNELS = ("esn",)
+KERNEL_OPTIONS = {"esn": {"fastmath": GATHER_FASTMATH}}
 
 
-def esn_dense(z, h, W, lr, keep, member, lengths, p0):
-    """z : (T, B, N) in/out, zero past a row's length; h : (B, N) initial states, overwritten
-    with the final ones; W : (M, N, N); lr, keep = 1-lr : (M, N); member : (B,) int64;
-    lengths : (B,) int64 steps of each row (<= T); p0 : act0's parameters."""
+def esn(z, h, WT, data, indices, indptr, lr, keep, member, lengths, bounds, F, Wout, bout, y,
+        p0):
+    """Run every batch row for its ``lengths[b]`` steps.
+
+    z : (T, B, N) in/out, zero past a row's length; h : (B, N) initial states, overwritten with
+    the final ones; WT : (M, N, N) transposed dense weights, or (M, 0, 0) for CSR; data :
+    (nnz,) CSR values of all members, indices : (nnz,) uint16|uint32 columns, indptr : (M, N+1)
+    int64 offsets into them (all zero for dense); lr, keep = 1-lr : (M, N); member : (B,) int64;
+    lengths : (B,) int64 steps of each row (<= T); bounds : (C+1,) int64 row chunks, 0 to N;
+    F : (M, N, m) feedback weights (m = 0: none); Wout : (M, m, N), bout : (M, m) the readout;
+    y : (B, m) y_{-1} on entry, each row's last y on return; p0 : act0's parameters.
+    """
     T, B, N = z.shape
-    for b in prange(B):
-        m = member[b]
-        Wm = W[m]
-        prev = h[b]
+    C = bounds.size - 1
+    m = y.shape[1]
+    dense = WT.shape[1] > 0
+    zero = z.dtype.type(0)
+    steps = 0
+    for b in range(B):
+        steps = max(steps, lengths[b])
         for t in range(lengths[b], T):
-            z[t, b, :] = 0.0
-        for t in range(lengths[b]):
-            row = z[t, b]
-            for i in range(N):
-                acc = row[i]
-                for j in range(N):
-                    acc += Wm[i, j] * prev[j]
-                row[i] = keep[m, i] * prev[i] + lr[m, i] * act0(acc, *p0)  # noqa: F821
-            prev = row
-        h[b] = prev
-
-
-def esn_csr(z, h, data, indices, indptr, lr, keep, member, lengths, p0):
-    """Like ``esn_dense`` with W in CSR form: data, indices : (nnz,) of all members;
-    indptr : (M, N+1) int64 offsets into them."""
-    T, B, N = z.shape
-    for b in prange(B):
-        m = member[b]
-        ptr = indptr[m]
-        prev = h[b]
-        for t in range(lengths[b], T):
-            z[t, b, :] = 0.0
-        for t in range(lengths[b]):
-            row = z[t, b]
-            for i in range(N):
-                acc = row[i]
-                for k in range(ptr[i], ptr[i + 1]):
-                    acc += data[k] * prev[indices[k]]
-                row[i] = keep[m, i] * prev[i] + lr[m, i] * act0(acc, *p0)  # noqa: F821
-            prev = row
-        h[b] = prev
+            z[t, b, :] = zero
+    for t in range(steps):
+        for task in prange(B * C):
+            b = task // C
+            if t < lengths[b]:
+                mb = member[b]
+                row = z[t, b]
+                prev = h[b] if t == 0 else z[t - 1, b]
+                lo = bounds[task - b * C]
+                hi = bounds[task - b * C + 1]
+                for i in range(lo, hi):
+                    a0 = row[i]
+                    a1 = zero
+                    a2 = zero
+                    a3 = zero
+                    for o in range(m):
+                        a1 += F[mb, i, o] * y[b, o]
+                    k = np.uint64(indptr[mb, i])
+                    end = np.uint64(indptr[mb, i + 1])
+                    while k + np.uint64(4) <= end:
+                        a0 += data[k] * prev[indices[k]]
+                        a1 += data[k + np.uint64(1)] * prev[indices[k + np.uint64(1)]]
+                        a2 += data[k + np.uint64(2)] * prev[indices[k + np.uint64(2)]]
+                        a3 += data[k + np.uint64(3)] * prev[indices[k + np.uint64(3)]]
+                        k += np.uint64(4)
+                    while k < end:
+                        a0 += data[k] * prev[indices[k]]
+                        k += np.uint64(1)
+                    row[i] = (a0 + a1) + (a2 + a3)
+                if dense:
+                    Wm = WT[mb]
+                    for j in range(N):
+                        pj = prev[j]
+                        Wj = Wm[j]
+                        for i in range(lo, hi):
+                            row[i] += Wj[i] * pj
+                for i in range(lo, hi):
+                    row[i] = keep[mb, i] * prev[i] + lr[mb, i] * act0(row[i], *p0)  # noqa: F821
+        for b in range(B):
+            if t < lengths[b]:
+                mb = member[b]
+                for o in range(m):
+                    acc = bout[mb, o]
+                    for j in range(N):
+                        acc += Wout[mb, o, j] * z[t, b, j]
+                    y[b, o] = acc
+    for b in range(B):
+        if lengths[b] > 0:
+            h[b] = z[lengths[b] - 1, b]
