@@ -20,6 +20,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m pip install -q torch==2.13.0 onnxruntime onnx
 	$(BIN)/python benchmarks/bench_elman.py
 	$(BIN)/python benchmarks/bench_torch.py
+	$(BIN)/python benchmarks/bench_onnx.py
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -606,3 +606,14 @@ def test_cli_info_lists_recurrent_nodes(saved_model):
                                                   "--json"]).output)
     assert as_json["recurrent"][0]["weights"]["R"] == [2, 12, 3]
     assert as_json["inputs"][0] == {"name": "X", "dtype": "float32", "shape": [None] * 3}
+
+
+def test_the_python_example_in_the_docs_runs(monkeypatch):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "onnx.md").read_text()
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    scope = {}
+    exec(example, scope)
+    assert scope["outputs"]["probs"].shape == (3, 3)
+    np.testing.assert_allclose(scope["probs"].sum(axis=1), 1, rtol=1e-6)
+    assert scope["model"].output_names == ["probs"]

@@ -355,15 +355,20 @@ class OnnxModel:
 
     @staticmethod
     def _check_dims(name, value, dims, sizes) -> None:
-        shown = "(" + ", ".join(str(d) if d is not None else "?" for d in dims) + ")"
+        def shown():
+            return "(" + ", ".join(str(d) if d is not None else "?" for d in dims) + ")"
+
         if value.ndim != len(dims):
             raise ShapeError(f"input '{name}' has shape {value.shape}; the model declares "
-                             f"{len(dims)} axes {shown}.")
+                             f"{len(dims)} axes {shown()}.")
         for axis, (dim, size) in enumerate(zip(dims, value.shape)):
-            if isinstance(dim, int) and dim > 0 and size != dim:
-                raise ShapeError(f"input '{name}' has shape {value.shape}; the model declares "
-                                 f"{shown} (axis {axis} must be {dim}).")
-            if isinstance(dim, str):
+            if dim is None:
+                continue
+            if isinstance(dim, int):
+                if dim > 0 and size != dim:
+                    raise ShapeError(f"input '{name}' has shape {value.shape}; the model "
+                                     f"declares {shown()} (axis {axis} must be {dim}).")
+            else:
                 first = sizes.setdefault(dim, (size, name))
                 if first[0] != size:
                     raise ShapeError(f"input '{name}' has {dim} = {size} on axis {axis}, but "
@@ -669,8 +674,9 @@ class RecurrentNode:
             if len(named) <= index or not named[index]:
                 results.append(None)
                 continue
-            final = np.stack(states)  # (D, B, p)
-            final[:, empty] = 0  # ONNX Runtime: a sequence of length 0 ends in zeros
+            final = states[0][None] if len(states) == 1 else np.stack(states)  # (D, B, p)
+            if empty.any():
+                final[:, empty] = 0  # ONNX Runtime: a sequence of length 0 ends in zeros
             results.append(np.ascontiguousarray(final.transpose(1, 0, 2)) if self.layout
                            else final)
         return tuple(results[:len(named)])
