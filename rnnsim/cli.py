@@ -86,16 +86,24 @@ CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path)
 @click.option("--device", type=click.Choice(DEVICES),
               help="Where the recurrence runs; cuda needs an NVIDIA GPU and rnnsim[cuda] "
                    "[default: the config's network.device].")
+@click.option("--teacher", "teacher_path", type=click.Path(path_type=Path),
+              help="Targets fed back in place of the head's predictions (teacher forcing) into "
+                   "a top esn layer with output feedback (.npy, .npz with array 'y', or .csv).")
+@click.option("--generate", "generate_steps", type=click.IntRange(min=1),
+              help="Then run this many steps in closed loop from the run's final state (the "
+                   "head's output is the next input); written to --output as generated_output "
+                   "and generated_y.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
 @reports_errors
 def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timesteps, batch, seed,
-        save_path, allow_nonfinite, lengths, device, as_json):
+        save_path, allow_nonfinite, lengths, device, teacher_path, generate_steps, as_json):
     """Run a network from a YAML config, a saved model folder or an .onnx model."""
     if config.suffix.lower() == ".onnx":
         return run_onnx(config, input_path, output_path, allow_nonfinite, as_json, {
             "--chunk-steps": chunk_steps, "--resume": resume, "--nonfinite": nonfinite,
             "--timesteps": timesteps, "--batch": batch, "--seed": seed, "--save": save_path,
-            "--lengths": lengths, "--device": device})
+            "--lengths": lengths, "--device": device, "--teacher": teacher_path,
+            "--generate": generate_steps})
     if input_path is not None and (timesteps or batch):
         raise click.UsageError("--timesteps/--batch size the drawn input; with --input the "
                                "file's shape decides them.")
@@ -103,6 +111,8 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
     if (chunk_steps or resume) and not streamed:
         raise click.UsageError("--chunk-steps and --resume apply to a run streamed to disk: "
                                "give --output PATH.npy.")
+    if streamed and (teacher_path or generate_steps):
+        raise click.UsageError("--teacher and --generate run in memory: give --output PATH.npz.")
     net = _network(config, seed, device)
     if input_path is None:
         x = drawn_input(net, timesteps, batch, seed) if streamed else draw_input(
@@ -116,17 +126,27 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
     if streamed:
         result = net.run(x, out=output_path, chunk_steps=chunk_steps, resume=resume, **options)
     else:
-        result = net.run(x, **options)
+        teacher = None if teacher_path is None else read_array(teacher_path, name="y")
+        result = net.run(x, teacher=teacher, **options)
     seconds = time.perf_counter() - start
+    arrays = {} if streamed else result_arrays(net, result)
+    if generate_steps is not None:
+        generated = net.generate(generate_steps, result.state)
+        arrays.update(generated_output=generated.output, generated_y=generated.y)
     if output_path is not None and not streamed:
-        write_npz(output_path, result_arrays(net, result))
+        write_npz(output_path, arrays)
     if save_path is not None:
         net.save(save_path)
     summary = run_summary(net, config, x.shape, result, seconds)
+    if generate_steps is not None:
+        summary["generated_y_shape"] = list(arrays["generated_y"].shape)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         print_run(net, summary)
+        if generate_steps is not None:
+            click.echo(f"generated_y  {tuple(summary['generated_y_shape'])}  {generate_steps} "
+                       "closed-loop steps from the final state")
     if output_path is not None and not as_json:
         written = ([p for p in longrun.outputs(output_path).values() if p.exists()]
                    if streamed else [output_path])
@@ -517,8 +537,12 @@ def _fit_data(net: Network, input_path, target_path, task, timesteps):
 @reports_errors
 def fit_command(config, input_path, target_path, task, timesteps, washout, ridge, model_path,
                 as_json):
-    """Train the ridge readout of an echo-state network and report its NRMSE."""
-    from .reservoir import nrmse
+    """Train the ridge readout of an echo-state network and report its NRMSE.
+
+    With output feedback the readout is fitted on teacher-forced states (the target fed back)
+    and scored on a free run (its own outputs fed back).
+    """
+    from .reservoir import has_feedback, nrmse
 
     net = open_network(config)
     u, y, split = _fit_data(net, input_path, target_path, task, timesteps)
@@ -530,7 +554,7 @@ def fit_command(config, input_path, target_path, task, timesteps, washout, ridge
     target = np.asarray(y, np.float64).reshape(prediction.shape)
     end = len(target) if split is None else split
     scores = {"source": str(config), "timesteps": int(len(target)), "washout": washout,
-              "ridge": ridge, "seconds": seconds,
+              "ridge": ridge, "seconds": seconds, "feedback": has_feedback(net),
               "train_nrmse": nrmse(target[washout:end], prediction[washout:end])}
     if split is not None:
         scores["test_nrmse"] = nrmse(target[split:], prediction[split:])
@@ -542,6 +566,8 @@ def fit_command(config, input_path, target_path, task, timesteps, washout, ridge
         return
     click.echo(f"fitted {config} on {end} steps (washout {washout}, ridge {ridge:g}) in "
                f"{seconds * 1e3:.1f} ms")
+    if scores["feedback"]:
+        click.echo("scored on a free run: the head's own outputs fed back")
     click.echo(f"train NRMSE {scores['train_nrmse']:.3e}")
     if split is not None:
         click.echo(f"test NRMSE  {scores['test_nrmse']:.3e} (steps {split}..{len(target)})")

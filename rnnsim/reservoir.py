@@ -600,7 +600,7 @@ def run_ensemble(nets: Sequence, u, device: str | None = None) -> EnsembleResult
                               "feedback; only seeds, leak rates, scalings, noise and weights "
                               "may differ.")
     # With output feedback the readout runs inside the loop: it needs each member's head.
-    params = [{**layer_params(net, 0), **({f"head.{k}": v for k, v in net.params.items()
+    params = [{**layer_params(net, 0), **({k: v for k, v in net.params.items()
                                            if k.startswith("head.")} if has_feedback(net)
                                           else {})} for net in nets]
     members = [net.layers[0] for net in nets]

@@ -9,9 +9,10 @@ from click.testing import CliRunner
 import rnnsim
 from rnnsim.builtins import reservoir as inits
 from rnnsim.cli import cli
-from rnnsim.reservoir import (CSR, echo_state_check, ensemble, layer_params, mackey_glass,
-                              memory_capacity, nrmse, recurrent_matrix, ridge_regression,
-                              run_ensemble, spectral_radius)
+from rnnsim.reservoir import (CSR, arnoldi_radius, echo_state_check, ensemble, layer_params,
+                              mackey_glass, memory_capacity, nrmse, recurrent_matrix,
+                              ridge_regression, run_ensemble, scale_spectral_radius,
+                              spectral_radius)
 
 TOL = {"float32": 2e-5, "float64": 1e-12}
 
@@ -294,3 +295,305 @@ def test_errors_name_key_and_fix():
     with pytest.raises(rnnsim.ConfigError, match="run_ensemble: member 1 differs"):
         run_ensemble([rnnsim.Network.from_config(esn_config()),
                       rnnsim.Network.from_config(esn_config(units=5))], np.zeros((3, 2)))
+
+
+# ---- output feedback, closed-loop generation, kernel schedules, spectral radius fallback ----
+
+def feedback_config(sparse=True, dtype="float64", units=16, outputs=2, **layer):
+    config = esn_config(units=units, input_size=2, dtype=dtype, sparse=sparse, leak_rate=0.6,
+                        input_scaling=[0.5, 1.5], feedback={"scaling": [0.3, 0.7][:outputs]},
+                        **layer)
+    config["network"]["layers"][0]["init"]["feedback"] = {"name": "input_uniform", "scale": 0.8}
+    config["network"]["head"]["units"] = outputs
+    return config
+
+
+def feedback_net(**kwargs):
+    """A feedback esn whose readout is set to random weights, so that y_{t-1} matters."""
+    net = rnnsim.Network.from_config(feedback_config(**kwargs))
+    rng = np.random.default_rng(11)
+    net.params["head.W"] = rng.normal(0, 0.4, net.params["head.W"].shape).astype(net.dtype)
+    net.params["head.b"] = rng.normal(0, 0.2, net.params["head.b"].shape).astype(net.dtype)
+    return net
+
+
+def feedback_parts(net):
+    """W (dense), Win and Wfb with their scalings folded in (Wfb = 0 without feedback), b,
+    Wout, bout in float64."""
+    W, Win, b = dense_params(net)
+    feedback = net.config.network.layers[0].feedback
+    Wfb = (np.zeros((W.shape[0], net.head.units)) if feedback is None
+           else layer_params(net, 0)["Wfb"].astype(np.float64) * feedback.scaling)
+    return (W, Win * [0.5, 1.5], b, Wfb, net.params["head.W"].astype(np.float64),
+            net.params["head.b"].astype(np.float64))
+
+
+def feedback_reference(parts, lr, u, teacher=None, closed=False, x0=None, y0=None):
+    """x[t] = (1-lr) x[t-1] + lr tanh(W x[t-1] + Win u[t] + Wfb y[t-1] + b) with y[t] the
+    teacher's y[t] or Wout x[t] + bout, y[-1] = y0 (default 0); closed: u[t] = y[t-1].
+    u (T, B, k). Returns the states (T, B, N) and the readouts Wout x[t] + bout."""
+    W, Win, b, Wfb, Wout, bout = parts
+    x = np.zeros((u.shape[1], W.shape[0])) if x0 is None else x0
+    y = np.zeros((u.shape[1], Wout.shape[0])) if y0 is None else y0
+    states = []
+    for t in range(u.shape[0]):
+        x = (1 - lr) * x + lr * np.tanh(x @ W.T + (y if closed else u[t]) @ Win.T + y @ Wfb.T + b)
+        y = teacher[t] if teacher is not None else x @ Wout.T + bout
+        states.append(x)
+    states = np.stack(states)
+    return states, states @ Wout.T + bout
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_feedback_matches_numpy_reference(dtype, sparse):
+    net = feedback_net(sparse=sparse, dtype=dtype)
+    assert net.layers[0].cell_size == 2 and net.params["layers.0.Wfb"].shape == (16, 2)
+    parts = feedback_parts(net)
+    rng = np.random.default_rng(2)
+    u = rng.uniform(-1, 1, (25, 3, 2))
+    teacher = rng.uniform(-1, 1, (25, 3, 2))
+    tol = 10 * TOL[dtype]
+    result = net.run(u.astype(dtype))  # the head's own outputs fed back, inside the kernel
+    states, ys = feedback_reference(parts, 0.6, u)
+    np.testing.assert_allclose(result.output, states, rtol=tol, atol=tol)
+    np.testing.assert_allclose(result.y, ys, rtol=tol, atol=tol)
+    np.testing.assert_allclose(result.final_c[0][0], ys[-1], rtol=tol, atol=tol)
+    forced = net.run(u.astype(dtype), teacher=teacher.astype(dtype))
+    states, ys = feedback_reference(parts, 0.6, u, teacher=teacher)
+    np.testing.assert_allclose(forced.output, states, rtol=tol, atol=tol)
+    np.testing.assert_allclose(forced.y, ys, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(forced.final_c[0][0], teacher[-1].astype(dtype))
+    lengths = np.array([25, 9, 0])
+    short = net.run(u.astype(dtype), lengths=lengths)
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(short.output[:n, b], result.output[:n, b], rtol=tol, atol=tol)
+        assert not short.output[n:, b].any()
+    np.testing.assert_array_equal(short.final_c[0][0, 2], 0)
+
+
+def test_feedback_reference_holds_through_a_saved_model_and_fit(tmp_path):
+    net = feedback_net()
+    u = np.random.default_rng(3).uniform(-1, 1, (60, 2))
+    y = np.stack([np.sin(np.arange(60) / 4), np.cos(np.arange(60) / 7)], 1)
+    net.fit(u, y, washout=10, ridge=1e-4)
+    states, _ = feedback_reference(feedback_parts(net), 0.6, u[:, None], teacher=y[:, None])
+    w, b = ridge_regression(states[10:, 0], y[10:], 1e-4)  # teacher-forced states
+    np.testing.assert_allclose(net.params["head.W"], w.T, atol=1e-9)
+    np.testing.assert_allclose(net.params["head.b"], b, atol=1e-9)
+    loaded = rnnsim.load(net.save(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.run(u).y, net.run(u).y)
+    _, ys = feedback_reference(feedback_parts(loaded), 0.6, u[:, None])
+    np.testing.assert_allclose(loaded.run(u).y, ys[:, 0], atol=1e-12)
+
+
+def test_feedback_continues_from_a_state_and_steps_like_a_run():
+    net = feedback_net()
+    u = np.random.default_rng(4).uniform(-1, 1, (30, 2, 2))
+    whole = net.run(u)
+    first = net.run(u[:12])
+    rest = net.run(u[12:], h0=first.state)
+    np.testing.assert_array_equal(np.concatenate([first.output, rest.output]), whole.output)
+    np.testing.assert_array_equal(rest.final_c[0], whole.final_c[0])
+    state = net.initial_state(2)
+    for t in range(30):
+        y_t, state = net.step(u[t], state)
+        np.testing.assert_array_equal(y_t, whole.y[t])
+    np.testing.assert_array_equal(state.c[0], whole.final_c[0])
+
+
+@pytest.mark.parametrize("feedback", [False, True])
+def test_generate_closed_loop_matches_reference(feedback):
+    config = feedback_config(outputs=2)
+    if not feedback:
+        del config["network"]["layers"][0]["feedback"]
+    net = rnnsim.Network.from_config(config)
+    net.params["head.W"] *= 0.2
+    parts = feedback_parts(net)
+    u = np.random.default_rng(5).uniform(-1, 1, (20, 3, 2))
+    warm = net.run(u)
+    generated = net.generate(15, warm.state)
+    x0 = warm.output[-1]
+    y0 = warm.final_c[0][0] if feedback else warm.y[-1]
+    states, ys = feedback_reference(parts, 0.6, np.zeros((15, 3, 2)), closed=True, x0=x0, y0=y0)
+    np.testing.assert_allclose(generated.output, states, atol=1e-12)
+    np.testing.assert_allclose(generated.y, ys, atol=1e-12)
+    again = net.generate(5, generated.state)  # continues where it stopped
+    longer = net.generate(20, warm.state)
+    np.testing.assert_allclose(again.y, longer.y[15:], atol=1e-12)
+    one = net.generate(4, net.run(u[:, 0]).state, y0=np.array([0.1, -0.2]))
+    _, ys = feedback_reference(parts, 0.6, np.zeros((4, 1, 2)), closed=True,
+                               x0=net.run(u[:, 0]).output[-1][None], y0=np.array([[0.1, -0.2]]))
+    assert one.y.shape == (4, 2)
+    np.testing.assert_allclose(one.y, ys[:, 0], atol=1e-12)
+
+
+def test_feedback_ensemble_matches_members_run_alone():
+    nets = ensemble(feedback_config(), [{"seed": 1}, {"seed": 2, "leak_rate": 0.9}])
+    for net in nets:
+        net.params["head.W"] = np.full(net.params["head.W"].shape, 0.05)
+    u = np.random.default_rng(6).uniform(-1, 1, (30, 2))
+    result = run_ensemble(nets, u)
+    for m, net in enumerate(nets):
+        alone = net.run(u)
+        np.testing.assert_allclose(result.states[:, m], alone.output, atol=1e-13)
+        np.testing.assert_allclose(result.y[:, m], alone.y, atol=1e-13)
+
+
+def test_feedback_errors_name_key_and_fix():
+    config = feedback_config()
+    config["network"]["layers"].append({"cell": "esn", "units": 4})
+    with pytest.raises(rnnsim.ConfigError, match=r"layers\[0\].feedback: only the top layer"):
+        rnnsim.Network.from_config(config)
+    config = feedback_config()
+    config["network"]["head"] = {"name": "linear", "units": 2}
+    with pytest.raises(rnnsim.ConfigError, match=r"feedback: output feedback needs a ridge"):
+        rnnsim.Network.from_config(config)
+    config = feedback_config()
+    config["network"]["layers"][0]["feedback"]["scaling"] = [1.0, 2.0, 3.0]
+    with pytest.raises(rnnsim.ConfigError, match=r"feedback.scaling: .*head.units = 2"):
+        rnnsim.Network.from_config(config)
+    config = feedback_config()
+    config["network"]["device"] = "cuda"
+    with pytest.raises(rnnsim.ConfigError, match=r"feedback: output feedback runs on the CPU"):
+        rnnsim.Network.from_config(config)
+    plain = rnnsim.Network.from_config(esn_config())
+    with pytest.raises(rnnsim.ConfigError, match="teacher forcing feeds targets back"):
+        plain.run(np.zeros((5, 2)), teacher=np.zeros(5))
+    net = feedback_net()
+    with pytest.raises(rnnsim.ShapeError, match=r"teacher has shape \(5, 1\); expected \(5, 2\)"):
+        net.run(np.zeros((5, 2)), teacher=np.zeros((5, 1)))
+    with pytest.raises(rnnsim.ShapeError, match=r"target y has shape \(4, 2\)"):
+        net.fit(np.zeros((5, 2)), np.zeros((4, 2)))
+    with pytest.raises(rnnsim.ConfigError, match="head's 1 outputs become the next input"):
+        rnnsim.Network.from_config(esn_config()).generate(3)
+    with pytest.raises(rnnsim.ShapeError, match=r"y0 has shape \(3,\); expected \(2,\)"):
+        net.generate(3, y0=np.zeros(3))
+    with pytest.raises(rnnsim.InputError, match="steps must be a positive integer"):
+        net.generate(0)
+    assert net.generate(3).y.shape == (3, 2)  # from zeros
+
+
+def test_cli_feedback_fit_run_generate(tmp_path):
+    config = tmp_path / "fb.yaml"
+    import yaml
+    data = esn_config(units=40, input_size=1, leak_rate=0.5, feedback={"scaling": 0.2})
+    config.write_text(yaml.safe_dump(data))
+    x = (mackey_glass(400) - 0.9) / 0.2
+    np.save(tmp_path / "u.npy", x[:-1])
+    np.save(tmp_path / "y.npy", x[1:])
+    scores = json.loads(invoke("fit", config, "--input", tmp_path / "u.npy", "--target",
+                               tmp_path / "y.npy", "--washout", 20, "-o", tmp_path / "m",
+                               "--json"))
+    assert scores["feedback"] and scores["train_nrmse"] < 0.2
+    out = invoke("run", tmp_path / "m", "--input", tmp_path / "u.npy", "--teacher",
+                 tmp_path / "y.npy", "--generate", 30, "--output", tmp_path / "g.npz")
+    assert "generated_y  (30, 1)" in out
+    net = rnnsim.load(tmp_path / "m")
+    forced = net.run(x[:-1], teacher=x[1:])
+    with np.load(tmp_path / "g.npz") as saved:
+        np.testing.assert_array_equal(saved["output"], forced.output)
+        np.testing.assert_array_equal(saved["final_c_0"], forced.final_c[0])
+        np.testing.assert_array_equal(saved["generated_y"], net.generate(30, forced.state).y)
+    assert "ConfigError" in invoke("run", configs_path("mackey_glass.yaml"), "--teacher",
+                                   tmp_path / "y.npy", code=1)
+    assert "--teacher and --generate run in memory" in invoke(
+        "run", tmp_path / "m", "--generate", 3, "--output", tmp_path / "o.npy", code=2)
+
+
+def configs_path(name):
+    return "configs/" + name
+
+
+def test_cli_feedback_example_config():
+    out = invoke("fit", configs_path("mackey_glass_feedback.yaml"), "--task", "mackey-glass",
+                 "-T", 800, "--washout", 100, "--json")
+    scores = json.loads(out)
+    assert scores["feedback"] and scores["test_nrmse"] < 0.1
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_kernel_schedules_give_the_same_bits(monkeypatch, sparse):
+    """Serial, batch-parallel and row-split steps, uint16 and uint32 columns: one result."""
+    from rnnsim.cells import esn as esn_cell
+
+    net = feedback_net(sparse=sparse, units=40)
+    u = np.random.default_rng(7).uniform(-1, 1, (20, 3, 2))
+    runs = {}
+    for name, work, uint16_units in [("serial", 1 << 60, 1 << 16), ("parallel", 0, 1 << 16),
+                                     ("uint32", 0, 4)]:
+        monkeypatch.setattr(esn_cell, "PARALLEL_WORK", work)
+        monkeypatch.setattr(esn_cell, "UINT16_UNITS", uint16_units)
+        runs[name] = (net.run(u).output, net.run(u[:, :1]).output)  # B = 3 and B = 1
+    for name in ("parallel", "uint32"):
+        for got, expected in zip(runs[name], runs["serial"]):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_schedule_splits_rows_by_work():
+    from rnnsim.cells.esn import schedule
+
+    numba = pytest.importorskip("numba")
+    if numba.get_num_threads() < 2:
+        assert schedule(1, 10**9, np.ones(10))[0] == "serial"
+        return
+    threads = numba.get_num_threads()
+    assert schedule(1, 100, np.ones(100))[0] == "serial"
+    variant, bounds = schedule(1, 10**6, np.r_[np.full(50, 3), np.ones(150)])
+    assert variant == "parallel" and len(bounds) == threads + 1
+    assert bounds[0] == 0 and bounds[-1] == 200 and (np.diff(bounds) >= 0).all()
+    if threads == 2:
+        assert bounds[1] == 50  # equal work, not equal rows
+    assert len(schedule(threads, 10**6, np.ones(100))[1]) == 2  # one chunk per row
+
+
+def test_spectral_radius_without_scipy_uses_arnoldi(monkeypatch):
+    import sys
+
+    w = inits.sparse_random((400, 400), np.random.default_rng(1), np.float64, connectivity=0.05)
+    expected = np.max(np.abs(np.linalg.eigvals(w.to_dense())))
+    monkeypatch.setitem(sys.modules, "scipy.sparse.linalg", None)  # import fails
+    assert spectral_radius(w) == pytest.approx(expected, rel=1e-8)
+    lr = np.linspace(0.1, 1.0, 400)
+    leaky = np.max(np.abs(np.linalg.eigvals(lr[:, None] * w.to_dense() + np.diag(1 - lr))))
+    assert spectral_radius(w, lr) == pytest.approx(leaky, rel=1e-8)
+    diagonal = np.resize([0.5, -3.0, 1.5, 0.1, 2.0], 300)  # a Krylov space that closes at 5
+    assert arnoldi_radius(lambda x: diagonal * x, 300) == pytest.approx(3.0, rel=1e-12)
+
+
+def test_one_rescaler_for_dense_and_sparse():
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(300, 300))
+    scaled = scale_spectral_radius(dense, 0.5, "here")
+    assert np.max(np.abs(np.linalg.eigvals(scaled))) == pytest.approx(0.5, rel=1e-10)
+    sparse = scale_spectral_radius(CSR.from_dense(dense), 0.5, "here")
+    np.testing.assert_allclose(sparse.to_dense(), scaled, rtol=1e-8)
+    with pytest.raises(rnnsim.ConfigError, match=r"here.spectral_radius: only square"):
+        scale_spectral_radius(dense[:, :5], 0.5, "here")
+    with pytest.raises(rnnsim.ConfigError, match=r"here.spectral_radius: .*radius 0"):
+        scale_spectral_radius(inits.delay_line((200, 200), rng, np.float64), 0.5, "here")
+
+
+def test_feedback_agrees_with_reservoirpy():
+    """reservoirpy 0.4 feeds the readout back as extra input columns (``ESN(feedback=True)``):
+    fitted with the target y[t-1] fed back, y[-1] = 0, then run on its own predictions."""
+    pytest.importorskip("reservoirpy", reason="reservoirpy is not a test dependency")
+    from reservoirpy import ESN
+    from reservoirpy.nodes import Reservoir, Ridge
+
+    net = rnnsim.Network.from_config(feedback_config(units=30))
+    parts = feedback_parts(net)
+    rng = np.random.default_rng(0)
+    u = rng.uniform(-1, 1, (400, 2))
+    y = np.stack([np.sin(np.cumsum(u[:, 0]) * 0.3), np.cos(np.cumsum(u[:, 1]) * 0.2)], 1)
+    reservoir = Reservoir(W=recurrent_matrix(net).to_scipy().tocsr(),
+                          Win=np.hstack([parts[1], parts[3]]), bias=parts[2], lr=0.6,
+                          activation="tanh", input_dim=4)
+    model = ESN(reservoir=reservoir, readout=Ridge(ridge=1e-6), feedback=True)
+    model.fit(u[:300], y[:300], warmup=20)
+    predicted = model.run(u[300:])
+    net.fit(u[:300], y[:300], washout=20, ridge=1e-6)
+    np.testing.assert_allclose(net.params["head.W"].T, model.readout.Wout, atol=1e-9)
+    np.testing.assert_allclose(net.params["head.b"], model.readout.bias, atol=1e-9)
+    state = net.run(u[:300], teacher=y[:300]).state  # where reservoirpy's fit leaves it
+    np.testing.assert_allclose(net.run(u[300:], h0=state).y, predicted, atol=1e-9)
