@@ -4,12 +4,13 @@ from __future__ import annotations
 import difflib
 import numbers
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from . import kernels
 from .config import Spec
-from .errors import ConfigError, PluginError, RnnsimError
+from .errors import ConfigError, PluginError
 from .plugins import Activation, Plugins
 
 
@@ -75,15 +76,13 @@ class compile_errors:
         return self
 
     def __exit__(self, kind, exc, tb):
-        if not isinstance(exc, Exception) or isinstance(exc, (RnnsimError, MemoryError)):
+        stage = _stage(exc, [a.entry.fn for a in self.activations]) if exc is not None else None
+        if stage is None:
             return False
         names = ", ".join(f"'{a.name}' (plugin '{a.entry.source.plugin}', package "
                           f"{a.entry.source.package})" for a in self.activations)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if not isinstance(exc, kernels.KernelCompileError):
-            if isinstance(exc, TypeError):  # a call the kernel's signature does not match
-                return False
-            # Kernels raise nothing themselves: an exception from inside is an activation's.
+        if stage == "run":
             raise PluginError(f"the kernel with activation {names} raised "
                               f"{type(exc).__name__}: {first}. Fix the activation so that it "
                               "returns a number for every input.") from None
@@ -92,3 +91,21 @@ class compile_errors:
             "activation must be a scalar function in numba's nopython subset (math functions, "
             "arithmetic, comparisons; no NumPy arrays, no calls to plain Python functions)."
         ) from None
+
+
+def _stage(exc: BaseException, functions) -> str | None:
+    """'compile' when ``exc`` came from numba compiling the kernel (its own errors, or another
+    exception raised inside its compiler), 'run' when it was raised inside one of ``functions``
+    at run time (numba gives it a traceback entry at the ``raise``), else None."""
+    if isinstance(exc, kernels.KernelCompileError):
+        return "compile"
+    codes = {(code.co_filename, code.co_name) for code in
+             (getattr(getattr(fn, "py_func", fn), "__code__", None) for fn in functions)
+             if code is not None}
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if Path(code.co_filename).match("numba/core/compiler.py"):
+            return "compile"
+        last, tb = code, tb.tb_next
+    return "run" if last is not None and (last.co_filename, last.co_name) in codes else None

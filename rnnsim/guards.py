@@ -201,7 +201,8 @@ class NonfiniteWatch:
         """Check a layer's output (T, B, D*H) and its final cell state (D, B, C) or None."""
         if not self.active:
             return
-        what = f"layer {layer_index} ({layer.name}) state h"
+        activations = ", ".join(a.name for a in layer.activations)
+        what = f"layer {layer_index} ({layer.name}, activations {activations}) state h"
         H = output.shape[-1] // layer.directions
         for d in range(layer.directions):
             self._scan(output[..., d * H:(d + 1) * H], what, layer_index, reverse=d == 1)

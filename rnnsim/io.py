@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -15,9 +17,11 @@ from .errors import InputError
 
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 # What a damaged or hostile file makes numpy and zipfile raise (NotImplementedError: an
-# unknown compression method; RuntimeError: an encrypted member).
-READ_ERRORS = (OSError, ValueError, EOFError, KeyError, NotImplementedError, RuntimeError,
-               OverflowError, zipfile.BadZipFile, zlib.error)
+# unknown compression method; RuntimeError: an encrypted member; TokenError, SyntaxError:
+# numpy parsing a mangled header).
+READ_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError,
+               NotImplementedError, RuntimeError, OverflowError, SyntaxError,
+               tokenize.TokenError, struct.error, zipfile.BadZipFile, zlib.error)
 
 
 def read_array(path: str | os.PathLike, name: str = "x", mmap: bool = False) -> np.ndarray:

@@ -516,7 +516,7 @@ def _finish(net: Network, out: Path, partial: Path, state: State, lengths, unbat
         return completed(net, out)
     y = None
     if net.head is not None and not net.head.per_step and not (partial / STATE).exists():
-        output = np.load(partial / OUTPUT, mmap_mode="r")
+        output = np.load(partial / OUTPUT, mmap_mode="r", allow_pickle=False)
         states = (output[:, None] if unbatched else output.swapaxes(0, 1)
                   if net.config.network.batch_first else output)
         y = net._head_forward(net._head_params(), states, lengths)
@@ -548,7 +548,7 @@ def completed(net: Network, out: str | os.PathLike) -> RunResult:
     if net.head is None:
         y = None
     elif net.head.per_step:
-        y = np.load(paths["y"], mmap_mode="r")
+        y = np.load(paths["y"], mmap_mode="r", allow_pickle=False)
     else:
         y = saved["y"]
-    return RunResult(np.load(out, mmap_mode="r"), final, y, final_c)
+    return RunResult(np.load(out, mmap_mode="r", allow_pickle=False), final, y, final_c)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..config import parse
 from ..errors import ConfigError, InputError, ShapeError
+from ..io import read_npz
 from ..network import Network
 
 # mode (lower case) -> (cell, gates per layer, Elman activation)
@@ -182,8 +183,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
                          ".safetensors or .pt (a saved state_dict).")
     try:
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                return {name: data[name] for name in data.files}
+            return read_npz(path)
         if suffix == ".safetensors":
             return _load_safetensors(path)
         return _load_pt(path)
@@ -199,7 +199,11 @@ def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
     except ImportError:
         raise InputError(f"reading '{path}' needs the safetensors package: pip install "
                          "safetensors (or save the state dict as .npz).") from None
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # SafetensorError and friends: a damaged or hostile file
+        raise InputError(f"weights file '{path}' cannot be read as .safetensors: "
+                         f"{type(exc).__name__}: {exc}.") from None
 
 
 def _load_pt(path: Path) -> dict[str, np.ndarray]:
@@ -208,7 +212,13 @@ def _load_pt(path: Path) -> dict[str, np.ndarray]:
     except ImportError:
         raise InputError(f"reading '{path}' needs PyTorch: pip install torch, or save the "
                          "state dict as .npz or .safetensors where torch is installed.") from None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError (refused or damaged), zip and EOF errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InputError(f"weights file '{path}' cannot be read as a weights-only .pt state "
+                         f"dict: {type(exc).__name__}: {first} (rnnsim never unpickles code; "
+                         "save module.state_dict() of plain tensors).") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor)
                                                  for v in state.values()):
         raise InputError(f"'{path}' does not hold a state dict (a mapping of names to "
