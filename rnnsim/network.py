@@ -80,6 +80,12 @@ class State:
     h: tuple[np.ndarray, ...]
     c: tuple[np.ndarray | None, ...]
 
+    def __post_init__(self):
+        for name in ("h", "c"):
+            if not isinstance(getattr(self, name), (tuple, list)):
+                raise ShapeError(f"State.{name} is {type(getattr(self, name)).__name__}; it holds "
+                                 "one entry per layer (a tuple). Use net.initial_state(batch).")
+
 
 def _stacked(finals, name: str, attribute: str) -> np.ndarray:
     if len({f.shape[1:] for f in finals}) > 1:
@@ -167,6 +173,10 @@ class Network:
                 head = entry.cls(size, head_cfg.units, act)
             except ConfigError as exc:
                 problems.append(str(exc))
+            except Exception as exc:  # the head class's own code failed
+                raise PluginError(f"head '{head_cfg.name}' (plugin '{entry.source.plugin}') "
+                                  f"raised {type(exc).__name__} when built: {exc}. Fix the "
+                                  "head class.") from None
         if not problems:
             for i, layer in enumerate(layers):
                 if hasattr(layer, "attach"):  # esn output feedback reads the head
@@ -668,7 +678,7 @@ def _checked_lengths(lengths, T: int, B: int, unbatched: bool) -> np.ndarray | N
     """``lengths`` as (B,) int64 within [0, T], or None when not given."""
     if lengths is None:
         return None
-    value = np.asarray(lengths)
+    value = _as_real_array(lengths, "lengths")
     if unbatched and value.ndim == 0:
         value = value[None]
     if value.dtype.kind not in "iu" or value.shape != (B,):
