@@ -40,7 +40,11 @@ class Source:
 
 @dataclass(frozen=True)
 class Activation:
-    """A registered activation: ``fn(x, *params)``, scalar unless ``elementwise`` is False."""
+    """A registered activation: ``fn(x, *params)``, scalar unless ``elementwise`` is False.
+
+    ``fast``, when given, computes the same function approximately and faster; the kernels use
+    it instead of ``fn`` with the ``fast_math`` option.
+    """
 
     name: str
     fn: Callable
@@ -48,6 +52,7 @@ class Activation:
     description: str
     source: Source
     elementwise: bool = True
+    fast: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -269,9 +274,13 @@ def _bad(source: Source, what: str) -> PluginError:
 
 
 def _activation_registrar(add: Callable, source: Source) -> Callable:
-    def register(name, fn, params=None, description="", elementwise=True):
+    def register(name, fn, params=None, description="", elementwise=True, fast=None):
         if not callable(fn):
             raise _bad(source, f"activation '{name}' with fn={fn!r}, which is not callable.")
+        if fast is not None and (not callable(fast) or _positional_arity(fast)
+                                 not in (None, _positional_arity(fn))):
+            raise _bad(source, f"activation '{name}' with fast={fast!r}, which is not a "
+                       "function taking the same arguments as fn.")
         params = dict(params or {})
         for key, value in params.items():
             if not isinstance(key, str) or not isinstance(value, numbers.Real):
@@ -281,7 +290,7 @@ def _activation_registrar(add: Callable, source: Source) -> Callable:
         if arity is not None and arity != 1 + len(params):
             raise _bad(source, f"activation '{name}' whose function takes {arity} arguments, "
                        f"but x plus its params {list(params)} make {1 + len(params)}.")
-        add(Activation(name, fn, params, description, source, bool(elementwise)))
+        add(Activation(name, fn, params, description, source, bool(elementwise), fast))
 
     return register
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ..hookspecs import hookimpl
+from ..kernels.cpu import approx
 
 
 def identity(x):
@@ -109,11 +110,14 @@ SCALAR = {
     "silu": (silu, {}, "x * sigmoid(x)"),
 }
 
+# Approximations used with network.fast_math; their errors: rnnsim.kernels.cpu.approx.
+FAST = {"tanh": approx.tanh, "sigmoid": approx.sigmoid}
+
 
 @hookimpl
 def register_activations(register):
     for name, (fn, params, description) in SCALAR.items():
-        register(name, fn, params=params, description=description)
+        register(name, fn, params=params, description=description, fast=FAST.get(name))
     register("softmax", softmax, description="exp(z_i) / sum_j exp(z_j), heads only",
              elementwise=False)
     register("log_softmax", log_softmax, description="log of softmax, heads only",

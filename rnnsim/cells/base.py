@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import kernels
 from ..activations import BoundActivation, compile_errors
+from ..kernels.cpu import tiles
 from ..config import LayerConfig
 from ..errors import ConfigError
 
@@ -16,6 +17,11 @@ def pick_variant(module, kernel: str, batch: int):
     """The parallel variant when there are batch rows to spread over threads, else serial."""
     parallel = batch > 1 and numba.get_num_threads() > 1
     return getattr(module, f"{kernel}_{'parallel' if parallel else 'serial'}")
+
+
+def row_chunks(batch: int) -> int:
+    """Batch-row chunks for the recurrent kernels: one per thread, at most one per row."""
+    return max(1, min(batch, numba.get_num_threads()))
 
 
 class Cell:
@@ -29,6 +35,8 @@ class Cell:
     activation_slots: dict[str, str] = {"activation": "tanh"}
     # Cell-specific LayerConfig keys this cell reads (besides COMMON_OPTIONS).
     options: tuple[str, ...] = ()
+    # Use the activations' fast variants in the kernels (set by the network: fast_math).
+    fast_math = False
 
     def __init__(self, config: LayerConfig, input_size: int, activations: list[BoundActivation],
                  where: str = "layer"):
@@ -42,6 +50,7 @@ class Cell:
         self.activations = activations
         self.directions = 2 if config.bidirectional else 1
         self.output_size = self.directions * self.hidden_size
+        self._packed: dict[str, np.ndarray] = {}
 
     @property
     def suffixes(self) -> tuple[str, ...]:
@@ -49,11 +58,29 @@ class Cell:
         return ("", "_reverse")[: self.directions]
 
     def kernels(self):
-        """The compiled kernel module for this cell's activations."""
-        return kernels.build(self.template, [a.entry.fn for a in self.activations])
+        """The compiled kernel module for this cell's activations (their fast variants, where
+        they have one, with ``fast_math``)."""
+        return kernels.build(self.template, [a.entry.fast if self.fast_math and a.entry.fast
+                                             else a.entry.fn for a in self.activations])
 
     def parameter_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
         raise NotImplementedError
+
+    def packed(self, key: str, matrices: tuple[np.ndarray, np.ndarray], gates: int,
+               vectors: int) -> np.ndarray:
+        """[W U] of ``matrices`` (gates*p rows each) in the kernels' packed form
+        (``kernels/cpu/tiles.py``).
+
+        The packed copy is kept under ``key``; each call checks it against the matrices in one
+        pass and rewrites what differs, so weights edited in place are always picked up.
+        """
+        W, U = matrices
+        packed = self._packed.get(key)
+        shape = tiles.packed_shape(U.shape[0], W.shape[1] + U.shape[1], gates, vectors, U.dtype)
+        if packed is None or packed.shape != shape or packed.dtype != U.dtype:
+            packed = self._packed[key] = tiles.empty_packed(shape, U.dtype)
+        tiles.update_packed(W, U, packed, gates)
+        return packed
 
     @property
     def hidden_size(self) -> int:

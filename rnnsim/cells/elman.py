@@ -1,7 +1,8 @@
 """The Elman (simple) recurrent cell."""
 import numpy as np
 
-from .base import Cell, input_projection, pick_variant
+from ..kernels.cpu import elman as template
+from .base import Cell, pick_variant, row_chunks
 
 
 class ElmanCell(Cell):
@@ -24,10 +25,13 @@ class ElmanCell(Cell):
         return shapes
 
     def run_direction(self, params, suffix, x, h, lengths, reverse):
-        xp = input_projection(x, params["W" + suffix], params.get("b" + suffix))
-        out = np.empty_like(xp)
-        kernel = pick_variant(self.kernels(), "elman_forward", x.shape[1])
-        kernel(xp, params["U" + suffix], h, out, lengths, reverse, self.clip(x.dtype),
-               self.activations[0].kernel_args(x.dtype))
+        T, B, _ = x.shape
+        dtype = x.dtype
+        P = self.packed("U" + suffix, (params["W" + suffix], params["U" + suffix]), 1,
+                        template.VECTORS)
+        bias = params.get("b" + suffix, np.zeros(self.units, dtype))
+        out = np.empty((T, B, self.units), dtype)
+        kernel = pick_variant(self.kernels(), "elman_forward", B)
+        kernel(x, P, bias, h, out, lengths, reverse, self.clip(dtype), row_chunks(B),
+               self.activations[0].kernel_args(dtype))
         return out
-

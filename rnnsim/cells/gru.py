@@ -1,7 +1,8 @@
 """The gated recurrent unit, with the reset gate after (default) or before the matmul."""
 import numpy as np
 
-from .base import Cell, input_projection, pick_variant
+from ..kernels.cpu import gru as template
+from .base import Cell, pick_variant, row_chunks
 
 
 class GRUCell(Cell):
@@ -28,12 +29,20 @@ class GRUCell(Cell):
         return shapes
 
     def run_direction(self, params, suffix, x, h, lengths, reverse):
-        xp = input_projection(x, params["W" + suffix], params.get("b" + suffix))
-        T, B, _ = xp.shape
-        out = np.empty((T, B, self.units), x.dtype)
-        bn = params.get("bn" + suffix, np.zeros(self.units, x.dtype))
-        kernel = pick_variant(self.kernels(), "gru_forward", B)
+        T, B, _ = x.shape
+        p, dtype = self.units, x.dtype
+        W, U = params["W" + suffix], params["U" + suffix]
         reset_after = self.config.reset_after is not False
-        kernel(xp, params["U" + suffix], bn, h, out, lengths, reset_after, reverse,
-               self.clip(x.dtype), *(a.kernel_args(x.dtype) for a in self.activations))
+        if reset_after:
+            P = self.packed("U" + suffix, (W, U), template.GATES, template.VECTORS)
+            Pn = self.packed("Un" + suffix, (W[:0], U[:0]), 1, template.SPLIT_VECTORS)
+        else:
+            P = self.packed("U" + suffix, (W[:2 * p], U[:2 * p]), 2, template.SPLIT_VECTORS)
+            Pn = self.packed("Un" + suffix, (W[2 * p:], U[2 * p:]), 1, template.SPLIT_VECTORS)
+        bias = params.get("b" + suffix, np.zeros(3 * p, dtype))
+        bn = params.get("bn" + suffix, np.zeros(p, dtype))
+        out = np.empty((T, B, p), dtype)
+        kernel = pick_variant(self.kernels(), "gru_forward", B)
+        kernel(x, P, Pn, bias, bn, h, out, lengths, reset_after, reverse, self.clip(dtype),
+               row_chunks(B), *(a.kernel_args(dtype) for a in self.activations))
         return out

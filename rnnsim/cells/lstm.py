@@ -1,7 +1,8 @@
 """The long short-term memory cell, with optional projection and peepholes."""
 import numpy as np
 
-from .base import Cell, input_projection, pick_variant
+from ..kernels.cpu import lstm as template
+from .base import Cell, pick_variant, row_chunks
 
 
 class LSTMCell(Cell):
@@ -40,12 +41,17 @@ class LSTMCell(Cell):
         return shapes
 
     def run_direction(self, params, suffix, x, h, lengths, reverse, c):
-        xp = input_projection(x, params["W" + suffix], params.get("b" + suffix))
-        T, B, _ = xp.shape
-        none = np.zeros((0, self.units), x.dtype)
-        out = np.empty((T, B, self.hidden_size), x.dtype)
+        T, B, _ = x.shape
+        p, dtype, vectors = self.units, x.dtype, template.VECTORS
+        none = np.zeros((0, p), dtype)
+        W, U = params["W" + suffix], params["U" + suffix]
+        P = self.packed("U" + suffix, (W, U), template.GATES, vectors)
+        R = params.get("R" + suffix, none)
+        R = self.packed("R" + suffix, (R[:, :0], R), 1, vectors)
+        bias = params.get("b" + suffix, np.zeros(4 * p, dtype))
+        out = np.empty((T, B, self.hidden_size), dtype)
         kernel = pick_variant(self.kernels(), "lstm_forward", B)
-        kernel(xp, params["U" + suffix], params.get("P" + suffix, none),
-               params.get("R" + suffix, none), h, c, out, lengths, reverse,
-               self.clip(x.dtype), bool(self.config.input_forget), *(a.kernel_args(x.dtype) for a in self.activations))
+        kernel(x, P, bias, R, params.get("P" + suffix, none), h, c, out, lengths, reverse,
+               self.clip(dtype), bool(self.config.input_forget), row_chunks(B),
+               *(a.kernel_args(dtype) for a in self.activations))
         return out

@@ -113,6 +113,19 @@ def _importable(fn: Callable) -> bool:
     return obj is fn
 
 
+def _kernel_modules(template_module: types.ModuleType, fns) -> list[types.ModuleType]:
+    """The modules of this package that the template imports or the activations come from.
+
+    numba's cache checks a kernel's own file only; hashing these too means that a change to a
+    helper the kernel inlines gives a new file, compiled afresh.
+    """
+    names = {value.__name__ for value in vars(template_module).values()
+             if inspect.ismodule(value)}
+    names |= {getattr(fn, "__module__", None) for fn in fns}
+    return [sys.modules[name] for name in sorted(n for n in names if n and n in sys.modules
+                                                 and n.startswith(__package__ + "."))]
+
+
 def _source_of(obj) -> str:
     try:
         return inspect.getsource(obj)
@@ -158,6 +171,7 @@ def _generate(template: str, fns: tuple[Callable, ...], target: str = "cpu") -> 
         "\0".join(
             [body, footer, numba.__version__, inspect.getsource(options)]
             + [_source_of(fn) for fn in fns]
+            + [_source_of(module) for module in _kernel_modules(template_module, fns)]
         ).encode()
     ).hexdigest()[:20]
     stem = template if target == "cpu" else f"{target}_{template}"
