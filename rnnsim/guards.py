@@ -165,7 +165,7 @@ class Fault:
     def message(self) -> str:
         when = "at this step" if self.step is None else f"at step {self.step}"
         if self.step is not None and self.reverse:
-            when += " (reverse direction, counted from the sequence's end)"
+            when += " (in the reverse direction, which runs from the last step back)"
         row = "" if self.row is None else f", batch row {self.row}"
         cause = ""
         if self.input_finite is True:

@@ -7,6 +7,7 @@ examples per property (default 60) and RNNSIM_FUZZ_RANDOM=1 draws new ones on ev
 (the default replays the same examples, so CI is reproducible).
 """
 import ast
+import contextlib
 import copy
 import io
 import json
@@ -16,7 +17,6 @@ import signal
 import struct
 import zipfile
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ class Hang(BaseException):
     """A case ran past CASE_SECONDS (a BaseException, so no ``except Exception`` hides it)."""
 
 
-@contextmanager
+@contextlib.contextmanager
 def time_limit(target: str):
     def expire(signum, frame):
         raise Hang(f"{target}: no answer after {CASE_SECONDS} s")
@@ -98,16 +98,18 @@ def counts(request, tmp_path_factory):
     lines = [f"fuzz: {total} cases over {len(OUTCOMES)} targets (outcome: count)"]
     for target in sorted(OUTCOMES):
         outcomes = ", ".join(f"{k} {v}" for k, v in OUTCOMES[target].most_common())
-        lines.append(f"  {target:<34} {sum(OUTCOMES[target].values()):>5}  {outcomes}")
+        lines.append(f"  {target:<46} {sum(OUTCOMES[target].values()):>5}  {outcomes}")
     path = tmp_path_factory.getbasetemp() / "fuzz-counts.json"
     path.write_text(json.dumps({k: dict(v) for k, v in OUTCOMES.items()}, indent=1))
     lines.append(f"  (written to {path})")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    for line in lines:
-        if reporter is not None:
-            reporter.write_line(line)
-        else:
-            print(line)
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        for line in lines:
+            if reporter is not None:
+                reporter.write_line(line)
+            else:
+                print(line)
 
 
 # ---- configs -----------------------------------------------------------------------------
