@@ -102,7 +102,8 @@ def from_onnx(source: str | os.PathLike | Any) -> "OnnxModel":
         return OnnxModel(source, "model", None)
     path = Path(source)
     if not path.is_file():
-        raise InputError(f"ONNX model '{path}' does not exist. Check the path.")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise InputError(f"ONNX model '{path}' {what}. Check the path.")
     try:
         proto = onnx.load_model(path, load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends: the file is not ONNX
@@ -622,9 +623,8 @@ class RecurrentNode:
 
     def _checked_x(self, X, dtype, k) -> np.ndarray:
         if X.ndim != 3 or X.shape[2] != k:
-            self._shape_error("X", X, "(seq_length, batch_size, input_size="
-                              f"{k})" if self.layout == 0 else
-                              f"(batch_size, seq_length, input_size={k})")
+            axes = "seq_length, batch_size" if self.layout == 0 else "batch_size, seq_length"
+            self._shape_error("X", X, f"({axes}, input_size={k})")
         if X.dtype != dtype:
             raise ShapeError(f"{self.where}: {self._tensor('X')} has dtype {X.dtype}, but the "
                              f"weights have {dtype}; all float inputs of a node share one "
