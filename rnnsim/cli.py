@@ -74,7 +74,7 @@ CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path)
               help="T for the drawn input [default: the config's run.timesteps].")
 @click.option("--batch", "-B", type=click.IntRange(min=1),
               help="B for the drawn input [default: the config's run.batch].")
-@click.option("--seed", type=int,
+@click.option("--seed", type=click.IntRange(min=0),
               help="Seed of the weights (for a config) and of the drawn input "
                    "[default: network.seed].")
 @click.option("--save", "save_path", type=click.Path(path_type=Path),
@@ -602,7 +602,7 @@ ANALYZE_STEPS = 1000
 @click.option("--horizon", type=click.IntRange(min=1), default=100,
               help="Steps back from the last one over which the gradient norms "
                    "|ds_T/ds_t| are computed.")
-@click.option("--seed", type=int, default=0,
+@click.option("--seed", type=click.IntRange(min=0), default=0,
               help="Seed of the drawn input, the initial states and the fixed-point starts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @reports_errors
@@ -722,7 +722,7 @@ def _grid_option(entries) -> dict[str, str] | None:
                    "to it [default: sweep.output, else CONFIG_STEM-sweep.csv].")
 @click.option("--repeats", type=click.IntRange(min=1),
               help="Seeds per grid point [default: sweep.repeats, else 1].")
-@click.option("--seed", type=int,
+@click.option("--seed", type=click.IntRange(min=0),
               help="Base seed of the per-point seeds [default: sweep.seed, else network.seed].")
 @click.option("--workers", "-j", type=click.IntRange(min=1),
               help="Parallel processes (or local Dask workers) [default: the CPU count].")
@@ -771,7 +771,8 @@ PLOT_OUTPUT = click.option("--output", "-o", "output_path", required=True,
                            help="Image to write: .png or .svg.")
 PLOT_INPUT = click.option("--input", "input_path", type=click.Path(path_type=Path),
                           help="Input of one sequence (T, k) [default: drawn N(0, 1) noise].")
-PLOT_SEED = click.option("--seed", type=int, default=0, help="Seed of the drawn input.")
+PLOT_SEED = click.option("--seed", type=click.IntRange(min=0), default=0,
+                         help="Seed of the drawn input.")
 
 
 def _plot_input(net: Network, input_path, timesteps: int, seed: int) -> np.ndarray:

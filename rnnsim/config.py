@@ -86,7 +86,7 @@ class LayerConfig(_Strict):
     leak_rate: Optional[Union[float, list[float]]] = Field(default=None, description="esn: leak rate lr in (0, 1], one value or one per unit (default 1)")
     input_scaling: Optional[Union[float, list[float]]] = Field(default=None, description="esn: scales u_t, one value or one per feature (default 1)")
     noise: Optional[float] = Field(default=None, ge=0, description="esn: std of Gaussian noise added inside f (default 0)")
-    noise_seed: Optional[int] = Field(default=None, description="esn: seed of that noise (default 0)")
+    noise_seed: Optional[int] = Field(default=None, ge=0, description="esn: seed of that noise (default 0)")
     sparse: Optional[bool] = Field(default=None, description="esn: store and run W in CSR form, never dense")
     feedback: Optional[FeedbackConfig] = Field(default=None, description="esn: feed the head's output y_{t-1} back in (true: default scaling)")
 
@@ -119,7 +119,7 @@ class NetworkConfig(_Strict):
     dtype: Literal["float32", "float64"] = "float32"
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="where the recurrence "
                                            "runs; cuda needs an NVIDIA GPU and rnnsim[cuda]")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, description="seeds the weights (a non-negative integer)")
     batch_first: bool = False
     layers: list[LayerConfig] = Field(min_length=1)
     head: Optional[HeadConfig] = None
@@ -139,7 +139,7 @@ class SweepConfig(_Strict):
                                  "START:STOP:COUNT, START:STOP:COUNT:log or 'a,b,c'")
     metrics: list[str] = Field(min_length=1, description="metric names, see `rnnsim sweep --help`")
     repeats: int = Field(default=1, gt=0, description="seeds per grid point")
-    seed: Optional[int] = Field(default=None, description="base of the per-point seeds "
+    seed: Optional[int] = Field(default=None, ge=0, description="base of the per-point seeds "
                                 "(default: network.seed)")
     output: Optional[str] = Field(default=None, description="table to write: .csv or .parquet")
 
