@@ -6,6 +6,7 @@ handing back NaN outputs.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -87,8 +88,17 @@ def check_parameters(net) -> None:
     item = net.dtype.itemsize
     sparse = {f"layers.{i}.{name}" for i, layer in enumerate(net.layers)
               for name in getattr(layer, "sparse_parameters", ())}
-    parts = {f"{name} {tuple(shape)}": math.prod(shape) * item
-             for name, (_, shape) in net.parameter_shapes().items() if name not in sparse}
+    parts, counts = {}, {}
+    for name, (role, shape) in net.parameter_shapes().items():
+        count = math.prod(shape)
+        if name in sparse:  # values and column indices of the nonzeros
+            count = math.ceil(count * _density(net, name, role))
+            label = f"{name} {tuple(shape)} in CSR form"
+            parts[label] = count * (item + 4)
+        else:
+            label = f"{name} {tuple(shape)}"
+            parts[label] = count * item
+        counts[label] = count
     if not parts:
         return
     biggest = max(parts, key=parts.get)
@@ -100,10 +110,27 @@ def check_parameters(net) -> None:
         where = (f"network.layers[{index}].units = {net.layers[index].units}, "
                  f"input size {net.layers[index].input_size}")
     # Initializers draw in float64 before the cast: count the largest draw once more at 8 bytes.
-    parts["float64 draw of the largest"] = parts[biggest] // item * 8
+    parts["float64 draw of the largest"] = counts[biggest] * 8
     check_fits(parts, f"the parameters ({where})",
-               "Reduce units (p) or input_size (k): a layer's weights grow as p*(k + p).",
-               ConfigError)
+               "Reduce units (p) or input_size (k): a layer's weights grow as p*(k + p); a "
+               "sparse reservoir's as its connectivity times p*p.", ConfigError)
+
+
+def _density(net, name: str, role: str) -> float:
+    """The share of nonzeros a sparse parameter's initializer draws: its ``connectivity``
+    (given, or its default), else 1 (an initializer without one may draw the dense matrix)."""
+    spec, _ = net._init_spec(name, role)
+    entry = net.plugins.initializers.entries.get(spec.name)
+    density = spec.params.get("connectivity")
+    if density is None and entry is not None:
+        try:
+            default = inspect.signature(entry.fn).parameters.get("connectivity")
+        except (TypeError, ValueError):
+            default = None
+        density = None if default is None else default.default
+    if isinstance(density, (int, float)) and 0 < density <= 1:
+        return float(density)
+    return 1.0
 
 
 def run_buffer_bytes(net, timesteps: int, batch: int) -> dict[str, int]:

@@ -647,6 +647,10 @@ HUGE = {
                            "layers[1]"),
     "head units 10**9": ({"input_size": 2, "layers": [{"units": 4}],
                           "head": {"name": "linear", "units": 10**9}}, "head"),
+    "sparse reservoir 10**6 at 1%": ({"input_size": 1, "layers": [{
+        "cell": "esn", "units": 10**6, "sparse": True, "init": {"recurrent": {
+            "name": "sparse_random", "connectivity": 0.01}}}]}, "layers.0.W (1000000, 1000000) "
+                                     "in CSR form"),
     "esn input weights": ({"input_size": 10**6, "layers": [{"cell": "esn", "units": 10**5,
                                                              "sparse": True}]}, "layers.0.Win"),
 }
