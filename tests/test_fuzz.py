@@ -897,3 +897,39 @@ def test_yaml_tags_that_would_run_code_are_refused(tmp_path):
                     (str(path),))
     assert isinstance(error, rnnsim.ConfigError) and "python/object" in str(error)
     assert not marker.exists()
+
+
+BAD_COMMANDS = [
+    ["validate", "missing.yaml"], ["info", "."], ["info", "x.npy"], ["explain", "bad.yaml"],
+    ["run", "{cfg}", "--input", "."], ["run", "{cfg}", "--input", "missing.npy"],
+    ["run", "{cfg}", "--input", "x.npy", "--lengths", "4,4,9"],
+    ["run", "{cfg}", "--output", "nowhere/out.npz"], ["run", "{cfg}", "--output", "."],
+    ["run", "{cfg}", "--output", "out.txt"], ["run", "{cfg}", "--output", "nowhere/out.npy"],
+    ["run", "{cfg}", "-T", "5", "--output", "out.npy", "--chunk-steps", "0"],
+    ["run", "{cfg}", "--input", "x.npy", "--timesteps", "3"], ["run", "x.npy"],
+    ["run", "{cfg}", "--seed", "-3"], ["run", "{cfg}", "--nonfinite", "sometimes"],
+    ["run", "{cfg}", "--input", "nan.npy"], ["run", "{cfg}", "--input", "x3.npy"],
+    ["fit", "{cfg}", "--task", "mackey-glass"], ["fit", "{cfg}", "--input", "x.npy"],
+    ["fit", "{cfg}", "--input", "x.npy", "--target", "x3.npy"],
+    ["analyze", "{cfg}", "--input", "missing.npy"], ["analyze", "{cfg}", "--seed", "-1"],
+    ["analyze", "{cfg}", "--input", "nan.npy"],
+    ["sweep", "{cfg}", "--grid", "bogus"], ["sweep", "{cfg}", "--metric", "nope"],
+    ["sweep", "{cfg}", "--grid", "network.layers[9].units=1,2", "--metric", "mean_abs_state"],
+    ["sweep", "{cfg}", "--grid", "network.layers[0].units=0,-1", "--metric", "mean_abs_state",
+     "-o", "s.csv"],
+    ["import", "torch", "x.npy", "--mode", "gru", "--input-size", "8", "--hidden-size", "2",
+     "-o", "m"],
+    ["new-plugin", "bad name!"],
+]
+
+
+@pytest.mark.parametrize("command", BAD_COMMANDS, ids=" ".join)
+def test_every_command_reports_bad_arguments(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    np.save("x.npy", VALID_X)
+    np.save("x3.npy", VALID_X[..., :3])
+    np.save("nan.npy", np.where(VALID_X > 1, np.nan, VALID_X))
+    Path("bad.yaml").write_text("network: [")
+    args = [a.replace("{cfg}", str(CONFIGS / "quickstart.yaml")) for a in command]
+    result = invoke("cli: commands with bad arguments", *args)
+    assert result.exit_code in (1, 2), result.output
