@@ -10,7 +10,7 @@ direction runs the recurrence. ``numba.cuda`` is imported on first use only.
 """
 from __future__ import annotations
 
-import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +29,9 @@ SIMULATED_THREADS = 16
 SHARED_BYTES = 48 * 1024
 # Device memory for the input projections of one chunk of steps.
 CHUNK_BYTES = 1 << 30
+
+# Per layer: its weights as last uploaded, name -> (copies of the host arrays, device array).
+_UPLOADED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def checked_device(device, where: str = "device") -> str:
@@ -162,6 +165,22 @@ class _Run:
     def upload(self, array: np.ndarray, dtype=None):
         return self.cuda.to_device(np.ascontiguousarray(array, dtype=dtype or self.dtype))
 
+    def weights(self, name: str, sources, prepare=lambda array: array, dtype=None):
+        """``prepare(*sources)`` on the device, kept with the layer for the next runs.
+
+        It is uploaded again only when a source array has changed: the sources are compared
+        with copies kept from the last upload (one pass over them), so weights edited in
+        place are picked up, and a run does not transpose and copy unchanged weights again.
+        """
+        kept = _UPLOADED.setdefault(self.layer, {}).get(name)
+        if kept is not None and len(kept[0]) == len(sources) and all(
+                old.shape == new.shape and old.dtype == new.dtype and np.array_equal(old, new)
+                for old, new in zip(kept[0], sources)):
+            return kept[1]
+        array = self.upload(prepare(*sources), dtype)
+        _UPLOADED[self.layer][name] = (tuple(np.array(s) for s in sources), array)
+        return array
+
     def stage(self, weight_values: int) -> tuple[bool, int]:
         """Whether the block's weights go into shared memory after its rows' states, and the
         shared bytes to ask for."""
@@ -169,18 +188,21 @@ class _Run:
         staged = (fixed + weight_values) * size <= SHARED_BYTES
         return staged, (fixed + (weight_values if staged else 0)) * size
 
-    def recur(self, W, b, width: int, kernel: str, shared: int, args) -> np.ndarray:
+    def recur(self, params, suffix, width: int, kernel: str, shared: int, args) -> np.ndarray:
         """Project the inputs chunk by chunk and run ``kernel`` over each chunk.
 
-        W : (G, k) input weights, b : (G,) or None; width : columns of the output and state;
-        args(xp, out, lengths, steps) -> the kernel's arguments. Returns the output (T, B, width).
+        params, suffix : the layer's input weights ``W<suffix>`` (G, k) and bias ``b<suffix>``;
+        width : columns of the output and state; args(xp, out, lengths, steps) -> the
+        kernel's arguments. Returns the output (T, B, width).
         """
         T, B, _ = self.x.shape
+        W = params["W" + suffix]
         G = W.shape[0]
         steps_per_chunk = max(1, min(T, CHUNK_BYTES // (B * G * self.dtype.itemsize)))
         starts = list(range(0, T, steps_per_chunk))
-        Wt = self.upload(W.T[None])
-        bias = self.upload(np.zeros((1, G)) if b is None else b[None])
+        Wt = self.weights("W" + suffix, (W,), lambda W: W.T[None])
+        bias = self.weights("b" + suffix, (params.get("b" + suffix, np.zeros(G, W.dtype)),),
+                            lambda b: b[None])
         member = self.upload(np.zeros(B), np.int64)
         xp = self.cuda.device_array((min(T, steps_per_chunk), B, G), self.dtype)
         out = self.cuda.device_array((T, B, width), self.dtype)
@@ -226,9 +248,10 @@ def _elman(run: _Run, params, suffix, h, c):
     p = run.layer.units
     per_block = run.plan.units_per_block(p)
     stage, shared = run.stage(p * per_block)
-    Ut, h_dev = run.upload(_transposed(params["U" + suffix], 1)), run.upload(h)
+    Ut = run.weights("U" + suffix, (params["U" + suffix],), lambda U: _transposed(U, 1))
+    h_dev = run.upload(h)
     clip = run.layer.clip(run.dtype)
-    out = run.recur(params["W" + suffix], params.get("b" + suffix), p, "elman_forward", shared,
+    out = run.recur(params, suffix, p, "elman_forward", shared,
                     lambda xp, out, lengths, steps: (xp, Ut, h_dev, out, lengths, steps,
                                                      run.reverse, clip, per_block, stage,
                                                      *run.args))
@@ -243,14 +266,15 @@ def _lstm(run: _Run, params, suffix, h, c):
     outputs_per_block = -(-q // run.plan.unit_blocks)
     projected = "R" + suffix in params
     stage, shared = run.stage(4 * q * per_block)
-    Ut = run.upload(_transposed(params["U" + suffix], 4))
-    P = run.upload(params.get("P" + suffix, np.zeros((0, p))))
-    Rt = run.upload(params["R" + suffix].T if projected else np.zeros((0, q)))
+    Ut = run.weights("U" + suffix, (params["U" + suffix],), lambda U: _transposed(U, 4))
+    P = run.weights("P" + suffix, (params.get("P" + suffix, np.zeros((0, p))),))
+    Rt = run.weights("R" + suffix, (params.get("R" + suffix, np.zeros((q, 0))),),
+                     lambda R: R.T)
     h_dev, c_dev = run.upload(h), run.upload(c)
     y = run.cuda.device_array((h.shape[0], p) if projected else (0, p), run.dtype)
     clip = run.layer.clip(run.dtype)
     input_forget = bool(layer.config.input_forget)
-    out = run.recur(params["W" + suffix], params.get("b" + suffix), q, "lstm_forward", shared,
+    out = run.recur(params, suffix, q, "lstm_forward", shared,
                     lambda xp, out, lengths, steps: (xp, Ut, P, Rt, h_dev, c_dev, out, y,
                                                      lengths, steps, run.reverse, clip,
                                                      input_forget, per_block,
@@ -266,13 +290,13 @@ def _gru(run: _Run, params, suffix, h, c):
     per_block = run.plan.units_per_block(p)
     reset_after = layer.config.reset_after is not False
     stage, shared = run.stage(3 * p * per_block)
-    Ut = run.upload(_transposed(params["U" + suffix], 3))
-    bn = run.upload(params.get("bn" + suffix, np.zeros(p)))
+    Ut = run.weights("U" + suffix, (params["U" + suffix],), lambda U: _transposed(U, 3))
+    bn = run.weights("bn" + suffix, (params.get("bn" + suffix, np.zeros(p)),))
     h_dev = run.upload(h)
     scratch = run.cuda.device_array((2, h.shape[0], p) if not reset_after else (2, 0, p),
                                     run.dtype)
     clip = run.layer.clip(run.dtype)
-    out = run.recur(params["W" + suffix], params.get("b" + suffix), p, "gru_forward", shared,
+    out = run.recur(params, suffix, p, "gru_forward", shared,
                     lambda xp, out, lengths, steps: (xp, Ut, bn, h_dev, out, scratch, lengths,
                                                      steps, reset_after, run.reverse, clip,
                                                      per_block, stage, *run.args))
@@ -300,8 +324,10 @@ def _esn_projection(run: _Run, members, params, x, member):
     scale = np.stack([np.broadcast_to(np.asarray(
         1.0 if layer.config.input_scaling is None else layer.config.input_scaling), x.shape[2])
         for layer in members]).astype(run.dtype)
-    Wt = run.upload(np.stack([p["Win"].T for p in params]))
-    bias = run.upload(np.stack([p.get("b", np.zeros(N)) for p in params]))
+    Wt = run.weights(_name("Win", members), [p["Win"] for p in params],
+                     lambda *Win: np.stack([w.T for w in Win]))
+    bias = run.weights(_name("b", members), [p.get("b", np.zeros(N)) for p in params],
+                       lambda *b: np.stack(b))
     z = run.cuda.device_array((T, B, N), run.dtype)
     project(run.cuda, run.upload(x * scale[member][None]), Wt, bias, run.upload(member, np.int64),
             z)
@@ -320,20 +346,30 @@ def _esn_recur(run: _Run, members, params, z, h, member, lengths) -> None:
     if layer.sparse:
         mats = [m.recurrent_matrix(p) for m, p in zip(members, params)]
         offsets = np.cumsum([0] + [w.nnz for w in mats[:-1]])
-        indptr = np.stack([w.indptr.astype(np.int64) + o for w, o in zip(mats, offsets)])
-        data = np.concatenate([w.data for w in mats])
-        indices = np.concatenate([w.indices for w in mats])
         kernel, shared = "esn_csr", run.plan.rows * N * run.dtype.itemsize
-        weights = (run.upload(data), run.upload(indices, np.int32), run.upload(indptr, np.int64))
+        weights = (
+            run.weights(_name("W.data", members), [w.data for w in mats],
+                        lambda *data: np.concatenate(data)),
+            run.weights(_name("W.indices", members), [w.indices for w in mats],
+                        lambda *indices: np.concatenate(indices), np.int32),
+            run.weights(_name("W.indptr", members), [w.indptr for w in mats],
+                        lambda *indptr: np.stack([i.astype(np.int64) + o
+                                                  for i, o in zip(indptr, offsets)]), np.int64))
     else:
         stage, shared = run.stage(N * per_block)
         kernel = "esn_dense"
-        weights = (run.upload(np.stack([p["W"].T for p in params])),)
+        weights = (run.weights(_name("W", members), [p["W"] for p in params],
+                               lambda *W: np.stack([w.T for w in W])),)
         args = args + (stage,)
     launch = getattr(run.module, run.plan.variant(kernel))
     launch[run.plan.blocks(h.shape[0]), run.plan.threads, 0, shared](
         z, h_dev, *weights, *args, *run.args)
     h_dev.copy_to_host(h)
+
+
+def _name(parameter: str, members) -> str:
+    """The upload cache's name of a parameter stacked over ``members`` (layers)."""
+    return parameter + "".join(f"@{id(m)}" for m in members[1:])
 
 
 def run_members(first, members: list, params: list[dict], u: np.ndarray, *,

@@ -107,7 +107,7 @@ class ScaledSoftsign:
 def test_a_plugin_activation_is_compiled_for_the_gpu():
     plugins.register_plugin(ScaledSoftsign(), name="scaled-softsign", package="test-package")
     try:
-        cpu, gpu = pair([{"cell": "gru", "units": 3,
+        cpu, gpu = pair([{"cell": "elman", "units": 3,
                           "activation": {"name": "scaled_softsign", "gain": 0.7}}], 2)
         x, h0, _ = random_input(cpu, 5, 2)
         assert_same(gpu.run(x, h0), cpu.run(x, h0), "float32")
@@ -137,3 +137,15 @@ def test_an_ensemble_follows_its_members_device():
     u = np.linspace(-1, 1, 4, dtype=np.float32)[:, None]
     assert_same(run_ensemble(nets, u).states, run_ensemble(nets, u, device="cpu").states,
                 "float32")
+
+
+def test_weights_edited_in_place_are_picked_up():
+    """The device keeps a layer's uploaded weights between runs, and checks them each run."""
+    cpu, gpu = pair([{"cell": "lstm", "units": 3, "bidirectional": True}], 2)
+    x, _, _ = random_input(cpu, 4, 2)
+    before = gpu.run(x).output
+    for name in ("layers.0.U_reverse", "layers.0.W", "layers.0.b"):
+        gpu.params[name][0] += 0.5  # the same arrays as cpu.params
+    after = gpu.run(x)
+    assert not np.allclose(after.output, before)
+    assert_same(after, cpu.run(x), "float32")
