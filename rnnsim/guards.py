@@ -281,20 +281,21 @@ class NonfiniteWatch:
 
 def first_nonfinite(a: np.ndarray, reverse: bool = False) -> tuple[int, int, int] | None:
     """(t, b, u) of the first NaN/inf of ``a`` (T, B, W) in time order (the last with
-    ``reverse``), or None. A sum per block finds clean blocks without a mask array."""
+    ``reverse``), or None. Large arrays are summed block by block first: a finite sum clears
+    a block without a mask array."""
     T = a.shape[0]
     block = max(1, (1 << 20) // max(1, a[0].size))
-    starts = list(range(0, T, block))
+    starts = range(0, T, block)
     for t0 in reversed(starts) if reverse else starts:
         part = a[t0:t0 + block]
-        with np.errstate(all="ignore"):
-            total = np.sum(part)
-        if np.isfinite(total):
-            continue
+        if part.size > 4096:
+            with np.errstate(all="ignore"):
+                if np.isfinite(np.sum(part)):
+                    continue
         bad = ~np.isfinite(part)
+        if not bad.any():
+            continue  # clean, or the sum overflowed on large finite values
         steps = np.flatnonzero(bad.any(axis=(1, 2)))
-        if steps.size == 0:
-            continue  # the sum overflowed on large finite values
         t = int(steps[-1] if reverse else steps[0])
         b, u = (int(i) for i in np.argwhere(bad[t])[0])
         return t0 + t, b, u
