@@ -12,10 +12,13 @@ from ..errors import ConfigError
 from ..reservoir import CSR, RidgeHead
 from .base import Cell, input_projection
 
-# Multiply-adds per step below which one thread runs the step: a parallel step costs a
-# fork/join (~1.2 µs with numba's OpenMP layer, more with its other layers) and one thread
-# does ~2,500 multiply-adds of a sparse row in that time (benchmarks/bench_reservoir.py).
+# Multiply-adds per step below which one thread runs the whole call (a parallel region costs
+# a few µs to start).
 PARALLEL_WORK = 32_768
+# Multiply-adds of one batch row per step from which its units are split over the threads
+# when there are fewer rows than threads: that costs a fork/join per step (~1.2 µs with
+# numba's OpenMP layer on an idle machine; benchmarks/RESULTS.md).
+SPLIT_WORK = 65_536
 # Column indices fit in uint16 up to this many units (2 bytes per nonzero instead of 4).
 UINT16_UNITS = 1 << 16
 
@@ -230,18 +233,22 @@ class ESNCell(Cell):
 
 
 def schedule(batch: int, work: int, row_work: np.ndarray) -> tuple[str, np.ndarray]:
-    """The kernel variant and the row chunks ``bounds`` for one step of ``batch`` rows.
+    """The kernel variant and the row chunks ``bounds`` for ``batch`` rows.
 
-    work : multiply-adds of one batch row per step; row_work : (N,) those of each unit. A step
-    with fewer than ``PARALLEL_WORK`` multiply-adds runs on one thread; otherwise batch rows go
-    to the threads, and when there are fewer rows than threads each row's units are split into
-    chunks of equal work (at B = 1: one chunk per core).
+    work : multiply-adds of one batch row per step; row_work : (N,) those of each unit. Calls
+    with fewer than ``PARALLEL_WORK`` multiply-adds per step run on one thread. Otherwise the
+    rows go to the threads, one region for the whole call; when there are fewer rows than
+    threads and a row has at least ``SPLIT_WORK`` multiply-adds, each step's units are split
+    into chunks of equal work instead (at B = 1: one chunk per thread).
     """
     N = len(row_work)
     threads = numba.get_num_threads()
+    whole = np.array([0, N], np.int64)
     if threads < 2 or batch * work < PARALLEL_WORK:
-        return "serial", np.array([0, N], np.int64)
-    chunks = 1 if batch >= threads else min(-(-threads // batch), max(1, N))
+        return "serial", whole
+    if batch >= threads or work < SPLIT_WORK:
+        return ("serial" if batch == 1 else "parallel"), whole
+    chunks = min(-(-threads // batch), max(1, N))
     cumulative = np.concatenate([[0], np.cumsum(row_work)])
     bounds = np.searchsorted(cumulative, cumulative[-1] * np.arange(chunks + 1) / chunks)
     bounds[0], bounds[-1] = 0, N

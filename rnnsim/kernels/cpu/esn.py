@@ -15,19 +15,68 @@ Loop shapes (measured on a 2-core EPYC, see benchmarks/RESULTS.md):
 - A dense W is applied in axpy form over its transpose (``WT[j] = W[:, j]``): the updates of a
   row's units are independent, so LLVM vectorises them without reassociating any sum
   ('reassoc' is off for this kernel: with it the CSR sums become slow AVX2 gathers).
-- Each step's units are split into the row chunks ``bounds``; the parallel variant runs the
-  (batch row, chunk) tasks of a step on the threads: one chunk per row when rows are many, the
-  units of a large reservoir split over the cores at B = 1. That is one fork/join per step
-  (~1.2 µs with numba's OpenMP layer); numba has no barrier to keep one parallel region
-  across steps.
+- Batch rows are independent sequences: with as many rows as threads the parallel variant runs
+  each row through all its steps on one thread, one parallel region per call. With fewer rows
+  (B = 1) a large reservoir's units are split into the row chunks ``bounds`` instead, and the
+  threads run the chunks of one step at a time: a fork/join per step (~1.2 µs with numba's
+  OpenMP layer on an idle machine, far more when other processes hold the cores; numba has no
+  barrier to keep one parallel region across steps).
 """
+import numba
 import numpy as np
 from numba import prange
 
-from rnnsim.kernels.options import GATHER_FASTMATH
+from rnnsim.kernels.options import GATHER_FASTMATH, JIT
 
 KERNELS = ("esn",)
 KERNEL_OPTIONS = {"esn": {"fastmath": GATHER_FASTMATH}}
+ROW_JIT = {**JIT, "fastmath": GATHER_FASTMATH}
+
+
+@numba.njit(inline="always", **ROW_JIT)
+def advance(z, h, WT, data, indices, indptr, lr, keep, F, y, t, b, mb, lo, hi, p0):
+    """Units lo..hi of batch row b at step t: z[t, b, lo:hi] becomes x_t there."""
+    zero = z.dtype.type(0)
+    row = z[t, b]
+    prev = h[b] if t == 0 else z[t - 1, b]
+    for i in range(lo, hi):
+        a0 = row[i]
+        a1 = zero
+        a2 = zero
+        a3 = zero
+        for o in range(y.shape[1]):
+            a1 += F[mb, i, o] * y[b, o]
+        k = np.uint64(indptr[mb, i])
+        end = np.uint64(indptr[mb, i + 1])
+        while k + np.uint64(4) <= end:
+            a0 += data[k] * prev[indices[k]]
+            a1 += data[k + np.uint64(1)] * prev[indices[k + np.uint64(1)]]
+            a2 += data[k + np.uint64(2)] * prev[indices[k + np.uint64(2)]]
+            a3 += data[k + np.uint64(3)] * prev[indices[k + np.uint64(3)]]
+            k += np.uint64(4)
+        while k < end:
+            a0 += data[k] * prev[indices[k]]
+            k += np.uint64(1)
+        row[i] = (a0 + a1) + (a2 + a3)
+    if WT.shape[1] > 0:
+        Wm = WT[mb]
+        for j in range(Wm.shape[0]):
+            pj = prev[j]
+            Wj = Wm[j]
+            for i in range(lo, hi):
+                row[i] += Wj[i] * pj
+    for i in range(lo, hi):
+        row[i] = keep[mb, i] * prev[i] + lr[mb, i] * act0(row[i], *p0)  # noqa: F821
+
+
+@numba.njit(inline="always", **ROW_JIT)
+def readout(z, Wout, bout, y, t, b, mb):
+    """y[b] = W_out x_t + b_out for batch row b (nothing without feedback, m = 0)."""
+    for o in range(y.shape[1]):
+        acc = bout[mb, o]
+        for j in range(z.shape[2]):
+            acc += Wout[mb, o, j] * z[t, b, j]
+        y[b, o] = acc
 
 
 def esn(z, h, WT, data, indices, indptr, lr, keep, member, lengths, bounds, F, Wout, bout, y,
@@ -38,65 +87,34 @@ def esn(z, h, WT, data, indices, indptr, lr, keep, member, lengths, bounds, F, W
     the final ones; WT : (M, N, N) transposed dense weights, or (M, 0, 0) for CSR; data :
     (nnz,) CSR values of all members, indices : (nnz,) uint16|uint32 columns, indptr : (M, N+1)
     int64 offsets into them (all zero for dense); lr, keep = 1-lr : (M, N); member : (B,) int64;
-    lengths : (B,) int64 steps of each row (<= T); bounds : (C+1,) int64 row chunks, 0 to N;
-    F : (M, N, m) feedback weights (m = 0: none); Wout : (M, m, N), bout : (M, m) the readout;
-    y : (B, m) y_{-1} on entry, each row's last y on return; p0 : act0's parameters.
+    lengths : (B,) int64 steps of each row (<= T); bounds : (C+1,) int64 row chunks from 0 to
+    N, C > 1 to split each step's units over the threads; F : (M, N, m) feedback weights (m =
+    0: none); Wout : (M, m, N), bout : (M, m) the readout; y : (B, m) y_{-1} on entry, each
+    row's last y on return; p0 : act0's parameters.
     """
     T, B, N = z.shape
     C = bounds.size - 1
-    m = y.shape[1]
-    dense = WT.shape[1] > 0
-    zero = z.dtype.type(0)
     steps = 0
     for b in range(B):
         steps = max(steps, lengths[b])
         for t in range(lengths[b], T):
-            z[t, b, :] = zero
-    for t in range(steps):
-        for task in prange(B * C):
-            b = task // C
-            if t < lengths[b]:
-                mb = member[b]
-                row = z[t, b]
-                prev = h[b] if t == 0 else z[t - 1, b]
-                lo = bounds[task - b * C]
-                hi = bounds[task - b * C + 1]
-                for i in range(lo, hi):
-                    a0 = row[i]
-                    a1 = zero
-                    a2 = zero
-                    a3 = zero
-                    for o in range(m):
-                        a1 += F[mb, i, o] * y[b, o]
-                    k = np.uint64(indptr[mb, i])
-                    end = np.uint64(indptr[mb, i + 1])
-                    while k + np.uint64(4) <= end:
-                        a0 += data[k] * prev[indices[k]]
-                        a1 += data[k + np.uint64(1)] * prev[indices[k + np.uint64(1)]]
-                        a2 += data[k + np.uint64(2)] * prev[indices[k + np.uint64(2)]]
-                        a3 += data[k + np.uint64(3)] * prev[indices[k + np.uint64(3)]]
-                        k += np.uint64(4)
-                    while k < end:
-                        a0 += data[k] * prev[indices[k]]
-                        k += np.uint64(1)
-                    row[i] = (a0 + a1) + (a2 + a3)
-                if dense:
-                    Wm = WT[mb]
-                    for j in range(N):
-                        pj = prev[j]
-                        Wj = Wm[j]
-                        for i in range(lo, hi):
-                            row[i] += Wj[i] * pj
-                for i in range(lo, hi):
-                    row[i] = keep[mb, i] * prev[i] + lr[mb, i] * act0(row[i], *p0)  # noqa: F821
-        for b in range(B):
-            if t < lengths[b]:
-                mb = member[b]
-                for o in range(m):
-                    acc = bout[mb, o]
-                    for j in range(N):
-                        acc += Wout[mb, o, j] * z[t, b, j]
-                    y[b, o] = acc
+            z[t, b, :] = 0.0
+    if C == 1:
+        for b in prange(B):
+            mb = member[b]
+            for t in range(lengths[b]):
+                advance(z, h, WT, data, indices, indptr, lr, keep, F, y, t, b, mb, 0, N, p0)
+                readout(z, Wout, bout, y, t, b, mb)
+    else:
+        for t in range(steps):
+            for task in prange(B * C):
+                b = task // C
+                if t < lengths[b]:
+                    advance(z, h, WT, data, indices, indptr, lr, keep, F, y, t, b, member[b],
+                            bounds[task - b * C], bounds[task - b * C + 1], p0)
+            for b in range(B):
+                if t < lengths[b]:
+                    readout(z, Wout, bout, y, t, b, member[b])
     for b in range(B):
         if lengths[b] > 0:
             h[b] = z[lengths[b] - 1, b]
