@@ -126,3 +126,15 @@ def test_a_saved_model_keeps_its_device(tmp_path):
     x = np.ones((3, 2), np.float32)
     np.testing.assert_array_equal(rnnsim.load(tmp_path / "model", device="cpu").run(x).output,
                                   rnnsim.Network.from_config(CONFIG, device="cpu").run(x).output)
+
+
+def test_output_feedback_is_refused_on_cuda():
+    """The one feature without a CUDA kernel: an esn layer's output feedback."""
+    config = {"network": {"input_size": 1, "device": "cuda", "head": {"name": "ridge", "units": 1},
+                          "layers": [{"cell": "esn", "units": 4, "feedback": True}]}}
+    with pytest.raises(ConfigError, match=r"layers\[0\].feedback: output feedback runs on the "
+                                          "CPU only; use device: cpu"):
+        rnnsim.Network.from_config(config)
+    net = rnnsim.Network.from_config(config, device="cpu")
+    with pytest.raises(ConfigError, match="output feedback runs on the CPU only"):
+        rnnsim.Network(net.config, net.params, device="cuda")
