@@ -117,22 +117,23 @@ class _ArrayInput:
         shape[self.time_axis] = t1 - t0
         chunk = np.empty(shape, self.dtype)
         step_bytes = math.prod(self.shape[self.time_axis + 1:]) * self.dtype.itemsize
-        with open(self.path, "rb") as fh:
+        with open(self.path, "rb", buffering=0) as fh:
             if self.time_axis == 0:
-                _pread(fh.fileno(), chunk, self.offset + t0 * step_bytes)
+                _pread(fh, chunk, self.offset + t0 * step_bytes)
             else:
                 T = self.shape[1]
                 for b in range(self.shape[0]):
-                    _pread(fh.fileno(), chunk[b], self.offset + (b * T + t0) * step_bytes)
+                    _pread(fh, chunk[b], self.offset + (b * T + t0) * step_bytes)
         return chunk
 
 
-def _pread(fd: int, into: np.ndarray, position: int) -> None:
+def _pread(fh, into: np.ndarray, position: int) -> None:
     view = memoryview(into).cast("B")
+    fh.seek(position)
     done = 0
     while done < len(view):
-        got = os.preadv(fd, [view[done:]], position + done)
-        if got == 0:
+        got = fh.readinto(view[done:])
+        if not got:
             raise InputError(f"the input file ended early at byte {position + done:,}; it "
                              "was truncated while the run read it.")
         done += got
@@ -140,13 +141,14 @@ def _pread(fd: int, into: np.ndarray, position: int) -> None:
 
 def _pwrite(fd: int, data: np.ndarray, position: int) -> None:
     view = memoryview(np.ascontiguousarray(data)).cast("B")
+    os.lseek(fd, position, os.SEEK_SET)
     done = 0
     while done < len(view):
-        done += os.pwrite(fd, view[done:], position + done)
+        done += os.write(fd, view[done:])
 
 
 class _NpyWriter:
-    """A ``.npy`` file of known shape, written a chunk of steps at a time with ``pwrite``."""
+    """A ``.npy`` file of known shape, written a chunk of steps at a time at its offsets."""
 
     def __init__(self, path: Path, shape: tuple[int, ...], dtype, time_axis: int,
                  create: bool):
@@ -218,19 +220,30 @@ def run_to_file(net: Network, x, out: str | os.PathLike, h0=None, c0=None, *, le
     if out.suffix != ".npy":
         raise InputError(f"out='{out}': a run streamed to disk writes a .npy file; name it "
                          "like 'out.npy' (use rnnsim.io.write_npz for small results).")
-    if not out.parent.is_dir():
-        raise InputError(f"cannot write '{out}': folder '{out.parent}' does not exist.")
+    if not out.parent.is_dir() or out.is_dir():
+        raise InputError(f"cannot write '{out}': " + ("it is a folder." if out.is_dir() else
+                         f"folder '{out.parent}' does not exist."))
     _check_streamable(net)
-    with _exclusive(out):
-        return _run_to_file(net, x, out, h0, c0, lengths, check_finite, nonfinite,
-                            chunk_steps, resume)
+    try:
+        with _exclusive(out):
+            return _run_to_file(net, x, out, h0, c0, lengths, check_finite, nonfinite,
+                                chunk_steps, resume)
+    except OSError as exc:  # no space left, no permission, a file vanished
+        raise InputError(f"the run streamed to '{out}' failed: {exc.strerror or exc} "
+                         f"({exc.filename or out}). The chunks finished so far are kept in "
+                         f"'{partial_folder(out)}': fix the cause and run again with "
+                         "resume.") from None
 
 
 @contextmanager
 def _exclusive(out: Path):
-    """Hold the lock file ``.out.npy.lock`` so that two runs never write the same files."""
-    import fcntl
-
+    """Hold the lock file ``.out.npy.lock`` so that two runs never write the same files
+    (where the OS has ``fcntl``)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
     lock = out.with_name(f".{out.name}.lock")
     with open(lock, "w") as fh:
         try:
@@ -530,7 +543,7 @@ def _finish(net: Network, out: Path, partial: Path, state: State, lengths, unbat
         if y is not None:
             arrays["y"] = y
         _save_npz(partial / STATE, arrays)
-    if not (partial / Y).exists():  # a y from an earlier run to the same path
+    if net.head is None or not net.head.per_step:  # a y from an earlier run to this path
         paths["y"].unlink(missing_ok=True)
     for name, key in ((Y, "y"), (STATE, "state"), (OUTPUT, "output")):
         if (partial / name).exists():

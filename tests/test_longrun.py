@@ -308,3 +308,46 @@ def test_peak_memory_of_a_long_run_does_not_grow_with_the_steps(tmp_path):
           f"{large / 2**20:.1f} MiB; the output grew by {output_growth / 2**20:.0f} MiB "
           "(T x B x p float32 written to disk in chunks of 50,000 steps)")
     assert large < small + 24 * 2**20
+
+
+def test_a_full_disk_keeps_the_finished_chunks_for_resume(tmp_path, monkeypatch):
+    import errno
+
+    net = network("gru", head={"name": "linear", "units": 2})
+    x = np.random.default_rng(8).standard_normal((50, 2, 3)).astype(np.float32)
+    out = tmp_path / "out.npy"
+    write = longrun._pwrite
+    calls = []
+
+    def full(fd, data, position):
+        calls.append(position)
+        if len(calls) > 6:  # output and y of three chunks, then no space left
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(fd, data, position)
+
+    monkeypatch.setattr(longrun, "_pwrite", full)
+    with pytest.raises(InputError, match="No space left on device.*run again with resume"):
+        net.run(x, out=out, chunk_steps=10)
+    assert not out.exists()
+    monkeypatch.setattr(longrun, "_pwrite", write)
+    assert_same_result(net.run(x, out=out, resume=True), net.run(x))
+
+
+def test_a_run_killed_while_renaming_its_files_completes_on_resume(tmp_path, monkeypatch):
+    net = network("gru", head={"name": "linear", "units": 2})
+    x = np.random.default_rng(9).standard_normal((30, 2, 3)).astype(np.float32)
+    out = tmp_path / "out.npy"
+    replace = os.replace
+
+    def killed_before_output(src, dst):
+        if Path(dst) == out:
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    monkeypatch.setattr(longrun.os, "replace", killed_before_output)
+    with pytest.raises(KeyboardInterrupt):
+        net.run(x, out=out, chunk_steps=10)
+    assert not out.exists() and longrun.outputs(out)["y"].exists()  # renamed before the kill
+    monkeypatch.setattr(longrun.os, "replace", replace)
+    assert_same_result(net.run(x, out=out, resume=True), net.run(x))
+    assert not longrun.partial_folder(out).exists()
