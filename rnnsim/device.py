@@ -210,14 +210,14 @@ class _Run:
         for t0 in reversed(starts) if self.reverse else starts:
             t1 = min(T, t0 + steps_per_chunk)
             chunk = xp[:t1 - t0]
-            project(self.cuda, self.upload(self.x[t0:t1]), Wt, bias, member, chunk)
+            _project(self.cuda, self.upload(self.x[t0:t1]), Wt, bias, member, chunk)
             lengths = np.clip(self.lengths - t0, 0, t1 - t0)
             launch[self.plan.blocks(B), self.plan.threads, 0, shared](
                 *args(chunk, out[t0:t1], self.upload(lengths, np.int64), int(lengths.max())))
         return out.copy_to_host()
 
 
-def project(cuda, x, Wt, bias, member, out) -> None:
+def _project(cuda, x, Wt, bias, member, out) -> None:
     """out[t, b] = Wt[m].T x[t, b] + bias[m] (m = member[b]) for every step: one launch."""
     T, B, _ = x.shape
     G = out.shape[2]
@@ -329,8 +329,8 @@ def _esn_projection(run: _Run, members, params, x, member):
     bias = run.weights(_name("b", members), [p.get("b", np.zeros(N)) for p in params],
                        lambda *b: np.stack(b))
     z = run.cuda.device_array((T, B, N), run.dtype)
-    project(run.cuda, run.upload(x * scale[member][None]), Wt, bias, run.upload(member, np.int64),
-            z)
+    scaled = run.upload(x * scale[member][None])
+    _project(run.cuda, scaled, Wt, bias, run.upload(member, np.int64), z)
     return z
 
 
