@@ -138,3 +138,38 @@ def test_output_feedback_is_refused_on_cuda():
     net = rnnsim.Network.from_config(config, device="cpu")
     with pytest.raises(ConfigError, match="output feedback runs on the CPU only"):
         rnnsim.Network(net.config, net.params, device="cuda")
+
+
+class FakeGPU:
+    """What plan_launch asks of numba.cuda: the multiprocessor count (132, an H100's)."""
+
+    @staticmethod
+    def get_current_device():
+        return type("Device", (), {"MULTIPROCESSOR_COUNT": 132})()
+
+
+@pytest.mark.parametrize("units, batch, row_bytes, shared_weights, expected", [
+    # B = 1, large p: the units spread over 32 blocks of a cooperative grid, a warp each
+    (1024, 1, 4096, True, device.Plan(rows=1, unit_blocks=32, grid=True, threads=32)),
+    # B = 64: 8 rows per block, 8 row blocks x 16 unit blocks <= 132 multiprocessors
+    (1024, 64, 4096, True, device.Plan(rows=8, unit_blocks=16, grid=True, threads=64)),
+    # B = 4096: 512 blocks of 8 rows fill the GPU; one block owns all units of its rows
+    (1024, 4096, 4096, True, device.Plan(rows=8, unit_blocks=1, grid=False, threads=256)),
+    # small layers stay in one block; 4 rows per block below B = 64
+    (64, 10, 256, True, device.Plan(rows=4, unit_blocks=1, grid=False, threads=64)),
+    # an ensemble's rows have their own weights: one row per block
+    (256, 1024, 1024, False, device.Plan(rows=1, unit_blocks=1, grid=False, threads=256)),
+    # 4 or 8 rows of 16 KiB of state would not fit in 48 KiB of shared memory: 1 row per block
+    (4096, 4096, 16384, True, device.Plan(rows=1, unit_blocks=1, grid=False, threads=256)),
+    (3072, 4096, 12288, True, device.Plan(rows=4, unit_blocks=1, grid=False, threads=256)),
+])
+def test_launch_plans(units, batch, row_bytes, shared_weights, expected, monkeypatch):
+    monkeypatch.setattr(device, "simulated", lambda: False)
+    assert device.plan_launch(FakeGPU, units, batch, row_bytes, shared_weights) == expected
+
+
+def test_a_state_larger_than_shared_memory_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(device, "simulated", lambda: False)
+    with pytest.raises(ConfigError, match="a layer of 8192 units keeps 65536 bytes of state per "
+                                          "sequence in GPU shared memory, more than the 49152"):
+        device.plan_launch(FakeGPU, 8192, 1, 8192 * 8)
