@@ -2,23 +2,29 @@
 
 Needs ``pip install reservoirpy==0.4.2`` (not a test dependency). Prints µs per step for
 N in {100, 1000, 10000} (CSR, connectivity 0.1 / 0.1 / 0.01, k = 1, T = 10,000) and for a
-64-member ensemble of N = 500, the ratio reservoirpy / rnnsim (> 1: rnnsim faster), and for the
-sparse kernel the bytes it streams per step as GB/s and as a fraction of the read bandwidth
-numpy's sum reaches on a buffer of the same size in this process.
+64-member ensemble of N = 500 (10%), rnnsim with all of numba's threads and with one, the
+ratio reservoirpy / rnnsim (> 1: rnnsim faster), the median and the range of the repeats, and
+for the sparse kernel the bytes it streams per step as GB/s and as a fraction of the read
+bandwidth a plain sum reaches on a buffer of the same size in this process (numpy's sum on
+one core; a numba prange sum on all threads).
 """
 import json
 import os
+import statistics
 import sys
+import time
 
+import numba
 import numpy as np
 
-from timing import median_seconds, parse_args
+from timing import parse_args
 
 import rnnsim
 from rnnsim.builtins.reservoir import input_bernoulli, sparse_random
 from rnnsim.reservoir import CSR, run_ensemble, scale_spectral_radius
 
 LR, SR = 0.3, 0.9
+THREADS = numba.get_num_threads()
 
 
 def matrices(n, connectivity, seed):
@@ -41,10 +47,46 @@ def reservoirpy_node(w: CSR, win, bias):
                      activation="tanh", input_dim=1)
 
 
-def read_bandwidth(nbytes, repeats=20):
-    """GB/s of numpy's sum over a float64 buffer of ``nbytes``."""
+def samples(fn, repeats: int) -> list[float]:
+    """Wall times of ``repeats`` calls of ``fn`` after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def per_step(times, T) -> dict:
+    """Median, min and max of ``times`` in µs per step."""
+    return {"median": statistics.median(times) / T * 1e6, "min": min(times) / T * 1e6,
+            "max": max(times) / T * 1e6}
+
+
+@numba.njit(parallel=True, nogil=True, fastmath=True)
+def _parallel_sum(buf):
+    total = 0.0
+    for i in numba.prange(buf.size):
+        total += buf[i]
+    return total
+
+
+def read_bandwidth(nbytes, repeats=20) -> tuple[float, float]:
+    """GB/s of a sum over a float64 buffer of ``nbytes``: numpy (one core), numba (all)."""
     buf = np.ones(max(nbytes // 8, 1))
-    return nbytes / median_seconds(lambda: buf.sum(), repeats) / 1e9
+    one = nbytes / statistics.median(samples(lambda: buf.sum(), repeats)) / 1e9
+    _parallel_sum(buf)
+    every = nbytes / statistics.median(samples(lambda: _parallel_sum(buf), repeats)) / 1e9
+    return one, every
+
+
+def with_threads(threads, fn):
+    numba.set_num_threads(threads)
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(THREADS)
 
 
 def single(n, connectivity, T, repeats):
@@ -55,30 +97,38 @@ def single(n, connectivity, T, repeats):
     row = {"case": f"N={n}, {connectivity:.0%}", "N": n, "nnz": w.nnz, "T": T}
     for dtype in ("float64", "float32"):
         net = rnnsim_net(w, win, bias, dtype)
-        states = net.run(u.astype(dtype)).output
+        x = u.astype(dtype)
+        states = net.run(x).output
         row[f"maxdiff_{dtype}"] = float(np.max(np.abs(states - reference)))
-        row[f"rnnsim_{dtype}"] = median_seconds(lambda: net.run(u.astype(dtype)), repeats) / T * 1e6
+        row[f"rnnsim_{dtype}"] = per_step(samples(lambda: net.run(x), repeats), T)
+        row[f"rnnsim_{dtype}_1thread"] = with_threads(1, lambda: per_step(
+            samples(lambda: net.run(x), repeats), T))
         itemsize = np.dtype(dtype).itemsize
-        nbytes = w.nnz * (itemsize + 4) + (n + 1) * 8 + 3 * n * itemsize
-        row[f"gbs_{dtype}"] = nbytes / (row[f"rnnsim_{dtype}"] * 1e-6) / 1e9
+        index = 2 if n <= 1 << 16 else 4  # the kernel's uint16 / uint32 columns
+        nbytes = w.nnz * (itemsize + index) + (n + 1) * 8 + 3 * n * itemsize
+        best = min(row[f"rnnsim_{dtype}"]["median"], row[f"rnnsim_{dtype}_1thread"]["median"])
+        row[f"gbs_{dtype}"] = nbytes / (best * 1e-6) / 1e9
         row[f"peak_{dtype}"] = read_bandwidth(nbytes)
     node.reset()
-    row["reservoirpy"] = median_seconds(lambda: node.run(u), max(1, repeats // 3)) / T * 1e6
+    row["reservoirpy"] = per_step(samples(lambda: node.run(u), max(1, repeats // 3)), T)
     return row
 
 
 def ensemble_case(members, n, T, repeats):
     mats = [matrices(n, 0.1, 1000 + m) for m in range(members)]
     u = np.random.default_rng(0).uniform(-1, 1, (T, 1))
-    row = {"case": f"ensemble {members} x N={n}, 10%", "N": n, "T": T}
+    row = {"case": f"ensemble {members} x N={n}, 10%", "N": n, "T": T,
+           "nnz": sum(m[0].nnz for m in mats)}
     nodes = [reservoirpy_node(*m) for m in mats]
     reference = np.stack([node.run(u) for node in nodes], axis=1)
     for dtype in ("float64", "float32"):
         nets = [rnnsim_net(*m, dtype) for m in mats]
         states = run_ensemble(nets, u).states
         row[f"maxdiff_{dtype}"] = float(np.max(np.abs(states - reference)))
-        row[f"rnnsim_{dtype}"] = median_seconds(lambda: run_ensemble(nets, u), repeats) / T * 1e6
-    row["reservoirpy"] = median_seconds(lambda: [node.run(u) for node in nodes], 1) / T * 1e6
+        row[f"rnnsim_{dtype}"] = per_step(samples(lambda: run_ensemble(nets, u), repeats), T)
+        row[f"rnnsim_{dtype}_1thread"] = with_threads(1, lambda: per_step(
+            samples(lambda: run_ensemble(nets, u), repeats), T))
+    row["reservoirpy"] = per_step(samples(lambda: [node.run(u) for node in nodes], 1), T)
     return row
 
 
@@ -86,23 +136,30 @@ def main():
     args = parse_args(__doc__)
     T = 1000 if args.quick else 10_000
     repeats = 3 if args.quick else 5
-    import numba
     import reservoirpy
 
     print(f"reservoirpy {reservoirpy.__version__}, rnnsim {rnnsim.__version__}, numba "
-          f"{numba.__version__}, {numba.get_num_threads()} threads, {os.cpu_count()} CPUs",
-          file=sys.stderr)
+          f"{numba.__version__}, {THREADS} threads, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
     rows = [single(100, 0.1, T, repeats), single(1000, 0.1, T, repeats),
             single(10_000, 0.01, T, repeats), ensemble_case(64, 500, T, repeats)]
-    print("| case | T | reservoirpy | rnnsim f64 | ratio f64 | rnnsim f32 | ratio f32 | "
-          "GB/s f64 (of numpy sum) | GB/s f32 (of numpy sum) | max |diff| f64 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"load average after: {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    print("| case | nnz | reservoirpy | rnnsim f64 | ratio | rnnsim f32 | ratio | f32, 1 thread "
+          "| ratio | GB/s f32 (of 1-core sum, of all-core sum) | max abs diff f64 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        bw = [f"{r[f'gbs_{d}']:.1f} ({r[f'gbs_{d}'] / r[f'peak_{d}']:.0%})" if f"gbs_{d}" in r
-              else "" for d in ("float64", "float32")]
-        print(f"| {r['case']} | {r['T']} | {r['reservoirpy']:.1f} | {r['rnnsim_float64']:.2f} | "
-              f"{r['reservoirpy'] / r['rnnsim_float64']:.1f} | {r['rnnsim_float32']:.2f} | "
-              f"{r['reservoirpy'] / r['rnnsim_float32']:.1f} | {bw[0]} | {bw[1]} | "
+        rp = r["reservoirpy"]["median"]
+        cells = []
+        for key in ("rnnsim_float64", "rnnsim_float32", "rnnsim_float32_1thread"):
+            t = r[key]
+            cells.append(f"{t['median']:.2f} ({t['min']:.2f}-{t['max']:.2f}) | "
+                         f"{rp / t['median']:.1f}")
+        bw = ""
+        if "gbs_float32" in r:
+            one, every = r["peak_float32"]
+            bw = f"{r['gbs_float32']:.1f} ({r['gbs_float32'] / one:.0%}, " \
+                 f"{r['gbs_float32'] / every:.0%})"
+        print(f"| {r['case']} | {r['nnz']:,} | {rp:.1f} | {' | '.join(cells)} | {bw} | "
               f"{r['maxdiff_float64']:.1e} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

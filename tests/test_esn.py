@@ -523,6 +523,7 @@ def test_kernel_schedules_give_the_same_bits(monkeypatch, sparse):
     for name, work, uint16_units in [("serial", 1 << 60, 1 << 16), ("parallel", 0, 1 << 16),
                                      ("uint32", 0, 4)]:
         monkeypatch.setattr(esn_cell, "PARALLEL_WORK", work)
+        monkeypatch.setattr(esn_cell, "SPLIT_WORK", work)
         monkeypatch.setattr(esn_cell, "UINT16_UNITS", uint16_units)
         runs[name] = (net.run(u).output, net.run(u[:, :1]).output)  # B = 3 and B = 1
     for name in ("parallel", "uint32"):
@@ -531,9 +532,10 @@ def test_kernel_schedules_give_the_same_bits(monkeypatch, sparse):
 
 
 def test_schedule_splits_rows_by_work():
+    import numba
+
     from rnnsim.cells.esn import schedule
 
-    numba = pytest.importorskip("numba")
     if numba.get_num_threads() < 2:
         assert schedule(1, 10**9, np.ones(10))[0] == "serial"
         return
