@@ -195,7 +195,7 @@ class ESNCell(Cell):
         (N, m) weights of y_{t-1} (default: its scaled W_fb).
         """
         dtype = z.dtype
-        T, B, N = z.shape
+        B, N = z.shape[1:]
         M = len(members)
         lr = np.stack([layer.leak_rate() for layer in members]).astype(dtype)
         keep = (1.0 - np.stack([layer.leak_rate() for layer in members])).astype(dtype)
