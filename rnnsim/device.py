@@ -142,7 +142,7 @@ def run_layer(layer, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray
     c = None if c0 is None else c0.copy()
     outs = []
     with compile_errors(layer.activations):
-        module = kernels.build(layer.template, [a.entry.fn for a in layer.activations], "cuda")
+        module = kernels.build(layer.name, [a.entry.fn for a in layer.activations], "cuda")
         for d, suffix in enumerate(layer.suffixes):
             run = _Run(cuda, module, layer, x, lengths, d == 1, plan)
             outs.append(runner(run, params, suffix, h[d], None if c is None else c[d]))
@@ -381,7 +381,7 @@ def run_members(first, members: list, params: list[dict], u: np.ndarray, *,
     x = np.ascontiguousarray(np.broadcast_to(u[:, None, :], (u.shape[0], M, u.shape[1])))
     member = np.arange(M, dtype=np.int64)
     with compile_errors(first.activations):
-        module = kernels.build(first.template, [a.entry.fn for a in first.activations], "cuda")
+        module = kernels.build(first.name, [a.entry.fn for a in first.activations], "cuda")
         plan = plan or plan_launch(cuda, first.units, M, first.units * x.dtype.itemsize,
                                    shared_weights=False)
         run = _Run(cuda, module, first, x, np.full(M, len(u), np.int64), False, plan)
