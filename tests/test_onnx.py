@@ -23,6 +23,7 @@ INPUTS = {"RNN": ["X", "W", "R", "B", "sequence_lens", "initial_h"],
 OUTPUTS = {"RNN": ["Y", "Y_h"], "GRU": ["Y", "Y_h"], "LSTM": ["Y", "Y_h", "Y_c"]}
 ONNX_ACTIVATIONS = ["Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu",
                     "ScaledTanh", "HardSigmoid", "Elu", "Softsign", "Softplus"]
+GATE_ACTIVATIONS = ["Sigmoid", "HardSigmoid", "Tanh", "Softsign", "ScaledTanh"]
 WEIGHTS = ("W", "R", "B", "P")
 ORT_TOL = dict(rtol=1e-4, atol=1e-5)
 F64_TOL = dict(rtol=1e-9, atol=1e-12)
@@ -97,8 +98,13 @@ def random_case(op, seed, activations=True):
     if rng.random() < 0.3 and op != "LSTM":  # LSTM: see test_lstm_clip_matches_onnxruntime
         attrs["clip"] = clip
     if activations:
-        count = len(onnx_reference.DEFAULT_ACTIVATIONS[op]) * D
-        attrs["activations"] = [ONNX_ACTIVATIONS[(seed * 3 + 5 * i) % 11] for i in range(count)]
+        slots = len(onnx_reference.DEFAULT_ACTIVATIONS[op])
+        count = slots * D
+        # Unbounded gates (LSTM/GRU slot f) make the states grow without bound; RNN's f and the
+        # other slots take every function.
+        attrs["activations"] = [
+            (GATE_ACTIVATIONS[(seed + i) % 5] if op != "RNN" and i % slots == 0
+             else ONNX_ACTIVATIONS[(seed * 3 + 5 * i) % 11]) for i in range(count)]
         for key, high in (("activation_alpha", 0.9), ("activation_beta", 1.5)):
             # random length, or none: ONNX Runtime's defaults fill the rest
             values = rng.uniform(0.1, high, rng.integers(0, count + 1))
@@ -119,7 +125,7 @@ CASES = [(op, seed) for op in ("RNN", "LSTM", "GRU") for seed in range(9)]
 
 @pytest.mark.parametrize("op,seed", CASES, ids=[f"{op}-{seed}" for op, seed in CASES])
 def test_random_node_matches_onnxruntime_and_reference(op, seed):
-    attrs, arrays, outputs = random_case(op, seed, activations=seed % 3 != 2)
+    attrs, arrays, outputs = random_case(op, seed, activations=seed % 4 != 3)
     model, feeds = recurrent_model(op, attrs, as_dtype(arrays, np.float32), outputs)
     expected = ort_run(model, feeds)
     actual = rnnsim.from_onnx(model).run(feeds)
@@ -136,7 +142,7 @@ def test_random_node_matches_onnxruntime_and_reference(op, seed):
 @pytest.mark.parametrize("layout", [0, 1])
 def test_float64_and_layouts_match_the_reference(op, seed, layout):
     """What ONNX Runtime does not run (float64, layout=1) against the NumPy reference."""
-    attrs, arrays, outputs = random_case(op, seed, activations=seed % 3 == 0)
+    attrs, arrays, outputs = random_case(op, seed, activations=seed % 2 == 0)
     attrs["layout"] = layout
     if layout:
         arrays = {n: v.transpose(1, 0, 2) if n in ("X", "initial_h", "initial_c") else v

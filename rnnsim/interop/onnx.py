@@ -21,7 +21,7 @@ import numpy as np
 from ..activations import BoundActivation, bind
 from ..cells import CELLS
 from ..config import LayerConfig, Spec
-from ..errors import ConfigError, InputError, RnnsimError, ShapeError
+from ..errors import ConfigError, InputError, ShapeError
 from ..plugins import get_plugins
 from .onnx_ops import OPS
 
@@ -182,6 +182,16 @@ def _attributes(onnx, node) -> dict:
 
 def _describe(value: np.ndarray) -> str:
     return f"{value.dtype} {tuple(value.shape)}"
+
+
+def _run_glue(node: Node, inputs: list) -> tuple:
+    """Run a NumPy operator; NumPy's complaints about the inputs become a ShapeError."""
+    try:
+        return node.run(inputs)
+    except (ValueError, IndexError, TypeError, KeyError) as exc:
+        shapes = ", ".join(f"'{n}' {_describe(v)}" for n, v in zip(node.inputs, inputs)
+                           if v is not None)
+        raise ShapeError(f"{node.where} failed on inputs {shapes}: {exc}.") from None
 
 
 class OnnxModel:
@@ -394,14 +404,8 @@ class OnnxModel:
         values.update(self._checked_feeds(feeds, check_finite))
         for node in self._plan(wanted):
             inputs = [values[name] if name else None for name in node.inputs]
-            try:
-                results = node.run(inputs)
-            except RnnsimError:
-                raise
-            except (ValueError, IndexError, TypeError, KeyError) as exc:
-                shapes = ", ".join(f"'{n}' {_describe(v)}" for n, v in zip(node.inputs, inputs)
-                                   if v is not None)
-                raise ShapeError(f"{node.where} failed on inputs {shapes}: {exc}.") from None
+            # A recurrent node checks its inputs itself, with errors naming them.
+            results = node.run(inputs) if node.op in RECURRENT else _run_glue(node, inputs)
             for name, value in zip(node.outputs, results):
                 if name:
                     values[name] = value
