@@ -185,7 +185,7 @@ def test_cli_import_file_errors(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     bad = runner.invoke(cli, ["import", "torch", str(tmp_path / "bad.npz"), *IMPORT_ARGS,
                               "-o", str(tmp_path / "m")])
-    assert bad.exit_code == 1 and "cannot be read" in bad.output
+    assert bad.exit_code == 1 and "is not an .npz file" in bad.output
     usage = runner.invoke(cli, ["import", "torch", str(tmp_path / "bad.npz"), "--mode", "lstm"])
     assert usage.exit_code == 2
 
