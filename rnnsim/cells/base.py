@@ -1,6 +1,9 @@
 """The base class of recurrent cells and helpers their ``run`` methods share."""
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 
@@ -19,9 +22,36 @@ def pick_variant(module, kernel: str, batch: int):
     return getattr(module, f"{kernel}_{'parallel' if parallel else 'serial'}")
 
 
-def row_chunks(batch: int) -> int:
-    """Batch-row chunks for the recurrent kernels: one per thread, at most one per row."""
-    return max(1, min(batch, numba.get_num_threads()))
+# Below this many multiply-adds a call runs on one thread: handing rows to another thread costs
+# tens of microseconds.
+THREADED_WORK = 2_000_000
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
+
+
+def run_rows(kernel, batch: int, work: float, *args) -> None:
+    """Run ``kernel(first, last, *args)`` on all batch rows, split into one chunk per thread
+    (``numba.get_num_threads()``) when there are several rows and ``work`` multiply-adds.
+
+    Rows are independent and the kernels release the GIL, so the chunks run in parallel on
+    threads of a pool, one of them the calling thread, each through the whole sequence. This
+    takes the place of numba's ``prange``: a parallel variant of a kernel compiles 2-3 times
+    slower than the serial one, and a pool of plain threads spins on no core when idle.
+    """
+    global _pool
+    threads = min(batch, numba.get_num_threads())
+    if threads < 2 or work < THREADED_WORK:
+        kernel(0, batch, *args)
+        return
+    size = -(-batch // threads)
+    if batch >= threads * tiles.ROWS:  # whole tiles of rows per thread
+        size = -(-size // tiles.ROWS) * tiles.ROWS
+    bounds = [(first, min(batch, first + size)) for first in range(0, batch, size)]
+    if _pool is None or _pool[:2] != (os.getpid(), len(bounds) - 1):
+        _pool = (os.getpid(), len(bounds) - 1, ThreadPoolExecutor(len(bounds) - 1))
+    futures = [_pool[2].submit(kernel, first, last, *args) for first, last in bounds[1:]]
+    kernel(*bounds[0], *args)
+    for future in futures:
+        future.result()
 
 
 class Cell:

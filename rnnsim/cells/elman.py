@@ -2,7 +2,8 @@
 import numpy as np
 
 from ..kernels.cpu import elman as template
-from .base import Cell, pick_variant, row_chunks
+from ..kernels.cpu import tiles
+from .base import Cell, run_rows
 
 
 class ElmanCell(Cell):
@@ -28,10 +29,11 @@ class ElmanCell(Cell):
         T, B, _ = x.shape
         dtype = x.dtype
         P = self.packed("U" + suffix, (params["W" + suffix], params["U" + suffix]), 1,
-                        template.VECTORS)
-        bias = params.get("b" + suffix, np.zeros(self.units, dtype))
+                        template.HALVES)
+        bias = tiles.padded(params.get("b" + suffix, np.zeros(self.units, dtype)), 1,
+                            tiles.panel_units(dtype, 1, template.HALVES))
         out = np.empty((T, B, self.units), dtype)
-        kernel = pick_variant(self.kernels(), "elman_forward", B)
-        kernel(x, P, bias, h, out, lengths, reverse, self.clip(dtype), row_chunks(B),
-               self.activations[0].kernel_args(dtype))
+        run_rows(self.kernels().elman_forward_serial, B, T * B * self.units * P.shape[1], x, P,
+                 bias, h, out, lengths, reverse, self.clip(dtype),
+                 self.activations[0].kernel_args(dtype))
         return out

@@ -2,7 +2,8 @@
 import numpy as np
 
 from ..kernels.cpu import gru as template
-from .base import Cell, pick_variant, row_chunks
+from ..kernels.cpu import tiles
+from .base import Cell, run_rows
 
 
 class GRUCell(Cell):
@@ -30,19 +31,19 @@ class GRUCell(Cell):
 
     def run_direction(self, params, suffix, x, h, lengths, reverse):
         T, B, _ = x.shape
-        p, dtype = self.units, x.dtype
+        p, dtype, halves = self.units, x.dtype, template.HALVES
         W, U = params["W" + suffix], params["U" + suffix]
-        reset_after = self.config.reset_after is not False
-        if reset_after:
-            P = self.packed("U" + suffix, (W, U), template.GATES, template.VECTORS)
-            Pn = self.packed("Un" + suffix, (W[:0], U[:0]), 1, template.SPLIT_VECTORS)
+        if self.config.reset_after is not False:
+            P = self.packed("U" + suffix, (W, U), 3, 3 * halves)
+            Pn = self.packed("Un" + suffix, (W[:0], U[:0]), 1, halves)
         else:
-            P = self.packed("U" + suffix, (W[:2 * p], U[:2 * p]), 2, template.SPLIT_VECTORS)
-            Pn = self.packed("Un" + suffix, (W[2 * p:], U[2 * p:]), 1, template.SPLIT_VECTORS)
-        bias = params.get("b" + suffix, np.zeros(3 * p, dtype))
-        bn = params.get("bn" + suffix, np.zeros(p, dtype))
+            P = self.packed("U" + suffix, (W[:2 * p], U[:2 * p]), 2, 2 * halves)
+            Pn = self.packed("Un" + suffix, (W[2 * p:], U[2 * p:]), 1, halves)
+        units = tiles.panel_units(dtype, 1, halves)
+        bias = tiles.padded(params.get("b" + suffix, np.zeros(3 * p, dtype)), 3, units)
+        bn = tiles.padded(params.get("bn" + suffix, np.zeros(p, dtype)), 1, units)
         out = np.empty((T, B, p), dtype)
-        kernel = pick_variant(self.kernels(), "gru_forward", B)
-        kernel(x, P, Pn, bias, bn, h, out, lengths, reset_after, reverse, self.clip(dtype),
-               row_chunks(B), *(a.kernel_args(dtype) for a in self.activations))
+        run_rows(self.kernels().gru_forward_serial, B, T * B * 3 * p * P.shape[1], x, P, Pn,
+                 bias, bn, h, out, lengths, self.config.reset_after is not False, reverse,
+                 self.clip(dtype), *(a.kernel_args(dtype) for a in self.activations))
         return out

@@ -2,7 +2,8 @@
 import numpy as np
 
 from ..kernels.cpu import lstm as template
-from .base import Cell, pick_variant, row_chunks
+from ..kernels.cpu import tiles
+from .base import Cell, run_rows
 
 
 class LSTMCell(Cell):
@@ -42,16 +43,20 @@ class LSTMCell(Cell):
 
     def run_direction(self, params, suffix, x, h, lengths, reverse, c):
         T, B, _ = x.shape
-        p, dtype, vectors = self.units, x.dtype, template.VECTORS
+        p, dtype, gates = self.units, x.dtype, template.GATES
+        vectors = gates * template.HALVES
+        units = tiles.panel_units(dtype, gates, vectors)
         none = np.zeros((0, p), dtype)
-        W, U = params["W" + suffix], params["U" + suffix]
-        P = self.packed("U" + suffix, (W, U), template.GATES, vectors)
+        P = self.packed("U" + suffix, (params["W" + suffix], params["U" + suffix]), gates,
+                        vectors)
         R = params.get("R" + suffix, none)
-        R = self.packed("R" + suffix, (R[:, :0], R), 1, vectors)
-        bias = params.get("b" + suffix, np.zeros(4 * p, dtype))
+        R = self.packed("R" + suffix, (R[:, :0], R), 1, template.PROJECTION_HALVES)
+        bias = tiles.padded(params.get("b" + suffix, np.zeros(gates * p, dtype)), gates, units)
+        peep = tiles.padded(params.get("P" + suffix, np.zeros(3 * p, dtype)).reshape(-1), 3,
+                            units)
         out = np.empty((T, B, self.hidden_size), dtype)
-        kernel = pick_variant(self.kernels(), "lstm_forward", B)
-        kernel(x, P, bias, R, params.get("P" + suffix, none), h, c, out, lengths, reverse,
-               self.clip(dtype), bool(self.config.input_forget), row_chunks(B),
-               *(a.kernel_args(dtype) for a in self.activations))
+        work = T * B * (gates * p * P.shape[1] + R.shape[1] * self.hidden_size)
+        run_rows(self.kernels().lstm_forward_serial, B, work, x, P, bias, R, peep, h, c, out,
+                 lengths, reverse, self.clip(dtype), bool(self.config.input_forget),
+                 *(a.kernel_args(dtype) for a in self.activations))
         return out

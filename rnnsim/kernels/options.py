@@ -9,7 +9,10 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 GATHER_FASTMATH = FASTMATH - {"reassoc"}
 
 JIT = {"fastmath": FASTMATH, "error_model": "numpy", "nogil": True, "boundscheck": False}
-ACTIVATION_JIT = {"fastmath": FASTMATH, "error_model": "numpy"}
+# Activations are scalar (nothing to vectorise by reordering) and may rely on the order of
+# their operations (the split ln 2 of kernels/cpu/approx.py): no 'reassoc'. Their instructions
+# keep these flags when LLVM inlines them into a kernel.
+ACTIVATION_JIT = {"fastmath": FASTMATH - {"reassoc"}, "error_model": "numpy"}
 VARIANTS = {"serial": {}, "parallel": {"parallel": True}}
 
 # CUDA kernels (kernels/cuda/). fastmath would approximate division, sqrt, exp and log and

@@ -1,19 +1,20 @@
 """The recurrent matmul of the CPU kernels: weights packed into panels, a register-tiled product.
 
 Packed layout. The input and recurrent weights [W U] (gates*p, K = k + q), the rows of gate g
-being ``[g*p:(g+1)*p]``, become P (panels, K, nr*VL): VL = ``LANE_BYTES`` / itemsize lanes (8 float32, 4 float64), nr
-vectors per panel row. A panel covers ``UP = nr // gates * VL`` units of every gate, gate-major:
-``P[pan, j, g*UP + i] = [W U][g*p + pan*UP + i, j]`` (zero past p). For row j of the panel the
-outputs of all gates of those units are contiguous, so one step's product [x_t h_{t-1}] [W U]^T
-for a few batch rows is a loop over j of vector loads and broadcast FMAs whose accumulators
-stay in registers, and the gate nonlinearities of a panel's units run right after its tile
-(the kernels' epilogue). The input projection is part of the same product: no separate GEMM,
-no (T, B, gates*p) intermediate, one thread pool.
+being ``[g*p:(g+1)*p]``, become P (panels, K, nr*VL): VL = ``LANE_BYTES`` / itemsize lanes (8
+float32, 4 float64), nr = gates * halves vectors per panel row. A panel covers UP = halves*VL
+units of every gate, as ``halves`` sub-panels of VL units: row j of P[pan] holds, for each
+sub-panel h and gate g, the vector ``[W U][g*p + pan*UP + h*VL + l, j]``, l < VL (zero past
+p), at columns ``(h*gates + g)*VL + l``. So one step's product [x_t h_{t-1}] [W U]^T for a few
+batch rows and a sub-panel is a loop over j of ``gates`` contiguous vector loads and broadcast
+FMAs whose accumulators stay in registers; the gate nonlinearities of a panel's units run
+right after its tile (the kernels' epilogue), over UP units at once. The input projection is
+part of the same product: no separate GEMM, no (T, B, gates*p) intermediate, one thread pool.
 
-``tile_matmul`` computes such a tile: rows a_row..a_row+mr-1 of A (rows, >= K) times panel
-``pan`` into ``C[:mr, :nr*VL]``. Every output is ``fma(P[K-1], a[K-1], ... fma(P[0], a[0], 0))``
-in this order whatever mr is, so a batch row gets the same bits alone or in a tile, in one
-long run or step by step.
+``tile_matmul`` computes such a tile into C, gate-major: ``C[m, g*UP + i]`` is gate g of unit
+i of the panel. Every output is ``fma(P[K-1], a[K-1], ... fma(P[0], a[0], 0))`` in this order
+whatever the tile's shape, so a batch row gets the same bits alone or in a tile, in one long
+run or step by step.
 """
 import numba
 import numpy as np
@@ -33,7 +34,7 @@ def lanes(dtype) -> int:
 
 
 def panel_units(dtype, gates: int, nr: int) -> int:
-    """Units of every gate that one panel covers."""
+    """Units of every gate that one panel of nr vectors covers."""
     return nr // gates * lanes(dtype)
 
 
@@ -62,37 +63,42 @@ def update_packed(W, U, P, gates):
     panels, K, width = P.shape
     k = W.shape[1]
     p = U.shape[0] // gates
-    units = width // gates
+    lanes = LANE_BYTES // P.itemsize
+    halves = width // (gates * lanes)
     changed = False
     for pan in range(panels):
-        u0 = pan * units
-        n = units if p - u0 > units else p - u0
         for j in range(K):
-            for g in range(gates):
-                for i in range(n):
-                    row = g * p + u0 + i
-                    value = W[row, j] if j < k else U[row, j - k]
-                    if P[pan, j, g * units + i] != value:
-                        P[pan, j, g * units + i] = value
-                        changed = True
+            for h in range(halves):
+                for g in range(gates):
+                    for lane in range(lanes):
+                        u = (pan * halves + h) * lanes + lane
+                        if u >= p:
+                            continue
+                        value = W[g * p + u, j] if j < k else U[g * p + u, j - k]
+                        column = (h * gates + g) * lanes + lane
+                        if P[pan, j, column] != value:
+                            P[pan, j, column] = value
+                            changed = True
     return changed
 
 
 @intrinsic
-def tile_matmul(typingctx, A, a_row, P, pan, C, mr, nr, k, split):
-    """C[:mr, :nr*VL] = A[a_row:a_row+mr, :K] @ P[pan]; mr, nr, split literal ints.
+def tile_matmul(typingctx, A, a_row, P, pan, C, mr, gates, halves, first, count, k, split):
+    """The tile of rows a_row..a_row+mr-1 of A and sub-panels first..first+count-1 of panel
+    ``pan`` (of ``halves`` sub-panels of ``gates`` vectors) into C (module docstring); mr,
+    gates, halves, count and split literal ints.
 
-    With split = s >= 0 vector s sums columns [0, k) only, and columns [k, K) go to an extra
-    vector after the nr others (C[:, nr*VL:(nr+1)*VL]): the input and recurrent parts of a
-    gate kept apart (GRU's n with reset_after).
+    With split = g >= 0 gate g sums columns [0, k) only, and its columns [k, K) go to an extra
+    gate after the last, ``C[m, gates*UP + i]``: the input and recurrent parts of a gate kept
+    apart (GRU's n with reset_after).
     """
-    literal = (mr, nr, split)
+    literal = (mr, gates, halves, count, split)
     if not all(isinstance(value, types.IntegerLiteral) for value in literal):
         return None
-    rows, vectors, split_vector = (value.literal_value for value in literal)
+    rows, n_gates, n_halves, n_sub, split_gate = (value.literal_value for value in literal)
 
     def codegen(context, builder, signature, args):
-        a_arg, row_arg, p_arg, pan_arg, c_arg, _, _, k_arg = args[:8]
+        a_arg, row_arg, p_arg, pan_arg, c_arg = args[:5]
         a = context.make_array(signature.args[0])(context, builder, a_arg)
         packed = context.make_array(signature.args[2])(context, builder, p_arg)
         c = context.make_array(signature.args[4])(context, builder, c_arg)
@@ -104,18 +110,30 @@ def tile_matmul(typingctx, A, a_row, P, pan, C, mr, nr, k, split):
             builder.module, ir.FunctionType(vector, [vector] * 3),
             f"llvm.fma.v{width}f{8 * size}")
         intp = context.get_value_type(types.intp)
-        lda = cgutils.unpack_tuple(builder, a.shape)[1]
-        _, K, panel_width = cgutils.unpack_tuple(builder, packed.shape)
-        ldc = cgutils.unpack_tuple(builder, c.shape)[1]
-        k_value = context.cast(builder, k_arg, signature.args[7], types.intp)
 
         def const(value):
             return ir.Constant(intp, value)
 
-        def accumulator():
-            return cgutils.alloca_once_value(builder, ir.Constant(vector, None))
+        def as_intp(index):
+            return context.cast(builder, args[index], signature.args[index], types.intp)
 
-        acc = [[accumulator() for _ in range(vectors)] for _ in range(rows)]
+        lda = cgutils.unpack_tuple(builder, a.shape)[1]
+        _, K, panel_width = cgutils.unpack_tuple(builder, packed.shape)
+        ldc = cgutils.unpack_tuple(builder, c.shape)[1]
+        first_half, k_value = as_intp(8), as_intp(10)
+        # (sub-panel, gate) of each accumulator column: where it loads from and stores to
+        pairs = [(h, g) for h in range(n_sub) for g in range(n_gates)]
+        loads = [builder.mul(builder.add(builder.mul(builder.add(first_half, const(h)),
+                                                     const(n_gates)), const(g)), const(width))
+                 for h, g in pairs]
+
+        def slot(h, g):
+            return builder.mul(builder.add(builder.add(first_half, const(h)),
+                                           const(g * n_halves)), const(width))
+
+        stores = [slot(h, g) for h, g in pairs]
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(vector, None)) for _ in pairs]
+               for _ in range(rows)]
         panel = builder.gep(packed.data, [builder.mul(pan_arg, builder.mul(K, panel_width))],
                             inbounds=True)
         a_rows = [builder.gep(a.data, [builder.mul(builder.add(row_arg, const(m)), lda)],
@@ -127,49 +145,92 @@ def tile_matmul(typingctx, A, a_row, P, pan, C, mr, nr, k, split):
             with cgutils.for_range_slice(builder, start, stop, const(1), intp) as (j, _):
                 panel_row = builder.gep(panel, [builder.mul(j, panel_width)], inbounds=True)
                 weights = [builder.load(builder.bitcast(
-                    builder.gep(panel_row, [const(n * width)], inbounds=True),
-                    vector.as_pointer()), align=size) for n in range(vectors)]
+                    builder.gep(panel_row, [offset], inbounds=True), vector.as_pointer()),
+                    align=size) for offset in loads]
                 for m in range(rows):
                     value = builder.load(builder.gep(a_rows[m], [j], inbounds=True))
                     broadcast = builder.shuffle_vector(
                         builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0)),
                         undef, splat)
-                    for n in range(vectors):
-                        builder.store(builder.call(fma, [weights[n], broadcast,
-                                                         builder.load(targets[m][n])]),
-                                      targets[m][n])
+                    for target, weight in zip(targets[m], weights):
+                        builder.store(builder.call(fma, [weight, broadcast,
+                                                         builder.load(target)]), target)
 
-        if split_vector < 0:
-            columns(const(0), K, acc)
-            results = acc
-        else:
-            extra = [accumulator() for _ in range(rows)]
+        split = [n for n, (h, g) in enumerate(pairs) if g == split_gate]
+        if split:
+            extra = [{n: cgutils.alloca_once_value(builder, ir.Constant(vector, None))
+                      for n in split} for _ in range(rows)]
             columns(const(0), k_value, acc)
-            second = [[extra[m] if n == split_vector else acc[m][n] for n in range(vectors)]
-                      for m in range(rows)]
-            columns(k_value, K, second)
-            results = [acc[m] + [extra[m]] for m in range(rows)]
+            columns(k_value, K, [[extra[m].get(n, acc[m][n]) for n in range(len(pairs))]
+                                 for m in range(rows)])
+            stores += [slot(pairs[n][0], n_gates) for n in split]
+            acc = [acc[m] + [extra[m][n] for n in split] for m in range(rows)]
+        else:
+            columns(const(0), K, acc)
         for m in range(rows):
             c_row = builder.gep(c.data, [builder.mul(const(m), ldc)], inbounds=True)
-            for n, slot in enumerate(results[m]):
-                target = builder.gep(c_row, [const(n * width)], inbounds=True)
-                builder.store(builder.load(slot), builder.bitcast(target, vector.as_pointer()),
-                              align=size)
+            for source, offset in zip(acc[m], stores):
+                target = builder.gep(c_row, [offset], inbounds=True)
+                builder.store(builder.load(source),
+                              builder.bitcast(target, vector.as_pointer()), align=size)
         return context.get_dummy_value()
 
-    return types.none(A, a_row, P, pan, C, mr, nr, k, split), codegen
+    return types.none(A, a_row, P, pan, C, mr, gates, halves, first, count, k, split), codegen
 
 
-ROWS = 4  # batch rows per tile: 4 x nr vectors of accumulators (nr <= 4: at most 16)
+@intrinsic
+def vector_lanes(typingctx, array):
+    """VL for the array's dtype, a constant: the epilogue loops over whole vectors."""
+    def codegen(context, builder, signature, args):
+        size = context.get_abi_sizeof(context.get_value_type(array.dtype))
+        return context.get_constant(types.intp, LANE_BYTES // size)
+
+    return types.intp(array), codegen
+
+
+def padded(vector: np.ndarray, gates: int, units: int) -> np.ndarray:
+    """A (gates*p,) vector as (gates, p rounded up to a multiple of ``units``, the units of a
+    panel), zero past p: the kernels' layout of biases and peepholes."""
+    p = vector.size // gates
+    out = np.zeros((gates, -(-p // units) * units), vector.dtype)
+    out[:, :p] = vector.reshape(gates, p)
+    return out
+
+
+@intrinsic
+def _stack_pointer(typingctx, array, count):
+    """A pointer to ``count`` (a literal int) elements of the array's dtype on the stack."""
+    if not isinstance(count, types.IntegerLiteral):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, context.get_value_type(array.dtype),
+                                   size=ir.Constant(ir.IntType(64), count.literal_value))
+
+    return types.CPointer(array.dtype)(array, count), codegen
+
+
+SCRATCH = 256  # elements of a stack buffer: ROWS x a panel of up to 8 vectors of 8
+ROWS = 4  # batch rows per tile: 4 x up to 4 vectors of accumulators
 
 
 @numba.njit(inline="always", **JIT)
-def row_tile(A, r, n, P, pan, C, vectors, k, split):
-    """Tile the rows r.. of A (n rows in all) with panel ``pan`` (``tile_matmul``): ``ROWS``
-    rows at once while that many remain, else one. Returns the rows done; their results are
-    in C[:rows]."""
-    if n - r >= ROWS:
-        tile_matmul(A, r, P, pan, C, ROWS, vectors, k, split)
-        return ROWS
-    tile_matmul(A, r, P, pan, C, 1, vectors, k, split)
-    return 1
+def scratch(like, rows, columns):
+    """A (rows, columns) array of like's dtype in a new stack buffer of ``SCRATCH`` elements
+    (rows*columns at most), uninitialised. LLVM knows that it overlaps no other array, so an
+    epilogue loop that writes only such buffers vectorises without run-time overlap checks."""
+    return numba.carray(_stack_pointer(like, SCRATCH), (rows, columns))
+
+
+@numba.njit(inline="always", **JIT)
+def panel_tile(A, r, n, P, pan, C, k, gates, halves, per_call, split):
+    """Tile the rows r.. of A (n rows in all) with panel ``pan`` (``tile_matmul``; literal
+    gates, halves, per_call, split): ``ROWS`` rows at once while that many remain, ``per_call``
+    sub-panels per call (at most 16 accumulators), else one row with all sub-panels (more
+    independent FMA chains). Returns the rows done, whose results are in C[:rows]."""
+    if n - r < ROWS:
+        tile_matmul(A, r, P, pan, C, 1, gates, halves, 0, halves, k, split)
+        return 1
+    for first in range(0, halves, per_call):
+        tile_matmul(A, r, P, pan, C, ROWS, gates, halves, first, per_call, k, split)
+    return ROWS
