@@ -22,36 +22,58 @@ def pick_variant(module, kernel: str, batch: int):
     return getattr(module, f"{kernel}_{'parallel' if parallel else 'serial'}")
 
 
-# Below this many multiply-adds a call runs on one thread: handing rows to another thread costs
-# tens of microseconds.
+# A call runs on one thread below this many multiply-adds: handing work to another thread
+# costs tens of microseconds.
 THREADED_WORK = 2_000_000
+# Threads share the units of the same rows (``kernels/cpu/team.py``) when there are fewer rows
+# than threads and a step does at least this many multiply-adds: a barrier per step then
+# costs little, and each core streams only its share of the weights from its own cache.
+TEAM_STEP_WORK = 200_000
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 
 
-def run_rows(kernel, batch: int, work: float, *args) -> None:
-    """Run ``kernel(first, last, *args)`` on all batch rows, split into one chunk per thread
-    (``numba.get_num_threads()``) when there are several rows and ``work`` multiply-adds.
+def run_rows(kernel, batch: int, steps: int, step_work: float, *args) -> None:
+    """Run ``kernel(first, last, member, members, sync, *args)`` over all batch rows.
 
-    Rows are independent and the kernels release the GIL, so the chunks run in parallel on
-    threads of a pool, one of them the calling thread, each through the whole sequence. This
-    takes the place of numba's ``prange``: a parallel variant of a kernel compiles 2-3 times
-    slower than the serial one, and a pool of plain threads spins on no core when idle.
+    ``step_work`` is the multiply-adds of one step. The rows are split into one chunk per
+    thread (``thread_count``), or, with fewer rows than threads, all threads run all
+    rows, each on its share of the units (``team``); below ``THREADED_WORK`` one call does it
+    all. The kernels release the GIL, so the calls run in parallel on a pool of threads (one
+    of them the calling thread), each through the whole sequence. This takes the place of
+    numba's ``prange``: a parallel variant of a kernel compiles 2-3 times slower than the
+    serial one, and plain threads spin on no core when idle.
     """
-    global _pool
-    threads = min(batch, numba.get_num_threads())
-    if threads < 2 or work < THREADED_WORK:
-        kernel(0, batch, *args)
+    threads = thread_count()
+    sync = np.zeros(8, np.int64)
+    if threads < 2 or steps * step_work < THREADED_WORK or (
+            batch < threads and step_work < TEAM_STEP_WORK):
+        kernel(0, batch, 0, 1, sync, *args)
         return
-    size = -(-batch // threads)
-    if batch >= threads * tiles.ROWS:  # whole tiles of rows per thread
-        size = -(-size // tiles.ROWS) * tiles.ROWS
-    bounds = [(first, min(batch, first + size)) for first in range(0, batch, size)]
-    if _pool is None or _pool[:2] != (os.getpid(), len(bounds) - 1):
-        _pool = (os.getpid(), len(bounds) - 1, ThreadPoolExecutor(len(bounds) - 1))
-    futures = [_pool[2].submit(kernel, first, last, *args) for first, last in bounds[1:]]
-    kernel(*bounds[0], *args)
+    if batch < threads:
+        calls = [(0, batch, member, threads) for member in range(threads)]
+    else:
+        size = -(-batch // threads)
+        if batch >= threads * tiles.ROWS:  # whole tiles of rows per thread
+            size = -(-size // tiles.ROWS) * tiles.ROWS
+        calls = [(first, min(batch, first + size), 0, 1) for first in range(0, batch, size)]
+    pool = _thread_pool(len(calls) - 1)
+    futures = [pool.submit(kernel, *call, sync, *args) for call in calls[1:]]
+    kernel(*calls[0], sync, *args)
     for future in futures:
         future.result()
+
+
+def thread_count() -> int:
+    """Threads the kernels may use: numba's setting (``numba.set_num_threads``)."""
+    return numba.get_num_threads()
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """A pool of ``workers`` threads, made anew after a fork (threads do not survive one)."""
+    global _pool
+    if _pool is None or _pool[:2] != (os.getpid(), workers):
+        _pool = (os.getpid(), workers, ThreadPoolExecutor(workers))
+    return _pool[2]
 
 
 class Cell:

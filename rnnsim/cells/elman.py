@@ -33,7 +33,8 @@ class ElmanCell(Cell):
         bias = tiles.padded(params.get("b" + suffix, np.zeros(self.units, dtype)), 1,
                             tiles.panel_units(dtype, 1, template.HALVES))
         out = np.empty((T, B, self.units), dtype)
-        run_rows(self.kernels().elman_forward_serial, B, T * B * self.units * P.shape[1], x, P,
-                 bias, h, out, lengths, reverse, self.clip(dtype),
-                 self.activations[0].kernel_args(dtype))
+        width = x.shape[2] + bias.shape[1]
+        run_rows(self.kernels().elman_forward_serial, B, T, B * self.units * P.shape[1], x, P,
+                 bias, h, out, lengths, reverse, self.clip(dtype), np.zeros((B, width), dtype),
+                 np.zeros((B, width), dtype), self.activations[0].kernel_args(dtype))
         return out

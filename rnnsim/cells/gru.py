@@ -43,7 +43,12 @@ class GRUCell(Cell):
         bias = tiles.padded(params.get("b" + suffix, np.zeros(3 * p, dtype)), 3, units)
         bn = tiles.padded(params.get("bn" + suffix, np.zeros(p, dtype)), 1, units)
         out = np.empty((T, B, p), dtype)
-        run_rows(self.kernels().gru_forward_serial, B, T * B * 3 * p * P.shape[1], x, P, Pn,
-                 bias, bn, h, out, lengths, self.config.reset_after is not False, reverse,
-                 self.clip(dtype), *(a.kernel_args(dtype) for a in self.activations))
+        reset_after = self.config.reset_after is not False
+        k, padded = x.shape[2], bias.shape[1]
+        split = 0 if reset_after else B
+        buffers = (np.zeros((B, k + padded), dtype), np.zeros((B, k + padded), dtype),
+                   np.zeros((split, padded), dtype), np.zeros((split, k + padded), dtype))
+        run_rows(self.kernels().gru_forward_serial, B, T, B * 3 * p * P.shape[1], x, P, Pn,
+                 bias, bn, h, out, lengths, reset_after, reverse, self.clip(dtype), *buffers,
+                 *(a.kernel_args(dtype) for a in self.activations))
         return out

@@ -55,8 +55,14 @@ class LSTMCell(Cell):
         peep = tiles.padded(params.get("P" + suffix, np.zeros(3 * p, dtype)).reshape(-1), 3,
                             units)
         out = np.empty((T, B, self.hidden_size), dtype)
-        work = T * B * (gates * p * P.shape[1] + R.shape[1] * self.hidden_size)
-        run_rows(self.kernels().lstm_forward_serial, B, work, x, P, bias, R, peep, h, c, out,
-                 lengths, reverse, self.clip(dtype), bool(self.config.input_forget),
-                 *(a.kernel_args(dtype) for a in self.activations))
+        q, padded = self.hidden_size, bias.shape[1]
+        width = q if self.config.proj_size else padded
+        operands = (B, x.shape[2] + width)
+        buffers = (np.zeros(operands, dtype), np.zeros(operands, dtype),
+                   np.zeros((B, padded), dtype),
+                   np.zeros((B if self.config.proj_size else 0, padded), dtype))
+        step_work = B * (gates * p * P.shape[1] + R.shape[1] * q)
+        run_rows(self.kernels().lstm_forward_serial, B, T, step_work, x, P, bias, R, peep, h, c,
+                 out, lengths, reverse, self.clip(dtype), bool(self.config.input_forget),
+                 *buffers, *(a.kernel_args(dtype) for a in self.activations))
         return out

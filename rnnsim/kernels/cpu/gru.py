@@ -10,16 +10,16 @@ batch rows and one panel's units of the gates, then those units' nonlinearities.
 ``reset_after`` the tile keeps n's input and recurrent parts apart; without it a second pass
 tiles [x_t, r * h_{t-1}] with [W_n U_n].
 """
-from rnnsim.kernels.cpu import rows, tiles
+from rnnsim.kernels.cpu import rows, team, tiles
 
 KERNELS = ("gru_forward",)
 HALVES = 2  # sub-panels per panel: P packed with gates=3 (reset_after) or 2 (r, z), nr=6 or 4
 N_GATE = 2  # with reset_after, gate n's recurrent part goes to an extra gate of the tile
 
 
-def gru_forward(first, last, x, P, Pn, bias, bn, h, out, lengths, reset_after, reverse, clip,
-                p0, p1):
-    """Run the recurrence for batch rows first..last-1.
+def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bn, h, out, lengths,
+                reset_after, reverse, clip, H, H_next, Z, RH, p0, p1):
+    """Run batch rows first..last-1, the panels of ``member`` of ``members`` (``team``).
 
     x : (T, B, k) inputs; P : [W U] (3p, k + p) packed with gates=3, nr=6 with ``reset_after``,
     else the rows of r and z packed with gates=2, nr=4; Pn : the rows of n packed with gates=1,
@@ -28,76 +28,80 @@ def gru_forward(first, last, x, P, Pn, bias, bn, h, out, lengths, reset_after, r
     states, overwritten with the final ones; out : (T, B, p) receives h_t, zero past a row's
     length; lengths : (B,) int64 steps of each row (<= T); reset_after : where the reset gate
     applies (see the module docstring); reverse : run each row from its last step down to 0;
-    clip : np.inf for none; p0, p1 : the activations' parameters.
+    clip : np.inf for none; sync : (1,) int64 zeros shared by the members; H, H_next :
+    (B, k + pp) zeros, the rows' operands (``rows``); Z : (B, pp) update gates and RH :
+    (B, k + pp) [x_t, r * h_{t-1}] without ``reset_after`` ((0, .) with it); p0, p1 : the
+    activations' parameters.
     """
-    T, B, k = x.shape
+    k = x.shape[2]
     p = h.shape[1]
-    padded = bias.shape[1]
     gates = 3 if reset_after else 2
     units = P.shape[2] // gates
     one = x.dtype.type(1.0)  # a literal 1.0 would compute float32 in float64
-    n = last - first
-    H = rows.buffer(x, n, k + padded)
-    H_next = rows.buffer(x, n, k + padded)
-    Z = rows.buffer(x, 0 if reset_after else n, padded)
-    RH = rows.buffer(x, 0 if reset_after else n, k + padded)
+    lead = member == 0
+    pan_lo, pan_hi = team.share(P.shape[0], members, member)
+    out_lo, out_hi = min(pan_lo * units, p), min(pan_hi * units, p)
     C = tiles.scratch(x, tiles.ROWS, 4 * units)
     results = tiles.scratch(x, 2, units)
-    steps = rows.start_chunk(h, out, lengths, first, H, k)
+    if lead:
+        rows.start(h, out, lengths, first, last, H, k)
+        rows.load_inputs(x, H, lengths, first, last, 0, reverse)
+    phase = team.meet(sync, members, 0)
+    steps = rows.longest(lengths, first, last)
     for s in range(steps):
-        rows.load_inputs(x, H, lengths, first, s, reverse)
-        for pan in range(P.shape[0]):
+        for pan in range(pan_lo, pan_hi):
             u0 = pan * units
-            r = 0
-            while r < n:
+            b = first
+            while b < last:
                 if reset_after:
-                    tile = tiles.panel_tile(H, r, n, P, pan, C, k, 3, HALVES, 1, N_GATE)
+                    tile = tiles.panel_tile(H, b, last, P, pan, C, k, 3, HALVES, 1, N_GATE)
                 else:
-                    tile = tiles.panel_tile(H, r, n, P, pan, C, k, 2, HALVES, 2, -1)
+                    tile = tiles.panel_tile(H, b, last, P, pan, C, k, 2, HALVES, 2, -1)
                 for m in range(tile):
-                    if s >= lengths[first + r + m]:
+                    if s >= lengths[b + m]:
                         continue
-                    h_row = H[r + m, k + u0:k + u0 + units]
+                    h_row = H[b + m, k + u0:k + u0 + units]
                     if reset_after:
                         for i in range(units):  # branch-free, so that it vectorises
-                            ar = act1(rows.clipped(C[m, i] + bias[0, u0 + i], clip),  # noqa: F821
+                            ar = act1(rows.clipped(C[m, i] + bias[0, u0 + i], clip), *p1)  # noqa: F821
+                            az = act1(rows.clipped(C[m, units + i] + bias[1, u0 + i], clip),  # noqa: F821
                                       *p1)
-                            az = act1(rows.clipped(C[m, units + i] + bias[1, u0 + i],  # noqa: F821
-                                                   clip), *p1)
                             gn = rows.clipped(C[m, 2 * units + i] + bias[2, u0 + i] + ar
                                               * (C[m, 3 * units + i] + bn[0, u0 + i]), clip)
                             results[0, i] = (one - az) * act0(gn, *p0) + az * h_row[i]  # noqa: F821
-                        rows.copy(results[0], H_next[r + m, k + u0:k + u0 + units])
+                        rows.copy(results[0], H_next[b + m, k + u0:k + u0 + units])
                     else:
                         for i in range(units):
-                            ar = act1(rows.clipped(C[m, i] + bias[0, u0 + i], clip),  # noqa: F821
-                                      *p1)
+                            ar = act1(rows.clipped(C[m, i] + bias[0, u0 + i], clip), *p1)  # noqa: F821
                             results[0, i] = act1(rows.clipped(  # noqa: F821
                                 C[m, units + i] + bias[1, u0 + i], clip), *p1)
                             results[1, i] = ar * h_row[i]
-                        rows.copy(results[0], Z[r + m, u0:u0 + units])
-                        rows.copy(results[1], RH[r + m, k + u0:k + u0 + units])
-                r += tile
+                        rows.copy(results[0], Z[b + m, u0:u0 + units])
+                        rows.copy(results[1], RH[b + m, k + u0:k + u0 + units])
+                b += tile
         if not reset_after:
-            for r in range(n):
-                rows.copy(H[r, :k], RH[r, :k])
-            for pan in range(Pn.shape[0]):
+            for b in range(first, last):
+                rows.copy(H[b, :k], RH[b, :k])  # the same rows of x for every member
+            phase = team.meet(sync, members, phase)
+            for pan in range(pan_lo, pan_hi):
                 u0 = pan * units
-                r = 0
-                while r < n:
-                    tile = tiles.panel_tile(RH, r, n, Pn, pan, C, k, 1, HALVES, 2, -1)
+                b = first
+                while b < last:
+                    tile = tiles.panel_tile(RH, b, last, Pn, pan, C, k, 1, HALVES, 2, -1)
                     for m in range(tile):
-                        if s >= lengths[first + r + m]:
+                        if s >= lengths[b + m]:
                             continue
-                        h_row = H[r + m, k + u0:k + u0 + units]
-                        z_row = Z[r + m, u0:u0 + units]
+                        h_row = H[b + m, k + u0:k + u0 + units]
+                        z_row = Z[b + m, u0:u0 + units]
                         for i in range(units):
-                            gn = rows.clipped(C[m, i] + bias[2, u0 + i] + bn[0, u0 + i],
-                                              clip)
-                            results[0, i] = ((one - z_row[i]) * act0(gn, *p0)  # noqa: F821
-                                             + z_row[i] * h_row[i])
-                        rows.copy(results[0], H_next[r + m, k + u0:k + u0 + units])
-                    r += tile
-        rows.finish_step(H, H_next, out, lengths, first, s, reverse, k)
+                            gn = rows.clipped(C[m, i] + bias[2, u0 + i] + bn[0, u0 + i], clip)
+                            results[0, i] = (one - z_row[i]) * act0(gn, *p0) + z_row[i] * h_row[i]  # noqa: F821
+                        rows.copy(results[0], H_next[b + m, k + u0:k + u0 + units])
+                    b += tile
+        if lead and s + 1 < steps:
+            rows.load_inputs(x, H_next, lengths, first, last, s + 1, reverse)
+        rows.finish_step(H, H_next, out, lengths, first, last, s, reverse, k, out_lo, out_hi)
+        phase = team.meet(sync, members, phase)
         H, H_next = H_next, H
-    rows.store_states(H, h, first, k)
+    if lead:
+        rows.store_states(H, h, first, last, k)

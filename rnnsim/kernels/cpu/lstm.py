@@ -9,7 +9,7 @@ optional projection h_t = R (o * act0(c_t)) (PyTorch ``proj_size``), and the ONN
 Each step runs panel by panel (``tiles``): a register tile of [x_t h_{t-1}] [W U]^T for a few
 batch rows and one panel's units of all four gates, then those units' gate nonlinearities.
 """
-from rnnsim.kernels.cpu import rows, tiles
+from rnnsim.kernels.cpu import rows, team, tiles
 
 KERNELS = ("lstm_forward",)
 GATES = 4
@@ -17,9 +17,9 @@ HALVES = 2  # sub-panels per panel: P packed with gates=4, nr=8
 PROJECTION_HALVES = 4  # R packed with gates=1, nr=4
 
 
-def lstm_forward(first, last, x, P, bias, R, peep, h, c, out, lengths, reverse, clip,
-                 input_forget, p0, p1, p2):
-    """Run the recurrence for batch rows first..last-1.
+def lstm_forward(first, last, member, members, sync, x, P, bias, R, peep, h, c, out, lengths,
+                 reverse, clip, input_forget, H, H_next, cs, Y, p0, p1, p2):
+    """Run batch rows first..last-1, the panels of ``member`` of ``members`` (``team``).
 
     x : (T, B, k) inputs; P : [W U] (4p, k + q) packed with gates=4, nr=8 (``tiles``), q = p or
     proj_size; bias : (4, pp) biases, pp = p padded to whole panels (``tiles.padded``); R : the
@@ -28,38 +28,43 @@ def lstm_forward(first, last, x, P, bias, R, peep, h, c, out, lengths, reverse, 
     the final ones; out : (T, B, q) receives h_t, zero past a row's length; lengths : (B,)
     int64 steps of each row (<= T); reverse : run each row from its last step down to 0;
     clip : np.inf for none (clipping to inf changes nothing, NaN included); input_forget :
-    couple the forget gate to the input gate; p0, p1, p2 : the activations' parameters.
+    couple the forget gate to the input gate; sync : (1,) int64 zeros shared by the members;
+    H, H_next : (B, k + (pp or q with R)) zeros, the rows' operands (``rows``); cs : (B, pp)
+    zeros, the cell states; Y : (B or 0, pp) o * act0(c) before the projection; p0, p1, p2 :
+    the activations' parameters.
     """
-    T, B, k = x.shape
+    k = x.shape[2]
     p = c.shape[1]
     q = h.shape[1]
-    padded = bias.shape[1]
     units = P.shape[2] // GATES
-    one = x.dtype.type(1.0)  # a literal 1.0 would compute float32 in float64
     outputs = R.shape[2]
     project = R.shape[0] > 0
-    n = last - first
-    width = q if project else padded
-    H = rows.buffer(x, n, k + width)
-    H_next = rows.buffer(x, n, k + width)
-    cs = rows.buffer(x, n, padded)
-    for r in range(n):
-        rows.copy(c[first + r], cs[r, :p])
-    Y = rows.buffer(x, n if project else 0, padded)
+    one = x.dtype.type(1.0)  # a literal 1.0 would compute float32 in float64
+    lead = member == 0
+    pan_lo, pan_hi = team.share(P.shape[0], members, member)
+    # the member's outputs: those of its panels of R with a projection, else of P
+    out_lo, out_hi = team.share(R.shape[0], members, member) if project else (pan_lo, pan_hi)
+    width = outputs if project else units
+    out_lo, out_hi = min(out_lo * width, q), min(out_hi * width, q)
     C = tiles.scratch(x, tiles.ROWS, P.shape[2])  # a panel's tile; also R's, narrower
     results = tiles.scratch(x, 2, units)
-    steps = rows.start_chunk(h, out, lengths, first, H, k)
+    if lead:
+        rows.start(h, out, lengths, first, last, H, k)
+        rows.load_inputs(x, H, lengths, first, last, 0, reverse)
+        for b in range(first, last):
+            rows.copy(c[b], cs[b, :p])
+    phase = team.meet(sync, members, 0)
+    steps = rows.longest(lengths, first, last)
     for s in range(steps):
-        rows.load_inputs(x, H, lengths, first, s, reverse)
-        for pan in range(P.shape[0]):
+        for pan in range(pan_lo, pan_hi):
             u0 = pan * units
-            r = 0
-            while r < n:
-                tile = tiles.panel_tile(H, r, n, P, pan, C, k, GATES, HALVES, 1, -1)
+            b = first
+            while b < last:
+                tile = tiles.panel_tile(H, b, last, P, pan, C, k, GATES, HALVES, 1, -1)
                 for m in range(tile):
-                    if s >= lengths[first + r + m]:
+                    if s >= lengths[b + m]:
                         continue
-                    c_row = cs[r + m, u0:u0 + units]
+                    c_row = cs[b + m, u0:u0 + units]
                     for i in range(units):  # branch-free, so that it vectorises
                         ci = c_row[i]
                         gi = rows.clipped(C[m, i] + bias[0, u0 + i] + peep[0, u0 + i] * ci,
@@ -76,22 +81,27 @@ def lstm_forward(first, last, x, P, bias, R, peep, h, c, out, lengths, reverse, 
                         results[0, i] = ci
                         results[1, i] = act1(go, *p1) * act0(rows.clipped(ci, clip), *p0)  # noqa: F821
                     rows.copy(results[0], c_row)
-                    rows.copy(results[1], Y[r + m, u0:u0 + units] if project
-                              else H_next[r + m, k + u0:k + u0 + units])
-                r += tile
+                    rows.copy(results[1], Y[b + m, u0:u0 + units] if project
+                              else H_next[b + m, k + u0:k + u0 + units])
+                b += tile
         if project:
-            for pan in range(R.shape[0]):
+            phase = team.meet(sync, members, phase)
+            for pan in range(*team.share(R.shape[0], members, member)):
                 o0 = pan * outputs
-                some = outputs if q - o0 > outputs else q - o0
-                r = 0
-                while r < n:
-                    tile = tiles.panel_tile(Y, r, n, R, pan, C, 0, 1, PROJECTION_HALVES,
+                some = min(outputs, q - o0)
+                b = first
+                while b < last:
+                    tile = tiles.panel_tile(Y, b, last, R, pan, C, 0, 1, PROJECTION_HALVES,
                                             PROJECTION_HALVES, -1)
                     for m in range(tile):
-                        rows.copy(C[m, :some], H_next[r + m, k + o0:k + o0 + some])
-                    r += tile
-        rows.finish_step(H, H_next, out, lengths, first, s, reverse, k)
+                        rows.copy(C[m, :some], H_next[b + m, k + o0:k + o0 + some])
+                    b += tile
+        if lead and s + 1 < steps:
+            rows.load_inputs(x, H_next, lengths, first, last, s + 1, reverse)
+        rows.finish_step(H, H_next, out, lengths, first, last, s, reverse, k, out_lo, out_hi)
+        phase = team.meet(sync, members, phase)
         H, H_next = H_next, H
-    rows.store_states(H, h, first, k)
-    for r in range(n):
-        rows.copy(cs[r, :p], c[first + r])
+    if lead:
+        rows.store_states(H, h, first, last, k)
+        for b in range(first, last):
+            rows.copy(cs[b, :p], c[b])

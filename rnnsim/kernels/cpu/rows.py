@@ -1,25 +1,16 @@
 """Batch-row bookkeeping shared by the recurrent kernels.
 
-A kernel splits the batch rows into ``chunks`` (one per thread in the parallel variant, the
-``prange`` running outside the time loop) and runs each chunk through the whole sequence.
-The chunk's rows live in two (rows, k + width) buffers, the current and the next step's: row r
-holds [x_t, h_{t-1}] of its batch row, the operand of the tiles (``tiles``), while the epilogue
-writes h_t into the other buffer (width: q rounded up to whole panels, so that the epilogue
-runs whole vectors). Row b runs ``lengths[b]`` steps; step s is at ``step_time``.
-Slice assignment compiles slowly in numba, hence the explicit loops.
+A kernel runs batch rows first..last-1 through the whole sequence (``cells.base.run_rows``
+gives each thread its rows, or all threads the same rows and a share of the units: ``team``).
+The rows live in two caller-allocated (B, k + width) buffers, the current and the next step's:
+row b holds [x_t, h_{t-1}], the operand of the tiles (``tiles``), while the epilogue writes h_t
+into the other buffer (width: q rounded up to whole panels, so that the epilogue runs whole
+vectors). Row b runs ``lengths[b]`` steps; step s is at time ``step_time``. Slice assignment
+compiles slowly in numba, hence the explicit loops.
 """
 import numba
-import numpy as np
 
 from ..options import JIT
-
-
-@numba.njit(cache=True, **JIT)
-def chunk_bounds(B, chunks, chunk):
-    """First and one-past-last batch row of ``chunk``."""
-    size = -(-B // chunks)
-    first = chunk * size if chunk * size < B else B
-    return first, first + size if first + size < B else B
 
 
 @numba.njit(cache=True, **JIT)
@@ -43,59 +34,46 @@ def copy(source, target):
 
 
 @numba.njit(cache=True, **JIT)
-def zero(a):
-    """Set every element of a 2-D array to 0."""
-    for r in range(a.shape[0]):
-        for i in range(a.shape[1]):
-            a[r, i] = 0.0
-
-
-@numba.njit(cache=True, **JIT)
-def buffer(like, rows, columns):
-    """A zeroed (rows, columns) array of like's dtype."""
-    out = np.empty((rows, columns), like.dtype)
-    zero(out)
-    return out
-
-
-@numba.njit(cache=True, **JIT)
-def start_chunk(h, out, lengths, first, H, k):
-    """Put the rows' initial states after their k input columns in H (zeroed) and zero their
-    outputs past their lengths; return the chunk's steps (its longest row)."""
+def longest(lengths, first, last):
+    """The steps of the longest of rows first..last-1."""
     steps = 0
-    for r in range(H.shape[0]):
-        b = first + r
-        copy(h[b], H[r, k:k + h.shape[1]])
-        for t in range(lengths[b], out.shape[0]):
-            for i in range(out.shape[2]):
-                out[t, b, i] = 0.0
+    for b in range(first, last):
         if lengths[b] > steps:
             steps = lengths[b]
     return steps
 
 
 @numba.njit(cache=True, **JIT)
-def load_inputs(x, H, lengths, first, s, reverse):
-    """Put x at step s into the first columns of the rows still running."""
-    for r in range(H.shape[0]):
-        b = first + r
-        if s < lengths[b]:
-            copy(x[step_time(lengths[b], s, reverse), b], H[r, :x.shape[2]])
+def start(h, out, lengths, first, last, H, k):
+    """Put the rows' initial states after their k input columns in H and zero their outputs
+    past their lengths."""
+    for b in range(first, last):
+        copy(h[b], H[b, k:k + h.shape[1]])
+        for t in range(lengths[b], out.shape[0]):
+            for i in range(out.shape[2]):
+                out[t, b, i] = 0.0
 
 
 @numba.njit(cache=True, **JIT)
-def finish_step(H, H_next, out, lengths, first, s, reverse, k):
-    """Write the step's outputs of the rows still running; the others keep their state."""
-    for r in range(H.shape[0]):
-        b = first + r
+def load_inputs(x, H, lengths, first, last, s, reverse):
+    """Put x at step s into the first columns of the rows that run a step s."""
+    for b in range(first, last):
         if s < lengths[b]:
-            copy(H_next[r, k:k + out.shape[2]], out[step_time(lengths[b], s, reverse), b])
+            copy(x[step_time(lengths[b], s, reverse), b], H[b, :x.shape[2]])
+
+
+@numba.njit(cache=True, **JIT)
+def finish_step(H, H_next, out, lengths, first, last, s, reverse, k, lo, hi):
+    """Write outputs lo..hi-1 of the step's rows that ran it; the others keep their state."""
+    for b in range(first, last):
+        if s < lengths[b]:
+            copy(H_next[b, k + lo:k + hi], out[step_time(lengths[b], s, reverse), b, lo:hi])
         else:
-            copy(H[r, k:], H_next[r, k:])
+            copy(H[b, k + lo:k + hi], H_next[b, k + lo:k + hi])
 
 
 @numba.njit(cache=True, **JIT)
-def store_states(H, h, first, k):
+def store_states(H, h, first, last, k):
     """Copy the rows' final states out of H."""
-    for r in range(H.shape[0]):
-        copy(H[r, k:k + h.shape[1]], h[first + r])
+    for b in range(first, last):
+        copy(H[b, k:k + h.shape[1]], h[b])
