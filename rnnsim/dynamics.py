@@ -91,9 +91,9 @@ class LayerMap:
         return input_projection(np.asarray(x, np.float64)[:, None], self.weight("W"),
                                 self.weight("b"))[:, 0]
 
-    def activate(self, slot: int, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def activate(self, slot: int, z: np.ndarray, clip: bool = True):
         """Activation ``slot`` (in the cell's order) and its slope at ``z``, after clipping."""
-        if self.clip is None:
+        if self.clip is None or not clip:
             return value_and_slope(self.layer.activations[slot], z)
         inside = np.abs(z) <= self.clip
         value, slope = value_and_slope(self.layer.activations[slot],
@@ -232,7 +232,7 @@ class LSTMMap(LayerMap):
         if peep is not None:
             go = go + peep[2] * c_new
         o, o_slope = self.activate(1, go)
-        a, a_slope = self.activate(0, c_new)
+        a, a_slope = self.activate(0, c_new, clip=False)
         return {"c": c, "i": i, "i_slope": i_slope, "f": f, "f_slope": f_slope, "g": g,
                 "g_slope": g_slope, "c_new": c_new, "o": o, "o_slope": o_slope, "a": a,
                 "a_slope": a_slope}

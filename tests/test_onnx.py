@@ -177,8 +177,6 @@ def test_every_onnx_activation_with_alpha_beta_in_each_direction():
                                        err_msg=f"{names} {name}")
 
 
-@pytest.mark.xfail(strict=True, reason="kernel bug, reported: kernels/cpu/lstm.py clips c_t "
-                   "before the h activation; ONNX Runtime 1.32 clips only the gate inputs")
 @pytest.mark.parametrize("peepholes", [False, True])
 def test_lstm_clip_matches_onnxruntime(peepholes):
     """clip bounds the gates' pre-activations; ONNX Runtime feeds h() the unclipped c_t."""

@@ -158,7 +158,7 @@ def test_lengths_errors_name_the_problem():
 
 
 def clip_reference(x, W, U, b, clip, input_forget):
-    """ONNX LSTM with clip (gates and the c_t fed to h) and input_forget (f = 1 - i)."""
+    """ONNX LSTM with clip (gate pre-activations only) and input_forget (f = 1 - i)."""
     p = W.shape[0] // 4
     sig = ACTIVATIONS["sigmoid"]
     h = c = np.zeros((x.shape[1], p))
@@ -168,7 +168,7 @@ def clip_reference(x, W, U, b, clip, input_forget):
         i = sig(z[:, :p])
         f = 1 - i if input_forget else sig(z[:, p:2 * p])
         c = f * c + i * np.tanh(z[:, 2 * p:3 * p])
-        h = sig(z[:, 3 * p:]) * np.tanh(np.clip(c, -clip, clip))
+        h = sig(z[:, 3 * p:]) * np.tanh(c)
         out.append(h)
     return np.stack(out)
 

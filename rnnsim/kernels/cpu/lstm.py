@@ -3,7 +3,8 @@
 act0 is the output activation applied to c_t, act1 the gate activation (i, f, o), act2 the
 cell-input activation (g). Optional peepholes (ONNX: i and f see c_{t-1}, o sees c_t), an
 optional projection h_t = R (o * act0(c_t)) (PyTorch ``proj_size``), and the ONNX options
-``clip`` (gate pre-activations and the c_t fed to act0 clipped to [-clip, clip]) and
+``clip`` (gate pre-activations clipped to [-clip, clip]; c_t reaches act0 unclipped, as in
+ONNX Runtime) and
 ``input_forget`` (f = 1 - i).
 
 Each step runs panel by panel (``tiles``): a register tile of [x_t h_{t-1}] [W U]^T for a few
@@ -79,7 +80,7 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, peep, h, c, 
                         go = rows.clipped(C[m, 3 * units + i] + bias[3, u0 + i]
                                           + peep[2, u0 + i] * ci, clip)
                         results[0, i] = ci
-                        results[1, i] = act1(go, *p1) * act0(rows.clipped(ci, clip), *p0)  # noqa: F821
+                        results[1, i] = act1(go, *p1) * act0(ci, *p0)  # noqa: F821
                     rows.copy(results[0], c_row)
                     rows.copy(results[1], Y[b + m, u0:u0 + units] if project
                               else H_next[b + m, k + u0:k + u0 + units])

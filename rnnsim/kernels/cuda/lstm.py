@@ -111,7 +111,6 @@ def lstm_forward(xp, Ut, P, Rt, h, c, out, y, lengths, steps, reverse, clip, inp
                     c[b, i] = ci
                     if clipping:
                         go = min(max(go, -clip), clip)
-                        ci = min(max(ci, -clip), clip)
                     value = act1(go, *p1) * act0(ci, *p0)  # noqa: F821
                     if project:
                         y[b, i] = value
