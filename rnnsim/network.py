@@ -202,6 +202,11 @@ class Network:
                     problems.append(f"{where}.{role}.{key}: initializer '{spec.name}' has no "
                                     f"parameter '{key}'; it takes {takes} (and spectral_radius "
                                     "for square matrices).")
+            radius = spec.params.get(SPECTRAL_RADIUS, 1.0)
+            if isinstance(radius, bool) or not isinstance(radius, (int, float)) or \
+                    not 0 <= radius < float("inf"):
+                problems.append(f"{where}.{role}.{SPECTRAL_RADIUS}: expected a number >= 0, "
+                                f"got {radius!r}.")
         return problems
 
     def parameter_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
