@@ -806,21 +806,38 @@ def test_plugins_that_raise_or_return_bad_objects(fault):
 
 # ---- the command line --------------------------------------------------------------------
 
+CLI_OPTIONS = {
+    "--input": ["x.npy", "x.npz", "x3.npy", "nan.npy", "missing.npy", ".", "x.csv"],
+    "--output": ["out.npy", "out.npz", "out.txt", "nowhere/out.npy", ".", "out.y.npy"],
+    "--timesteps": ["1", "7", "0", "-1", "1e3", "1000000000000"],
+    "--batch": ["1", "3", "0", "100000000000"],
+    "--seed": ["0", "5", "-1", "x"],
+    "--lengths": ["1,2", "4,4", "9,9,9,9", "a,b", "-1,2,3,4", ""],
+    "--chunk-steps": ["1", "3", "0", "-5"],
+    "--nonfinite": ["raise", "warn", "ignore", "bogus"],
+    "--device": ["cpu", "tpu"],
+    "--save": ["model", ".", "x.npy"],
+}
+CLI_FLAGS = ["--resume", "--allow-nonfinite", "--json"]
+
+
 @FUZZ
-@given(args=st.lists(st.sampled_from([
-    "--input", "--output", "--timesteps", "-T", "--batch", "-B", "--seed", "--lengths",
-    "--chunk-steps", "--resume", "--nonfinite", "--allow-nonfinite", "--json", "--save",
-    "--device", "0", "-1", "3", "1e3", "x.npy", "x.npz", "out.npy", "out.npz", "out.txt",
-    "nowhere/out.npy", "1,2", "a,b", "4,4,4,4", "raise", "warn", "bogus", "cpu", ""]),
-    max_size=6))
-def test_hostile_command_lines(tmp_path_factory, args):
+@given(options=st.dictionaries(st.sampled_from(sorted(CLI_OPTIONS)), st.integers(0, 9),
+                               max_size=4),
+       flags=st.lists(st.sampled_from(CLI_FLAGS), max_size=2, unique=True))
+def test_hostile_command_lines(tmp_path_factory, options, flags):
     folder = tmp_path_factory.mktemp("cli")
     np.save(folder / "x.npy", VALID_X)
-    np.savez(folder / "x.npz", x=VALID_X)
+    np.save(folder / "x3.npy", VALID_X[..., :3])
+    np.save(folder / "nan.npy", np.where(VALID_X > 1, np.nan, VALID_X))
+    np.savez(folder / "x.npz", x=VALID_X, lengths=np.array([4, 3]))
+    (folder / "x.csv").write_text("1,2,3,4,5,6,7,8\n" * 3)
+    args = [part for option, pick in options.items()
+            for part in (option, CLI_OPTIONS[option][pick % len(CLI_OPTIONS[option])])]
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        invoke("cli: hostile options", "run", CONFIGS / "quickstart.yaml", *args)
+        invoke("cli: hostile options", "run", CONFIGS / "quickstart.yaml", *args, *flags)
     finally:
         os.chdir(cwd)
 
