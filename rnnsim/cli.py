@@ -93,17 +93,22 @@ CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path)
               help="Then run this many steps in closed loop from the run's final state (the "
                    "head's output is the next input); written to --output as generated_output "
                    "and generated_y.")
+@click.option("--fast-math/--exact-math", default=None,
+              help="Evaluate tanh and sigmoid with fast approximations in the CPU kernels "
+                   "(error bound: docs/performance.md) [default: the config's "
+                   "network.fast_math].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
 @reports_errors
 def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timesteps, batch, seed,
-        save_path, allow_nonfinite, lengths, device, teacher_path, generate_steps, as_json):
+        save_path, allow_nonfinite, lengths, device, teacher_path, generate_steps, fast_math,
+        as_json):
     """Run a network from a YAML config, a saved model folder or an .onnx model."""
     if config.suffix.lower() == ".onnx":
         return run_onnx(config, input_path, output_path, allow_nonfinite, as_json, {
             "--chunk-steps": chunk_steps, "--resume": resume, "--nonfinite": nonfinite,
             "--timesteps": timesteps, "--batch": batch, "--seed": seed, "--save": save_path,
             "--lengths": lengths, "--device": device, "--teacher": teacher_path,
-            "--generate": generate_steps})
+            "--generate": generate_steps, "--fast-math/--exact-math": fast_math is not None})
     if input_path is not None and (timesteps or batch):
         raise click.UsageError("--timesteps/--batch size the drawn input; with --input the "
                                "file's shape decides them.")
@@ -114,6 +119,8 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
     if streamed and (teacher_path or generate_steps):
         raise click.UsageError("--teacher and --generate run in memory: give --output PATH.npz.")
     net = _network(config, seed, device)
+    if fast_math is not None:
+        net.fast_math = fast_math
     if input_path is None:
         x = drawn_input(net, timesteps, batch, seed) if streamed else draw_input(
             net, timesteps, batch, seed)

@@ -121,6 +121,8 @@ class NetworkConfig(_Strict):
                                            "runs; cuda needs an NVIDIA GPU and rnnsim[cuda]")
     seed: int = Field(default=0, ge=0, description="seeds the weights (a non-negative integer)")
     batch_first: bool = False
+    fast_math: bool = Field(default=False, description="the CPU kernels evaluate tanh and "
+                            "sigmoid with fast approximations (max error: docs/performance.md)")
     layers: list[LayerConfig] = Field(min_length=1)
     head: Optional[HeadConfig] = None
 

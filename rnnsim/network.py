@@ -111,6 +111,7 @@ class Network:
         self.plugins = plugins or get_plugins()
         self.dtype = np.dtype(config.network.dtype)
         self.layers, self.head = self._build()
+        self.fast_math = config.network.fast_math
         shapes = self.parameter_shapes()
         sparse = {f"layers.{i}.{name}" for i, layer in enumerate(self.layers)
                   for name in getattr(layer, "sparse_parameters", ())}
@@ -136,6 +137,18 @@ class Network:
         """
         origin = f"config file '{source}'" if isinstance(source, (str, os.PathLike)) else "config"
         return cls(config_mod.parse(source), origin=origin, device=device)
+
+    @property
+    def fast_math(self) -> bool:
+        """Whether the CPU kernels use the activations' fast variants (tanh, sigmoid: see
+        ``rnnsim.kernels.cpu.approx`` for their error); ``network.fast_math`` in the config."""
+        return self._fast_math
+
+    @fast_math.setter
+    def fast_math(self, enabled: bool) -> None:
+        self._fast_math = bool(enabled)
+        for layer in self.layers:
+            layer.fast_math = self._fast_math
 
     @property
     def input_size(self) -> int:
