@@ -288,8 +288,8 @@ def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, ch
             writers["output"] = _NpyWriter(partial / OUTPUT, out_shape, net.dtype, time_axis,
                                            create=done == 0)
             if per_step_head and done > 0:
-                writers["y"] = _NpyWriter(partial / Y, _saved_shape(partial / Y), net.dtype,
-                                          time_axis, create=False)
+                writers["y"] = _NpyWriter(partial / Y, *_saved_layout(partial / Y), time_axis,
+                                          create=False)
         for i in range(done, len(bounds) - 1):
             t0, t1 = int(bounds[i]), int(bounds[i + 1])
             chunk = source.read(t0, t1)
@@ -466,12 +466,14 @@ def _resumed(saved: tuple[dict, dict], identity: dict, source, bounds, digest, o
     return done, State(h, c)
 
 
-def _saved_shape(path: Path) -> tuple[int, ...]:
+def _saved_layout(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of a ``.npy`` file the interrupted run was writing."""
     try:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
-            return (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)(fh)[0]
+            shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)(fh)
+            return shape, dtype
     except (OSError, ValueError) as exc:
         raise InputError(f"the interrupted run's '{path}' cannot be read ({exc}); run again "
                          "without resume.") from None
