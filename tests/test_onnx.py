@@ -101,9 +101,8 @@ def random_case(op, seed, activations=True):
             attrs["input_forget"] = 1
     if op == "GRU":
         attrs["linear_before_reset"] = int(rng.integers(0, 2))
-    clip = float(np.float32(rng.uniform(0.3, 2.0)))
-    if rng.random() < 0.3 and op != "LSTM":  # LSTM: see test_lstm_clip_matches_onnxruntime
-        attrs["clip"] = clip
+    if rng.random() < 0.3:
+        attrs["clip"] = float(np.float32(rng.uniform(0.3, 2.0)))
     if activations:  # each direction its own set; few sets, as each compiles its kernels
         pool = ACTIVATION_SETS[op]
         attrs["activations"] = [name for d in range(D) for name in pool[(seed + d) % len(pool)]]

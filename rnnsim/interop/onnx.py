@@ -11,6 +11,7 @@ and GRU gates as z, r, h; the kernels use PyTorch's i, f, g, o and r, z, n.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,9 +344,9 @@ class OnnxModel:
         if not isinstance(feeds, Mapping):
             raise InputError(f"run takes a dict of arrays by input name "
                              f"({', '.join(self.input_names)}), not {type(feeds).__name__}.")
-        unknown = [name for name in feeds if name not in self.inputs]
-        missing = [name for name in self.input_names if name not in feeds]
-        if unknown or missing:
+        if feeds.keys() != self.inputs.keys():
+            unknown = [name for name in feeds if name not in self.inputs]
+            missing = [name for name in self.input_names if name not in feeds]
             parts = ([f"unknown input(s) {unknown}"] if unknown else []) + \
                     ([f"missing input(s) {missing}"] if missing else [])
             raise InputError(f"{self.origin}: {'; '.join(parts)}. The model's inputs are "
@@ -357,34 +358,36 @@ class OnnxModel:
                 raise ShapeError(f"input '{name}' has dtype {value.dtype}; the model declares "
                                  f"{dtype}. Convert it with .astype(np.{dtype}).")
             if dims is not None:
-                self._check_dims(name, value, dims, sizes)
-            if check_finite and value.dtype.kind == "f" and not np.isfinite(value).all():
+                self._check_dims(name, value.shape, dims, sizes)
+            # the sum is finite unless a value is NaN/inf (or it overflows: then look closer)
+            if (check_finite and value.dtype.kind == "f" and not math.isfinite(value.sum())
+                    and not np.isfinite(value).all()):
                 raise InputError(f"input '{name}' holds NaN or inf values. Clean the input, or "
                                  "pass check_finite=False.")
             values[name] = value
         return values
 
     @staticmethod
-    def _check_dims(name, value, dims, sizes) -> None:
-        def shown():
-            return "(" + ", ".join(str(d) if d is not None else "?" for d in dims) + ")"
-
-        if value.ndim != len(dims):
-            raise ShapeError(f"input '{name}' has shape {value.shape}; the model declares "
-                             f"{len(dims)} axes {shown()}.")
-        for axis, (dim, size) in enumerate(zip(dims, value.shape)):
-            if dim is None:
-                continue
-            if isinstance(dim, int):
-                if dim > 0 and size != dim:
-                    raise ShapeError(f"input '{name}' has shape {value.shape}; the model "
-                                     f"declares {shown()} (axis {axis} must be {dim}).")
-            else:
-                first = sizes.setdefault(dim, (size, name))
-                if first[0] != size:
-                    raise ShapeError(f"input '{name}' has {dim} = {size} on axis {axis}, but "
-                                     f"input '{first[1]}' has {dim} = {first[0]}; the model "
-                                     "declares them equal.")
+    def _check_dims(name: str, shape: tuple, dims: tuple, sizes: dict) -> None:
+        """``shape`` against the declared ``dims`` (sizes, names, None); ``sizes`` collects the
+        size of every named dimension seen so far, so that inputs sharing a name agree."""
+        if len(shape) == len(dims) and all(
+                size == dim or dim is None or dim == 0 or (isinstance(dim, str) and
+                                                           sizes.setdefault(dim, size) == size)
+                for size, dim in zip(shape, dims)):
+            return
+        shown = "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
+        if len(shape) != len(dims):
+            raise ShapeError(f"input '{name}' has shape {shape}; the model declares "
+                             f"{len(dims)} axes {shown}.")
+        for axis, (size, dim) in enumerate(zip(shape, dims)):
+            if isinstance(dim, int) and dim and size != dim:
+                raise ShapeError(f"input '{name}' has shape {shape}; the model declares {shown} "
+                                 f"(axis {axis} must be {dim}).")
+            if isinstance(dim, str) and sizes[dim] != size:
+                raise ShapeError(f"input '{name}' has {dim} = {size} on axis {axis}, but an "
+                                 f"earlier input has {dim} = {sizes[dim]}; the model declares "
+                                 "them equal.")
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None, *,
             check_finite: bool = True) -> dict[str, np.ndarray]:
@@ -396,7 +399,7 @@ class OnnxModel:
         check_finite : refuse float inputs holding NaN or inf
         """
         wanted = tuple(self.output_names if outputs is None else outputs)
-        unknown = [name for name in wanted if name not in self.output_names]
+        unknown = [] if outputs is None else [n for n in wanted if n not in self.output_names]
         if unknown:
             raise InputError(f"{self.origin}: unknown output(s) {unknown}; the model's outputs "
                              f"are {self.output_names}.")
@@ -610,20 +613,16 @@ class RecurrentNode:
         x = self._checked_x(values["X"], dtype, k)
         T, B = x.shape[:2]
         lengths = self._lengths(values.get("sequence_lens"), T, B)
-        h0 = self._state("initial_h", values.get("initial_h"), dtype, B)
-        c0 = (self._state("initial_c", values.get("initial_c"), dtype, B)
-              if spec.cell == "lstm" else None)
-        outs, hs, cs = [], [], []
+        # (D, B, p) copies the kernels overwrite with the final states, direction by direction
+        h = self._state("initial_h", values.get("initial_h"), dtype, B)
+        c = (self._state("initial_c", values.get("initial_c"), dtype, B)
+             if spec.cell == "lstm" else None)
+        outs = []
         for d, (cell, kernel_params) in enumerate(zip(self.cells, params)):
             reverse = d == 1 or self.direction == "reverse"
-            h = np.array(h0[d], dtype=dtype, order="C")
-            extra = {}
-            if c0 is not None:
-                extra["c"] = np.array(c0[d], dtype=dtype, order="C")
-            outs.append(cell.run_direction(kernel_params, "", x, h, lengths, reverse, **extra))
-            hs.append(h)
-            cs.append(extra.get("c"))
-        return self._outputs(outs, hs, cs, lengths)
+            extra = {} if c is None else {"c": c[d]}
+            outs.append(cell.run_direction(kernel_params, "", x, h[d], lengths, reverse, **extra))
+        return self._outputs(outs, h, c, values.get("sequence_lens"))
 
     def _checked_x(self, X, dtype, k) -> np.ndarray:
         if X.ndim != 3 or X.shape[2] != k:
@@ -652,7 +651,7 @@ class RecurrentNode:
         return lens.astype(np.int64)
 
     def _state(self, key: str, value, dtype, B: int) -> np.ndarray:
-        """initial_h / initial_c as (num_directions, B, hidden_size); zeros when absent."""
+        """A fresh (num_directions, B, hidden_size) copy of initial_h / initial_c, or zeros."""
         D, p = self.directions, self.hidden_size
         if value is None:
             return np.zeros((D, B, p), dtype)
@@ -662,24 +661,23 @@ class RecurrentNode:
         if value.dtype != dtype:
             raise ShapeError(f"{self.where}: {self._tensor(key)} has dtype {value.dtype}, but "
                              f"the weights have {dtype}.")
-        return value.transpose(1, 0, 2) if self.layout else value
+        return np.array(value.transpose(1, 0, 2) if self.layout else value, order="C")
 
-    def _outputs(self, outs, hs, cs, lengths) -> tuple:
+    def _outputs(self, outs, h, c, lens) -> tuple:
         """Y, Y_h (and Y_c) in the node's layout; None for outputs the node leaves unnamed."""
         named = self.node.outputs
-        empty = lengths == 0
         results = []
         if named and named[0]:
             Y = outs[0][:, None] if len(outs) == 1 else np.stack(outs, axis=1)  # (T, D, B, p)
             results.append(np.ascontiguousarray(Y.transpose(2, 0, 1, 3)) if self.layout else Y)
         else:
             results.append(None)
-        for index, states in ((1, hs), (2, cs)):
+        empty = None if lens is None or lens.all() else lens == 0
+        for index, final in ((1, h), (2, c)):
             if len(named) <= index or not named[index]:
                 results.append(None)
                 continue
-            final = states[0][None] if len(states) == 1 else np.stack(states)  # (D, B, p)
-            if empty.any():
+            if empty is not None:
                 final[:, empty] = 0  # ONNX Runtime: a sequence of length 0 ends in zeros
             results.append(np.ascontiguousarray(final.transpose(1, 0, 2)) if self.layout
                            else final)
