@@ -400,6 +400,50 @@ def info(config, as_json):
                "by the input, not by the network.")
 
 
+@cli.command("bench")
+@click.option("--cells", default="elman,lstm,gru,esn", show_default=True,
+              help="Cells of the matrix, comma separated (esn rows run against reservoirpy).")
+@click.option("--dtype", "dtypes", type=click.Choice(["float32", "float64", "both"]),
+              default="both", help="Precision of the rows.")
+@click.option("--quick", is_flag=True, help="Ten times shorter sequences and 3 rounds.")
+@click.option("--repeats", type=click.IntRange(min=1),
+              help="Timed rounds per row [default: 9, 3 with --quick].")
+@click.option("--cold-start", is_flag=True,
+              help="Also time the first net.run of a fresh process, empty and warm cache.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the results to this JSON file.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw a bar chart into this PNG file (needs matplotlib).")
+@reports_errors
+def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_path):
+    """Time rnnsim against every installed peer (PyTorch, ONNX Runtime, reservoirpy) on the CPU.
+
+    Same process, same threads (numba's), same inputs; outputs are checked to agree first.
+    Prints µs per step, peer / rnnsim ratios and rnnsim's GFLOP/s against this machine's
+    GEMM peak (see docs/performance.md).
+    """
+    from . import bench
+
+    chosen = ("float32", "float64") if dtypes == "both" else (dtypes,)
+    results = None
+    click.echo(bench.HEADER)
+    results = bench.run_matrix([c.strip() for c in cells.split(",") if c.strip()], chosen,
+                               quick=quick, repeats=repeats, progress=click.echo)
+    if cold_start:
+        results["cold_start"] = bench.cold_start()
+        for entry in results["cold_start"]:
+            click.echo(f"cold start {entry['cell']:>5} ({entry['cache']}): import "
+                       f"{entry['import_s']:.2f} s, first run {entry['first_run_s']:.2f} s")
+    click.echo()
+    click.echo(bench.table(results))
+    if json_path is not None:
+        json_path.write_text(bench.to_json(results))
+        click.echo(f"wrote {json_path}")
+    if plot_path is not None:
+        bench.plot(results, plot_path)
+        click.echo(f"wrote {plot_path}")
+
+
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 @reports_errors

@@ -1,0 +1,411 @@
+"""`rnnsim bench`: the CPU benchmark matrix, rnnsim against every installed peer.
+
+Each row (cell, dtype, B, k, p, T) builds one seeded rnnsim network and, from the same
+weights, the peers that are installed and support it: PyTorch (``torch.nn.RNN/LSTM/GRU``),
+ONNX Runtime (a one-node ``RNN/LSTM/GRU`` model) and, for echo-state rows, reservoirpy. All
+run in this process with the same threads (numba's, ``torch.set_num_threads``, ONNX Runtime's
+``intra_op_num_threads``) on the same input. Outputs are first checked to agree (on the first
+steps: chaotic dynamics amplify rounding over long sequences), then every candidate is timed
+in interleaved rounds, rnnsim with and without ``fast_math``; a round's candidates are
+separated by a short pause so that another library's spinning threads go idle. Results are
+µs per step (median of the rounds), peer / rnnsim ratios (> 1: rnnsim faster) and rnnsim's
+GFLOP/s (2 B G p (k + p) per step, G gates) against the GEMM peak of this machine measured
+with numpy at the start.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numba
+import numpy as np
+
+from .errors import ConfigError
+
+GATES = {"elman": 1, "lstm": 4, "gru": 3, "esn": 1}
+# (B, k, p, T): the rows of the matrix for each recurrent cell
+SHAPES = [(1, 8, 16, 4000), (1, 8, 64, 4000), (1, 32, 256, 1000), (32, 32, 128, 300),
+          (64, 128, 512, 40)]
+# echo-state rows against reservoirpy: (N, connectivity, T), k = 1, B = 1, CSR weights
+ESN_SHAPES = [(100, 0.1, 4000), (1000, 0.1, 2000)]
+CELLS = ("elman", "lstm", "gru", "esn")
+PAUSE_S = 0.01  # between two candidates of a round
+CHECK_STEPS = 50
+TOLERANCE = {"float32": {"rtol": 1e-3, "atol": 1e-4}, "float64": {"rtol": 1e-9, "atol": 1e-10}}
+
+
+@dataclass
+class Row:
+    """One line of the matrix and its measurements (µs per step)."""
+
+    cell: str
+    dtype: str
+    B: int
+    k: int
+    p: int
+    T: int
+    connectivity: float | None = None
+    us: dict[str, float] = field(default_factory=dict)
+    agree: dict[str, float] = field(default_factory=dict)  # max |peer - rnnsim| on the check
+
+    @property
+    def flops(self) -> float:
+        """Floating-point operations of one step (the recurrent cells' matmuls)."""
+        return 2.0 * self.B * GATES[self.cell] * self.p * (self.k + self.p)
+
+    def ratio(self, peer: str, ours: str = "rnnsim") -> float | None:
+        if peer not in self.us or ours not in self.us:
+            return None
+        return self.us[peer] / self.us[ours]
+
+
+def gemm_peak(dtype: str, n: int = 1024, repeats: int = 7) -> float:
+    """GFLOP/s of numpy's matrix product of two n x n matrices (best of ``repeats``)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    a @ b
+    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _seconds(fn: Callable) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def network(row: Row):
+    """The seeded rnnsim network of a row (recurrent cells: nonzero biases)."""
+    import rnnsim
+
+    if row.cell == "esn":
+        from .builtins.reservoir import input_bernoulli, sparse_random
+        from .reservoir import scale_spectral_radius
+
+        rng = np.random.default_rng(row.p)
+        w = scale_spectral_radius(sparse_random((row.p, row.p), rng, np.float64,
+                                                row.connectivity), 0.9, "W")
+        config = rnnsim.config.parse({"network": {"input_size": 1, "dtype": row.dtype,
+                                                  "layers": [{"cell": "esn", "units": row.p,
+                                                              "leak_rate": 0.3,
+                                                              "sparse": True}]}})
+        return rnnsim.Network(config, {**w.params("layers.0.W"),
+                                       "layers.0.Win": input_bernoulli((row.p, 1), rng,
+                                                                       np.float64),
+                                       "layers.0.b": np.zeros(row.p)})
+    bias = {"bias": {"name": "normal", "std": 0.1}}
+    return rnnsim.Network.from_config({"network": {
+        "input_size": row.k, "dtype": row.dtype, "seed": 0,
+        "layers": [{"cell": row.cell, "units": row.p, "init": bias}]}})
+
+
+def _layer(net) -> dict[str, np.ndarray]:
+    return {name.split(".", 2)[2]: value for name, value in net.params.items()}
+
+
+def torch_runner(net, row: Row, x: np.ndarray, threads: int):
+    """A function running ``torch.nn`` with the network's weights on x, or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if row.cell == "esn":
+        return None
+    torch.set_num_threads(threads)
+    module = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[row.cell](
+        row.k, row.p).to(getattr(torch, row.dtype)).eval()
+    params = _layer(net)
+    recurrent_bias = np.zeros_like(params["b"])
+    if row.cell == "gru":
+        recurrent_bias[2 * row.p:] = params["bn"]
+    state = {"weight_ih_l0": params["W"], "weight_hh_l0": params["U"], "bias_ih_l0": params["b"],
+             "bias_hh_l0": recurrent_bias}
+    module.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(value))
+                            for name, value in state.items()})
+    inputs = torch.from_numpy(x)
+
+    def run():
+        with torch.inference_mode():
+            return module(inputs)[0].numpy()
+
+    return run
+
+
+ONNX_ORDER = {"elman": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}  # rnnsim gates -> ONNX's
+
+
+def onnxruntime_runner(net, row: Row, x: np.ndarray, threads: int):
+    """A function running a one-node ONNX model in ONNX Runtime on x, or None."""
+    try:
+        import onnxruntime
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    if row.cell == "esn":
+        return None
+    params, p = _layer(net), row.p
+
+    def onnx_order(a):
+        return np.concatenate([a[g * p:(g + 1) * p] for g in ONNX_ORDER[row.cell]])
+
+    recurrent_bias = np.zeros(len(ONNX_ORDER[row.cell]) * p, row.dtype)
+    if row.cell == "gru":
+        recurrent_bias[2 * p:] = params["bn"]
+    weights = {"W": onnx_order(params["W"])[None], "R": onnx_order(params["U"])[None],
+               "B": np.concatenate([onnx_order(params["b"]), recurrent_bias])[None]}
+    attributes = {"hidden_size": p}
+    if row.cell == "gru":
+        attributes["linear_before_reset"] = 1
+    op = {"elman": "RNN", "lstm": "LSTM", "gru": "GRU"}[row.cell]
+    element = TensorProto.FLOAT if row.dtype == "float32" else TensorProto.DOUBLE
+    graph = helper.make_graph(
+        [helper.make_node(op, ["X", "W", "R", "B"], ["Y"], **attributes)], "bench",
+        [helper.make_tensor_value_info("X", element, [None, None, row.k])],
+        [helper.make_tensor_value_info("Y", element, None)],
+        [numpy_helper.from_array(np.ascontiguousarray(v), name) for name, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 4  # a type without a kernel is reported by returning None
+    try:
+        session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                               providers=["CPUExecutionProvider"])
+        session.run(None, {"X": x[:1]})
+    except Exception:  # no kernel for this type (ONNX Runtime's CPU RNNs are float32 only)
+        return None
+    return lambda: session.run(None, {"X": x})[0][:, 0]
+
+
+def reservoirpy_runner(net, row: Row, x: np.ndarray, threads: int):
+    """A function running reservoirpy's Reservoir with the network's weights on x, or None."""
+    if row.cell != "esn" or row.dtype != "float64" or x.shape[1] != 1:
+        return None
+    try:
+        from reservoirpy.nodes import Reservoir
+    except ImportError:
+        return None
+    from .reservoir import CSR
+
+    params = _layer(net)
+    w = CSR.from_params(params, "W", (row.p, row.p))
+    node = Reservoir(W=w.to_scipy().tocsr(), Win=params["Win"], bias=params["b"], lr=0.3,
+                     activation="tanh", input_dim=1)
+    inputs = x[:, 0]
+
+    return lambda: node.run(inputs)[:, None]  # from zero, then on from the last state
+
+
+PEERS = {"torch": torch_runner, "onnxruntime": onnxruntime_runner,
+         "reservoirpy": reservoirpy_runner}
+
+
+def versions() -> dict[str, str]:
+    """Versions of rnnsim, numba, numpy and every installed peer."""
+    import importlib.metadata
+
+    out = {}
+    for package in ("rnnsim", "numba", "numpy", "torch", "onnxruntime", "reservoirpy"):
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": numba.get_num_threads(),
+            "python": platform.python_version(), "system": platform.system()}
+
+
+def rows_of(cells, dtypes, quick: bool) -> list[Row]:
+    """The matrix: every shape of every cell in every dtype (T / 10 with ``quick``)."""
+    rows = []
+    for cell in cells:
+        for dtype in dtypes:
+            if cell == "esn":
+                rows += [Row(cell, dtype, 1, 1, n, max(T // 10, 20) if quick else T, density)
+                         for n, density, T in ESN_SHAPES]
+            else:
+                rows += [Row(cell, dtype, B, k, p, max(T // 10, 20) if quick else T)
+                         for B, k, p, T in SHAPES]
+    return rows
+
+
+def measure(row: Row, repeats: int, peers: dict[str, Callable] = PEERS) -> Row:
+    """Check that the peers agree with rnnsim on the first steps, then time every candidate
+    in ``repeats`` interleaved rounds; fills ``row.us`` and ``row.agree``."""
+    threads = numba.get_num_threads()
+    net = network(row)
+    x = np.random.default_rng(0).standard_normal((row.T, row.B, row.k)).astype(row.dtype)
+    if row.cell == "esn":
+        x = np.random.default_rng(0).uniform(-1, 1, (row.T, row.B, row.k)).astype(row.dtype)
+    check = x[:CHECK_STEPS]
+    expected = net.run(check).output
+    candidates = {}
+    for name, build in peers.items():
+        runner = build(net, row, check, threads)
+        if runner is None:
+            continue
+        got = runner()
+        np.testing.assert_allclose(got, expected, **TOLERANCE[row.dtype],
+                                   err_msg=f"{name} disagrees with rnnsim on {row}")
+        row.agree[name] = float(np.max(np.abs(got - expected)))
+        candidates[name] = build(net, row, x, threads)
+    fast = network(row)
+    fast.params = net.params
+    fast.fast_math = True
+    candidates = {"rnnsim": lambda: net.run(x), "rnnsim_fast": lambda: fast.run(x),
+                  **candidates}
+    times = {name: [] for name in candidates}
+    for fn in candidates.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            time.sleep(PAUSE_S)
+            times[name].append(_seconds(fn))
+    row.us = {name: statistics.median(t) / row.T * 1e6 for name, t in times.items()}
+    return row
+
+
+COLD = """
+import time
+start = time.perf_counter()
+import numpy as np, rnnsim
+imported = time.perf_counter()
+net = rnnsim.Network.from_config({{"network": {{"input_size": 8, "layers": [
+    {{"cell": "{cell}", "units": 16}}]}}}})
+net.run(np.zeros((20, {batch}, 8), np.float32))
+print(imported - start, time.perf_counter() - imported)
+"""
+
+
+def cold_start(cells=("elman", "lstm", "gru")) -> list[dict]:
+    """Seconds to import rnnsim and for the first ``net.run`` in a fresh process, with empty
+    kernel caches (compiling) and then with the caches it left (loading)."""
+    out = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, RNNSIM_CACHE_DIR=cache, NUMBA_CACHE_DIR=cache)
+        for cell in cells:
+            for label in ("empty cache", "warm cache"):
+                code = COLD.format(cell=cell, batch=4)
+                result = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                        capture_output=True, text=True)
+                import_s, first_run_s = map(float, result.stdout.split())
+                out.append({"cell": cell, "cache": label, "import_s": import_s,
+                            "first_run_s": first_run_s})
+    return out
+
+
+def run_matrix(cells=CELLS, dtypes=("float32", "float64"), quick=False, repeats=None,
+               progress: Callable[[str], None] | None = None) -> dict:
+    """Measure the matrix; returns the machine, versions, GEMM peaks and the rows."""
+    unknown = [cell for cell in cells if cell not in CELLS]
+    if unknown:
+        raise ConfigError(f"bench: unknown cell(s) {unknown}; choose from {', '.join(CELLS)}.")
+    repeats = repeats or (3 if quick else 9)
+    peak = {dtype: gemm_peak(dtype) for dtype in dtypes}
+    results = {"machine": machine(), "versions": versions(), "repeats": repeats,
+               "gemm_peak_gflops": peak, "rows": []}
+    for row in rows_of(cells, dtypes, quick):
+        measure(row, repeats)
+        results["rows"].append(row)
+        if progress is not None:
+            progress(format_row(row, peak[row.dtype]))
+    return results
+
+
+def peers_in(rows) -> list[str]:
+    return [name for name in PEERS if any(name in row.us for row in rows)]
+
+
+HEADER = (f"{'cell':>5} {'dtype':>7} {'B':>3} {'k':>4} {'p':>5} {'T':>5} {'rnnsim':>9} "
+          f"{'fast':>9} {'torch':>9} {'ratio':>6} {'ort':>9} {'ratio':>6} {'rpy':>9} "
+          f"{'ratio':>6} {'GFLOP/s':>8} {'of peak':>7}")
+
+
+def format_row(row: Row, peak: float) -> str:
+    """One line of the table: µs per step, peer / rnnsim ratios, rnnsim's GFLOP/s."""
+    best = min(row.us["rnnsim"], row.us["rnnsim_fast"])
+    gflops = row.flops / (best * 1e-6) / 1e9
+    cells = [f"{row.cell:>5} {row.dtype:>7} {row.B:>3} {row.k:>4} {row.p:>5} {row.T:>5}",
+             f"{row.us['rnnsim']:9.2f} {row.us['rnnsim_fast']:9.2f}"]
+    for peer in PEERS:
+        if peer in row.us:
+            cells.append(f"{row.us[peer]:9.2f} {row.ratio(peer):6.2f}")
+        else:
+            cells.append(f"{'-':>9} {'-':>6}")
+    cells.append(f"{gflops:8.1f} {gflops / peak:7.0%}")
+    return " ".join(cells)
+
+
+def table(results: dict) -> str:
+    """The whole table as text, with the machine and the GEMM peaks."""
+    m = results["machine"]
+    peaks = ", ".join(f"{dtype} {value:.0f} GFLOP/s"
+                      for dtype, value in results["gemm_peak_gflops"].items())
+    lines = [f"{m['cpu']}, {m['cores']} cores, {m['threads']} threads; numpy GEMM peak: "
+             f"{peaks}",
+             "µs per step (median of rounds); ratio = peer / rnnsim exact (> 1: rnnsim "
+             "faster); fast = rnnsim with fast_math; GFLOP/s of rnnsim's faster mode",
+             HEADER]
+    lines += [format_row(row, results["gemm_peak_gflops"][row.dtype])
+              for row in results["rows"]]
+    return "\n".join(lines)
+
+
+def to_json(results: dict) -> str:
+    rows = []
+    for row in results["rows"]:
+        data = asdict(row)
+        data["flops_per_step"] = row.flops
+        data["ratio"] = {peer: row.ratio(peer) for peer in row.us if peer in PEERS}
+        data["ratio_fast"] = {peer: row.ratio(peer, "rnnsim_fast") for peer in row.us
+                              if peer in PEERS}
+        rows.append(data)
+    return json.dumps({**results, "rows": rows}, indent=2)
+
+
+def plot(results: dict, path: Path) -> None:
+    """A bar chart of µs per step per row (log scale), one bar per candidate."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("bench --plot needs matplotlib: pip install 'rnnsim[plot]'.") from None
+    rows = results["rows"]
+    names = ["rnnsim", "rnnsim_fast"] + peers_in(rows)
+    labels = [f"{r.cell} {r.dtype[5:]}\n({r.B},{r.k},{r.p})" for r in rows]
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(rows)), 5))
+    for i, name in enumerate(names):
+        xs = [j + i * width for j, row in enumerate(rows) if name in row.us]
+        ys = [row.us[name] for row in rows if name in row.us]
+        ax.bar(xs, ys, width, label=name)
+    ax.set_yscale("log")
+    ax.set_ylabel("µs per step (lower is faster)")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rows))], labels, fontsize=7)
+    ax.legend()
+    ax.set_title(f"rnnsim vs peers, {results['machine']['threads']} threads")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
