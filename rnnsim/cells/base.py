@@ -123,16 +123,22 @@ class Cell:
         """[W U] of ``matrices`` (gates*p rows each) in the kernels' packed form
         (``kernels/cpu/tiles.py``).
 
-        The packed copy is kept under ``key``; each call checks it against the matrices in one
-        pass and rewrites what differs, so weights edited in place are always picked up.
+        The packed form is kept under ``key`` with a copy of the matrices it was made from;
+        each call compares the matrices with that copy (one vectorised pass, no packing) and
+        packs them again where they differ, so weights edited in place are always picked up.
         """
-        W, U = matrices
-        packed = self._packed.get(key)
+        W, U = (np.ascontiguousarray(m) for m in matrices)
         shape = tiles.packed_shape(U.shape[0], W.shape[1] + U.shape[1], gates, vectors, U.dtype)
-        if packed is None or packed.shape != shape or packed.dtype != U.dtype:
-            packed = self._packed[key] = tiles.empty_packed(shape, U.dtype)
-        tiles.update_packed(W, U, packed, gates)
-        return packed
+        entry = self._packed.get(key)
+        if entry is None or entry[0].shape != shape or entry[0].dtype != U.dtype or \
+                entry[1].shape != W.shape:
+            entry = self._packed[key] = (tiles.empty_packed(shape, U.dtype), W.copy(), U.copy())
+            tiles.update_packed(W, U, entry[0], gates)
+        elif not (tiles.same(W, entry[1]) and tiles.same(U, entry[2])):
+            np.copyto(entry[1], W)
+            np.copyto(entry[2], U)
+            tiles.update_packed(W, U, entry[0], gates)
+        return entry[0]
 
     @property
     def hidden_size(self) -> int:

@@ -54,12 +54,19 @@ def empty_packed(shape: tuple[int, int, int], dtype) -> np.ndarray:
 
 
 @numba.njit(cache=True, **JIT)
+def same(a, b):
+    """Whether two C-contiguous arrays of one shape hold the same values (NaN never equals)."""
+    a, b = a.reshape(-1), b.reshape(-1)
+    differ = False
+    for i in range(a.size):  # no early exit: the loop vectorises, at memory speed
+        differ |= a[i] != b[i]
+    return not differ
+
+
+@numba.njit(cache=True, **JIT)
 def update_packed(W, U, P, gates):
     """Copy [W U] (gates*p, k + K) into its packed form P where they differ; True if anything
-    changed. W may have no columns.
-
-    One pass that reads both: the check that cached packed weights are still current.
-    """
+    changed. W may have no columns."""
     panels, K, width = P.shape
     k = W.shape[1]
     p = U.shape[0] // gates
