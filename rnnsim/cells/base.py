@@ -26,8 +26,9 @@ def pick_variant(module, kernel: str, batch: int):
 # costs tens of microseconds.
 THREADED_WORK = 2_000_000
 # Threads share the units of the same rows (``kernels/cpu/team.py``) when there are fewer rows
-# than threads and a step does at least this many multiply-adds: a barrier per step then
-# costs little, and each core streams only its share of the weights from its own cache.
+# than threads, a step does at least this many multiply-adds and the cores are free: a barrier
+# per step then costs little, and each core streams only its share of the weights from its own
+# cache. On a busy machine every step would wait for the last thread to get a core.
 TEAM_STEP_WORK = 200_000
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 
@@ -36,17 +37,17 @@ def run_rows(kernel, batch: int, steps: int, step_work: float, *args) -> None:
     """Run ``kernel(first, last, member, members, sync, *args)`` over all batch rows.
 
     ``step_work`` is the multiply-adds of one step. The rows are split into one chunk per
-    thread (``thread_count``), or, with fewer rows than threads, all threads run all
-    rows, each on its share of the units (``team``); below ``THREADED_WORK`` one call does it
-    all. The kernels release the GIL, so the calls run in parallel on a pool of threads (one
+    thread (``thread_count``), or, with fewer rows than threads, all threads run all rows, each
+    on its share of the units (``team``; see ``TEAM_STEP_WORK``); below ``THREADED_WORK`` one
+    call does it all. The kernels release the GIL, so the calls run in parallel on a pool of threads (one
     of them the calling thread), each through the whole sequence. This takes the place of
     numba's ``prange``: a parallel variant of a kernel compiles 2-3 times slower than the
     serial one, and plain threads spin on no core when idle.
     """
     threads = thread_count()
     sync = np.zeros(8, np.int64)
-    if threads < 2 or steps * step_work < THREADED_WORK or (
-            batch < threads and step_work < TEAM_STEP_WORK):
+    if threads < 2 or steps * step_work < THREADED_WORK or (batch < threads and (
+            step_work < TEAM_STEP_WORK or not cores_free(threads))):
         kernel(0, batch, 0, 1, sync, *args)
         return
     if batch < threads:
@@ -61,6 +62,17 @@ def run_rows(kernel, batch: int, steps: int, step_work: float, *args) -> None:
     kernel(*calls[0], sync, *args)
     for future in futures:
         future.result()
+
+
+def cores_free(threads: int) -> bool:
+    """Whether at most ``threads`` tasks are runnable right now, this one included (Linux's
+    /proc/loadavg); True where that cannot be read."""
+    try:
+        with open("/proc/loadavg") as loadavg:
+            runnable = int(loadavg.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return True
+    return runnable <= threads
 
 
 def thread_count() -> int:

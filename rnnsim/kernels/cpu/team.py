@@ -18,7 +18,7 @@ from numba.extending import intrinsic
 
 from ..options import JIT
 
-SPINS_BEFORE_YIELD = 4000
+SPINS_BEFORE_YIELD = 1000
 PAUSE = "llvm.x86.sse2.pause" if platform.machine().lower() in ("x86_64", "amd64") else None
 YIELD = None if sys.platform == "win32" else "sched_yield"
 
