@@ -37,7 +37,8 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bn, h, out, 
     p = h.shape[1]
     gates = 3 if reset_after else 2
     units = P.shape[2] // gates
-    one = x.dtype.type(1.0)  # a literal 1.0 would compute float32 in float64
+    real = x.dtype.type  # activations' results and constants in the kernel's precision
+    one = real(1.0)
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
     out_lo, out_hi = min(pan_lo * units, p), min(pan_hi * units, p)
@@ -63,16 +64,18 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bn, h, out, 
                     h_row = H[b + m, k + u0:k + u0 + units]
                     if reset_after:
                         for i in range(units):  # branch-free, so that it vectorises
-                            ar = act1(rows.clipped(C[m, i] + bias[0, u0 + i], clip), *p1)  # noqa: F821
-                            az = act1(rows.clipped(C[m, units + i] + bias[1, u0 + i], clip),  # noqa: F821
-                                      *p1)
+                            ar = real(act1(rows.clipped(C[m, i] + bias[0, u0 + i], clip),  # noqa: F821
+                                           *p1))
+                            az = real(act1(rows.clipped(C[m, units + i] + bias[1, u0 + i],  # noqa: F821
+                                                        clip), *p1))
                             gn = rows.clipped(C[m, 2 * units + i] + bias[2, u0 + i] + ar
                                               * (C[m, 3 * units + i] + bn[0, u0 + i]), clip)
-                            results[0, i] = (one - az) * act0(gn, *p0) + az * h_row[i]  # noqa: F821
+                            results[0, i] = (one - az) * real(act0(gn, *p0)) + az * h_row[i]  # noqa: F821
                         rows.copy(results[0], H_next[b + m, k + u0:k + u0 + units])
                     else:
                         for i in range(units):
-                            ar = act1(rows.clipped(C[m, i] + bias[0, u0 + i], clip), *p1)  # noqa: F821
+                            ar = real(act1(rows.clipped(C[m, i] + bias[0, u0 + i], clip),  # noqa: F821
+                                           *p1))
                             results[0, i] = act1(rows.clipped(  # noqa: F821
                                 C[m, units + i] + bias[1, u0 + i], clip), *p1)
                             results[1, i] = ar * h_row[i]
@@ -95,7 +98,8 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bn, h, out, 
                         z_row = Z[b + m, u0:u0 + units]
                         for i in range(units):
                             gn = rows.clipped(C[m, i] + bias[2, u0 + i] + bn[0, u0 + i], clip)
-                            results[0, i] = (one - z_row[i]) * act0(gn, *p0) + z_row[i] * h_row[i]  # noqa: F821
+                            results[0, i] = ((one - z_row[i]) * real(act0(gn, *p0))  # noqa: F821
+                                             + z_row[i] * h_row[i])
                         rows.copy(results[0], H_next[b + m, k + u0:k + u0 + units])
                     b += tile
         if lead and s + 1 < steps:

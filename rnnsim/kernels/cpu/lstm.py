@@ -4,8 +4,7 @@ act0 is the output activation applied to c_t, act1 the gate activation (i, f, o)
 cell-input activation (g). Optional peepholes (ONNX: i and f see c_{t-1}, o sees c_t), an
 optional projection h_t = R (o * act0(c_t)) (PyTorch ``proj_size``), and the ONNX options
 ``clip`` (gate pre-activations clipped to [-clip, clip]; c_t reaches act0 unclipped, as in
-ONNX Runtime) and
-``input_forget`` (f = 1 - i).
+ONNX Runtime) and ``input_forget`` (f = 1 - i).
 
 Each step runs panel by panel (``tiles``): a register tile of [x_t h_{t-1}] [W U]^T for a few
 batch rows and one panel's units of all four gates, then those units' gate nonlinearities.
@@ -40,7 +39,8 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, peep, h, c, 
     units = P.shape[2] // GATES
     outputs = R.shape[2]
     project = R.shape[0] > 0
-    one = x.dtype.type(1.0)  # a literal 1.0 would compute float32 in float64
+    real = x.dtype.type  # activations' results and constants in the kernel's precision
+    one = real(1.0)
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
     # the member's outputs: those of its panels of R with a projection, else of P
@@ -73,14 +73,14 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, peep, h, c, 
                         gf = rows.clipped(C[m, units + i] + bias[1, u0 + i]
                                           + peep[1, u0 + i] * ci, clip)
                         gg = rows.clipped(C[m, 2 * units + i] + bias[2, u0 + i], clip)
-                        ai = act1(gi, *p1)  # noqa: F821 (bound by codegen)
-                        af = act1(gf, *p1)  # noqa: F821
+                        ai = real(act1(gi, *p1))  # noqa: F821 (bound by codegen)
+                        af = real(act1(gf, *p1))  # noqa: F821
                         af = one - ai if input_forget else af
-                        ci = af * ci + ai * act2(gg, *p2)  # noqa: F821
+                        ci = af * ci + ai * real(act2(gg, *p2))  # noqa: F821
                         go = rows.clipped(C[m, 3 * units + i] + bias[3, u0 + i]
                                           + peep[2, u0 + i] * ci, clip)
                         results[0, i] = ci
-                        results[1, i] = act1(go, *p1) * act0(ci, *p0)  # noqa: F821
+                        results[1, i] = real(act1(go, *p1)) * real(act0(ci, *p0))  # noqa: F821
                     rows.copy(results[0], c_row)
                     rows.copy(results[1], Y[b + m, u0:u0 + units] if project
                               else H_next[b + m, k + u0:k + u0 + units])
