@@ -29,7 +29,7 @@ THREADED_WORK = 2_000_000
 # than threads, a step does at least this many multiply-adds and the cores are free: a barrier
 # per step then costs little, and each core streams only its share of the weights from its own
 # cache. On a busy machine every step would wait for the last thread to get a core.
-TEAM_STEP_WORK = 200_000
+TEAM_STEP_WORK = 10_000
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 
 

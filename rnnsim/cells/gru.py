@@ -40,8 +40,10 @@ class GRUCell(Cell):
             P = self.packed("U" + suffix, (W[:2 * p], U[:2 * p]), 2, 2 * halves)
             Pn = self.packed("Un" + suffix, (W[2 * p:], U[2 * p:]), 1, halves)
         units = tiles.panel_units(dtype, 1, halves)
-        bias = tiles.padded(params.get("b" + suffix, np.zeros(3 * p, dtype)), 3, units)
-        bn = tiles.padded(params.get("bn" + suffix, np.zeros(p, dtype)), 1, units)
+        b = params.get("b" + suffix, np.zeros(3 * p, dtype))
+        bn = params.get("bn" + suffix, np.zeros(p, dtype))
+        bias = tiles.padded(np.concatenate([b, bn]), 4, units)
+        bias_n = tiles.padded(b[2 * p:] + bn, 1, units)
         out = np.empty((T, B, p), dtype)
         reset_after = self.config.reset_after is not False
         k, padded = x.shape[2], bias.shape[1]
@@ -49,6 +51,6 @@ class GRUCell(Cell):
         buffers = (np.zeros((B, k + padded), dtype), np.zeros((B, k + padded), dtype),
                    np.zeros((split, padded), dtype), np.zeros((split, k + padded), dtype))
         run_rows(self.kernels().gru_forward_serial, B, T, B * 3 * p * P.shape[1], x, P, Pn,
-                 bias, bn, h, out, lengths, reset_after, reverse, self.clip(dtype), *buffers,
+                 bias, bias_n, h, out, lengths, reset_after, reverse, self.clip(dtype), *buffers,
                  *(a.kernel_args(dtype) for a in self.activations))
         return out

@@ -42,27 +42,26 @@ class LSTMCell(Cell):
         return shapes
 
     def run_direction(self, params, suffix, x, h, lengths, reverse, c):
-        T, B, _ = x.shape
-        p, dtype, gates = self.units, x.dtype, template.GATES
+        T, B, k = x.shape
+        p, q, dtype, gates = self.units, self.hidden_size, x.dtype, template.GATES
         vectors = gates * template.HALVES
         units = tiles.panel_units(dtype, gates, vectors)
-        none = np.zeros((0, p), dtype)
         P = self.packed("U" + suffix, (params["W" + suffix], params["U" + suffix]), gates,
                         vectors)
-        R = params.get("R" + suffix, none)
+        R = params.get("R" + suffix, np.zeros((0, p), dtype))
         R = self.packed("R" + suffix, (R[:, :0], R), 1, template.PROJECTION_HALVES)
         bias = tiles.padded(params.get("b" + suffix, np.zeros(gates * p, dtype)), gates, units)
         peep = tiles.padded(params.get("P" + suffix, np.zeros(3 * p, dtype)).reshape(-1), 3,
                             units)
-        out = np.empty((T, B, self.hidden_size), dtype)
-        q, padded = self.hidden_size, bias.shape[1]
+        padded = bias.shape[1]
         width = q if self.config.proj_size else padded
-        operands = (B, x.shape[2] + width)
-        buffers = (np.zeros(operands, dtype), np.zeros(operands, dtype),
+        buffers = (np.zeros((B, k + width), dtype), np.zeros((B, k + width), dtype),
                    np.zeros((B, padded), dtype),
                    np.zeros((B if self.config.proj_size else 0, padded), dtype))
+        out = np.empty((T, B, q), dtype)
         step_work = B * (gates * p * P.shape[1] + R.shape[1] * q)
-        run_rows(self.kernels().lstm_forward_serial, B, T, step_work, x, P, bias, R, peep, h, c,
-                 out, lengths, reverse, self.clip(dtype), bool(self.config.input_forget),
-                 *buffers, *(a.kernel_args(dtype) for a in self.activations))
+        run_rows(self.kernels().lstm_forward_serial, B, T, step_work, x, P, bias, R,
+                 np.zeros((1, R.shape[0] * R.shape[2]), dtype), peep, h, c, out, lengths,
+                 reverse, self.clip(dtype), bool(self.config.input_forget), *buffers,
+                 *(a.kernel_args(dtype) for a in self.activations))
         return out

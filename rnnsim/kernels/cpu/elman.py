@@ -1,7 +1,7 @@
 """Elman recurrence a_t = act0(W x_t + b + U a_{t-1}).
 
-Each step runs panel by panel (``tiles``): a register tile of [x_t a_{t-1}] [W U]^T for a few
-batch rows and one panel's units, then their activation.
+Each step runs panel by panel (``tiles``): a register tile of b + [x_t a_{t-1}] [W U]^T for a
+few batch rows and one panel's units, then their activation for all the tile's rows at once.
 """
 from rnnsim.kernels.cpu import rows, team, tiles
 
@@ -26,8 +26,8 @@ def elman_forward(first, last, member, members, sync, x, P, bias, h, out, length
     units = P.shape[2]
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
-    C = tiles.scratch(x, tiles.ROWS, units)
-    results = tiles.scratch(x, 1, units)
+    G = tiles.scratch(x, (1, tiles.ROWS, units))  # a panel's tile
+    results = tiles.scratch(x, (tiles.ROWS * units,))
     if lead:
         rows.start(h, out, lengths, first, last, H, k)
         rows.load_inputs(x, H, lengths, first, last, 0, reverse)
@@ -38,14 +38,14 @@ def elman_forward(first, last, member, members, sync, x, P, bias, h, out, length
             u0 = pan * units
             b = first
             while b < last:
-                tile = tiles.panel_tile(H, b, last, P, pan, C, k, 1, HALVES, HALVES, -1)
+                tile = tiles.panel_tile(H, b, last, P, pan, bias, G, k, 1, HALVES, HALVES, -1)
+                pre = G.reshape(tiles.ROWS * units)
+                for j in range(tile * units):  # branch-free, so that it vectorises
+                    results[j] = act0(rows.clipped(pre[j], clip), *p0)  # noqa: F821
                 for m in range(tile):
-                    if s >= lengths[b + m]:
-                        continue
-                    for i in range(units):  # branch-free, so that it vectorises
-                        results[0, i] = act0(rows.clipped(C[m, i] + bias[0, u0 + i], clip),  # noqa: F821
-                                             *p0)
-                    rows.copy(results[0], H_next[b + m, k + u0:k + u0 + units])
+                    if s < lengths[b + m]:
+                        rows.copy(results[m * units:(m + 1) * units],
+                                  H_next[b + m, k + u0:k + u0 + units])
                 b += tile
         if lead and s + 1 < steps:
             rows.load_inputs(x, H_next, lengths, first, last, s + 1, reverse)

@@ -5,10 +5,10 @@ act0 is the candidate activation (n), act1 the gate activation (r, z). With ``re
 reset is applied before the recurrent matmul: n = act0(W_n x + b_n + U_n (r * h) + bn). With
 ``clip`` the pre-activations of r, z and n are clipped to [-clip, clip] (ONNX).
 
-Each step runs panel by panel (``tiles``): a register tile of [x_t h_{t-1}] [W U]^T for a few
-batch rows and one panel's units of the gates, then those units' nonlinearities. With
-``reset_after`` the tile keeps n's input and recurrent parts apart; without it a second pass
-tiles [x_t, r * h_{t-1}] with [W_n U_n].
+Each step runs panel by panel (``tiles``): a register tile of b + [x_t h_{t-1}] [W U]^T for a
+few batch rows and one panel's units of the gates, then those units' nonlinearities for all
+the tile's rows in one loop. With ``reset_after`` the tile keeps n's input and recurrent
+parts apart; without it a second pass tiles [x_t, r * h_{t-1}] with [W_n U_n].
 """
 from rnnsim.kernels.cpu import rows, team, tiles
 
@@ -17,21 +17,21 @@ HALVES = 2  # sub-panels per panel: P packed with gates=3 (reset_after) or 2 (r,
 N_GATE = 2  # with reset_after, gate n's recurrent part goes to an extra gate of the tile
 
 
-def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bn, h, out, lengths,
+def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, out, lengths,
                 reset_after, reverse, clip, H, H_next, Z, RH, p0, p1):
     """Run batch rows first..last-1, the panels of ``member`` of ``members`` (``team``).
 
     x : (T, B, k) inputs; P : [W U] (3p, k + p) packed with gates=3, nr=6 with ``reset_after``,
     else the rows of r and z packed with gates=2, nr=4; Pn : the rows of n packed with gates=1,
-    nr=2 without ``reset_after`` (0 panels with it); bias : (3, pp) input biases, pp = p padded
-    to whole panels (``tiles.padded``); bn : (1, pp) recurrent bias of n; h : (B, p) initial
-    states, overwritten with the final ones; out : (T, B, p) receives h_t, zero past a row's
-    length; lengths : (B,) int64 steps of each row (<= T); reset_after : where the reset gate
-    applies (see the module docstring); reverse : run each row from its last step down to 0;
-    clip : np.inf for none; sync : (1,) int64 zeros shared by the members; H, H_next :
-    (B, k + pp) zeros, the rows' operands (``rows``); Z : (B, pp) update gates and RH :
-    (B, k + pp) [x_t, r * h_{t-1}] without ``reset_after`` ((0, .) with it); p0, p1 : the
-    activations' parameters.
+    nr=2 without ``reset_after`` (0 panels with it); bias : (4, pp) the biases of r, z, n and
+    the recurrent bias of n, pp = p padded to whole panels (``tiles.padded``); bias_n : (1, pp)
+    both biases of n, for Pn; h : (B, p) initial states, overwritten with the final ones; out :
+    (T, B, p) receives h_t, zero past a row's length; lengths : (B,) int64 steps of each row
+    (<= T); reset_after : where the reset gate applies (see the module docstring); reverse :
+    run each row from its last step down to 0; clip : np.inf for none; sync : (1,) int64 zeros
+    shared by the members; H, H_next : (B, k + pp) zeros, the rows' operands (``rows``); Z :
+    (B, pp) update gates and RH : (B, k + pp) [x_t, r * h_{t-1}] without ``reset_after``
+    ((0, .) with it); p0, p1 : the activations' parameters.
     """
     k = x.shape[2]
     p = h.shape[1]
@@ -42,8 +42,11 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bn, h, out, 
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
     out_lo, out_hi = min(pan_lo * units, p), min(pan_hi * units, p)
-    C = tiles.scratch(x, tiles.ROWS, 4 * units)
-    results = tiles.scratch(x, 2, units)
+    G = tiles.scratch(x, (4, tiles.ROWS, units))  # a panel's tile: r, z, n (input), n (h)
+    tile_gates = G.reshape((4, tiles.ROWS * units))  # the tile's rows one after the other
+    h_prev = tiles.scratch(x, (tiles.ROWS * units,))  # the tile's h_{t-1},
+    z_prev = tiles.scratch(x, (tiles.ROWS * units,))  # its update gates (reset before)
+    results = tiles.scratch(x, (2, tiles.ROWS * units))
     if lead:
         rows.start(h, out, lengths, first, last, H, k)
         rows.load_inputs(x, H, lengths, first, last, 0, reverse)
@@ -55,52 +58,56 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bn, h, out, 
             b = first
             while b < last:
                 if reset_after:
-                    tile = tiles.panel_tile(H, b, last, P, pan, C, k, 3, HALVES, 1, N_GATE)
+                    tile = tiles.panel_tile(H, b, last, P, pan, bias, G, k, 3, HALVES, 1,
+                                            N_GATE)
                 else:
-                    tile = tiles.panel_tile(H, b, last, P, pan, C, k, 2, HALVES, 2, -1)
+                    tile = tiles.panel_tile(H, b, last, P, pan, bias, G, k, 2, HALVES, 2, -1)
                 for m in range(tile):
-                    if s >= lengths[b + m]:
+                    rows.copy(H[b + m, k + u0:k + u0 + units], h_prev[m * units:(m + 1) * units])
+                if reset_after:
+                    for j in range(tile * units):  # branch-free, so that it vectorises
+                        ar = real(act1(rows.clipped(tile_gates[0, j], clip), *p1))  # noqa: F821
+                        az = real(act1(rows.clipped(tile_gates[1, j], clip), *p1))  # noqa: F821
+                        gn = rows.clipped(tile_gates[2, j] + ar * tile_gates[3, j], clip)
+                        results[0, j] = (one - az) * real(act0(gn, *p0)) + az * h_prev[j]  # noqa: F821
+                else:
+                    for j in range(tile * units):
+                        ar = real(act1(rows.clipped(tile_gates[0, j], clip), *p1))  # noqa: F821
+                        results[0, j] = real(act1(rows.clipped(tile_gates[1, j], clip), *p1))  # noqa: F821
+                        results[1, j] = ar * h_prev[j]
+                for m in range(tile):
+                    row = b + m
+                    if s >= lengths[row]:
                         continue
-                    h_row = H[b + m, k + u0:k + u0 + units]
                     if reset_after:
-                        for i in range(units):  # branch-free, so that it vectorises
-                            ar = real(act1(rows.clipped(C[m, i] + bias[0, u0 + i], clip),  # noqa: F821
-                                           *p1))
-                            az = real(act1(rows.clipped(C[m, units + i] + bias[1, u0 + i],  # noqa: F821
-                                                        clip), *p1))
-                            gn = rows.clipped(C[m, 2 * units + i] + bias[2, u0 + i] + ar
-                                              * (C[m, 3 * units + i] + bn[0, u0 + i]), clip)
-                            results[0, i] = (one - az) * real(act0(gn, *p0)) + az * h_row[i]  # noqa: F821
-                        rows.copy(results[0], H_next[b + m, k + u0:k + u0 + units])
+                        rows.copy(results[0, m * units:(m + 1) * units],
+                                  H_next[row, k + u0:k + u0 + units])
                     else:
-                        for i in range(units):
-                            ar = real(act1(rows.clipped(C[m, i] + bias[0, u0 + i], clip),  # noqa: F821
-                                           *p1))
-                            results[0, i] = act1(rows.clipped(  # noqa: F821
-                                C[m, units + i] + bias[1, u0 + i], clip), *p1)
-                            results[1, i] = ar * h_row[i]
-                        rows.copy(results[0], Z[b + m, u0:u0 + units])
-                        rows.copy(results[1], RH[b + m, k + u0:k + u0 + units])
+                        rows.copy(results[0, m * units:(m + 1) * units], Z[row, u0:u0 + units])
+                        rows.copy(results[1, m * units:(m + 1) * units],
+                                  RH[row, k + u0:k + u0 + units])
                 b += tile
         if not reset_after:
-            for b in range(first, last):
-                rows.copy(H[b, :k], RH[b, :k])  # the same rows of x for every member
+            for b in range(first, last):  # the same values of x from every member
+                rows.copy(H[b, :k], RH[b, :k])
             phase = team.meet(sync, members, phase)
             for pan in range(pan_lo, pan_hi):
                 u0 = pan * units
                 b = first
                 while b < last:
-                    tile = tiles.panel_tile(RH, b, last, Pn, pan, C, k, 1, HALVES, 2, -1)
+                    tile = tiles.panel_tile(RH, b, last, Pn, pan, bias_n, G, k, 1, HALVES, 2, -1)
                     for m in range(tile):
-                        if s >= lengths[b + m]:
-                            continue
-                        h_row = H[b + m, k + u0:k + u0 + units]
-                        z_row = Z[b + m, u0:u0 + units]
-                        for i in range(units):
-                            gn = rows.clipped(C[m, i] + bias[2, u0 + i] + bn[0, u0 + i], clip)
-                            results[0, i] = ((one - z_row[i]) * real(act0(gn, *p0))  # noqa: F821
-                                             + z_row[i] * h_row[i])
-                        rows.copy(results[0], H_next[b + m, k + u0:k + u0 + units])
+                        rows.copy(H[b + m, k + u0:k + u0 + units],
+                                  h_prev[m * units:(m + 1) * units])
+                        rows.copy(Z[b + m, u0:u0 + units], z_prev[m * units:(m + 1) * units])
+                    for j in range(tile * units):
+                        z = z_prev[j]
+                        gn = rows.clipped(tile_gates[0, j], clip)
+                        results[0, j] = (one - z) * real(act0(gn, *p0)) + z * h_prev[j]  # noqa: F821
+                    for m in range(tile):
+                        if s < lengths[b + m]:
+                            rows.copy(results[0, m * units:(m + 1) * units],
+                                      H_next[b + m, k + u0:k + u0 + units])
                     b += tile
         if lead and s + 1 < steps:
             rows.load_inputs(x, H_next, lengths, first, last, s + 1, reverse)

@@ -6,8 +6,9 @@ optional projection h_t = R (o * act0(c_t)) (PyTorch ``proj_size``), and the ONN
 ``clip`` (gate pre-activations clipped to [-clip, clip]; c_t reaches act0 unclipped, as in
 ONNX Runtime) and ``input_forget`` (f = 1 - i).
 
-Each step runs panel by panel (``tiles``): a register tile of [x_t h_{t-1}] [W U]^T for a few
-batch rows and one panel's units of all four gates, then those units' gate nonlinearities.
+Each step runs panel by panel (``tiles``): a register tile of b + [x_t h_{t-1}] [W U]^T for a
+few batch rows and one panel's units of all four gates, then those units' gate nonlinearities
+for all the tile's rows in one loop.
 """
 from rnnsim.kernels.cpu import rows, team, tiles
 
@@ -17,15 +18,15 @@ HALVES = 2  # sub-panels per panel: P packed with gates=4, nr=8
 PROJECTION_HALVES = 4  # R packed with gates=1, nr=4
 
 
-def lstm_forward(first, last, member, members, sync, x, P, bias, R, peep, h, c, out, lengths,
-                 reverse, clip, input_forget, H, H_next, cs, Y, p0, p1, p2):
+def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep, h, c, out,
+                 lengths, reverse, clip, input_forget, H, H_next, cs, Y, p0, p1, p2):
     """Run batch rows first..last-1, the panels of ``member`` of ``members`` (``team``).
 
     x : (T, B, k) inputs; P : [W U] (4p, k + q) packed with gates=4, nr=8 (``tiles``), q = p or
     proj_size; bias : (4, pp) biases, pp = p padded to whole panels (``tiles.padded``); R : the
-    projection (q, p) packed with gates=1, nr=4 (0 panels without); peep : (3, pp) peepholes
-    for i, f, o (zeros without); h : (B, q) and c : (B, p) initial states, overwritten with
-    the final ones; out : (T, B, q) receives h_t, zero past a row's length; lengths : (B,)
+    projection (q, p) packed with gates=1, nr=4 (0 panels without); R_bias : (1, q padded to
+    R's panels) zeros; peep : (3, pp) peepholes for i, f, o (zeros without); h : (B, q) and
+    c : (B, p) initial states, overwritten with the final ones; out : (T, B, q) receives h_t, zero past a row's length; lengths : (B,)
     int64 steps of each row (<= T); reverse : run each row from its last step down to 0;
     clip : np.inf for none (clipping to inf changes nothing, NaN included); input_forget :
     couple the forget gate to the input gate; sync : (1,) int64 zeros shared by the members;
@@ -47,8 +48,14 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, peep, h, c, 
     out_lo, out_hi = team.share(R.shape[0], members, member) if project else (pan_lo, pan_hi)
     width = outputs if project else units
     out_lo, out_hi = min(out_lo * width, q), min(out_hi * width, q)
-    C = tiles.scratch(x, tiles.ROWS, P.shape[2])  # a panel's tile; also R's, narrower
-    results = tiles.scratch(x, 2, units)
+    reps = min(tiles.ROWS, last - first)  # rows of the largest tile
+    G = tiles.scratch(x, (GATES, tiles.ROWS, units))  # a panel's tile
+    GR = tiles.scratch(x, (1, tiles.ROWS, outputs))  # a tile of the projection
+    gates = G.reshape((GATES, tiles.ROWS * units))  # the tile's rows one after the other
+    peeps = tiles.scratch(x, (3, tiles.ROWS * units))  # the panel's peepholes for each row
+    c_prev = tiles.scratch(x, (tiles.ROWS * units,))  # the tile's c_{t-1},
+    c_next = tiles.scratch(x, (tiles.ROWS * units,))  # c_t
+    h_next = tiles.scratch(x, (tiles.ROWS * units,))  # and o * act0(c_t): separate buffers
     if lead:
         rows.start(h, out, lengths, first, last, H, k)
         rows.load_inputs(x, H, lengths, first, last, 0, reverse)
@@ -59,31 +66,33 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, peep, h, c, 
     for s in range(steps):
         for pan in range(pan_lo, pan_hi):
             u0 = pan * units
+            for g in range(3):
+                for m in range(reps):
+                    rows.copy(peep[g, u0:u0 + units], peeps[g, m * units:(m + 1) * units])
             b = first
             while b < last:
-                tile = tiles.panel_tile(H, b, last, P, pan, C, k, GATES, HALVES, 1, -1)
+                tile = tiles.panel_tile(H, b, last, P, pan, bias, G, k, GATES, HALVES, 1, -1)
                 for m in range(tile):
-                    if s >= lengths[b + m]:
+                    rows.copy(cs[b + m, u0:u0 + units], c_prev[m * units:(m + 1) * units])
+                for j in range(tile * units):  # branch-free, so that it vectorises
+                    ci = c_prev[j]
+                    gi = rows.clipped(gates[0, j] + peeps[0, j] * ci, clip)
+                    gf = rows.clipped(gates[1, j] + peeps[1, j] * ci, clip)
+                    gg = rows.clipped(gates[2, j], clip)
+                    ai = real(act1(gi, *p1))  # noqa: F821 (bound by codegen)
+                    af = real(act1(gf, *p1))  # noqa: F821
+                    af = one - ai if input_forget else af
+                    ci = af * ci + ai * real(act2(gg, *p2))  # noqa: F821
+                    go = rows.clipped(gates[3, j] + peeps[2, j] * ci, clip)
+                    c_next[j] = ci
+                    h_next[j] = real(act1(go, *p1)) * real(act0(ci, *p0))  # noqa: F821
+                for m in range(tile):
+                    row = b + m
+                    if s >= lengths[row]:
                         continue
-                    c_row = cs[b + m, u0:u0 + units]
-                    for i in range(units):  # branch-free, so that it vectorises
-                        ci = c_row[i]
-                        gi = rows.clipped(C[m, i] + bias[0, u0 + i] + peep[0, u0 + i] * ci,
-                                          clip)
-                        gf = rows.clipped(C[m, units + i] + bias[1, u0 + i]
-                                          + peep[1, u0 + i] * ci, clip)
-                        gg = rows.clipped(C[m, 2 * units + i] + bias[2, u0 + i], clip)
-                        ai = real(act1(gi, *p1))  # noqa: F821 (bound by codegen)
-                        af = real(act1(gf, *p1))  # noqa: F821
-                        af = one - ai if input_forget else af
-                        ci = af * ci + ai * real(act2(gg, *p2))  # noqa: F821
-                        go = rows.clipped(C[m, 3 * units + i] + bias[3, u0 + i]
-                                          + peep[2, u0 + i] * ci, clip)
-                        results[0, i] = ci
-                        results[1, i] = real(act1(go, *p1)) * real(act0(ci, *p0))  # noqa: F821
-                    rows.copy(results[0], c_row)
-                    rows.copy(results[1], Y[b + m, u0:u0 + units] if project
-                              else H_next[b + m, k + u0:k + u0 + units])
+                    rows.copy(c_next[m * units:(m + 1) * units], cs[row, u0:u0 + units])
+                    rows.copy(h_next[m * units:(m + 1) * units], Y[row, u0:u0 + units]
+                              if project else H_next[row, k + u0:k + u0 + units])
                 b += tile
         if project:
             phase = team.meet(sync, members, phase)
@@ -92,10 +101,10 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, peep, h, c, 
                 some = min(outputs, q - o0)
                 b = first
                 while b < last:
-                    tile = tiles.panel_tile(Y, b, last, R, pan, C, 0, 1, PROJECTION_HALVES,
-                                            PROJECTION_HALVES, -1)
+                    tile = tiles.panel_tile(Y, b, last, R, pan, R_bias, GR, 0, 1,
+                                            PROJECTION_HALVES, PROJECTION_HALVES, -1)
                     for m in range(tile):
-                        rows.copy(C[m, :some], H_next[b + m, k + o0:k + o0 + some])
+                        rows.copy(GR[0, m, :some], H_next[b + m, k + o0:k + o0 + some])
                     b += tile
         if lead and s + 1 < steps:
             rows.load_inputs(x, H_next, lengths, first, last, s + 1, reverse)

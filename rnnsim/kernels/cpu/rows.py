@@ -5,8 +5,8 @@ gives each thread its rows, or all threads the same rows and a share of the unit
 The rows live in two caller-allocated (B, k + width) buffers, the current and the next step's:
 row b holds [x_t, h_{t-1}], the operand of the tiles (``tiles``), while the epilogue writes h_t
 into the other buffer (width: q rounded up to whole panels, so that the epilogue runs whole
-vectors). Row b runs ``lengths[b]`` steps; step s is at time ``step_time``. Slice assignment
-compiles slowly in numba, hence the explicit loops.
+vectors). Row b runs ``lengths[b]`` steps; step s is at time ``step_time``. Copies are loops
+(slice assignment compiles slowly) over slices (see ``copy``).
 """
 import numba
 
@@ -28,7 +28,8 @@ def clipped(value, clip):
 
 @numba.njit(cache=True, **JIT)
 def copy(source, target):
-    """target[i] = source[i] for 1-D arrays of equal size."""
+    """target[i] = source[i] for 1-D arrays of equal size. Copying between slices vectorises:
+    indices from 0 need no check for negative values, unlike ``a[row, u0 + i]``."""
     for i in range(target.size):
         target[i] = source[i]
 
@@ -50,8 +51,7 @@ def start(h, out, lengths, first, last, H, k):
     for b in range(first, last):
         copy(h[b], H[b, k:k + h.shape[1]])
         for t in range(lengths[b], out.shape[0]):
-            for i in range(out.shape[2]):
-                out[t, b, i] = 0.0
+            out[t, b].fill(0.0)
 
 
 @numba.njit(cache=True, **JIT)

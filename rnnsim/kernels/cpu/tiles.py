@@ -11,10 +11,10 @@ FMAs whose accumulators stay in registers; the gate nonlinearities of a panel's 
 right after its tile (the kernels' epilogue), over UP units at once. The input projection is
 part of the same product: no separate GEMM, no (T, B, gates*p) intermediate, one thread pool.
 
-``tile_matmul`` computes such a tile into C, gate-major: ``C[m, g*UP + i]`` is gate g of unit
-i of the panel. Every output is ``fma(P[K-1], a[K-1], ... fma(P[0], a[0], 0))`` in this order
-whatever the tile's shape, so a batch row gets the same bits alone or in a tile, in one long
-run or step by step.
+``tile_matmul`` computes such a tile into C (gate, row, unit): the epilogue then runs over
+all rows of the tile at once, independent work for the vector units. Every output is
+``fma(P[K-1], a[K-1], ... fma(P[0], a[0], bias))`` in this order whatever the tile's shape,
+so a batch row gets the same bits alone or in a tile, in one long run or step by step.
 """
 import numba
 import numpy as np
@@ -90,14 +90,16 @@ def update_packed(W, U, P, gates):
 
 
 @intrinsic
-def tile_matmul(typingctx, A, a_row, P, pan, C, mr, gates, halves, first, count, k, split):
+def tile_matmul(typingctx, A, a_row, P, pan, bias, C, mr, gates, halves, first, count, k,
+                split):
     """The tile of rows a_row..a_row+mr-1 of A and sub-panels first..first+count-1 of panel
-    ``pan`` (of ``halves`` sub-panels of ``gates`` vectors) into C (module docstring); mr,
-    gates, halves, count and split literal ints.
+    ``pan`` (of ``halves`` sub-panels of ``gates`` vectors) into C (module docstring), each
+    sum starting from its unit's bias; mr, gates, halves, count and split literal ints.
 
-    With split = g >= 0 gate g sums columns [0, k) only, and its columns [k, K) go to an extra
-    gate after the last, ``C[m, gates*UP + i]``: the input and recurrent parts of a gate kept
-    apart (GRU's n with reset_after).
+    bias : (gates (+1 with split), pp); C : (gates (+1), rows >= mr, UP), ``C[g, m, i]`` gate g
+    of row m and unit i of the panel. With split = g >= 0 gate g sums columns [0, k) only, and
+    its columns [k, K) go to the extra gate ``C[gates]``, from ``bias[gates]``: the input and
+    recurrent parts of a gate kept apart (GRU's n with reset_after).
     """
     literal = (mr, gates, halves, count, split)
     if not all(isinstance(value, types.IntegerLiteral) for value in literal):
@@ -105,10 +107,11 @@ def tile_matmul(typingctx, A, a_row, P, pan, C, mr, gates, halves, first, count,
     rows, n_gates, n_halves, n_sub, split_gate = (value.literal_value for value in literal)
 
     def codegen(context, builder, signature, args):
-        a_arg, row_arg, p_arg, pan_arg, c_arg = args[:5]
+        a_arg, row_arg, p_arg, pan_arg, bias_arg, c_arg = args[:6]
         a = context.make_array(signature.args[0])(context, builder, a_arg)
         packed = context.make_array(signature.args[2])(context, builder, p_arg)
-        c = context.make_array(signature.args[4])(context, builder, c_arg)
+        biases = context.make_array(signature.args[4])(context, builder, bias_arg)
+        c = context.make_array(signature.args[5])(context, builder, c_arg)
         scalar = context.get_value_type(signature.args[2].dtype)
         size = context.get_abi_sizeof(scalar)
         width = LANE_BYTES // size
@@ -124,23 +127,31 @@ def tile_matmul(typingctx, A, a_row, P, pan, C, mr, gates, halves, first, count,
         def as_intp(index):
             return context.cast(builder, args[index], signature.args[index], types.intp)
 
+        def vector_at(base, offset):
+            return builder.bitcast(builder.gep(base, [offset], inbounds=True), vector.as_pointer())
+
         lda = cgutils.unpack_tuple(builder, a.shape)[1]
         _, K, panel_width = cgutils.unpack_tuple(builder, packed.shape)
-        ldc = cgutils.unpack_tuple(builder, c.shape)[1]
-        first_half, k_value = as_intp(8), as_intp(10)
-        # (sub-panel, gate) of each accumulator column: where it loads from and stores to
+        bias_width = cgutils.unpack_tuple(builder, biases.shape)[1]
+        _, c_rows, c_units = cgutils.unpack_tuple(builder, c.shape)
+        first_half, k_value = as_intp(9), as_intp(11)
+        units = const(n_halves * width)
+        # (sub-panel, gate) of each accumulator: where it loads from, starts and is stored
         pairs = [(h, g) for h in range(n_sub) for g in range(n_gates)]
-        loads = [builder.mul(builder.add(builder.mul(builder.add(first_half, const(h)),
-                                                     const(n_gates)), const(g)), const(width))
-                 for h, g in pairs]
-
-        def slot(h, g):
-            return builder.mul(builder.add(builder.add(first_half, const(h)),
-                                           const(g * n_halves)), const(width))
-
-        stores = [slot(h, g) for h, g in pairs]
-        acc = [[cgutils.alloca_once_value(builder, ir.Constant(vector, None)) for _ in pairs]
-               for _ in range(rows)]
+        if split_gate >= 0:
+            pairs += [(h, n_gates) for h in range(n_sub)]
+        lanes = [builder.mul(builder.add(first_half, const(h)), const(width)) for h, _ in pairs]
+        loads = [builder.add(builder.mul(builder.add(first_half, const(h)),
+                                         const(n_gates * width)), const(g * width))
+                 for h, g in pairs[:n_sub * n_gates]]
+        acc = []
+        for m in range(rows):
+            acc.append([])
+            for (h, g), lane in zip(pairs, lanes):
+                start = builder.add(builder.mul(const(g), bias_width),
+                                    builder.add(builder.mul(pan_arg, units), lane))
+                acc[m].append(cgutils.alloca_once_value(builder, builder.load(
+                    vector_at(biases.data, start), align=size)))
         panel = builder.gep(packed.data, [builder.mul(pan_arg, builder.mul(K, panel_width))],
                             inbounds=True)
         a_rows = [builder.gep(a.data, [builder.mul(builder.add(row_arg, const(m)), lda)],
@@ -151,9 +162,8 @@ def tile_matmul(typingctx, A, a_row, P, pan, C, mr, gates, halves, first, count,
         def columns(start, stop, targets):
             with cgutils.for_range_slice(builder, start, stop, const(1), intp) as (j, _):
                 panel_row = builder.gep(panel, [builder.mul(j, panel_width)], inbounds=True)
-                weights = [builder.load(builder.bitcast(
-                    builder.gep(panel_row, [offset], inbounds=True), vector.as_pointer()),
-                    align=size) for offset in loads]
+                weights = [builder.load(vector_at(panel_row, offset), align=size)
+                           for offset in loads]
                 for m in range(rows):
                     value = builder.load(builder.gep(a_rows[m], [j], inbounds=True))
                     broadcast = builder.shuffle_vector(
@@ -163,36 +173,23 @@ def tile_matmul(typingctx, A, a_row, P, pan, C, mr, gates, halves, first, count,
                         builder.store(builder.call(fma, [weight, broadcast,
                                                          builder.load(target)]), target)
 
-        split = [n for n, (h, g) in enumerate(pairs) if g == split_gate]
-        if split:
-            extra = [{n: cgutils.alloca_once_value(builder, ir.Constant(vector, None))
-                      for n in split} for _ in range(rows)]
+        if split_gate >= 0:
+            extra = {h: n_sub * n_gates + h for h in range(n_sub)}
             columns(const(0), k_value, acc)
-            columns(k_value, K, [[extra[m].get(n, acc[m][n]) for n in range(len(pairs))]
+            columns(k_value, K, [[acc[m][extra[h]] if g == split_gate else acc[m][n]
+                                  for n, (h, g) in enumerate(pairs[:n_sub * n_gates])]
                                  for m in range(rows)])
-            stores += [slot(pairs[n][0], n_gates) for n in split]
-            acc = [acc[m] + [extra[m][n] for n in split] for m in range(rows)]
         else:
             columns(const(0), K, acc)
         for m in range(rows):
-            c_row = builder.gep(c.data, [builder.mul(const(m), ldc)], inbounds=True)
-            for source, offset in zip(acc[m], stores):
-                target = builder.gep(c_row, [offset], inbounds=True)
-                builder.store(builder.load(source),
-                              builder.bitcast(target, vector.as_pointer()), align=size)
+            for (h, g), lane, source in zip(pairs, lanes, acc[m]):
+                offset = builder.add(builder.mul(builder.add(builder.mul(const(g), c_rows),
+                                                             const(m)), c_units), lane)
+                builder.store(builder.load(source), vector_at(c.data, offset), align=size)
         return context.get_dummy_value()
 
-    return types.none(A, a_row, P, pan, C, mr, gates, halves, first, count, k, split), codegen
-
-
-@intrinsic
-def vector_lanes(typingctx, array):
-    """VL for the array's dtype, a constant: the epilogue loops over whole vectors."""
-    def codegen(context, builder, signature, args):
-        size = context.get_abi_sizeof(context.get_value_type(array.dtype))
-        return context.get_constant(types.intp, LANE_BYTES // size)
-
-    return types.intp(array), codegen
+    return types.none(A, a_row, P, pan, bias, C, mr, gates, halves, first, count, k,
+                      split), codegen
 
 
 def padded(vector: np.ndarray, gates: int, units: int) -> np.ndarray:
@@ -217,27 +214,28 @@ def _stack_pointer(typingctx, array, count):
     return types.CPointer(array.dtype)(array, count), codegen
 
 
-SCRATCH = 256  # elements of a stack buffer: ROWS x a panel of up to 8 vectors of 8
+SCRATCH = 256  # elements of a stack buffer: up to 4 gates x ROWS x a panel's 16 units
 ROWS = 4  # batch rows per tile: 4 x up to 4 vectors of accumulators
 
 
 @numba.njit(inline="always", **JIT)
-def scratch(like, rows, columns):
-    """A (rows, columns) array of like's dtype in a new stack buffer of ``SCRATCH`` elements
-    (rows*columns at most), uninitialised. LLVM knows that it overlaps no other array, so an
-    epilogue loop that writes only such buffers vectorises without run-time overlap checks."""
-    return numba.carray(_stack_pointer(like, SCRATCH), (rows, columns))
+def scratch(like, shape):
+    """An array of like's dtype and ``shape`` in a new stack buffer of ``SCRATCH`` elements
+    (the shape's product at most), uninitialised. LLVM knows that it overlaps no other array,
+    so an epilogue loop that writes only such buffers vectorises without run-time overlap
+    checks."""
+    return numba.carray(_stack_pointer(like, SCRATCH), shape)
 
 
 @numba.njit(inline="always", **JIT)
-def panel_tile(A, r, n, P, pan, C, k, gates, halves, per_call, split):
+def panel_tile(A, r, n, P, pan, bias, C, k, gates, halves, per_call, split):
     """Tile the rows r.. of A (n rows in all) with panel ``pan`` (``tile_matmul``; literal
     gates, halves, per_call, split): ``ROWS`` rows at once while that many remain, ``per_call``
     sub-panels per call (at most 16 accumulators), else one row with all sub-panels (more
-    independent FMA chains). Returns the rows done, whose results are in C[:rows]."""
+    independent FMA chains). Returns the rows done, whose results are in C[:, :rows]."""
     if n - r < ROWS:
-        tile_matmul(A, r, P, pan, C, 1, gates, halves, 0, halves, k, split)
+        tile_matmul(A, r, P, pan, bias, C, 1, gates, halves, 0, halves, k, split)
         return 1
     for first in range(0, halves, per_call):
-        tile_matmul(A, r, P, pan, C, ROWS, gates, halves, first, per_call, k, split)
+        tile_matmul(A, r, P, pan, bias, C, ROWS, gates, halves, first, per_call, k, split)
     return ROWS
