@@ -514,7 +514,8 @@ def test_cli_feedback_example_config():
 
 @pytest.mark.parametrize("sparse", [False, True])
 def test_kernel_schedules_give_the_same_bits(monkeypatch, sparse):
-    """Serial, batch-parallel and row-split steps, uint16 and uint32 columns: one result."""
+    """Serial, batch-parallel and row-split steps (in timed chunks of steps), uint16 and
+    uint32 columns: one result, and lengths handled across chunks."""
     from rnnsim.cells import esn as esn_cell
 
     net = feedback_net(sparse=sparse, units=40)
@@ -524,8 +525,12 @@ def test_kernel_schedules_give_the_same_bits(monkeypatch, sparse):
                                      ("uint32", 0, 4)]:
         monkeypatch.setattr(esn_cell, "PARALLEL_WORK", work)
         monkeypatch.setattr(esn_cell, "SPLIT_WORK", work)
+        monkeypatch.setattr(esn_cell, "ADAPT_STEPS", 3)  # split and whole chunks alternate
+        monkeypatch.setattr(esn_cell, "RETIME", 2)
         monkeypatch.setattr(esn_cell, "UINT16_UNITS", uint16_units)
-        runs[name] = (net.run(u).output, net.run(u[:, :1]).output)  # B = 3 and B = 1
+        short = net.run(u[:, :1], lengths=np.array([8]))
+        runs[name] = (net.run(u).output, net.run(u[:, :1]).output,  # B = 3 and B = 1
+                      short.output, short.final[0], short.final_c[0])
     for name in ("parallel", "uint32"):
         for got, expected in zip(runs[name], runs["serial"]):
             np.testing.assert_array_equal(got, expected)

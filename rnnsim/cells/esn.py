@@ -2,6 +2,7 @@
 and optional output feedback."""
 from __future__ import annotations
 
+import time
 import zlib
 
 import numba
@@ -15,10 +16,16 @@ from .base import Cell, input_projection
 # Multiply-adds per step below which one thread runs the whole call (a parallel region costs
 # a few µs to start).
 PARALLEL_WORK = 32_768
-# Multiply-adds of one batch row per step from which its units are split over the threads
+# Multiply-adds of one batch row per step from which its units may be split over the threads
 # when there are fewer rows than threads: that costs a fork/join per step (~1.2 µs with
 # numba's OpenMP layer on an idle machine; benchmarks/RESULTS.md).
 SPLIT_WORK = 65_536
+# A split step is ~1.8x faster on idle cores but many times slower while other processes
+# hold the cores (a step waits for a descheduled thread). So such runs go in chunks of
+# ADAPT_STEPS steps, split or not, each way timed and the faster kept; the slower is timed
+# again after RETIME chunks, and after twice as many each time it loses again.
+ADAPT_STEPS = 64
+RETIME = 16
 # Column indices fit in uint16 up to this many units (2 bytes per nonzero instead of 4).
 UINT16_UNITS = 1 << 16
 
@@ -227,9 +234,41 @@ class ESNCell(Cell):
             work = N * N
             weights = np.full(N, N)
         variant, bounds = schedule(B, work, weights)
-        kernel = getattr(self.kernels(), f"esn_{variant}")
-        kernel(z, h, WT, data, indices, indptr, lr, keep, member, lengths, bounds, F, Wout,
-               bout, y, self.activations[0].kernel_args(dtype))
+        module = self.kernels()
+        weights = (WT, data, indices, indptr, lr, keep, member)
+        readout = (F, Wout, bout, y, self.activations[0].kernel_args(dtype))
+        if len(bounds) == 2:
+            getattr(module, f"esn_{variant}")(z, h, *weights, lengths, bounds, *readout)
+        else:
+            run_timed(module, z, h, weights, lengths, bounds, readout)
+
+
+def run_timed(module, z, h, weights, lengths, bounds, readout) -> None:
+    """The esn kernel in chunks of ``ADAPT_STEPS`` steps, with each step's units split into
+    ``bounds`` or not (one thread per batch row), whichever ran faster (see ``RETIME``)."""
+    B, N = z.shape[1:]
+    ways = {"split": (module.esn_parallel, bounds),
+            "whole": (module.esn_parallel if B > 1 else module.esn_serial,
+                      np.array([0, N], np.int64))}
+    per_step: dict[str, float] = {}
+    retime = interval = RETIME
+    steps = int(lengths.max(initial=0))
+    for chunk, t0 in enumerate(range(0, steps, ADAPT_STEPS)):
+        t1 = min(steps, t0 + ADAPT_STEPS)
+        untimed = [way for way in ways if way not in per_step]
+        if untimed:
+            way = untimed[0]
+        else:
+            way = (max if chunk == retime else min)(per_step, key=per_step.get)
+        kernel, chunks = ways[way]
+        start = time.perf_counter()
+        kernel(z[t0:t1], h, *weights, np.clip(lengths - t0, 0, t1 - t0), chunks, *readout)
+        per_step[way] = (time.perf_counter() - start) / (t1 - t0)
+        if chunk == retime:
+            faster = min(per_step, key=per_step.get)
+            interval = RETIME if way == faster else 2 * interval
+            retime = chunk + interval
+    z[steps:] = 0
 
 
 def schedule(batch: int, work: int, row_work: np.ndarray) -> tuple[str, np.ndarray]:
