@@ -19,8 +19,9 @@ Loop shapes (measured on a 2-core EPYC, see benchmarks/RESULTS.md):
   each row through all its steps on one thread, one parallel region per call. With fewer rows
   (B = 1) a large reservoir's units are split into the row chunks ``bounds`` instead, and the
   threads run the chunks of one step at a time: a fork/join per step (~1.2 µs with numba's
-  OpenMP layer on an idle machine, far more when other processes hold the cores; numba has no
-  barrier to keep one parallel region across steps).
+  OpenMP layer on an idle machine, far more when other processes hold the cores, so the cell
+  times both ways on chunks of steps and keeps the faster; numba has no barrier to keep one
+  parallel region across steps).
 """
 import numba
 import numpy as np
