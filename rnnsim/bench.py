@@ -371,6 +371,31 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: dict) -> str:
+    """The table as Markdown (for benchmarks/RESULTS.md): µs per step, ratios peer / rnnsim
+    for both modes, GFLOP/s and fraction of the GEMM peak."""
+    peers = peers_in(results["rows"])
+    head = ["cell", "dtype", "B", "k", "p", "T", "rnnsim", "fast"]
+    for peer in peers:
+        head += [peer, f"{peer} / rnnsim", f"{peer} / fast"]
+    head += ["GFLOP/s", "of peak"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for row in results["rows"]:
+        peak = results["gemm_peak_gflops"][row.dtype]
+        gflops = row.flops / (min(row.us["rnnsim"], row.us["rnnsim_fast"]) * 1e-6) / 1e9
+        cells = [row.cell, row.dtype, row.B, row.k, row.p, row.T, f"{row.us['rnnsim']:.2f}",
+                 f"{row.us['rnnsim_fast']:.2f}"]
+        for peer in peers:
+            if peer in row.us:
+                cells += [f"{row.us[peer]:.2f}", f"{row.ratio(peer):.2f}",
+                          f"{row.ratio(peer, 'rnnsim_fast'):.2f}"]
+            else:
+                cells += ["-", "-", "-"]
+        cells += [f"{gflops:.1f}", f"{gflops / peak:.0%}"]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines)
+
+
 def to_json(results: dict) -> str:
     rows = []
     for row in results["rows"]:

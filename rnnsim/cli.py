@@ -414,8 +414,9 @@ def info(config, as_json):
               help="Also write the results to this JSON file.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw a bar chart into this PNG file (needs matplotlib).")
+@click.option("--markdown", is_flag=True, help="Print the final table as Markdown.")
 @reports_errors
-def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_path):
+def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_path, markdown):
     """Time rnnsim against every installed peer (PyTorch, ONNX Runtime, reservoirpy) on the CPU.
 
     Same process, same threads (numba's), same inputs; outputs are checked to agree first.
@@ -425,7 +426,6 @@ def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_pat
     from . import bench
 
     chosen = ("float32", "float64") if dtypes == "both" else (dtypes,)
-    results = None
     click.echo(bench.HEADER)
     results = bench.run_matrix([c.strip() for c in cells.split(",") if c.strip()], chosen,
                                quick=quick, repeats=repeats, progress=click.echo)
@@ -435,7 +435,7 @@ def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_pat
             click.echo(f"cold start {entry['cell']:>5} ({entry['cache']}): import "
                        f"{entry['import_s']:.2f} s, first run {entry['first_run_s']:.2f} s")
     click.echo()
-    click.echo(bench.table(results))
+    click.echo(bench.markdown(results) if markdown else bench.table(results))
     if json_path is not None:
         json_path.write_text(bench.to_json(results))
         click.echo(f"wrote {json_path}")

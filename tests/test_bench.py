@@ -38,6 +38,11 @@ def test_bench_writes_the_table_json_and_chart(tiny, tmp_path):
     assert data["gemm_peak_gflops"] == {"float32": 1.0}
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "GFLOP/s" in result.output and result.output.count("lstm float32") >= 2
+    markdown = CliRunner().invoke(cli, ["bench", "--cells", "gru", "--dtype", "float64",
+                                        "--repeats", "1", "--markdown"])
+    assert markdown.exit_code == 0, markdown.output
+    table = [line for line in markdown.output.splitlines() if line.startswith("| gru")]
+    assert len(table) == 2 and all(line.count("|") == table[0].count("|") for line in table)
 
 
 def test_bench_runs_echo_state_rows_against_reservoirpy_when_installed(tiny):
