@@ -24,7 +24,7 @@ SPLIT_WORK = 65_536
 # hold the cores (a step waits for a descheduled thread). So such runs go in chunks of
 # ADAPT_STEPS steps, split or not, each way timed and the faster kept; the slower is timed
 # again after RETIME chunks, and after twice as many each time it loses again.
-ADAPT_STEPS = 64
+ADAPT_STEPS = 16
 RETIME = 16
 # Column indices fit in uint16 up to this many units (2 bytes per nonzero instead of 4).
 UINT16_UNITS = 1 << 16
