@@ -2,8 +2,9 @@
 
 Needs ``pip install reservoirpy==0.4.2`` (not a test dependency). Prints µs per step for
 N in {100, 1000, 10000} (CSR, connectivity 0.1 / 0.1 / 0.01, k = 1, T = 10,000) and for a
-64-member ensemble of N = 500 (10%), rnnsim with all of numba's threads and with one, the
-ratio reservoirpy / rnnsim (> 1: rnnsim faster), the median and the range of the repeats, and
+64-member ensemble of N = 500 (10%), rnnsim with all of numba's threads and with one, and
+in float32 with ``network.fast_math`` (vectorised tanh approximations), the ratio
+reservoirpy / rnnsim (> 1: rnnsim faster), the median and the range of the repeats, and
 for the sparse kernel the bytes it streams per step as GB/s (at its faster thread count) and
 as a fraction of the read bandwidth a plain sum reaches on a buffer of the same size in this
 process (the faster of numpy's sum on one core and a numba prange sum on all threads).
@@ -33,8 +34,9 @@ def matrices(n, connectivity, seed):
     return w, input_bernoulli((n, 1), rng, np.float64), np.zeros(n)
 
 
-def rnnsim_net(w: CSR, win, bias, dtype):
-    config = rnnsim.config.parse({"network": {"input_size": 1, "dtype": dtype, "layers": [
+def rnnsim_net(w: CSR, win, bias, dtype, fast_math=False):
+    config = rnnsim.config.parse({"network": {"input_size": 1, "dtype": dtype,
+                                              "fast_math": fast_math, "layers": [
         {"cell": "esn", "units": w.shape[0], "leak_rate": LR, "sparse": True}]}})
     return rnnsim.Network(config, {**w.params("layers.0.W"), "layers.0.Win": win,
                                    "layers.0.b": bias})
@@ -110,6 +112,11 @@ def single(n, connectivity, T, repeats):
         best = min(row[f"rnnsim_{dtype}"]["median"], row[f"rnnsim_{dtype}_1thread"]["median"])
         row[f"gbs_{dtype}"] = nbytes / (best * 1e-6) / 1e9
         row[f"peak_{dtype}"] = read_bandwidth(nbytes)
+    fast = rnnsim_net(w, win, bias, "float32", fast_math=True)
+    x = u.astype(np.float32)
+    row["fast_error"] = float(np.max(np.abs(fast.run(x).output - reference)))
+    row["rnnsim_float32_fast"] = per_step(samples(lambda: fast.run(x), repeats,
+                                                  lambda: fast.run(x[:10])), T)
     node.reset()
     row["reservoirpy"] = per_step(samples(lambda: node.run(u), max(1, repeats // 3),
                                           lambda: node.run(u[:10])), T)
@@ -132,6 +139,10 @@ def ensemble_case(members, n, T, repeats):
                                                   warmup), T)
         row[f"rnnsim_{dtype}_1thread"] = with_threads(1, lambda: per_step(
             samples(lambda: run_ensemble(nets, u), repeats, warmup), T))
+    fast = [rnnsim_net(*m, "float32", fast_math=True) for m in mats]
+    row["fast_error"] = float(np.max(np.abs(run_ensemble(fast, u).states - reference)))
+    row["rnnsim_float32_fast"] = per_step(samples(lambda: run_ensemble(fast, u), repeats,
+                                                  lambda: run_ensemble(fast, u[:10])), T)
     row["reservoirpy"] = per_step(samples(lambda: [node.run(u) for node in nodes], 1,
                                           lambda: None), T)
     return row
@@ -150,12 +161,14 @@ def main():
             single(10_000, 0.01, T, repeats), ensemble_case(64, 500, T, repeats)]
     print(f"load average after: {os.getloadavg()[0]:.1f}", file=sys.stderr)
     print("| case | nnz | reservoirpy | rnnsim f64 | ratio | rnnsim f32 | ratio | f32, 1 thread "
-          "| ratio | GB/s f32 (of a plain sum's GB/s) | max abs diff f64 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| ratio | f32 fast_math | ratio | GB/s f32 (of a plain sum's GB/s) | max abs diff "
+          "f64, fast_math |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         rp = r["reservoirpy"]["median"]
         cells = []
-        for key in ("rnnsim_float64", "rnnsim_float32", "rnnsim_float32_1thread"):
+        for key in ("rnnsim_float64", "rnnsim_float32", "rnnsim_float32_1thread",
+                    "rnnsim_float32_fast"):
             t = r[key]
             cells.append(f"{t['median']:.2f} ({t['min']:.2f}-{t['max']:.2f}) | "
                          f"{rp / t['median']:.1f}")
@@ -164,7 +177,7 @@ def main():
             bw = f"{r['gbs_float32']:.1f} ({r['gbs_float32'] / max(r['peak_float32']):.0%} " \
                  f"of {max(r['peak_float32']):.0f})"
         print(f"| {r['case']} | {r['nnz']:,} | {rp:.1f} | {' | '.join(cells)} | {bw} | "
-              f"{r['maxdiff_float64']:.1e} |")
+              f"{r['maxdiff_float64']:.1e}, {r['fast_error']:.1e} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
