@@ -155,12 +155,31 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
         raise InputError(f"output file '{path}' must end in .npz.")
     if not path.parent.is_dir():
         raise InputError(f"cannot write '{path}': folder '{path.parent}' does not exist.")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file name would get '.npz' appended
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_atomic(path, write)
     return path
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``,
+    with the mode a plainly created file gets (``tempfile`` makes it private)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, default_mode())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def default_mode(folder: bool = False) -> int:
+    """The permissions a new file (or folder) gets under this process's umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return (0o777 if folder else 0o666) & ~umask

@@ -21,7 +21,7 @@ from .activations import bind
 from .cells import CELLS
 from .config import Config, Spec
 from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
-from .io import read_npz
+from .io import default_mode, read_npz
 from .plugins import Plugins, get_plugins
 from . import reservoir
 from .reservoir import CSR, CSR_PARTS, scale_spectral_radius
@@ -611,6 +611,7 @@ class Network:
         try:
             (tmp / "config.yaml").write_text(yaml.safe_dump(self.config.dump(), sort_keys=False))
             np.savez(tmp / "weights.npz", **self.params)
+            tmp.chmod(default_mode(folder=True))  # mkdtemp makes it private
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import dynamics, sweep as sweep_mod
 from .errors import InputError
+from .io import write_atomic
 from .reservoir import CSR, layer_params
 
 FORMATS = {".png": "png", ".svg": "svg"}
@@ -46,7 +47,7 @@ def save(fig, path: str | os.PathLike) -> Path:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"cannot write '{path}': pick a .png or .svg file name.")
-    sweep_mod.write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt))
     return path
 
 

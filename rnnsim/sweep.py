@@ -21,7 +21,6 @@ import math
 import multiprocessing
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -32,6 +31,7 @@ import yaml
 from . import config as config_mod, reservoir
 from .config import Config, HeadInit, LayerInit, Spec, key_path
 from .errors import ConfigError, RnnsimError
+from .io import write_atomic
 from .network import SPECTRAL_RADIUS, Network, _keyword_params
 from .plugins import get_plugins
 
@@ -509,19 +509,6 @@ def points_folder(output: str | os.PathLike) -> Path:
     """Where a table's per-point files live: ``results.csv`` -> ``results.points/``."""
     output = Path(output)
     return output.with_name(f"{output.stem}.points")
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _write_json(path: Path, record: dict) -> None:

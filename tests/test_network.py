@@ -1,4 +1,6 @@
 """The Python API: weights independent of T, determinism, save/load, initializers, heads."""
+import os
+
 import numpy as np
 import pytest
 
@@ -179,3 +181,21 @@ def test_initializer_statistics():
     he = initializer("kaiming_normal")((400, 500), rng(0), np.float64)
     assert he.std() == pytest.approx(np.sqrt(2 / 500), rel=0.02)
     assert (initializer("constant")((3,), rng(0), np.float64, value=0.25) == 0.25).all()
+
+
+def test_written_files_get_the_umask_mode_not_private(tmp_path):
+    """Files go through a private temporary file and a rename; the result is shared as a plain
+    ``open`` would make it."""
+    from rnnsim.io import write_atomic, write_npz
+
+    old = os.umask(0o027)
+    try:
+        rnnsim.Network.from_config(CFG).save(tmp_path / "model")
+        write_npz(tmp_path / "out.npz", {"y": np.ones(2)})
+        write_atomic(tmp_path / "table.csv", lambda tmp: tmp.write_text("a\n1\n"))
+    finally:
+        os.umask(old)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.rglob("*")}
+    assert modes == {"model": 0o750, "config.yaml": 0o640, "weights.npz": 0o640,
+                     "out.npz": 0o640, "table.csv": 0o640}
+    assert list(np.load(tmp_path / "out.npz")) == ["y"]
