@@ -17,7 +17,7 @@ test: $(VENV)/.installed-test
 
 # The peers: torch pinned to the CPU build (an unpinned torch pulls gigabytes of CUDA).
 bench: $(VENV)/.installed
-	$(BIN)/python -m pip install -q torch==2.13.0 onnxruntime onnx
+	$(BIN)/python -m pip install -q torch==2.13.0 onnxruntime onnx reservoirpy==0.4.2
 	$(BIN)/python benchmarks/bench_cpu.py --cold-start --json benchmarks/cpu.json
 	$(BIN)/python benchmarks/bench_onnx.py
 

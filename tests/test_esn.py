@@ -584,7 +584,6 @@ def test_one_rescaler_for_dense_and_sparse():
 def test_feedback_agrees_with_reservoirpy():
     """reservoirpy 0.4 feeds the readout back as extra input columns (``ESN(feedback=True)``):
     fitted with the target y[t-1] fed back, y[-1] = 0, then run on its own predictions."""
-    pytest.importorskip("reservoirpy", reason="reservoirpy is not a test dependency")
     from reservoirpy import ESN
     from reservoirpy.nodes import Reservoir, Ridge
 
