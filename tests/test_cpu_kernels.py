@@ -134,6 +134,29 @@ def test_packed_weights_follow_weights_edited_in_place():
     np.testing.assert_array_equal(net.run(x).output, fresh.run(x).output)
 
 
+@pytest.mark.parametrize("variant", ["elman", "lstm-proj-peep", "gru"])
+def test_read_only_weights_skip_the_check_and_new_arrays_are_packed(variant, monkeypatch):
+    net = network(variant, "float64")
+    x = np.random.default_rng(8).standard_normal((4, 3, 5))
+    for value in net.params.values():
+        value.flags.writeable = False
+    first = net.run(x).output
+    compared = []
+    monkeypatch.setattr(base.tiles, "same", lambda a, b: compared.append(1) or False)
+    np.testing.assert_array_equal(net.run(x).output, first)
+    assert compared == []  # read-only and already packed: no comparison
+    name = "layers.1.U"
+    changed = net.params[name].copy()
+    changed[0, 0] += 0.25
+    changed.flags.writeable = False
+    net.params[name] = changed  # a new array: packed again
+    fresh = rnnsim.Network(net.config, {k: v.copy() for k, v in net.params.items()})
+    np.testing.assert_array_equal(net.run(x).output, fresh.run(x).output)
+    view = np.ones(4)[:2]
+    view.flags.writeable = False  # a read-only view of writeable memory is not read-only
+    assert base.read_only_mark(view) is None and base.read_only_mark(changed) is not None
+
+
 def test_cli_run_fast_math_flag(tmp_path):
     from click.testing import CliRunner
 

@@ -114,7 +114,7 @@ class Cell:
         self.activations = activations
         self.directions = 2 if config.bidirectional else 1
         self.output_size = self.directions * self.hidden_size
-        self._packed: dict[str, np.ndarray] = {}
+        self._packed: dict[str, tuple] = {}
 
     @property
     def suffixes(self) -> tuple[str, ...]:
@@ -138,18 +138,25 @@ class Cell:
         The packed form is kept under ``key`` with a copy of the matrices it was made from;
         each call compares the matrices with that copy (one vectorised pass, no packing) and
         packs them again where they differ, so weights edited in place are always picked up.
+        Read-only matrices (``a.flags.writeable = False``, all the way to the array owning the
+        memory) seen before at the same address skip the comparison: they cannot have changed.
         """
         W, U = (np.ascontiguousarray(m) for m in matrices)
-        shape = tiles.packed_shape(U.shape[0], W.shape[1] + U.shape[1], gates, vectors, U.dtype)
+        marks = (read_only_mark(W), read_only_mark(U))
         entry = self._packed.get(key)
+        if entry is not None and None not in marks and entry[3] == marks:
+            return entry[0]
+        shape = tiles.packed_shape(U.shape[0], W.shape[1] + U.shape[1], gates, vectors, U.dtype)
         if entry is None or entry[0].shape != shape or entry[0].dtype != U.dtype or \
                 entry[1].shape != W.shape:
-            entry = self._packed[key] = (tiles.empty_packed(shape, U.dtype), W.copy(), U.copy())
+            entry = (tiles.empty_packed(shape, U.dtype), W.copy(), U.copy())
             tiles.update_packed(W, U, entry[0], gates)
         elif not (tiles.same(W, entry[1]) and tiles.same(U, entry[2])):
             np.copyto(entry[1], W)
             np.copyto(entry[2], U)
             tiles.update_packed(W, U, entry[0], gates)
+        # the marks name the owners by id: keep the owners alive so no id is reused
+        self._packed[key] = entry[:3] + (marks, (W, U))
         return entry[0]
 
     @property
@@ -194,6 +201,22 @@ class Cell:
         """The kernels' clip threshold in ``dtype`` (np.inf: none)."""
         clip = getattr(self.config, "clip", None)
         return dtype.type(np.inf if clip is None else clip)
+
+
+def read_only_mark(a: np.ndarray) -> tuple | None:
+    """(owner's id, address, shape, strides, dtype) of an array whose memory nothing can
+    write (it and every array it views are read-only, down to an owning array or ``bytes``),
+    else None."""
+    owner = a
+    while isinstance(owner, np.ndarray):
+        if owner.flags.writeable:
+            return None
+        if owner.base is None:
+            break
+        owner = owner.base
+    if not isinstance(owner, (np.ndarray, bytes)):
+        return None
+    return id(owner), a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str
 
 
 def input_projection(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:

@@ -481,8 +481,9 @@ class RecurrentNode:
         self.weight_shapes = {key: tuple(v.shape) for key, v in weights.items() if v is not None}
         constant = all(weights[key] is not None for key in ("W", "R", "B", "P")
                        if key in self.names)
-        if constant:
-            self.params = self._kernel_params(weights)
+        if constant:  # private copies, read-only: the cells skip their per-call weight check
+            self.params = [{key: _read_only(value) for key, value in direction.items()}
+                           for direction in self._kernel_params(weights)]
             self.dtype, self.input_size = weights["W"].dtype, weights["W"].shape[2]
         self.cells = self._cells()
 
@@ -697,3 +698,10 @@ class RecurrentNode:
             "inputs": {key: name for key, name in self.names.items()},
             "weights": {key: list(shape) for key, shape in self.weight_shapes.items()},
         }
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only copy of ``array`` that owns its memory."""
+    array = np.array(array, copy=True)
+    array.flags.writeable = False
+    return array
