@@ -63,6 +63,8 @@ def runners(model: onnx.ModelProto, folder: Path, name: str):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = numba.get_num_threads()
     options.inter_op_num_threads = 1
+    # spinning idle threads would slow rnnsim's next call in this process (rnnsim/bench.py)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(str(path), options,
                                            providers=["CPUExecutionProvider"])
     net = rnnsim.from_onnx(path)

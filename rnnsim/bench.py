@@ -29,6 +29,7 @@ from typing import Callable
 import numba
 import numpy as np
 
+from .cells.base import thread_count
 from .errors import ConfigError
 
 GATES = {"elman": 1, "lstm": 4, "gru": 3, "esn": 1}
@@ -175,6 +176,9 @@ def onnxruntime_runner(net, row: Row, x: np.ndarray, threads: int):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
+    # Idle intra-op threads otherwise spin on, for seconds: the next candidate of the round
+    # (any library) then runs up to 2x slower. ONNX Runtime itself loses ~10% at B = 1.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 4  # a type without a kernel is reported by returning None
     try:
         session = onnxruntime.InferenceSession(model.SerializeToString(), options,
@@ -231,7 +235,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": numba.get_num_threads(),
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": thread_count(),
             "python": platform.python_version(), "system": platform.system()}
 
 
@@ -252,7 +256,7 @@ def rows_of(cells, dtypes, quick: bool) -> list[Row]:
 def measure(row: Row, repeats: int, peers: dict[str, Callable] = PEERS) -> Row:
     """Check that the peers agree with rnnsim on the first steps, then time every candidate
     in ``repeats`` interleaved rounds; fills ``row.us`` and ``row.agree``."""
-    threads = numba.get_num_threads()
+    threads = thread_count()
     net = network(row)
     x = np.random.default_rng(0).standard_normal((row.T, row.B, row.k)).astype(row.dtype)
     if row.cell == "esn":
@@ -314,6 +318,16 @@ def cold_start(cells=("elman", "lstm", "gru")) -> list[dict]:
     return out
 
 
+def import_peers() -> None:
+    """Import the installed peers before rnnsim runs anything: PyTorch imported after numba's
+    OpenMP threading layer started runs its threaded CPU operations ~100x slower."""
+    for name in ("torch", "onnxruntime", "reservoirpy"):
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+
+
 def run_matrix(cells=CELLS, dtypes=("float32", "float64"), quick=False, repeats=None,
                progress: Callable[[str], None] | None = None) -> dict:
     """Measure the matrix; returns the machine, versions, GEMM peaks and the rows."""
@@ -321,6 +335,7 @@ def run_matrix(cells=CELLS, dtypes=("float32", "float64"), quick=False, repeats=
     if unknown:
         raise ConfigError(f"bench: unknown cell(s) {unknown}; choose from {', '.join(CELLS)}.")
     repeats = repeats or (3 if quick else 9)
+    import_peers()
     peak = {dtype: gemm_peak(dtype) for dtype in dtypes}
     results = {"machine": machine(), "versions": versions(), "repeats": repeats,
                "gemm_peak_gflops": peak, "rows": []}

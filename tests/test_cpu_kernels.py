@@ -172,3 +172,24 @@ def test_cli_run_fast_math_flag(tmp_path):
         outputs[flag] = np.load(tmp_path / f"{flag}.npz")["output"]
     np.testing.assert_allclose(outputs["--fast-math"], outputs["--exact-math"], rtol=0,
                                atol=100 * approx.FAST_MATH_ERROR["float32"])
+
+
+def test_recurrent_cells_leave_numbas_threading_layer_unstarted():
+    """Started before PyTorch is imported, numba's OpenMP layer makes PyTorch's threaded CPU
+    ops ~100x slower; the Elman/LSTM/GRU kernels run on their own threads and never start it."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, rnnsim, numba.np.ufunc.parallel as layer
+for cell in ("elman", "lstm", "gru"):
+    net = rnnsim.Network.from_config({"network": {"input_size": 16, "layers": [
+        {"cell": cell, "units": 256}]}})
+    for B in (1, 8):
+        net.run(np.ones((50, B, 16), np.float32))
+print(layer._is_initialized)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "False"

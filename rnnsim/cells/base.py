@@ -5,6 +5,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
+import numba.np.ufunc.parallel as numba_parallel
 import numpy as np
 
 from .. import kernels
@@ -14,12 +15,6 @@ from ..config import LayerConfig
 from ..errors import ConfigError
 
 COMMON_OPTIONS = ("cell", "units", "activation", "init", "bias", "bidirectional")
-
-
-def pick_variant(module, kernel: str, batch: int):
-    """The parallel variant when there are batch rows to spread over threads, else serial."""
-    parallel = batch > 1 and numba.get_num_threads() > 1
-    return getattr(module, f"{kernel}_{'parallel' if parallel else 'serial'}")
 
 
 # A call runs on one thread below this many multiply-adds: handing work to another thread
@@ -76,7 +71,14 @@ def cores_free(threads: int) -> bool:
 
 
 def thread_count() -> int:
-    """Threads the kernels may use: numba's setting (``numba.set_num_threads``)."""
+    """Threads the kernels may use: numba's setting (``numba.set_num_threads``).
+
+    Read without starting numba's threading layer while nothing has started it (then nobody
+    has set it either): numba's OpenMP layer started before PyTorch is imported makes
+    PyTorch's multithreaded CPU operations about 100 times slower (docs/performance.md).
+    """
+    if not getattr(numba_parallel, "_is_initialized", True):
+        return numba.config.NUMBA_NUM_THREADS
     return numba.get_num_threads()
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 import zlib
 
-import numba
 import numpy as np
 
 from ..activations import compile_errors
 from ..errors import ConfigError
 from ..reservoir import CSR, RidgeHead
-from .base import Cell, input_projection
+from .base import Cell, input_projection, thread_count
 
 # Multiply-adds per step below which one thread runs the whole call (a parallel region costs
 # a few µs to start).
@@ -281,7 +280,7 @@ def schedule(batch: int, work: int, row_work: np.ndarray) -> tuple[str, np.ndarr
     into chunks of equal work instead (at B = 1: one chunk per thread).
     """
     N = len(row_work)
-    threads = numba.get_num_threads()
+    threads = thread_count()
     whole = np.array([0, N], np.int64)
     if threads < 2 or batch * work < PARALLEL_WORK:
         return "serial", whole
