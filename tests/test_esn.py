@@ -603,3 +603,27 @@ def test_feedback_agrees_with_reservoirpy():
     np.testing.assert_allclose(net.params["head.b"], model.readout.bias, atol=1e-9)
     state = net.run(u[:300], teacher=y[:300]).state  # where reservoirpy's fit leaves it
     np.testing.assert_allclose(net.run(u[300:], h0=state).y, predicted, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("B", [5, 16, 37])
+def test_batched_sparse_kernel_gives_the_row_kernels_bits(dtype, B, monkeypatch):
+    """Many rows of one sparse reservoir run in blocks (esn_batched); the per-row kernel,
+    forced by an unreachable block fill, must give the same bits, lengths and states too."""
+    from rnnsim.cells import esn as esn_cell
+
+    net = rnnsim.Network.from_config({"network": {"input_size": 3, "dtype": dtype, "seed": 4,
+                                                  "layers": [{"cell": "esn", "units": 90,
+                                                              "sparse": True,
+                                                              "leak_rate": 0.4}]}})
+    rng = np.random.default_rng(B)
+    x = rng.standard_normal((25, B, 3)).astype(dtype)
+    lengths = rng.integers(0, 26, B)
+    h0 = rng.standard_normal((1, B, 90)).astype(dtype)
+    batched = net.run(x, h0, lengths=lengths)
+    monkeypatch.setattr(esn_cell, "BATCHED_BLOCK_FILL", 1e9)
+    rows = net.run(x, h0, lengths=lengths)
+    np.testing.assert_array_equal(batched.output, rows.output)
+    np.testing.assert_array_equal(batched.state.h[0], rows.state.h[0])
+    for b in range(B):
+        assert not batched.output[lengths[b]:, b].any()

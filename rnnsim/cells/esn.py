@@ -10,6 +10,7 @@ import numpy as np
 from ..activations import compile_errors
 from ..errors import ConfigError
 from ..reservoir import CSR, RidgeHead
+from ..kernels.cpu import tiles
 from .base import Cell, input_projection, thread_count
 
 # Multiply-adds per step below which one thread runs the whole call (a parallel region costs
@@ -25,6 +26,9 @@ SPLIT_WORK = 65_536
 # again after RETIME chunks, and after twice as many each time it loses again.
 ADAPT_STEPS = 16
 RETIME = 16
+# Many rows of one sparse reservoir run in blocks of tiles.block_rows rows (esn_batched) from
+# this fraction of a block on.
+BATCHED_BLOCK_FILL = 0.5
 # Column indices fit in uint16 up to this many units (2 bytes per nonzero instead of 4).
 UINT16_UNITS = 1 << 16
 
@@ -232,8 +236,16 @@ class ESNCell(Cell):
             indptr = np.zeros((M, N + 1), np.int64)
             work = N * N
             weights = np.full(N, N)
-        variant, bounds = schedule(B, work, weights)
         module = self.kernels()
+        width = tiles.block_rows(z)
+        if self.sparse and M == 1 and F.shape[2] == 0 and B >= BATCHED_BLOCK_FILL * width:
+            blocks = -(-B // width)
+            kernel = module.esn_batched_parallel if blocks > 1 and thread_count() > 1 else \
+                module.esn_batched_serial
+            kernel(z, h, data, indices, indptr, lr, keep, lengths,
+                   np.zeros((blocks, 2, N, width), dtype), self.activations[0].kernel_args(dtype))
+            return
+        variant, bounds = schedule(B, work, weights)
         weights = (WT, data, indices, indptr, lr, keep, member)
         readout = (F, Wout, bout, y, self.activations[0].kernel_args(dtype))
         if len(bounds) == 2:

@@ -15,6 +15,10 @@ Loop shapes (measured on a 2-core EPYC, see benchmarks/RESULTS.md):
 - A dense W is applied in axpy form over its transpose (``WT[j] = W[:, j]``): the updates of a
   row's units are independent, so LLVM vectorises them without reassociating any sum
   ('reassoc' is off for this kernel: with it the CSR sums become slow AVX2 gathers).
+- Many batch rows of one reservoir (``esn_batched``, CSR without feedback) go in blocks of
+  ``tiles.block_rows`` rows whose states are kept unit-major: a nonzero is loaded once per
+  block and multiplies two vector registers of the block's states, instead of once per row.
+  The sums run in the same order as ``esn``'s, so a row gets the same bits either way.
 - Batch rows are independent sequences: with as many rows as threads the parallel variant runs
   each row through all its steps on one thread, one parallel region per call. With fewer rows
   (B = 1) a large reservoir's units are split into the row chunks ``bounds`` instead, and the
@@ -27,10 +31,11 @@ import numba
 import numpy as np
 from numba import prange
 
+from rnnsim.kernels.cpu import tiles
 from rnnsim.kernels.options import GATHER_FASTMATH, JIT
 
-KERNELS = ("esn",)
-KERNEL_OPTIONS = {"esn": {"fastmath": GATHER_FASTMATH}}
+KERNELS = ("esn", "esn_batched")
+KERNEL_OPTIONS = {name: {"fastmath": GATHER_FASTMATH} for name in KERNELS}
 ROW_JIT = {**JIT, "fastmath": GATHER_FASTMATH}
 
 
@@ -95,11 +100,7 @@ def esn(z, h, WT, data, indices, indptr, lr, keep, member, lengths, bounds, F, W
     """
     T, B, N = z.shape
     C = bounds.size - 1
-    steps = 0
-    for b in range(B):
-        steps = max(steps, lengths[b])
-        for t in range(lengths[b], T):
-            z[t, b, :] = 0.0
+    steps = clear_past(z, lengths)
     if C == 1:
         for b in prange(B):
             mb = member[b]
@@ -116,6 +117,62 @@ def esn(z, h, WT, data, indices, indptr, lr, keep, member, lengths, bounds, F, W
             for b in range(B):
                 if t < lengths[b]:
                     readout(z, Wout, bout, y, t, b, member[b])
-    for b in range(B):
+    final_states(z, h, lengths)
+
+
+def esn_batched(z, h, data, indices, indptr, lr, keep, lengths, S, p0):
+    """``esn`` for many batch rows of one CSR reservoir without feedback, in blocks of
+    ``tiles.block_rows`` rows (one thread each): the arguments as for ``esn`` (indptr (1, N+1),
+    lr and keep (1, N)); S : (blocks, 2, N, rows per block) scratch for each block's states
+    x_{t-1} and x_t, unit-major."""
+    T, B, N = z.shape
+    steps = clear_past(z, lengths)
+    for blk in prange(S.shape[0]):
+        width = tiles.block_rows(z)
+        first = blk * width
+        rows = min(width, B - first)
+        prev = S[blk, 0]
+        nxt = S[blk, 1]
+        for j in range(rows):
+            prev[:, j] = h[first + j]
+        acc = tiles.scratch(z, (4, width))
+        for t in range(steps):
+            for j in range(rows):
+                nxt[:, j] = z[t, first + j]  # the input projections, unit-major
+            for i in range(N):
+                for j in range(width):
+                    acc[0, j] = nxt[i, j]
+                    acc[1, j] = 0.0
+                    acc[2, j] = 0.0
+                    acc[3, j] = 0.0
+                tiles.sparse_block_sums(acc, prev, data, indices, indptr[0, i],
+                                        indptr[0, i + 1])
+                for j in range(width):
+                    total = (acc[0, j] + acc[1, j]) + (acc[2, j] + acc[3, j])
+                    nxt[i, j] = keep[0, i] * prev[i, j] + lr[0, i] * act0(total, *p0)  # noqa: F821
+            for j in range(rows):
+                if t < lengths[first + j]:
+                    z[t, first + j] = nxt[:, j]
+                else:  # past its end: the row keeps its state (z is already zero)
+                    nxt[:, j] = prev[:, j]
+            prev, nxt = nxt, prev
+    final_states(z, h, lengths)
+
+
+@numba.njit(inline="always", **ROW_JIT)
+def clear_past(z, lengths):
+    """Zero z past each row's length; returns the longest length."""
+    steps = 0
+    for b in range(z.shape[1]):
+        steps = max(steps, lengths[b])
+        for t in range(lengths[b], z.shape[0]):
+            z[t, b, :] = 0.0
+    return steps
+
+
+@numba.njit(inline="always", **ROW_JIT)
+def final_states(z, h, lengths):
+    """h[b] = x at row b's last step (unchanged for a row of length 0)."""
+    for b in range(z.shape[1]):
         if lengths[b] > 0:
             h[b] = z[lengths[b] - 1, b]

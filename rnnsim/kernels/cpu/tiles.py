@@ -21,16 +21,28 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from ..options import JIT
 
 LANE_BYTES = 32  # one AVX2 register
+BLOCK_BYTES = 2 * LANE_BYTES
 
 
 def lanes(dtype) -> int:
     """Elements per vector register for ``dtype``."""
     return LANE_BYTES // np.dtype(dtype).itemsize
+
+
+def block_rows(like) -> int:
+    """Batch rows whose states of one unit fill ``BLOCK_BYTES`` (two vector registers)."""
+    return BLOCK_BYTES // np.dtype(like.dtype).itemsize
+
+
+@overload(block_rows, inline="always")
+def _block_rows(like):
+    rows = BLOCK_BYTES // like.dtype.bitwidth * 8  # a compile-time constant in the kernels
+    return lambda like: rows
 
 
 def panel_units(dtype, gates: int, nr: int) -> int:
@@ -190,6 +202,74 @@ def tile_matmul(typingctx, A, a_row, P, pan, bias, C, mr, gates, halves, first, 
 
     return types.none(A, a_row, P, pan, bias, C, mr, gates, halves, first, count, k,
                       split), codegen
+
+
+@intrinsic
+def sparse_block_sums(typingctx, acc, prev, data, indices, start, end):
+    """acc[a] += data[k] * prev[indices[k]] for k in [start, end), the rows of a block at once:
+    acc (4, BLOCK) and prev (N, BLOCK) C-contiguous, BLOCK = ``block_rows``. Nonzero k goes to
+    accumulator a = (k - start) % 4, the last (end - start) % 4 to accumulator 0: the order of
+    ``esn``'s row loop, so each row gets its bits."""
+    def codegen(context, builder, signature, args):
+        acc_arr = context.make_array(signature.args[0])(context, builder, args[0])
+        prev_arr = context.make_array(signature.args[1])(context, builder, args[1])
+        data_arr = context.make_array(signature.args[2])(context, builder, args[2])
+        index_arr = context.make_array(signature.args[3])(context, builder, args[3])
+        scalar = context.get_value_type(signature.args[0].dtype)
+        size = context.get_abi_sizeof(scalar)
+        width = LANE_BYTES // size
+        halves = BLOCK_BYTES // LANE_BYTES
+        vector = ir.VectorType(scalar, width)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [vector] * 3),
+            f"llvm.fma.v{width}f{8 * size}")
+        intp = context.get_value_type(types.intp)
+        first, stop = (context.cast(builder, args[i], signature.args[i], types.intp)
+                       for i in (4, 5))
+
+        def vector_at(base, offset):
+            return builder.bitcast(builder.gep(base, [offset], inbounds=True),
+                                   vector.as_pointer())
+
+        def const(value):
+            return ir.Constant(intp, value)
+
+        sums = [[cgutils.alloca_once_value(builder, builder.load(
+            vector_at(acc_arr.data, const((a * halves + h) * width)), align=size))
+            for h in range(halves)] for a in range(4)]
+        undef = ir.Constant(vector, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
+
+        def add(k, targets):
+            value = builder.load(builder.gep(data_arr.data, [k], inbounds=True))
+            column = builder.zext(builder.load(builder.gep(index_arr.data, [k], inbounds=True)),
+                                  intp) if signature.args[3].dtype.bitwidth < 64 else \
+                builder.load(builder.gep(index_arr.data, [k], inbounds=True))
+            broadcast = builder.shuffle_vector(
+                builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0)),
+                undef, splat)
+            row = builder.gep(prev_arr.data, [builder.mul(column, const(halves * width))],
+                              inbounds=True)
+            for h, target in enumerate(targets):
+                x = builder.load(vector_at(row, const(h * width)), align=size)
+                builder.store(builder.call(fma, [broadcast, x, builder.load(target)]), target)
+
+        groups = builder.sdiv(builder.sub(stop, first), const(4))
+        with cgutils.for_range(builder, groups, intp=intp) as loop:
+            k = builder.add(first, builder.mul(loop.index, const(4)))
+            for a in range(4):
+                add(builder.add(k, const(a)), sums[a])
+        tail = builder.add(first, builder.mul(groups, const(4)))
+        with cgutils.for_range_slice(builder, tail, stop, const(1), intp) as (k, _):
+            add(k, sums[0])
+        for a in range(4):
+            for h in range(halves):
+                builder.store(builder.load(sums[a][h]),
+                              vector_at(acc_arr.data, const((a * halves + h) * width)),
+                              align=size)
+        return context.get_dummy_value()
+
+    return types.none(acc, prev, data, indices, start, end), codegen
 
 
 def padded(vector: np.ndarray, gates: int, units: int) -> np.ndarray:
