@@ -2,7 +2,8 @@
 
 Needs reservoirpy 0.4 (``pip install 'rnnsim[bench]'``). Prints µs per step for
 N in {100, 1000, 10000} (CSR, connectivity 0.1 / 0.1 / 0.01, k = 1, T = 10,000) and for a
-64-member ensemble of N = 500 (10%), rnnsim with all of numba's threads and with one, and
+64-member ensemble of N = 500 (10%) and for 64 input sequences through one reservoir (N = 1000
+and 10,000, T = 1000 each; per step and sequence; reservoirpy runs them one by one), rnnsim with all of numba's threads and with one, and
 in float32 with ``network.fast_math`` (vectorised tanh approximations), the ratio
 reservoirpy / rnnsim (> 1: rnnsim faster), the median and the range of the repeats, and
 for the sparse kernel the bytes it streams per step as GB/s (at its faster thread count) and
@@ -123,6 +124,33 @@ def single(n, connectivity, T, repeats):
     return row
 
 
+def batch_case(n, connectivity, B, T, repeats):
+    """B independent input sequences through one reservoir: one rnnsim call (the rows go in
+    blocks that share each loaded nonzero) against reservoirpy running them one by one."""
+    w, win, bias = matrices(n, connectivity, n)
+    u = np.random.default_rng(1).uniform(-1, 1, (T, B, 1))
+    row = {"case": f"batch {B} x N={n}, {connectivity:.0%}", "N": n, "nnz": w.nnz, "T": T,
+           "per": "sequence"}
+    node = reservoirpy_node(w, win, bias)
+    sequences = [u[:, b] for b in range(B)]
+    reference = np.stack(node.run(sequences), axis=1)
+    for dtype in ("float64", "float32"):
+        net = rnnsim_net(w, win, bias, dtype)
+        x = u.astype(dtype)
+        row[f"maxdiff_{dtype}"] = float(np.max(np.abs(net.run(x).output - reference)))
+        warmup = lambda: net.run(x[:10])  # noqa: E731
+        row[f"rnnsim_{dtype}"] = per_step(samples(lambda: net.run(x), repeats, warmup), T * B)
+        row[f"rnnsim_{dtype}_1thread"] = with_threads(1, lambda: per_step(
+            samples(lambda: net.run(x), repeats, warmup), T * B))
+    fast = rnnsim_net(w, win, bias, "float32", fast_math=True)
+    x = u.astype(np.float32)
+    row["fast_error"] = float(np.max(np.abs(fast.run(x).output - reference)))
+    row["rnnsim_float32_fast"] = per_step(samples(lambda: fast.run(x), repeats,
+                                                  lambda: fast.run(x[:10])), T * B)
+    row["reservoirpy"] = per_step(samples(lambda: node.run(sequences), 1, lambda: None), T * B)
+    return row
+
+
 def ensemble_case(members, n, T, repeats):
     mats = [matrices(n, 0.1, 1000 + m) for m in range(members)]
     u = np.random.default_rng(0).uniform(-1, 1, (T, 1))
@@ -158,7 +186,9 @@ def main():
           f"{numba.__version__}, {THREADS} threads, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}", file=sys.stderr)
     rows = [single(100, 0.1, T, repeats), single(1000, 0.1, T, repeats),
-            single(10_000, 0.01, T, repeats), ensemble_case(64, 500, T, repeats)]
+            single(10_000, 0.01, T, repeats), ensemble_case(64, 500, T, repeats),
+            batch_case(1000, 0.1, 64, T // 10, repeats),
+            batch_case(10_000, 0.01, 64, T // 10, repeats)]
     print(f"load average after: {os.getloadavg()[0]:.1f}", file=sys.stderr)
     print("| case | nnz | reservoirpy | rnnsim f64 | ratio | rnnsim f32 | ratio | f32, 1 thread "
           "| ratio | f32 fast_math | ratio | GB/s f32 (of a plain sum's GB/s) | max abs diff "

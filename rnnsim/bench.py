@@ -60,8 +60,10 @@ class Row:
 
     @property
     def flops(self) -> float:
-        """Floating-point operations of one step (the recurrent cells' matmuls)."""
-        return 2.0 * self.B * GATES[self.cell] * self.p * (self.k + self.p)
+        """Floating-point operations of one step (the recurrent cells' matmuls; a sparse
+        reservoir's nonzeros)."""
+        recurrent = self.p * self.p * (self.connectivity or 1.0)
+        return 2.0 * self.B * GATES[self.cell] * (self.p * self.k + recurrent)
 
     def ratio(self, peer: str, ours: str = "rnnsim") -> float | None:
         if peer not in self.us or ours not in self.us:
