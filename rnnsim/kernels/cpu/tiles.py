@@ -101,6 +101,17 @@ def update_packed(W, U, P, gates):
     return changed
 
 
+def _vector_fma(context, builder, dtype):
+    """(element size, lanes, vector type, ``llvm.fma`` of that vector) for ``dtype``."""
+    scalar = context.get_value_type(dtype)
+    size = context.get_abi_sizeof(scalar)
+    width = LANE_BYTES // size
+    vector = ir.VectorType(scalar, width)
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3),
+                                         f"llvm.fma.v{width}f{8 * size}")
+    return size, width, vector, fma
+
+
 @intrinsic
 def tile_matmul(typingctx, A, a_row, P, pan, bias, C, mr, gates, halves, first, count, k,
                 split):
@@ -124,13 +135,7 @@ def tile_matmul(typingctx, A, a_row, P, pan, bias, C, mr, gates, halves, first, 
         packed = context.make_array(signature.args[2])(context, builder, p_arg)
         biases = context.make_array(signature.args[4])(context, builder, bias_arg)
         c = context.make_array(signature.args[5])(context, builder, c_arg)
-        scalar = context.get_value_type(signature.args[2].dtype)
-        size = context.get_abi_sizeof(scalar)
-        width = LANE_BYTES // size
-        vector = ir.VectorType(scalar, width)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [vector] * 3),
-            f"llvm.fma.v{width}f{8 * size}")
+        size, width, vector, fma = _vector_fma(context, builder, signature.args[2].dtype)
         intp = context.get_value_type(types.intp)
 
         def const(value):
@@ -215,14 +220,8 @@ def sparse_block_sums(typingctx, acc, prev, data, indices, start, end):
         prev_arr = context.make_array(signature.args[1])(context, builder, args[1])
         data_arr = context.make_array(signature.args[2])(context, builder, args[2])
         index_arr = context.make_array(signature.args[3])(context, builder, args[3])
-        scalar = context.get_value_type(signature.args[0].dtype)
-        size = context.get_abi_sizeof(scalar)
-        width = LANE_BYTES // size
+        size, width, vector, fma = _vector_fma(context, builder, signature.args[0].dtype)
         halves = BLOCK_BYTES // LANE_BYTES
-        vector = ir.VectorType(scalar, width)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vector, [vector] * 3),
-            f"llvm.fma.v{width}f{8 * size}")
         intp = context.get_value_type(types.intp)
         first, stop = (context.cast(builder, args[i], signature.args[i], types.intp)
                        for i in (4, 5))
