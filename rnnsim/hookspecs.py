@@ -11,13 +11,15 @@ hookimpl = pluggy.HookimplMarker("rnnsim")
 def register_activations(register: Callable) -> None:
     """Register scalar activation functions usable inside the numba kernels.
 
-    register : ``register(name, fn, params=None, description="", fast=None)``
+    register : ``register(name, fn, params=None, description="", fast=None, vectorised=None)``
         ``fn(x, *params)`` is a plain scalar function in numba's nopython subset (``math``
         functions, arithmetic, comparisons); the host compiles and inlines it into every
         kernel. ``params`` maps each extra argument's name to its default, in the order
         ``fn`` takes them (``{"alpha": 0.01}``); configs may override them by name.
         ``fast`` is an optional approximation of ``fn`` with the same arguments, used by
         the CPU kernels when the network's ``fast_math`` option is on; document its error.
+        ``vectorised`` is an optional form of ``fn`` that is as accurate (within 1 ulp) and
+        vectorises (branch-free arithmetic, no libm calls); the CPU kernels use it otherwise.
 
     Returns nothing; registering a name twice is an error naming both plugins.
     """

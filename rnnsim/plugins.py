@@ -43,7 +43,8 @@ class Activation:
     """A registered activation: ``fn(x, *params)``, scalar unless ``elementwise`` is False.
 
     ``fast``, when given, computes the same function approximately and faster; the kernels use
-    it instead of ``fn`` with the ``fast_math`` option.
+    it instead of ``fn`` with the ``fast_math`` option. ``vectorised``, when given, computes it
+    as accurately as ``fn`` in a form that vectorises; the CPU kernels use it otherwise.
     """
 
     name: str
@@ -53,6 +54,7 @@ class Activation:
     source: Source
     elementwise: bool = True
     fast: Callable | None = None
+    vectorised: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -274,13 +276,15 @@ def _bad(source: Source, what: str) -> PluginError:
 
 
 def _activation_registrar(add: Callable, source: Source) -> Callable:
-    def register(name, fn, params=None, description="", elementwise=True, fast=None):
+    def register(name, fn, params=None, description="", elementwise=True, fast=None,
+                 vectorised=None):
         if not callable(fn):
             raise _bad(source, f"activation '{name}' with fn={fn!r}, which is not callable.")
-        if fast is not None and (not callable(fast) or _positional_arity(fast)
-                                 not in (None, _positional_arity(fn))):
-            raise _bad(source, f"activation '{name}' with fast={fast!r}, which is not a "
-                       "function taking the same arguments as fn.")
+        for option, variant in (("fast", fast), ("vectorised", vectorised)):
+            if variant is not None and (not callable(variant) or _positional_arity(variant)
+                                        not in (None, _positional_arity(fn))):
+                raise _bad(source, f"activation '{name}' with {option}={variant!r}, which is "
+                           "not a function taking the same arguments as fn.")
         params = dict(params or {})
         for key, value in params.items():
             if not isinstance(key, str) or not isinstance(value, numbers.Real):
@@ -290,7 +294,8 @@ def _activation_registrar(add: Callable, source: Source) -> Callable:
         if arity is not None and arity != 1 + len(params):
             raise _bad(source, f"activation '{name}' whose function takes {arity} arguments, "
                        f"but x plus its params {list(params)} make {1 + len(params)}.")
-        add(Activation(name, fn, params, description, source, bool(elementwise), fast))
+        add(Activation(name, fn, params, description, source, bool(elementwise), fast,
+                       vectorised))
 
     return register
 

@@ -61,6 +61,43 @@ def test_a_throwaway_plugin_runs_in_the_kernel(temporary):
     assert (net.params["layers.0.U"] == 0.5).all()
 
 
+def doubled(x):
+    return 2.0 * x
+
+
+def doubled_marked(x):  # a deliberately different "vectorised" form, to see which one runs
+    return 3.0 * x
+
+
+def doubled_fast(x):
+    return 4.0 * x
+
+
+def test_kernels_run_the_vectorised_form_and_the_fast_one_with_fast_math(temporary):
+    class Doubling:
+        @rnnsim.hookimpl
+        def register_activations(self, register):
+            register("doubled", doubled, vectorised=doubled_marked, fast=doubled_fast)
+
+    temporary(Doubling(), "doubling")
+    net = one_unit("doubled")
+    x = np.array([0.5, -1.0]).reshape(-1, 1, 1)
+    np.testing.assert_allclose(net.run(x).output.ravel(), [1.5, -3.0])
+    net.fast_math = True
+    np.testing.assert_allclose(net.run(x).output.ravel(), [2.0, -4.0])
+
+
+def test_a_vectorised_form_must_take_the_same_arguments(temporary):
+    class Bad:
+        @rnnsim.hookimpl
+        def register_activations(self, register):
+            register("doubled", doubled, vectorised=cube_plus)
+
+    with pytest.raises(PluginError, match="vectorised=.*same arguments as fn"):
+        temporary(Bad(), "bad-vectorised")
+        plugins.get_plugins()
+
+
 def test_unregistered_after_the_fixture():
     assert "cube_plus" not in plugins.get_plugins().activations
 

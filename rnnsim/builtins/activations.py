@@ -110,14 +110,17 @@ SCALAR = {
     "silu": (silu, {}, "x * sigmoid(x)"),
 }
 
-# Approximations used with network.fast_math; their errors: rnnsim.kernels.cpu.approx.
+# Approximations used with network.fast_math, and forms as accurate as libm that vectorise
+# in float32, used by the CPU kernels otherwise; their errors: rnnsim.kernels.cpu.approx.
 FAST = {"tanh": approx.tanh, "sigmoid": approx.sigmoid}
+VECTORISED = {"tanh": approx.precise_tanh, "sigmoid": approx.precise_sigmoid}
 
 
 @hookimpl
 def register_activations(register):
     for name, (fn, params, description) in SCALAR.items():
-        register(name, fn, params=params, description=description, fast=FAST.get(name))
+        register(name, fn, params=params, description=description, fast=FAST.get(name),
+                 vectorised=VECTORISED.get(name))
     register("softmax", softmax, description="exp(z_i) / sum_j exp(z_j), heads only",
              elementwise=False)
     register("log_softmax", log_softmax, description="log of softmax, heads only",

@@ -124,10 +124,11 @@ class Cell:
         return ("", "_reverse")[: self.directions]
 
     def kernels(self):
-        """The compiled kernel module for this cell's activations (their fast variants, where
-        they have one, with ``fast_math``)."""
-        return kernels.build(self.template, [a.entry.fast if self.fast_math and a.entry.fast
-                                             else a.entry.fn for a in self.activations])
+        """The compiled kernel module for this cell's activations: their fast variants with
+        ``fast_math``, else their vectorised forms, where they have them."""
+        return kernels.build(self.template, [
+            (a.entry.fast if self.fast_math else a.entry.vectorised) or a.entry.fn
+            for a in self.activations])
 
     def parameter_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
         raise NotImplementedError
