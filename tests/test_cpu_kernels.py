@@ -129,9 +129,16 @@ def test_threads_give_the_bits_of_one_thread(variant, dtype, threads):
     threads(1)
     rows = net.run(x, lengths=lengths)
     one = net.run(x[:, :1])
-    for n in (2, 3):  # rows split over threads; one row shared by the threads' units
+    # rows split over threads; one row shared by the threads' units; and all rows shared by
+    # them, as for weights beyond the caches
+    for n, row_work in ((2, base.TEAM_ROW_WORK), (3, base.TEAM_ROW_WORK), (2, 0), (4, 0)):
         threads(n)
-        for result, expected in ((net.run(x, lengths=lengths), rows), (net.run(x[:, :1]), one)):
+        base.TEAM_ROW_WORK, saved = row_work, base.TEAM_ROW_WORK
+        try:
+            results = (net.run(x, lengths=lengths), net.run(x[:, :1]))
+        finally:
+            base.TEAM_ROW_WORK = saved
+        for result, expected in zip(results, (rows, one)):
             np.testing.assert_array_equal(result.output, expected.output)
             for a, b in zip(result.final + result.final_c, expected.final + expected.final_c):
                 np.testing.assert_array_equal(a, b)

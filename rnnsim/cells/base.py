@@ -25,6 +25,10 @@ THREADED_WORK = 2_000_000
 # per step then costs little, and each core streams only its share of the weights from its own
 # cache. On a busy machine every step would wait for the last thread to get a core.
 TEAM_STEP_WORK = 10_000
+# With more rows, the threads still share the units once a batch row's weights (multiply-adds
+# per row and step) outgrow the caches: each thread then reads half of them per step instead of
+# all of them for its rows.
+TEAM_ROW_WORK = 1 << 20
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 
 
@@ -32,20 +36,25 @@ def run_rows(kernel, batch: int, steps: int, step_work: float, *args) -> None:
     """Run ``kernel(first, last, member, members, sync, *args)`` over all batch rows.
 
     ``step_work`` is the multiply-adds of one step. The rows are split into one chunk per
-    thread (``thread_count``), or, with fewer rows than threads, all threads run all rows, each
-    on its share of the units (``team``; see ``TEAM_STEP_WORK``); below ``THREADED_WORK`` one
-    call does it all. The kernels release the GIL, so the calls run in parallel on a pool of threads (one
+    thread (``thread_count``), or, with fewer rows than threads or a row's weights beyond the
+    caches, all threads run all rows, each on its share of the units (``team``; see
+    ``TEAM_STEP_WORK``, ``TEAM_ROW_WORK``); below ``THREADED_WORK`` one call does it all. The kernels release the GIL, so the calls run in parallel on a pool of threads (one
     of them the calling thread), each through the whole sequence. This takes the place of
     numba's ``prange``: a parallel variant of a kernel compiles 2-3 times slower than the
     serial one, and plain threads spin on no core when idle.
     """
     threads = thread_count()
     sync = np.zeros(8, np.int64)
-    if threads < 2 or steps * step_work < THREADED_WORK or (batch < threads and (
-            step_work < TEAM_STEP_WORK or not cores_free(threads))):
+    if threads < 2 or steps * step_work < THREADED_WORK:
         kernel(0, batch, 0, 1, sync, *args)
         return
-    if batch < threads:
+    few = batch < threads
+    team = (few or step_work / batch >= TEAM_ROW_WORK) and step_work >= TEAM_STEP_WORK and \
+        cores_free(threads)
+    if few and not team:
+        kernel(0, batch, 0, 1, sync, *args)
+        return
+    if team:
         calls = [(0, batch, member, threads) for member in range(threads)]
     else:
         size = -(-batch // threads)
