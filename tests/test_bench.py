@@ -58,8 +58,8 @@ def test_bench_runs_echo_state_rows_against_reservoirpy_when_installed(tiny):
 
 
 def test_bench_stops_when_a_peer_disagrees(tiny):
-    def wrong(net, row, x, threads):
-        return lambda: net.run(x).output + 1.0
+    def wrong(net, row, threads):
+        return lambda x: net.run(x).output + 1.0
 
     row = bench.Row("elman", "float64", 2, 3, 4, 20)
     with pytest.raises(AssertionError, match="wrong disagrees"):

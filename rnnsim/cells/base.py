@@ -162,11 +162,11 @@ class Cell:
         if entry is None or entry[0].shape != shape or entry[0].dtype != U.dtype or \
                 entry[1].shape != W.shape:
             entry = (tiles.empty_packed(shape, U.dtype), W.copy(), U.copy())
-            tiles.update_packed(W, U, entry[0], gates)
+            tiles.pack(W, U, entry[0], gates)
         elif not (tiles.same(W, entry[1]) and tiles.same(U, entry[2])):
             np.copyto(entry[1], W)
             np.copyto(entry[2], U)
-            tiles.update_packed(W, U, entry[0], gates)
+            tiles.pack(W, U, entry[0], gates)
         # the marks name the owners by id: keep the owners alive so no id is reused
         self._packed[key] = entry[:3] + (marks, (W, U))
         return entry[0]

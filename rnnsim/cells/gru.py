@@ -33,7 +33,8 @@ class GRUCell(Cell):
         T, B, _ = x.shape
         p, dtype, halves = self.units, x.dtype, template.HALVES
         W, U = params["W" + suffix], params["U" + suffix]
-        if self.config.reset_after is not False:
+        reset_after = self.config.reset_after is not False
+        if reset_after:
             P = self.packed("U" + suffix, (W, U), 3, 3 * halves)
             Pn = self.packed("Un" + suffix, (W[:0], U[:0]), 1, halves)
         else:
@@ -45,7 +46,6 @@ class GRUCell(Cell):
         bias = tiles.padded(np.concatenate([b, bn]), 4, units)
         bias_n = tiles.padded(b[2 * p:] + bn, 1, units)
         out = np.empty((T, B, p), dtype)
-        reset_after = self.config.reset_after is not False
         k, padded = x.shape[2], bias.shape[1]
         split = 0 if reset_after else B
         buffers = (np.zeros((B, k + padded), dtype), np.zeros((B, k + padded), dtype),

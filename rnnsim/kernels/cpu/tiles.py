@@ -41,7 +41,7 @@ def block_rows(like) -> int:
 
 @overload(block_rows, inline="always")
 def _block_rows(like):
-    rows = BLOCK_BYTES // like.dtype.bitwidth * 8  # a compile-time constant in the kernels
+    rows = BLOCK_BYTES * 8 // like.dtype.bitwidth  # a compile-time constant in the kernels
     return lambda like: rows
 
 
@@ -57,7 +57,7 @@ def packed_shape(rows: int, K: int, gates: int, nr: int, dtype) -> tuple[int, in
 
 
 def empty_packed(shape: tuple[int, int, int], dtype) -> np.ndarray:
-    """A zeroed, 64-byte aligned P to fill with ``update_packed``."""
+    """A zeroed, 64-byte aligned P to fill with ``pack``."""
     itemsize = np.dtype(dtype).itemsize
     size = int(np.prod(shape))
     raw = np.zeros(size + 64 // itemsize, dtype)
@@ -76,29 +76,22 @@ def same(a, b):
 
 
 @numba.njit(cache=True, **JIT)
-def update_packed(W, U, P, gates):
-    """Copy [W U] (gates*p, k + K) into its packed form P where they differ; True if anything
-    changed. W may have no columns."""
+def pack(W, U, P, gates):
+    """Write [W U] (gates*p, k + K) into its packed form P. W may have no columns."""
     panels, K, width = P.shape
     k = W.shape[1]
     p = U.shape[0] // gates
     lanes = LANE_BYTES // P.itemsize
     halves = width // (gates * lanes)
-    changed = False
     for pan in range(panels):
         for j in range(K):
             for h in range(halves):
                 for g in range(gates):
                     for lane in range(lanes):
                         u = (pan * halves + h) * lanes + lane
-                        if u >= p:
-                            continue
-                        value = W[g * p + u, j] if j < k else U[g * p + u, j - k]
-                        column = (h * gates + g) * lanes + lane
-                        if P[pan, j, column] != value:
-                            P[pan, j, column] = value
-                            changed = True
-    return changed
+                        if u < p:
+                            P[pan, j, (h * gates + g) * lanes + lane] = \
+                                W[g * p + u, j] if j < k else U[g * p + u, j - k]
 
 
 def _vector_fma(context, builder, dtype):
