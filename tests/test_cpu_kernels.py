@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import rnnsim
-from conformance import arrays, assert_outputs, cases, conformance_dir
+from conformance import arrays, assert_outputs, case_id, case_path, cases
 from rnnsim.cells import base
 from rnnsim.kernels.cpu import approx
 from rnnsim.kernels.options import ACTIVATION_JIT
@@ -85,11 +85,11 @@ def _runnable(case):
     return case["kind"] in ("torch", "onnx")
 
 
-@pytest.mark.parametrize("case", [c for c in cases() if _runnable(c)], ids=lambda c: c["id"])
+@pytest.mark.parametrize("case", [c for c in cases() if _runnable(c)], ids=case_id)
 def test_conformance_cases_pass_with_fast_math(case):
     data = arrays(case)
     if case["kind"] == "onnx":
-        model = rnnsim.from_onnx(conformance_dir() / case["model"])
+        model = rnnsim.from_onnx(case_path(case, "model"))
         for node in model.recurrent:
             for cell in node.cells:
                 cell.fast_math = True
