@@ -4,13 +4,14 @@ from __future__ import annotations
 import difflib
 import numbers
 from dataclasses import dataclass
-from pathlib import Path
 
+import numba
 import numpy as np
 
 from . import kernels
 from .config import Spec
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, RnnsimError
+from .kernels.options import ACTIVATION_JIT
 from .plugins import Activation, Plugins
 
 
@@ -67,45 +68,89 @@ def bind(spec: Spec, where: str, plugins: Plugins, vector_ok: bool = False) -> B
 
 
 class compile_errors:
-    """Turn a numba compilation failure into a PluginError naming the activations involved."""
+    """Turn a failure inside a kernel into a PluginError naming the activations involved.
 
-    def __init__(self, activations):
+    numba's own errors are compile failures. Another exception is the activations' run-time
+    failure when it was raised in a function they reach (matched by function name, never by
+    file path, so a plugin that moved is still recognised); anything else is rnnsim's own and
+    propagates as it is.
+    """
+
+    def __init__(self, activations, dtype=np.float64):
         self.activations = activations
+        self.dtype = dtype
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, exc, tb):
-        stage = _stage(exc, [a.entry.fn for a in self.activations]) if exc is not None else None
-        if stage is None:
+        if exc is None or not isinstance(exc, Exception) or \
+                isinstance(exc, (RnnsimError, MemoryError)):
             return False
-        names = ", ".join(f"'{a.name}' (plugin '{a.entry.source.plugin}', package "
-                          f"{a.entry.source.package})" for a in self.activations)
+        if not isinstance(exc, kernels.KernelCompileError) and \
+                _raised_in(exc) not in _reached_names(self.activations):
+            return False
+        if isinstance(exc, kernels.KernelCompileError):
+            raise PluginError(f"numba could not compile the kernel with activation "
+                              f"{_names(self.activations)}: {numba_reason(exc)}\n{_SUBSET}") \
+                from exc
+        check_compiles(self.activations, self.dtype)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if stage == "run":
-            raise PluginError(f"the kernel with activation {names} raised "
-                              f"{type(exc).__name__}: {first}. Fix the activation so that it "
-                              "returns a number for every input.") from None
-        raise PluginError(
-            f"numba could not compile the kernel with activation {names}: {first}. An "
-            "activation must be a scalar function in numba's nopython subset (math functions, "
-            "arithmetic, comparisons; no NumPy arrays, no calls to plain Python functions)."
-        ) from None
+        raise PluginError(f"the kernel with activation {_names(self.activations)} raised "
+                          f"{type(exc).__name__}: {first}. Fix the activation so that it "
+                          "returns a number for every input.") from exc
 
 
-def _stage(exc: BaseException, functions) -> str | None:
-    """'compile' when ``exc`` came from numba compiling the kernel (its own errors, or another
-    exception raised inside its compiler), 'run' when it was raised inside one of ``functions``
-    at run time (numba gives it a traceback entry at the ``raise``), else None."""
-    if isinstance(exc, kernels.KernelCompileError):
-        return "compile"
-    codes = {(code.co_filename, code.co_name) for code in
-             (getattr(getattr(fn, "py_func", fn), "__code__", None) for fn in functions)
-             if code is not None}
-    tb, last = exc.__traceback__, None
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if Path(code.co_filename).match("numba/core/compiler.py"):
-            return "compile"
-        last, tb = code, tb.tb_next
-    return "run" if last is not None and (last.co_filename, last.co_name) in codes else None
+_SUBSET = ("An activation must be a scalar function in numba's nopython subset (math "
+           "functions, arithmetic, comparisons; no NumPy arrays, no dicts or other Python "
+           "objects, no calls to plain Python functions: call an @numba.njit helper instead).")
+
+_checked: set = set()
+
+
+def check_compiles(activations, dtype) -> None:
+    """Compile each elementwise activation alone for ``dtype`` scalars, once per process.
+
+    Raises a PluginError with numba's reason (its message, file and line) for the first that
+    numba refuses. The GPU path calls this before launching, so a device (or numba's
+    simulator, which compiles nothing) never runs what the CPU refuses.
+    """
+    scalar = numba.from_dtype(np.dtype(dtype))
+    for activation in activations:
+        key = (activation.entry.fn, scalar)
+        if key in _checked or not activation.entry.elementwise:
+            continue
+        try:
+            numba.njit(**ACTIVATION_JIT)(activation.entry.fn).compile(
+                (scalar,) * (1 + len(activation.params)))
+        except kernels.KernelCompileError as exc:
+            raise PluginError(f"numba could not compile activation {_names([activation])}: "
+                              f"{numba_reason(exc)}\n{_SUBSET}") from exc
+        _checked.add(key)
+
+
+def numba_reason(exc: BaseException) -> str:
+    """numba's message without its pipeline preamble and pass trail: the reason, then the
+    file, line and source it points at."""
+    lines = [line.rstrip() for line in str(exc).strip().splitlines()]
+    lines = [line for line in lines if not line.startswith(("Failed in ", "During: "))]
+    return "\n".join(line for i, line in enumerate(lines)
+                     if line or (i and lines[i - 1])).strip() or type(exc).__name__
+
+
+def _raised_in(exc: BaseException) -> str:
+    """The name of the function the exception was raised in (its innermost traceback entry)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return "" if tb is None else tb.tb_frame.f_code.co_name
+
+
+def _reached_names(activations) -> set[str]:
+    functions, _ = kernels.reached([a.entry.fn for a in activations])
+    return {fn.__name__ for fn in functions}
+
+
+def _names(activations) -> str:
+    return ", ".join(f"'{a.name}' (plugin '{a.entry.source.plugin}', package "
+                     f"{a.entry.source.package})" for a in activations)

@@ -915,3 +915,33 @@ def plot_sweep(table, x_key, y_key, metric, output_path):
     from . import plot
 
     _write_plot(plot.sweep(table, x_key, y_key, metric), output_path)
+
+
+@cli.group("cache")
+def cache_group():
+    """Inspect or clear the compiled-kernel cache (capped at $RNNSIM_CACHE_MAX_MB)."""
+
+
+@cache_group.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def cache_info(as_json):
+    """Show where compiled kernels are cached, how many, and their size against the cap."""
+    from . import cache
+
+    info = cache.info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{info['folder']}: {info['kernels']} kernels, {info['bytes'] / 2**20:.1f} MB "
+               f"of {info['max_bytes'] / 2**20:.0f} MB (least recently used go first; "
+               "set RNNSIM_CACHE_MAX_MB to change)")
+    if info["kernels"]:
+        click.echo(f"last used from {info['oldest_use']} to {info['newest_use']}")
+
+
+@cache_group.command("clear")
+def cache_clear():
+    """Remove every cached kernel; the next run compiles afresh."""
+    from . import cache
+
+    click.echo(f"removed {cache.clear()} kernels from {cache.cache_dir()}")

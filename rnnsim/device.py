@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
-from .activations import compile_errors
+from .activations import check_compiles, compile_errors
 from .errors import ConfigError
 
 DEVICES = ("cpu", "cuda")
@@ -141,7 +141,8 @@ def run_layer(layer, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray
     h = h0.copy()
     c = None if c0 is None else c0.copy()
     outs = []
-    with compile_errors(layer.activations):
+    check_compiles(layer.activations, x.dtype)
+    with compile_errors(layer.activations, x.dtype):
         module = kernels.build(layer.name, [a.entry.fn for a in layer.activations], "cuda")
         for d, suffix in enumerate(layer.suffixes):
             run = _Run(cuda, module, layer, x, lengths, d == 1, plan)
@@ -380,7 +381,8 @@ def run_members(first, members: list, params: list[dict], u: np.ndarray, *,
     M = len(members)
     x = np.ascontiguousarray(np.broadcast_to(u[:, None, :], (u.shape[0], M, u.shape[1])))
     member = np.arange(M, dtype=np.int64)
-    with compile_errors(first.activations):
+    check_compiles(first.activations, u.dtype)
+    with compile_errors(first.activations, u.dtype):
         module = kernels.build(first.name, [a.entry.fn for a in first.activations], "cuda")
         plan = plan or plan_launch(cuda, first.units, M, first.units * x.dtype.itemsize,
                                    shared_weights=False)

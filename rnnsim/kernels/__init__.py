@@ -1,4 +1,4 @@
 """Kernel layer: numba code only. Kernels write into arrays the caller allocated."""
-from .codegen import KernelCompileError, build
+from .codegen import KernelCompileError, build, reached
 
-__all__ = ["KernelCompileError", "build"]
+__all__ = ["KernelCompileError", "build", "reached"]

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import numba
 from numba.core.errors import NumbaError
 
+from .. import cache
 from . import options
 
 KernelCompileError = NumbaError
@@ -91,15 +92,6 @@ _TARGETS = {
 }
 
 
-def cache_dir() -> Path:
-    """Where generated kernels live: ``$RNNSIM_CACHE_DIR``, else the user's cache folder."""
-    explicit = os.environ.get("RNNSIM_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "rnnsim" / "kernels"
-
-
 def _importable(fn: Callable) -> bool:
     module_name, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
     if not module_name or module_name == "__main__" or not qualname.isidentifier():
@@ -113,17 +105,65 @@ def _importable(fn: Callable) -> bool:
     return obj is fn
 
 
-def _kernel_modules(template_module: types.ModuleType, fns) -> list[types.ModuleType]:
-    """The modules of this package that the template imports or the activations come from.
-
-    numba's cache checks a kernel's own file only; hashing these too means that a change to a
-    helper the kernel inlines gives a new file, compiled afresh.
-    """
+def _kernel_modules(template_module: types.ModuleType) -> list[types.ModuleType]:
+    """The modules of this package that the template imports (their constants included)."""
     names = {value.__name__ for value in vars(template_module).values()
              if inspect.ismodule(value)}
-    names |= {getattr(fn, "__module__", None) for fn in fns}
-    return [sys.modules[name] for name in sorted(n for n in names if n and n in sys.modules
+    return [sys.modules[name] for name in sorted(n for n in names if n in sys.modules
                                                  and n.startswith(__package__ + "."))]
+
+
+# Libraries whose code the key covers by version (numba's is hashed), not by walking into it.
+_LIBRARIES = ("numba", "numpy", "llvmlite", "math", "cmath")
+
+
+def _python_function(value) -> types.FunctionType | None:
+    """``value`` as a plain Python function (a numba dispatcher's ``py_func``), or None."""
+    value = getattr(value, "py_func", value)
+    if not isinstance(value, types.FunctionType):
+        return None
+    top = (value.__module__ or "").split(".")[0]
+    if top in _LIBRARIES or top in sys.stdlib_module_names:
+        return None
+    return value
+
+
+def _code_objects(code: types.CodeType):
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def reached(roots: Sequence[Callable]) -> tuple[list[types.FunctionType], list[str]]:
+    """Every Python function ``roots`` can call, transitively, and the constants they read.
+
+    Calls are followed through globals, attributes of imported modules (``helpers.f``), closure
+    cells and numba dispatchers (``py_func``); numba freezes global constants at compile time,
+    so their values are returned as text. Library code (numba, NumPy, the standard library) is
+    not walked: the key holds numba's version.
+    """
+    found: dict[int, types.FunctionType] = {}
+    constants: list[str] = []
+    stack = [fn for fn in map(_python_function, roots) if fn is not None]
+    while stack:
+        fn = stack.pop()
+        if id(fn) in found:
+            continue
+        found[id(fn)] = fn
+        names = {name for code in _code_objects(fn.__code__) for name in code.co_names}
+        values = [fn.__globals__[name] for name in sorted(names) if name in fn.__globals__]
+        values += [cell.cell_contents for cell in fn.__closure__ or ()
+                   if cell.cell_contents is not None]
+        for value in values:
+            if inspect.ismodule(value):
+                stack += [f for f in (_python_function(getattr(value, name, None))
+                                      for name in sorted(names)) if f is not None]
+            elif isinstance(value, (bool, int, float, complex, str, bytes, tuple)):
+                constants.append(f"{fn.__qualname__}:{value!r}")
+            elif (f := _python_function(value)) is not None:
+                stack.append(f)
+    return sorted(found.values(), key=lambda f: (f.__module__, f.__qualname__)), constants
 
 
 def _source_of(obj) -> str:
@@ -131,6 +171,14 @@ def _source_of(obj) -> str:
         return inspect.getsource(obj)
     except (OSError, TypeError):
         return repr(obj)
+
+
+def _defining_text(fn: types.FunctionType) -> str:
+    """The whole source file of ``fn``'s module (its helpers and constants), else its source."""
+    try:
+        return Path(inspect.getsourcefile(fn)).read_text()
+    except (OSError, TypeError):
+        return _source_of(fn)
 
 
 def build(template: str, activations: Sequence[Callable], target: str = "cpu") -> types.ModuleType:
@@ -167,11 +215,14 @@ def _generate(template: str, fns: tuple[Callable, ...], target: str = "cpu") -> 
         + "\n\n# ---- template ----\n"
         + template_source
     )
+    functions, constants = reached(fns + tuple(
+        value for value in vars(template_module).values() if inspect.isfunction(value)))
     digest = hashlib.sha256(
         "\0".join(
             [body, footer, numba.__version__, inspect.getsource(options)]
             + [_source_of(fn) for fn in fns]
-            + [_source_of(module) for module in _kernel_modules(template_module, fns)]
+            + sorted({_defining_text(fn) for fn in functions}) + constants
+            + [_source_of(module) for module in _kernel_modules(template_module)]
         ).encode()
     ).hexdigest()[:20]
     stem = template if target == "cpu" else f"{target}_{template}"
@@ -194,11 +245,13 @@ def _generate(template: str, fns: tuple[Callable, ...], target: str = "cpu") -> 
 
 
 def _write(filename: str, source: str) -> Path | None:
-    """Write ``source`` atomically into the cache folder; None if the folder is not writable."""
-    folder = cache_dir()
+    """Write ``source`` atomically into the cache folder, then keep the folder under its cap;
+    None if the folder is not writable. A file already there is marked as used now."""
+    folder = cache.cache_dir()
     path = folder / filename
     try:
         if path.exists() and path.read_text() == source:
+            cache.touch(path)
             return path
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
@@ -207,4 +260,6 @@ def _write(filename: str, source: str) -> Path | None:
         os.replace(tmp, path)
     except OSError:
         return None
+    cache.prune(keep={Path(m.__file__).stem for m in _built.values() if getattr(m, "__file__", None)}
+                | {path.stem}, folder=folder)
     return path
