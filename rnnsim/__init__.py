@@ -3,13 +3,18 @@
 A layer has ``units`` (p) and runs for as many timesteps (T) as its input has: the weights
 W (p x k), U (p x p) and b (p) never depend on T.
 """
+import importlib
+import importlib.util
 from importlib.metadata import PackageNotFoundError, version
 
 from .errors import (ConfigError, InputError, NonfiniteError, NonfiniteWarning, PluginError,
                      RnnsimError, ShapeError)
-from .heads import Head
 from .hookspecs import hookimpl
-from .network import Network, RunResult, State, load
+
+# Loaded on first use (PEP 562), so that `import rnnsim` (and the CLI's --help) does not
+# import numba: attribute -> the module that defines it.
+_LAZY = {"Head": "heads", "Network": "network", "RunResult": "network", "State": "network",
+         "load": "network"}
 
 try:
     __version__ = version("rnnsim")
@@ -32,6 +37,22 @@ def from_onnx(path):
     from .interop.onnx import from_onnx as load_onnx
 
     return load_onnx(path)
+
+
+def __getattr__(name: str):
+    """``Network``, ``load``... and submodules such as ``rnnsim.config``, imported on first
+    use."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

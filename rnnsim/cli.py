@@ -1,4 +1,8 @@
-"""The ``rnnsim`` command line. It calls the Python API only."""
+"""The ``rnnsim`` command line. It calls the Python API only.
+
+The API (numba, numpy and the kernels) is imported inside the commands that use it, so
+``--help``, ``--version`` and usage errors answer without loading it.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -11,16 +15,24 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
-from . import __version__, config as config_mod, plugins as plugins_mod, sweep as sweep_mod
+from . import __version__
 from .errors import RnnsimError
-from . import guards, longrun
-from .io import read_array, read_optional_array, write_npz
-from .device import DEVICES
-from .network import Network, RunResult, open_network
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from . import longrun
+    from .network import Network, RunResult
+
+# Spelled out here so that building the options does not import the API: tests check that
+# they equal rnnsim.device.DEVICES and rnnsim.sweep.METRICS.
+DEVICES = ("cpu", "cuda")
+SWEEP_METRICS = ("mean_abs_state", "final_state_norm", "spectral_radius", "nrmse",
+                 "memory_capacity", "largest_lyapunov")
 
 
 def reports_errors(fn):
@@ -43,6 +55,8 @@ def reports_errors(fn):
 def cli(skip_broken_plugins):
     """Simulate recurrent neural networks: units (p) and timesteps (T) are independent."""
     if skip_broken_plugins:
+        from . import plugins as plugins_mod
+
         os.environ["RNNSIM_SKIP_BROKEN_PLUGINS"] = "1"
         plugins_mod.reset()
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"Warning: {message}\n"
@@ -118,6 +132,9 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
                                "give --output PATH.npy.")
     if streamed and (teacher_path or generate_steps):
         raise click.UsageError("--teacher and --generate run in memory: give --output PATH.npz.")
+    from . import longrun
+    from .io import read_array, read_optional_array, write_npz
+
     net = _network(config, seed, device)
     if fast_math is not None:
         net.fast_math = fast_math
@@ -128,12 +145,13 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
         x = read_array(input_path, mmap=streamed)
         if lengths is None and input_path.suffix.lower() == ".npz":
             lengths = read_optional_array(input_path, "lengths")
+    teacher = None if teacher_path is None else read_array(teacher_path, name="y")
+    load_seconds = warm_up(net, x, lengths, teacher)
     start = time.perf_counter()
     options = {"lengths": lengths, "check_finite": not allow_nonfinite, "nonfinite": nonfinite}
     if streamed:
         result = net.run(x, out=output_path, chunk_steps=chunk_steps, resume=resume, **options)
     else:
-        teacher = None if teacher_path is None else read_array(teacher_path, name="y")
         result = net.run(x, teacher=teacher, **options)
     seconds = time.perf_counter() - start
     arrays = {} if streamed else result_arrays(net, result)
@@ -144,7 +162,7 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
         write_npz(output_path, arrays)
     if save_path is not None:
         net.save(save_path)
-    summary = run_summary(net, config, x.shape, result, seconds)
+    summary = run_summary(net, config, x.shape, result, seconds, load_seconds)
     if generate_steps is not None:
         summary["generated_y_shape"] = list(arrays["generated_y"].shape)
     if as_json:
@@ -160,9 +178,38 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
         click.echo(f"wrote {', '.join(map(str, written))}")
 
 
+def warm_up(net: Network, x, lengths, teacher) -> float | None:
+    """Run the first step of ``x`` twice (same batch, dtype, device and options) and return
+    the seconds: this process's one-time kernel load or compilation (the second call loads
+    the check of the packed weights), so that the run timed next measures the steady steps
+    only. None if that step fails; the real run then reports the mistake with the whole
+    input's shapes."""
+    import numpy as np
+
+    from . import longrun
+
+    if len(x.shape) not in (2, 3) or 0 in x.shape:
+        return None
+    time_axis = 1 if net.config.network.batch_first and len(x.shape) == 3 else 0
+    first = (x.read(0, 1) if isinstance(x, longrun.DrawnInput)
+             else np.take(x, [0], axis=time_axis))
+    batch = 1 if len(x.shape) == 2 else x.shape[1 - time_axis]
+    start = time.perf_counter()
+    try:
+        options = {"lengths": None if lengths is None else [1] * batch, "check_finite": False,
+                   "nonfinite": "ignore",
+                   "teacher": None if teacher is None else np.take(teacher, [0], axis=time_axis)}
+        for _ in range(2):
+            net.run(first, **options)
+    except (RnnsimError, IndexError):
+        return None
+    return time.perf_counter() - start
+
+
 def run_onnx(path: Path, input_path, output_path, allow_nonfinite, as_json, others) -> None:
     """``rnnsim run MODEL.onnx``: the graph on the arrays of --input, outputs by name."""
     from .interop.onnx import from_onnx
+    from .io import read_array, write_npz
 
     given = [option for option, value in others.items() if value]
     if given:
@@ -202,6 +249,8 @@ def run_onnx(path: Path, input_path, output_path, allow_nonfinite, as_json, othe
 
 
 def _npz_names(path: Path) -> list[str]:
+    import numpy as np
+
     try:
         with np.load(path, allow_pickle=False) as data:
             return list(data.files)
@@ -249,6 +298,9 @@ def _int_list(value: str | None, option: str) -> list[int] | None:
 
 
 def _network(path: Path, seed: int | None, device: str | None = None) -> Network:
+    from . import config as config_mod
+    from .network import Network, open_network
+
     if seed is None or path.is_dir():
         return open_network(path, device)
     data = config_mod.read_yaml(path)
@@ -261,6 +313,8 @@ def _network(path: Path, seed: int | None, device: str | None = None) -> Network
 def drawn_input(net: Network, timesteps, batch, seed) -> longrun.DrawnInput:
     """A seeded standard-normal input of the config's run size (or the given T, B), drawn
     a chunk at a time by a run streamed to disk."""
+    from . import longrun
+
     cfg = net.config
     T = timesteps or cfg.run.timesteps
     B = batch or cfg.run.batch
@@ -272,6 +326,8 @@ def drawn_input(net: Network, timesteps, batch, seed) -> longrun.DrawnInput:
 
 def draw_input(net: Network, timesteps, batch, seed) -> np.ndarray:
     """A seeded standard-normal input of the config's run size (or the given T, B)."""
+    from . import guards
+
     source = drawn_input(net, timesteps, batch, seed)
     size = math.prod(source.shape)
     guards.check_fits({f"drawn input {source.shape}": size * net.dtype.itemsize,
@@ -295,6 +351,8 @@ def result_arrays(net: Network, result: RunResult) -> dict[str, np.ndarray]:
 
 def fingerprint(net: Network) -> str:
     """A short hash of every weight: equal fingerprints mean the very same weights."""
+    import numpy as np
+
     digest = hashlib.sha256()
     for name in sorted(net.params):
         digest.update(name.encode())
@@ -302,7 +360,8 @@ def fingerprint(net: Network) -> str:
     return digest.hexdigest()[:16]
 
 
-def run_summary(net: Network, source, x_shape, result: RunResult, seconds: float) -> dict:
+def run_summary(net: Network, source, x_shape, result: RunResult, seconds: float,
+                load_seconds: float | None = None) -> dict:
     batch_first = net.config.network.batch_first
     T = x_shape[1] if (batch_first and len(x_shape) == 3) else x_shape[0]
     return {
@@ -315,6 +374,7 @@ def run_summary(net: Network, source, x_shape, result: RunResult, seconds: float
         "y_shape": None if result.y is None else list(result.y.shape),
         "parameters": [dict(row, shape=list(row["shape"])) for row in net.parameter_table()],
         "weights_sha256": fingerprint(net),
+        "load_seconds": load_seconds,
         "seconds": seconds,
         "us_per_step": seconds / T * 1e6,
     }
@@ -338,8 +398,12 @@ def print_run(net: Network, s: dict) -> None:
         click.echo(f"y            {tuple(s['y_shape'])}  head '{cfg.head.name}'")
     click.echo(f"weights sha256 {s['weights_sha256']}: the same weights run any number of "
                "timesteps")
-    click.echo(f"ran in {s['seconds'] * 1e3:.3f} ms ({s['us_per_step']:.2f} µs per step), "
-               "including this process's one-time kernel load or compilation")
+    if s["load_seconds"] is not None:
+        click.echo(f"kernel load or compilation {s['load_seconds'] * 1e3:.1f} ms (two "
+                   "one-step runs first, once per process)")
+    click.echo(f"ran in {s['seconds'] * 1e3:.3f} ms ({s['us_per_step']:.2f} µs per step)"
+               + (", including this process's one-time kernel load or compilation"
+                  if s["load_seconds"] is None else ""))
 
 
 def print_equations(net: Network) -> None:
@@ -367,6 +431,8 @@ def print_parameters(net: Network) -> None:
 @reports_errors
 def validate(config):
     """Check a config (keys, types, sizes, plugin names) without running it."""
+    from .network import open_network
+
     net = open_network(config)
     click.echo(f"{config}: valid ({len(net.layers)} layer(s), "
                f"{sum(v.size for v in net.params.values()):,} parameters)")
@@ -380,6 +446,8 @@ def info(config, as_json):
     """Show every layer's parameter shapes and counts: none depends on the timesteps T."""
     if config.suffix.lower() == ".onnx":
         return info_onnx(config, as_json)
+    from .network import open_network
+
     net = open_network(config)
     if as_json:
         rows = [dict(r, shape=list(r["shape"])) for r in net.parameter_table()]
@@ -449,6 +517,8 @@ def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_pat
 @reports_errors
 def plugins_command(as_json):
     """List every registered activation, initializer and head with its package."""
+    from . import plugins as plugins_mod
+
     rows = plugins_mod.describe()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -474,6 +544,7 @@ def plugins_command(as_json):
 def explain(config, steps, plot_path):
     """Explain each layer's equations and shapes, then run it on two lengths T."""
     from . import explain as explain_mod
+    from .network import open_network
 
     net = open_network(config)
     steps = steps or (net.config.run.timesteps, 10 * net.config.run.timesteps)
@@ -564,6 +635,8 @@ def _fit_data(net: Network, input_path, target_path, task, timesteps):
         return series[:-1], series[1:], int(0.8 * (len(series) - 1))
     if input_path is None or target_path is None:
         raise click.UsageError("give --input and --target, or --task.")
+    from .io import read_array
+
     return read_array(input_path), read_array(target_path, name="y"), None
 
 
@@ -593,6 +666,9 @@ def fit_command(config, input_path, target_path, task, timesteps, washout, ridge
     With output feedback the readout is fitted on teacher-forced states (the target fed back)
     and scored on a free run (its own outputs fed back).
     """
+    import numpy as np
+
+    from .network import open_network
     from .reservoir import has_feedback, nrmse
 
     net = open_network(config)
@@ -641,8 +717,9 @@ ANALYZE_STEPS = 1000
 @click.option("--ridge", type=click.FloatRange(min=0), default=1e-6,
               help="L2 penalty on the readout weights.")
 @click.option("--steps", type=click.IntRange(min=1),
-              help=f"Steps of the drawn input after the warm-up [default: {ANALYZE_STEPS}]; "
-                   "with --input the file decides.")
+              help="Steps analysed after the warm-up: the drawn input's length, or with "
+                   "--input the first WARMUP + STEPS steps of the file (and of --target) "
+                   f"[default: {ANALYZE_STEPS} drawn steps, or the whole file].")
 @click.option("--warmup", type=click.IntRange(min=0), default=100,
               help="Leading steps before the Lyapunov exponents are averaged.")
 @click.option("--exponents", type=click.IntRange(min=1), default=10,
@@ -661,16 +738,18 @@ def analyze_command(config, input_path, target_path, washout, ridge, steps, warm
                     starts, horizon, seed, as_json):
     """Print the dynamics of every layer (Lyapunov exponents, fixed points, gradient norms),
     and for a reservoir its spectral radii, memory capacity and echo-state check."""
-    from . import dynamics, reservoir
-
     if target_path is not None and input_path is None:
         raise click.UsageError("--target needs --input.")
-    if input_path is not None and steps is not None:
-        raise click.UsageError("--steps sizes the drawn input; with --input the file's "
-                               "length decides.")
+    from . import dynamics, reservoir
+    from .io import read_array
+    from .network import open_network
+
     net = open_network(config)
     u = None if input_path is None else read_array(input_path)
     y = None if target_path is None else read_array(target_path, name="y")
+    if u is not None and steps is not None:
+        u = _first_steps(u, warmup, steps, input_path)
+        y = None if y is None else _first_steps(y, warmup, steps, target_path)
     x = u if u is not None else draw_sequence(net, warmup + (steps or ANALYZE_STEPS), seed)
     report = {}
     if any(layer.name == "esn" for layer in net.layers):
@@ -684,6 +763,15 @@ def analyze_command(config, input_path, target_path, washout, ridge, steps, warm
         print_reservoir(report)
     for row in report["dynamics"]:
         print_dynamics(row, "the given input" if u is not None else "drawn N(0, 1) input")
+
+
+def _first_steps(array, warmup: int, steps: int, path: Path):
+    """The first ``warmup + steps`` steps of an array read from ``path`` (--steps with
+    --input); a UsageError if it is shorter."""
+    if len(array) < warmup + steps:
+        raise click.UsageError(f"--warmup {warmup} + --steps {steps} need {warmup + steps} "
+                               f"steps; {path} has {len(array)}.")
+    return array[:warmup + steps]
 
 
 def draw_sequence(net: Network, timesteps: int, seed: int) -> np.ndarray:
@@ -767,7 +855,7 @@ def _grid_option(entries) -> dict[str, str] | None:
                    "replaces the config's sweep.grid.")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="A metric to compute per point, repeat for more; replaces sweep.metrics. "
-                   "One of: " + ", ".join(sorted(sweep_mod.METRICS)) + ".")
+                   "One of: " + ", ".join(sorted(SWEEP_METRICS)) + ".")
 @click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path),
               help="The table, .csv or .parquet; finished points are kept in STEM.points/ next "
                    "to it [default: sweep.output, else CONFIG_STEM-sweep.csv].")
@@ -786,6 +874,9 @@ def _grid_option(entries) -> dict[str, str] | None:
 def sweep_command(config, grid, metrics, output, repeats, seed, workers, scheduler, quiet,
                   as_json):
     """Run a config over a grid of values and write one table row of metrics per point."""
+    grid = _grid_option(grid)
+    from . import config as config_mod, sweep as sweep_mod
+
     parsed = config_mod.parse(config)
     if output is None and (parsed.sweep is None or parsed.sweep.output is None):
         output = Path(f"{config.stem}-sweep.csv")
@@ -800,7 +891,7 @@ def sweep_command(config, grid, metrics, output, repeats, seed, workers, schedul
                     length=total, label="sweep", show_pos=True, file=sys.stderr))
             bar.update(finished - bar.pos)
 
-        table = sweep_mod.run_sweep(parsed, _grid_option(grid), list(metrics) or None, output,
+        table = sweep_mod.run_sweep(parsed, grid, list(metrics) or None, output,
                                     repeats=repeats, seed=seed, workers=workers,
                                     scheduler=scheduler, progress=None if quiet else progress)
     if as_json:
@@ -827,6 +918,8 @@ PLOT_SEED = click.option("--seed", type=click.IntRange(min=0), default=0,
 
 
 def _plot_input(net: Network, input_path, timesteps: int, seed: int) -> np.ndarray:
+    from .io import read_array
+
     return read_array(input_path) if input_path is not None else draw_sequence(
         net, timesteps, seed)
 
@@ -850,12 +943,13 @@ def _write_plot(fig, path: Path) -> None:
 @reports_errors
 def plot_states(config, input_path, timesteps, units, seed, output_path):
     """Draw every layer's hidden states over time."""
-    from . import plot
-
-    net = open_network(config)
     if input_path is not None and timesteps is not None:
         raise click.UsageError("--timesteps sizes the drawn input; with --input the file "
                                "decides.")
+    from . import plot
+    from .network import open_network
+
+    net = open_network(config)
     x = _plot_input(net, input_path, timesteps or net.config.run.timesteps, seed)
     _write_plot(plot.states(net, x, units), output_path)
 
@@ -867,6 +961,7 @@ def plot_states(config, input_path, timesteps, units, seed, output_path):
 def plot_eigenvalues(config, output_path):
     """Draw the eigenvalues of every layer's recurrent matrix with the unit circle."""
     from . import plot
+    from .network import open_network
 
     _write_plot(plot.eigenvalues(open_network(config)), output_path)
 
@@ -875,7 +970,9 @@ def plot_eigenvalues(config, output_path):
 @CONFIG
 @PLOT_INPUT
 @click.option("--steps", type=click.IntRange(min=1),
-              help=f"Steps of the drawn input after the warm-up [default: {ANALYZE_STEPS}].")
+              help="Steps after the warm-up: the drawn input's length, or with --input the "
+                   "first WARMUP + STEPS steps of the file "
+                   f"[default: {ANALYZE_STEPS} drawn steps, or the whole file].")
 @click.option("--warmup", type=click.IntRange(min=0), default=100,
               help="Leading steps before the exponents are averaged.")
 @click.option("--exponents", type=click.IntRange(min=1), default=50,
@@ -886,11 +983,12 @@ def plot_eigenvalues(config, output_path):
 def plot_lyapunov(config, input_path, steps, warmup, exponents, seed, output_path):
     """Draw the Lyapunov spectrum of every layer along a driven trajectory."""
     from . import dynamics, plot
+    from .network import open_network
 
     net = open_network(config)
-    if input_path is not None and steps is not None:
-        raise click.UsageError("--steps sizes the drawn input; with --input the file decides.")
     x = _plot_input(net, input_path, warmup + (steps or ANALYZE_STEPS), seed)
+    if input_path is not None and steps is not None:
+        x = _first_steps(x, warmup, steps, input_path)
     spectra = {}
     for i, layer in enumerate(net.layers):
         for direction in range(layer.directions):

@@ -193,3 +193,113 @@ def test_output_holds_the_lstm_cell_state(tmp_path):
     with np.load(out) as data:
         assert data["final_c_0"].shape == (1, 2, 4) and "final_c_1" not in data.files
         assert data["final_0"].shape == (1, 2, 4) and data["final_1"].shape == (1, 2, 2)
+
+
+# --- what a newcomer hits (issue 16) ---------------------------------------------------------
+
+NO_NUMBA = """
+import sys
+from rnnsim.cli import cli
+try:
+    cli({args!r})
+except SystemExit as exc:
+    code = exc.code
+print("EXIT", code, "numba" in sys.modules, "numpy" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("args, code", [
+    (["--help"], 0), (["--version"], 0), (["run", "--help"], 0), (["plot", "sweep", "--help"], 0),
+    (["sweep", "--help"], 0), (["run"], 2), (["run", "c.yaml", "--timesteps", "0"], 2),
+    (["no-such-command"], 2), (["run", "c.yaml", "--input", "x.npy", "-T", "5"], 2),
+])
+def test_help_version_and_usage_errors_do_not_import_numba(args, code):
+    """`rnnsim --help` took 2 s: the CLI imported numba (and numpy) before parsing."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", NO_NUMBA.format(args=args)],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == f"EXIT {code} False False", result.stdout
+
+
+def test_the_cli_spells_out_the_devices_and_metrics_of_the_api():
+    from rnnsim import cli as cli_mod, device, sweep
+
+    assert cli_mod.DEVICES == device.DEVICES
+    assert cli_mod.SWEEP_METRICS == tuple(sweep.METRICS)
+
+
+def test_lazy_attributes_of_the_package():
+    import rnnsim.network
+
+    assert rnnsim.Network is rnnsim.network.Network and rnnsim.load is rnnsim.network.load
+    assert rnnsim.config.parse is not None  # submodules stay reachable as attributes
+    assert {"Network", "Head", "State"} <= set(dir(rnnsim))
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        rnnsim.no_such_thing
+
+
+def test_run_reports_the_kernel_load_apart_from_the_steps(monkeypatch):
+    """`ran in 3256 ms (651252 µs per step)` for T = 5 divided the load by T."""
+    calls = []
+    real = rnnsim.Network.run
+
+    def run(net, x, *args, **kwargs):
+        calls.append(np.shape(x))
+        return real(net, x, *args, **kwargs)
+
+    monkeypatch.setattr(rnnsim.Network, "run", run)
+    summary = json.loads(ok("run", QUICKSTART, "-T", 7, "--json"))
+    assert calls == [(1, 4, 8), (1, 4, 8), (7, 4, 8)]  # two one-step warm-ups, then the run
+    assert summary["load_seconds"] > 0 and summary["seconds"] > 0
+    assert summary["us_per_step"] == pytest.approx(summary["seconds"] / 7 * 1e6)
+    text = ok("run", QUICKSTART, "-T", 7)
+    assert "kernel load or compilation" in text and "ms (two one-step runs first" in text
+    ran = next(line for line in text.splitlines() if line.startswith("ran in"))
+    assert "including" not in ran and "µs per step" in ran
+
+
+def test_run_warm_up_follows_the_layout_lengths_and_teacher(tmp_path, monkeypatch):
+    calls = []
+    real = rnnsim.Network.run
+
+    def run(net, x, *args, **kwargs):
+        calls.append((np.shape(x), kwargs.get("lengths")))
+        return real(net, x, *args, **kwargs)
+
+    monkeypatch.setattr(rnnsim.Network, "run", run)
+    config = write(tmp_path, "network:\n  input_size: 3\n  batch_first: true\n  layers:\n"
+                             "    - {cell: gru, units: 4}\n")
+    ok("run", config, "-T", 6, "-B", 2, "--lengths", "6,4")
+    assert calls == [((2, 1, 3), [1, 1])] * 2 + [((2, 6, 3), [6, 4])]
+    calls.clear()
+    ok("run", config, "-T", 6, "-B", 2, "--output", tmp_path / "o.npy")  # streamed
+    assert calls[:2] == [((2, 1, 3), None)] * 2
+
+
+def test_run_with_a_bad_input_still_reports_its_whole_shape(tmp_path):
+    bad = tmp_path / "k.npy"
+    np.save(bad, np.zeros((20, 4, 7)))
+    text = fails("run", QUICKSTART, "--input", bad)
+    assert "(20, 4, 7)" in text and "(1, 4, 7)" not in text
+
+
+def test_the_readmes_analyze_command_with_input_and_steps(tmp_path, monkeypatch):
+    """README: `rnnsim analyze CONFIG [--input u.npy] [--steps 1000]` exited 2 together."""
+    from rnnsim import dynamics
+
+    readme = (ROOT / "README.md").read_text()
+    assert "rnnsim analyze CONFIG [--input u.npy] [--steps 1000]" in readme
+    u = np.random.default_rng(0).standard_normal((400, 8))
+    np.save(tmp_path / "u.npy", u)
+    seen = []
+    real = dynamics.analyze
+    monkeypatch.setattr(dynamics, "analyze", lambda net, x, **kw: seen.append(x) or real(
+        net, x, **kw))
+    report = json.loads(ok("analyze", QUICKSTART, "--input", tmp_path / "u.npy", "--steps", 60,
+                           "--warmup", 20, "--starts", 2, "--exponents", 2, "--json"))
+    np.testing.assert_array_equal(seen[0], u[:80])
+    assert report["dynamics"][0]["lyapunov"]["steps"] == 60
+    text = fails("analyze", QUICKSTART, "--input", tmp_path / "u.npy", "--steps", 1000, code=2)
+    assert "need 1100 steps" in text and "has 400" in text

@@ -362,7 +362,10 @@ def test_cli_analyze_text_and_input(tmp_path):
     assert "reverse direction" in out and "150 steps" not in out and "50 steps" in out
     assert "fixed points under zero input (2 starts)" in out
     assert "gradient norm |ds_T/ds_t|" in out
-    invoke("analyze", config, "--input", tmp_path / "u.npy", "--steps", 10, code=2)
+    out = invoke("analyze", config, "--input", tmp_path / "u.npy", "--steps", 10)
+    assert "10 steps of the given input after 100 warm-up steps" in out
+    assert "need 200 steps" in invoke("analyze", config, "--input", tmp_path / "u.npy",
+                                      "--steps", 100, code=2)
     out = invoke("analyze", config, "--input", tmp_path / "u.npy", "--warmup", 200, code=1)
     assert "InputError" in out and "warm-up" in out
 
