@@ -303,3 +303,15 @@ def test_the_readmes_analyze_command_with_input_and_steps(tmp_path, monkeypatch)
     assert report["dynamics"][0]["lyapunov"]["steps"] == 60
     text = fails("analyze", QUICKSTART, "--input", tmp_path / "u.npy", "--steps", 1000, code=2)
     assert "need 1100 steps" in text and "has 400" in text
+
+
+def test_readme_says_how_to_reach_the_command_and_links_the_learner_material():
+    """After `make run`, `rnnsim` was `command not found`; `explain` and the tutorial were
+    not linked."""
+    readme = (ROOT / "README.md").read_text()
+    lines = readme.splitlines()
+    assert lines[3].startswith("make run ") and lines[4].startswith("make test ")
+    top = readme[:readme.index("## ")]  # before the first section
+    assert ". .venv/bin/activate" in top and ".venv/bin/rnnsim" in top
+    assert "rnnsim explain" in top and "(docs/units-vs-timesteps.md)" in top
+    assert (ROOT / "docs" / "units-vs-timesteps.md").is_file()
