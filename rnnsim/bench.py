@@ -93,7 +93,7 @@ def network(row: Row):
 
     if row.cell == "esn":
         from .builtins.reservoir import input_bernoulli, sparse_random
-        from .reservoir import scale_spectral_radius
+        from .sparse import scale_spectral_radius
 
         rng = np.random.default_rng(row.p)
         w = scale_spectral_radius(sparse_random((row.p, row.p), rng, np.float64,
@@ -198,7 +198,7 @@ def reservoirpy_runner(net, row: Row, threads: int):
         from reservoirpy.nodes import Reservoir
     except ImportError:
         return None
-    from .reservoir import CSR
+    from .sparse import CSR
 
     params = _layer(net)
     w = CSR.from_params(params, "W", (row.p, row.p))

@@ -23,7 +23,8 @@ import numpy as np
 from .activations import BoundActivation
 from .cells.base import input_projection
 from .errors import ConfigError, InputError, ShapeError
-from .reservoir import CSR, layer_params
+from .reservoir import layer_params
+from .sparse import CSR
 
 FD_STEP = float(np.cbrt(np.finfo(np.float64).eps))
 # A fixed-point search stops once q is this small: the residual is at float64 rounding level.

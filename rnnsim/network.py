@@ -24,7 +24,7 @@ from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeErro
 from .io import default_mode, read_npz
 from .plugins import Plugins, get_plugins
 from . import reservoir
-from .reservoir import CSR, CSR_PARTS, scale_spectral_radius
+from .sparse import CSR, CSR_PARTS, scale_spectral_radius
 
 SPECTRAL_RADIUS = "spectral_radius"
 

@@ -19,7 +19,8 @@ import numpy as np
 from . import dynamics, sweep as sweep_mod
 from .errors import InputError
 from .io import write_atomic
-from .reservoir import CSR, layer_params
+from .reservoir import layer_params
+from .sparse import CSR
 
 FORMATS = {".png": "png", ".svg": "svg"}
 # Above this many units a sparse reservoir's eigenvalues are not computed (a dense eig).

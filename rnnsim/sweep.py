@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import yaml
 
-from . import config as config_mod, reservoir
+from . import config as config_mod, reservoir, sparse
 from .config import Config, HeadInit, LayerInit, Spec, key_path
 from .errors import ConfigError, RnnsimError
 from .io import write_atomic
@@ -97,7 +97,7 @@ def recurrent_matrix(net: Network, index: int = 0):
 
 def spectral_radius(net: Network, seed: int) -> float:
     """Largest |eigenvalue| of layer 0's recurrent matrix."""
-    return reservoir.spectral_radius(recurrent_matrix(net, 0))
+    return sparse.spectral_radius(recurrent_matrix(net, 0))
 
 
 def nrmse(net: Network, seed: int) -> float:

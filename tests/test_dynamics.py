@@ -11,7 +11,7 @@ import rnnsim
 from rnnsim import dynamics, plugins
 from rnnsim.cli import cli
 from rnnsim.errors import InputError, ShapeError
-from rnnsim.reservoir import CSR
+from rnnsim.sparse import CSR
 
 DTYPES = ["float32", "float64"]
 

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 import rnnsim
 from rnnsim.builtins import reservoir as inits
 from rnnsim.cli import cli
-from rnnsim.reservoir import (CSR, arnoldi_radius, echo_state_check, ensemble, layer_params,
-                              mackey_glass, memory_capacity, nrmse, recurrent_matrix,
-                              ridge_regression, run_ensemble, scale_spectral_radius,
-                              spectral_radius)
+from rnnsim.reservoir import (echo_state_check, ensemble, layer_params, mackey_glass,
+                              memory_capacity, nrmse, recurrent_matrix, ridge_regression,
+                              run_ensemble)
+from rnnsim.sparse import CSR, arnoldi_radius, scale_spectral_radius, spectral_radius
 
 TOL = {"float32": 2e-5, "float64": 1e-12}
 

@@ -1,13 +1,14 @@
 """Built-in reservoir initializers and the ridge readout head.
 
-Recurrent initializers return a ``rnnsim.reservoir.CSR`` (the network stores it dense or
+Recurrent initializers return a ``rnnsim.sparse.CSR`` (the network stores it dense or
 sparse as the layer asks); input initializers return dense arrays. Every one draws only from
 the ``rng`` it is given. Add ``spectral_radius: r`` to any square one to rescale it.
 """
 import numpy as np
 
 from ..hookspecs import hookimpl
-from ..reservoir import CSR, RidgeHead
+from ..reservoir import RidgeHead
+from ..sparse import CSR
 
 DISTRIBUTIONS = ("normal", "uniform", "bernoulli")
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..activations import compile_errors
 from ..errors import ConfigError
-from ..reservoir import CSR, RidgeHead
+from ..reservoir import RidgeHead
+from ..sparse import CSR
 from ..kernels.cpu import tiles
 from .base import Cell, input_projection, thread_count
 
