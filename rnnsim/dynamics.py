@@ -5,14 +5,15 @@ A layer's update is a map ``s_t = F(s_{t-1}, d_t)`` of its state ``s`` and its d
 the input projection the kernels compute for all steps at once (``W x_t + b``). The state is
 ``h`` for elman and gru cells, the reservoir state ``x`` for esn cells and the concatenation
 ``[h, c]`` (``hidden_size + units`` values) for an LSTM. :func:`layer_map` builds F in float64
-NumPy from the network's own weights, together with its Jacobian ``dF/ds`` written out per cell
-(no automatic differentiation): iterating F reproduces ``Network.run``.
+NumPy from the network's own weights, together with its Jacobian ``dF/ds``: each cell owns its
+map (``Cell.map_class``, in the cell's module; the shared base is ``cells.maps``), so this
+module names no cell. Iterating F reproduces ``Network.run``.
 
 Activations are plugins, plain scalar functions, so their derivatives are taken by central
-differences, ``f'(z) ~ (f(z + e) - f(z - e)) / 2e`` with ``e = eps**(1/3) * max(1, |z|)``
-(about 6e-6): the error is about 1e-10 relative for smooth activations and zero for
-piecewise-linear ones away from their kinks (within ``e`` of a kink it is the mean of the two
-slopes). Pre-activations clipped by ``clip`` have slope 0 outside the clip range.
+differences (``cells.maps.value_and_slope``, about 6e-6): the error is about 1e-10 relative for
+smooth activations and zero for piecewise-linear ones away from their kinks (within the step of
+a kink it is the mean of the two slopes). Pre-activations clipped by ``clip`` have slope 0
+outside the clip range.
 """
 from __future__ import annotations
 
@@ -20,257 +21,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .activations import BoundActivation
-from .cells.base import input_projection
+from .cells.maps import LayerMap
 from .errors import ConfigError, InputError, ShapeError
 from .reservoir import layer_params
-from .sparse import CSR
 
-FD_STEP = float(np.cbrt(np.finfo(np.float64).eps))
 # A fixed-point search stops once q is this small: the residual is at float64 rounding level.
 Q_FLOOR = 1e-28
 # A fixed point is stable when its Jacobian's eigenvalues lie this far inside the unit circle.
 STABILITY_MARGIN = 1e-6
-# Sparse reservoirs up to this size are made dense here: faster for whole Jacobians.
-DENSE_MAX = 2048
 # Drawn starts of the fixed-point search: noise-driven steps, then settling steps per start.
 NOISY_STEPS = 20
 SETTLE_STEPS = 25
-
-
-def value_and_slope(act: BoundActivation, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``f(z)`` and ``f'(z)`` for every element of ``z`` (float64), f' by central differences."""
-    z = np.asarray(z, np.float64)
-    e = FD_STEP * np.maximum(1.0, np.abs(z))
-    up, down = z + e, z - e
-    values = act(np.stack([z, up, down]))
-    return values[0], (values[1] - values[2]) / (up - down)
-
-
-def matmul(w, v: np.ndarray) -> np.ndarray:
-    """``w @ v`` for a dense (n, n) array or a ``CSR`` ``w`` and ``v`` (..., n, m)."""
-    if not isinstance(w, CSR):
-        return w @ v
-    moved = np.moveaxis(v, -2, 0)
-    products = w.data.reshape((-1,) + (1,) * (moved.ndim - 1)) * moved[w.indices]
-    out = np.zeros((w.shape[0],) + moved.shape[1:])
-    filled = np.diff(w.indptr) > 0
-    if filled.any():
-        out[filled] = np.add.reduceat(products, w.indptr[:-1][filled], axis=0)
-    return np.moveaxis(out, 0, -2)
-
-
-def _rows(scale: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """diag(scale) @ m for stacks: ``scale`` (..., n), ``m`` (..., n, k)."""
-    return scale[..., None] * m
-
-
-class LayerMap:
-    """One layer's update ``F(s, d)`` in float64 and its Jacobian ``dF/ds``.
-
-    States ``s`` are (..., n) and drives ``d`` (..., m); leading axes broadcast, so one call
-    evaluates many states at once. ``size`` is n.
-    """
-
-    def __init__(self, layer, params: dict, suffix: str):
-        self.layer = layer
-        self.params = {name: np.asarray(value, np.float64) if value.dtype.kind == "f" else value
-                       for name, value in params.items()}
-        self.suffix = suffix
-        self.clip = getattr(layer.config, "clip", None)
-
-    def weight(self, name: str) -> np.ndarray | None:
-        """This direction's parameter ``name`` in float64 (None if the layer has none)."""
-        return self.params.get(name + self.suffix)
-
-    @property
-    def size(self) -> int:
-        return self.layer.hidden_size
-
-    def drive(self, x: np.ndarray, noise: bool = True) -> np.ndarray:
-        """The drives ``d_t`` (T, m) for the layer's inputs ``x`` (T, input_size)."""
-        return input_projection(np.asarray(x, np.float64)[:, None], self.weight("W"),
-                                self.weight("b"))[:, 0]
-
-    def activate(self, slot: int, z: np.ndarray, clip: bool = True):
-        """Activation ``slot`` (in the cell's order) and its slope at ``z``, after clipping."""
-        if self.clip is None or not clip:
-            return value_and_slope(self.layer.activations[slot], z)
-        inside = np.abs(z) <= self.clip
-        value, slope = value_and_slope(self.layer.activations[slot],
-                                       np.clip(z, -self.clip, self.clip))
-        return value, slope * inside
-
-    def __call__(self, s: np.ndarray, d: np.ndarray) -> np.ndarray:
-        """``F(s, d)``: the next state, (..., n)."""
-        raise NotImplementedError
-
-    def jvp(self, s: np.ndarray, d: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """``dF/ds @ v`` at (s, d) for tangent vectors ``v`` (..., n, k): (..., n, k)."""
-        raise NotImplementedError
-
-    def jacobian(self, s: np.ndarray, d: np.ndarray) -> np.ndarray:
-        """``dF/ds`` at (s, d): (..., n, n)."""
-        return self.jvp(s, d, np.eye(self.size))
-
-    def run(self, s0: np.ndarray, drives: np.ndarray) -> np.ndarray:
-        """The states s_1..s_T (T, n) from ``s0`` (n,) under ``drives`` (T, m)."""
-        states = np.empty((len(drives), self.size))
-        s = np.asarray(s0, np.float64)
-        for t, d in enumerate(drives):
-            s = states[t] = self(s, d)
-        return states
-
-
-class ElmanMap(LayerMap):
-    """h' = f(d + U h)."""
-
-    def __call__(self, s, d):
-        return self.activate(0, d + s @ self.weight("U").T)[0]
-
-    def jvp(self, s, d, v):
-        slope = self.activate(0, d + s @ self.weight("U").T)[1]
-        return _rows(slope, self.weight("U") @ v)
-
-
-class ESNMap(LayerMap):
-    """x' = (1 - lr) x + lr f(d + W x), W dense or CSR (kept sparse above ``DENSE_MAX``)."""
-
-    def __init__(self, layer, params, suffix):
-        super().__init__(layer, params, suffix)
-        w = layer.recurrent_matrix(params)
-        if isinstance(w, CSR):
-            w = w.astype(np.float64)
-            self.w = w.to_dense() if w.shape[0] <= DENSE_MAX else w
-        else:
-            self.w = np.asarray(w, np.float64)
-        self.lr = layer.leak_rate()
-
-    def drive(self, x, noise=True):
-        """W_in (s u_t) + b, plus the configured noise when ``noise`` (as ``Network.run``)."""
-        x = np.asarray(x, np.float64)[:, None]
-        if noise and self.layer.config.noise:
-            return self.layer._projection(self.params, x)[:, 0]
-        if self.layer.config.input_scaling is not None:
-            x = x * np.asarray(self.layer.config.input_scaling, np.float64)
-        return input_projection(x, self.params["Win"], self.params.get("b"))[:, 0]
-
-    def _pre(self, s, d):
-        return d + matmul(self.w, s[..., None])[..., 0]
-
-    def __call__(self, s, d):
-        return (1.0 - self.lr) * s + self.lr * self.activate(0, self._pre(s, d))[0]
-
-    def jvp(self, s, d, v):
-        slope = self.activate(0, self._pre(s, d))[1]
-        return _rows(1.0 - self.lr, v) + _rows(self.lr * slope, matmul(self.w, v))
-
-
-class GRUMap(LayerMap):
-    """r, z = f_gate(d_rz + U_rz h); n = f(d_n + r (U_n h + b_hn)) with reset_after, else
-    f(d_n + U_n (r h) + b_hn); h' = (1 - z) n + z h."""
-
-    def _forward(self, s, d):
-        p = self.size
-        u = self.weight("U")
-        bn = self.weight("bn")
-        bn = np.zeros(p) if bn is None else bn
-        a = s @ u.T
-        r, r_slope = self.activate(1, d[..., :p] + a[..., :p])
-        z, z_slope = self.activate(1, d[..., p:2 * p] + a[..., p:2 * p])
-        if self.reset_after:
-            pre_n = d[..., 2 * p:] + r * (a[..., 2 * p:] + bn)
-        else:
-            pre_n = d[..., 2 * p:] + (r * s) @ u[2 * p:].T + bn
-        n, n_slope = self.activate(0, pre_n)
-        return a, bn, r, r_slope, z, z_slope, n, n_slope
-
-    @property
-    def reset_after(self) -> bool:
-        return self.layer.config.reset_after is not False
-
-    def __call__(self, s, d):
-        _, _, _, _, z, _, n, _ = self._forward(s, d)
-        return (1.0 - z) * n + z * s
-
-    def jvp(self, s, d, v):
-        p = self.size
-        u = self.weight("U")
-        a, bn, r, r_slope, z, z_slope, n, n_slope = self._forward(s, d)
-        da = u @ v
-        dr = _rows(r_slope, da[..., :p, :])
-        dz = _rows(z_slope, da[..., p:2 * p, :])
-        if self.reset_after:
-            dpre_n = _rows(a[..., 2 * p:] + bn, dr) + _rows(r, da[..., 2 * p:, :])
-        else:
-            dpre_n = u[2 * p:] @ (_rows(s, dr) + _rows(r, v))
-        return _rows(1.0 - z, _rows(n_slope, dpre_n)) + _rows(s - n, dz) + _rows(z, v)
-
-
-class LSTMMap(LayerMap):
-    """State [h, c]: gates i f g o from d + U h (+ peepholes P c); c' = f c + i g;
-    h' = o f_a(c') (then R h' with proj_size); ``input_forget`` couples f = 1 - i."""
-
-    @property
-    def size(self) -> int:
-        return self.layer.hidden_size + self.layer.units
-
-    def _forward(self, s, d):
-        q, p = self.layer.hidden_size, self.layer.units
-        h, c = s[..., :q], s[..., q:]
-        z = d + h @ self.weight("U").T
-        peep = self.weight("P")
-        gi, gf, gg, go = (z[..., k * p:(k + 1) * p] for k in range(4))
-        if peep is not None:
-            gi, gf = gi + peep[0] * c, gf + peep[1] * c
-        i, i_slope = self.activate(1, gi)
-        if getattr(self.layer.config, "input_forget", None):
-            f, f_slope = 1.0 - i, -i_slope
-        else:
-            f, f_slope = self.activate(1, gf)
-        g, g_slope = self.activate(2, gg)
-        c_new = f * c + i * g
-        if peep is not None:
-            go = go + peep[2] * c_new
-        o, o_slope = self.activate(1, go)
-        a, a_slope = self.activate(0, c_new, clip=False)
-        return {"c": c, "i": i, "i_slope": i_slope, "f": f, "f_slope": f_slope, "g": g,
-                "g_slope": g_slope, "c_new": c_new, "o": o, "o_slope": o_slope, "a": a,
-                "a_slope": a_slope}
-
-    def __call__(self, s, d):
-        v = self._forward(s, d)
-        h_new = v["o"] * v["a"]
-        if self.weight("R") is not None:
-            h_new = h_new @ self.weight("R").T
-        return np.concatenate([h_new, v["c_new"]], axis=-1)
-
-    def jvp(self, s, d, v):
-        q, p = self.layer.hidden_size, self.layer.units
-        w = self._forward(s, d)
-        u, peep = self.weight("U"), self.weight("P")
-        vh, vc = v[..., :q, :], v[..., q:, :]
-        dz = u @ vh
-        di = dz[..., :p, :]
-        df = dz[..., p:2 * p, :]
-        if peep is not None:
-            di = di + _rows(peep[0], vc)
-            df = df + _rows(peep[1], vc)
-        if getattr(self.layer.config, "input_forget", None):
-            df = di
-        dc = (_rows(w["f_slope"] * w["c"], df) + _rows(w["f"], vc)
-              + _rows(w["i_slope"] * w["g"], di) + _rows(w["i"] * w["g_slope"],
-                                                         dz[..., 2 * p:3 * p, :]))
-        do = dz[..., 3 * p:, :]
-        if peep is not None:
-            do = do + _rows(peep[2], dc)
-        dy = _rows(w["o_slope"] * w["a"], do) + _rows(w["o"] * w["a_slope"], dc)
-        if self.weight("R") is not None:
-            dy = self.weight("R") @ dy
-        return np.concatenate([dy, dc], axis=-2)
-
-
-MAPS = {"elman": ElmanMap, "esn": ESNMap, "gru": GRUMap, "lstm": LSTMMap}
 
 
 def layer_map(net, layer: int = 0, direction: int = 0) -> LayerMap:
@@ -283,10 +44,10 @@ def layer_map(net, layer: int = 0, direction: int = 0) -> LayerMap:
     if direction not in range(cell.directions):
         raise InputError(f"layer {layer} has {cell.directions} direction(s); direction "
                          f"{direction} does not exist (0 forward, 1 reverse).")
-    if cell.name not in MAPS:
-        raise ConfigError(f"network.layers[{layer}].cell: no dynamics analysis for cell "
-                          f"'{cell.name}' (supported: {', '.join(MAPS)}).")
-    return MAPS[cell.name](cell, layer_params(net, layer), cell.suffixes[direction])
+    if cell.map_class is None:
+        raise ConfigError(f"network.layers[{layer}].cell: cell '{cell.name}' has no dynamics "
+                          "map (its plugin sets no Cell.map_class), so it cannot be analysed.")
+    return cell.map_class(cell, layer_params(net, layer), cell.suffixes[direction])
 
 
 def layer_outputs(net, x, layers: int | None = None) -> list[np.ndarray]:

@@ -11,6 +11,7 @@ import rnnsim
 from rnnsim import dynamics, plugins
 from rnnsim.cli import cli
 from rnnsim.errors import InputError, ShapeError
+from rnnsim.cells import maps
 from rnnsim.sparse import CSR
 
 DTYPES = ["float32", "float64"]
@@ -131,7 +132,7 @@ def test_third_party_activation_derivative_by_central_differences():
     try:
         net = network("elman", activation={"name": "wiggle", "a": 2.0})
         z = np.linspace(-3, 3, 41)
-        values, slopes = dynamics.value_and_slope(net.layers[0].activations[0], z)
+        values, slopes = maps.value_and_slope(net.layers[0].activations[0], z)
         np.testing.assert_allclose(values, np.sin(2 * z) + 0.5 * z, rtol=1e-15)
         np.testing.assert_allclose(slopes, 2 * np.cos(2 * z) + 0.5, atol=1e-9)
         x = sequence()
@@ -150,7 +151,7 @@ def test_third_party_activation_derivative_by_central_differences():
 def test_builtin_slopes_are_accurate(name, derivative):
     act = network("elman", activation=name).layers[0].activations[0]
     z = np.concatenate([np.linspace(-30, 30, 101), [-1e-3, 1e-3, 1e4]])
-    np.testing.assert_allclose(dynamics.value_and_slope(act, z)[1], derivative(z),
+    np.testing.assert_allclose(maps.value_and_slope(act, z)[1], derivative(z),
                                atol=1e-9, rtol=1e-9)
 
 
@@ -159,7 +160,7 @@ def test_sparse_matmul_matches_dense_with_empty_rows():
         np.random.default_rng(3).random((6, 6)) < 0.4)
     dense[[0, 3, 5]] = 0.0
     v = np.random.default_rng(4).standard_normal((2, 6, 3))
-    np.testing.assert_allclose(dynamics.matmul(CSR.from_dense(dense), v), dense @ v,
+    np.testing.assert_allclose(maps.matmul(CSR.from_dense(dense), v), dense @ v,
                                atol=1e-15)
 
 

@@ -110,6 +110,8 @@ class Cell:
     activation_slots: dict[str, str] = {"activation": "tanh"}
     # Cell-specific LayerConfig keys this cell reads (besides COMMON_OPTIONS).
     options: tuple[str, ...] = ()
+    # The dynamics map of one direction (a ``cells.maps.LayerMap``); None: no analysis.
+    map_class = None
     # Use the activations' fast variants in the kernels (set by the network: fast_math).
     fast_math = False
 

@@ -4,6 +4,18 @@ import numpy as np
 from ..kernels.cpu import elman as template
 from ..kernels.cpu import tiles
 from .base import Cell, run_rows
+from .maps import LayerMap, rows
+
+
+class ElmanMap(LayerMap):
+    """h' = f(d + U h)."""
+
+    def __call__(self, s, d):
+        return self.activate(0, d + s @ self.weight("U").T)[0]
+
+    def jvp(self, s, d, v):
+        slope = self.activate(0, d + s @ self.weight("U").T)[1]
+        return rows(slope, self.weight("U") @ v)
 
 
 class ElmanCell(Cell):
@@ -13,6 +25,7 @@ class ElmanCell(Cell):
     template = "elman"
     equation = "a_t = f_a(W_a x_t + U_a a_{t-1} + b_a)"
     symbols = {"W": "W_a", "U": "U_a", "b": "b_a"}
+    map_class = ElmanMap
     options = ("clip",)
 
     def parameter_shapes(self):

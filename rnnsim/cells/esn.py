@@ -13,6 +13,7 @@ from ..reservoir import RidgeHead
 from ..sparse import CSR
 from ..kernels.cpu import tiles
 from .base import Cell, input_projection, thread_count
+from .maps import DENSE_MAX, LayerMap, matmul, rows
 
 # Multiply-adds per step below which one thread runs the whole call (a parallel region costs
 # a few µs to start).
@@ -34,6 +35,39 @@ BATCHED_BLOCK_FILL = 0.5
 UINT16_UNITS = 1 << 16
 
 
+class ESNMap(LayerMap):
+    """x' = (1 - lr) x + lr f(d + W x), W dense or CSR (kept sparse above ``DENSE_MAX``)."""
+
+    def __init__(self, layer, params, suffix):
+        super().__init__(layer, params, suffix)
+        w = layer.recurrent_matrix(params)
+        if isinstance(w, CSR):
+            w = w.astype(np.float64)
+            self.w = w.to_dense() if w.shape[0] <= DENSE_MAX else w
+        else:
+            self.w = np.asarray(w, np.float64)
+        self.lr = layer.leak_rate()
+
+    def drive(self, x, noise=True):
+        """W_in (s u_t) + b, plus the configured noise when ``noise`` (as ``Network.run``)."""
+        x = np.asarray(x, np.float64)[:, None]
+        if noise and self.layer.config.noise:
+            return self.layer._projection(self.params, x)[:, 0]
+        if self.layer.config.input_scaling is not None:
+            x = x * np.asarray(self.layer.config.input_scaling, np.float64)
+        return input_projection(x, self.params["Win"], self.params.get("b"))[:, 0]
+
+    def _pre(self, s, d):
+        return d + matmul(self.w, s[..., None])[..., 0]
+
+    def __call__(self, s, d):
+        return (1.0 - self.lr) * s + self.lr * self.activate(0, self._pre(s, d))[0]
+
+    def jvp(self, s, d, v):
+        slope = self.activate(0, self._pre(s, d))[1]
+        return rows(1.0 - self.lr, v) + rows(self.lr * slope, matmul(self.w, v))
+
+
 class ESNCell(Cell):
     """x_t = (1 - lr) x_{t-1} + lr f(W x_{t-1} + W_in (s * u_t) + W_fb (s_fb * y_{t-1}) + b
     + noise * xi_t).
@@ -48,6 +82,7 @@ class ESNCell(Cell):
     """
 
     name = "esn"
+    map_class = ESNMap
     template = "esn"
     equation = "x_t = (1-lr) x_{t-1} + lr f(W x_{t-1} + W_in (s*u_t) + b)"
     symbols = {"Win": "W_in", "W": "W", "b": "b", "Wfb": "W_fb"}

@@ -4,6 +4,48 @@ import numpy as np
 from ..kernels.cpu import gru as template
 from ..kernels.cpu import tiles
 from .base import Cell, run_rows
+from .maps import LayerMap, rows
+
+
+class GRUMap(LayerMap):
+    """r, z = f_gate(d_rz + U_rz h); n = f(d_n + r (U_n h + b_hn)) with reset_after, else
+    f(d_n + U_n (r h) + b_hn); h' = (1 - z) n + z h."""
+
+    def _forward(self, s, d):
+        p = self.size
+        u = self.weight("U")
+        bn = self.weight("bn")
+        bn = np.zeros(p) if bn is None else bn
+        a = s @ u.T
+        r, r_slope = self.activate(1, d[..., :p] + a[..., :p])
+        z, z_slope = self.activate(1, d[..., p:2 * p] + a[..., p:2 * p])
+        if self.reset_after:
+            pre_n = d[..., 2 * p:] + r * (a[..., 2 * p:] + bn)
+        else:
+            pre_n = d[..., 2 * p:] + (r * s) @ u[2 * p:].T + bn
+        n, n_slope = self.activate(0, pre_n)
+        return a, bn, r, r_slope, z, z_slope, n, n_slope
+
+    @property
+    def reset_after(self) -> bool:
+        return self.layer.config.reset_after is not False
+
+    def __call__(self, s, d):
+        _, _, _, _, z, _, n, _ = self._forward(s, d)
+        return (1.0 - z) * n + z * s
+
+    def jvp(self, s, d, v):
+        p = self.size
+        u = self.weight("U")
+        a, bn, r, r_slope, z, z_slope, n, n_slope = self._forward(s, d)
+        da = u @ v
+        dr = rows(r_slope, da[..., :p, :])
+        dz = rows(z_slope, da[..., p:2 * p, :])
+        if self.reset_after:
+            dpre_n = rows(a[..., 2 * p:] + bn, dr) + rows(r, da[..., 2 * p:, :])
+        else:
+            dpre_n = u[2 * p:] @ (rows(s, dr) + rows(r, v))
+        return rows(1.0 - z, rows(n_slope, dpre_n)) + rows(s - n, dz) + rows(z, v)
 
 
 class GRUCell(Cell):
@@ -17,6 +59,7 @@ class GRUCell(Cell):
     symbols = {"W": "W_rzn", "U": "U_rzn", "b": "b_rzn", "bn": "b_hn"}
     activation_slots = {"activation": "tanh", "gate_activation": "sigmoid"}
     options = ("gate_activation", "reset_after", "clip")
+    map_class = GRUMap
 
     def parameter_shapes(self):
         p, k = self.units, self.input_size

@@ -4,6 +4,70 @@ import numpy as np
 from ..kernels.cpu import lstm as template
 from ..kernels.cpu import tiles
 from .base import Cell, run_rows
+from .maps import LayerMap, rows
+
+
+class LSTMMap(LayerMap):
+    """State [h, c]: gates i f g o from d + U h (+ peepholes P c); c' = f c + i g;
+    h' = o f_a(c') (then R h' with proj_size); ``input_forget`` couples f = 1 - i."""
+
+    @property
+    def size(self) -> int:
+        return self.layer.hidden_size + self.layer.units
+
+    def _forward(self, s, d):
+        q, p = self.layer.hidden_size, self.layer.units
+        h, c = s[..., :q], s[..., q:]
+        z = d + h @ self.weight("U").T
+        peep = self.weight("P")
+        gi, gf, gg, go = (z[..., k * p:(k + 1) * p] for k in range(4))
+        if peep is not None:
+            gi, gf = gi + peep[0] * c, gf + peep[1] * c
+        i, i_slope = self.activate(1, gi)
+        if getattr(self.layer.config, "input_forget", None):
+            f, f_slope = 1.0 - i, -i_slope
+        else:
+            f, f_slope = self.activate(1, gf)
+        g, g_slope = self.activate(2, gg)
+        c_new = f * c + i * g
+        if peep is not None:
+            go = go + peep[2] * c_new
+        o, o_slope = self.activate(1, go)
+        a, a_slope = self.activate(0, c_new, clip=False)
+        return {"c": c, "i": i, "i_slope": i_slope, "f": f, "f_slope": f_slope, "g": g,
+                "g_slope": g_slope, "c_new": c_new, "o": o, "o_slope": o_slope, "a": a,
+                "a_slope": a_slope}
+
+    def __call__(self, s, d):
+        v = self._forward(s, d)
+        h_new = v["o"] * v["a"]
+        if self.weight("R") is not None:
+            h_new = h_new @ self.weight("R").T
+        return np.concatenate([h_new, v["c_new"]], axis=-1)
+
+    def jvp(self, s, d, v):
+        q, p = self.layer.hidden_size, self.layer.units
+        w = self._forward(s, d)
+        u, peep = self.weight("U"), self.weight("P")
+        vh, vc = v[..., :q, :], v[..., q:, :]
+        dz = u @ vh
+        di = dz[..., :p, :]
+        df = dz[..., p:2 * p, :]
+        if peep is not None:
+            di = di + rows(peep[0], vc)
+            df = df + rows(peep[1], vc)
+        if getattr(self.layer.config, "input_forget", None):
+            df = di
+        dc = (rows(w["f_slope"] * w["c"], df) + rows(w["f"], vc)
+              + rows(w["i_slope"] * w["g"], di) + rows(w["i"] * w["g_slope"],
+                                                         dz[..., 2 * p:3 * p, :]))
+        do = dz[..., 3 * p:, :]
+        if peep is not None:
+            do = do + rows(peep[2], dc)
+        dy = rows(w["o_slope"] * w["a"], do) + rows(w["o"] * w["a_slope"], dc)
+        if self.weight("R") is not None:
+            dy = self.weight("R") @ dy
+        return np.concatenate([dy, dc], axis=-2)
 
 
 class LSTMCell(Cell):
@@ -18,6 +82,7 @@ class LSTMCell(Cell):
                         "cell_activation": "tanh"}
     options = ("gate_activation", "cell_activation", "proj_size", "peepholes", "clip",
                "input_forget")
+    map_class = LSTMMap
 
     @property
     def hidden_size(self) -> int:

@@ -1,0 +1,101 @@
+"""A layer's update as a map of its state, in float64 NumPy, with its Jacobian: the base class
+every cell's dynamics map derives from (``Cell.map_class``), and the helpers they share.
+
+Activations are plugins, plain scalar functions, so their derivatives are taken by central
+differences, ``f'(z) ~ (f(z + e) - f(z - e)) / 2e`` with ``e = eps**(1/3) * max(1, |z|)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..activations import BoundActivation
+from ..sparse import CSR
+from .base import input_projection
+
+FD_STEP = float(np.cbrt(np.finfo(np.float64).eps))
+# Sparse reservoirs up to this size are made dense here: faster for whole Jacobians.
+DENSE_MAX = 2048
+def value_and_slope(act: BoundActivation, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``f(z)`` and ``f'(z)`` for every element of ``z`` (float64), f' by central differences."""
+    z = np.asarray(z, np.float64)
+    e = FD_STEP * np.maximum(1.0, np.abs(z))
+    up, down = z + e, z - e
+    values = act(np.stack([z, up, down]))
+    return values[0], (values[1] - values[2]) / (up - down)
+
+
+def matmul(w, v: np.ndarray) -> np.ndarray:
+    """``w @ v`` for a dense (n, n) array or a ``CSR`` ``w`` and ``v`` (..., n, m)."""
+    if not isinstance(w, CSR):
+        return w @ v
+    moved = np.moveaxis(v, -2, 0)
+    products = w.data.reshape((-1,) + (1,) * (moved.ndim - 1)) * moved[w.indices]
+    out = np.zeros((w.shape[0],) + moved.shape[1:])
+    filled = np.diff(w.indptr) > 0
+    if filled.any():
+        out[filled] = np.add.reduceat(products, w.indptr[:-1][filled], axis=0)
+    return np.moveaxis(out, 0, -2)
+
+
+def rows(scale: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """diag(scale) @ m for stacks: ``scale`` (..., n), ``m`` (..., n, k)."""
+    return scale[..., None] * m
+
+
+class LayerMap:
+    """One layer's update ``F(s, d)`` in float64 and its Jacobian ``dF/ds``.
+
+    States ``s`` are (..., n) and drives ``d`` (..., m); leading axes broadcast, so one call
+    evaluates many states at once. ``size`` is n.
+    """
+
+    def __init__(self, layer, params: dict, suffix: str):
+        self.layer = layer
+        self.params = {name: np.asarray(value, np.float64) if value.dtype.kind == "f" else value
+                       for name, value in params.items()}
+        self.suffix = suffix
+        self.clip = getattr(layer.config, "clip", None)
+
+    def weight(self, name: str) -> np.ndarray | None:
+        """This direction's parameter ``name`` in float64 (None if the layer has none)."""
+        return self.params.get(name + self.suffix)
+
+    @property
+    def size(self) -> int:
+        return self.layer.hidden_size
+
+    def drive(self, x: np.ndarray, noise: bool = True) -> np.ndarray:
+        """The drives ``d_t`` (T, m) for the layer's inputs ``x`` (T, input_size)."""
+        return input_projection(np.asarray(x, np.float64)[:, None], self.weight("W"),
+                                self.weight("b"))[:, 0]
+
+    def activate(self, slot: int, z: np.ndarray, clip: bool = True):
+        """Activation ``slot`` (in the cell's order) and its slope at ``z``, after clipping."""
+        if self.clip is None or not clip:
+            return value_and_slope(self.layer.activations[slot], z)
+        inside = np.abs(z) <= self.clip
+        value, slope = value_and_slope(self.layer.activations[slot],
+                                       np.clip(z, -self.clip, self.clip))
+        return value, slope * inside
+
+    def __call__(self, s: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """``F(s, d)``: the next state, (..., n)."""
+        raise NotImplementedError
+
+    def jvp(self, s: np.ndarray, d: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``dF/ds @ v`` at (s, d) for tangent vectors ``v`` (..., n, k): (..., n, k)."""
+        raise NotImplementedError
+
+    def jacobian(self, s: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """``dF/ds`` at (s, d): (..., n, n)."""
+        return self.jvp(s, d, np.eye(self.size))
+
+    def run(self, s0: np.ndarray, drives: np.ndarray) -> np.ndarray:
+        """The states s_1..s_T (T, n) from ``s0`` (n,) under ``drives`` (T, m)."""
+        states = np.empty((len(drives), self.size))
+        s = np.asarray(s0, np.float64)
+        for t, d in enumerate(drives):
+            s = states[t] = self(s, d)
+        return states
+
+
