@@ -44,11 +44,29 @@ def random_input(cpu, T, B, seed=0):
     return x, h0, c0
 
 
+def random_params(params, seed=0):
+    """``params`` with every floating-point array drawn anew: biases, peepholes, GRU ``bn``,
+    projections and head included (default initializers leave biases and peepholes at zero,
+    where a kernel that drops or swaps them still agrees). Integer arrays (a sparse matrix's
+    indices) keep their structure. Matrices get U(-1, 1) / sqrt(columns), vectors U(-0.5, 0.5)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, value in sorted(params.items()):
+        if np.issubdtype(value.dtype, np.floating):
+            bound = 1.0 / np.sqrt(value.shape[-1]) if value.ndim == 2 else 0.5
+            drawn = rng.uniform(-bound, bound, value.shape).astype(value.dtype)
+            assert np.all(drawn != 0), name
+            value = drawn
+        out[name] = value
+    return out
+
+
 def pair(layers, input_size, dtype="float32", **network):
-    """The same network (same weights) on the CPU and on cuda."""
+    """The same network (the same random weights, no parameter left at zero) on the CPU and on
+    cuda; the two share their parameter arrays."""
     config = parse({"network": {"input_size": input_size, "dtype": dtype, "seed": 3,
                                 "layers": layers, **network}})
-    cpu = rnnsim.Network(config)
+    cpu = rnnsim.Network(config, random_params(rnnsim.Network(config).params))
     return cpu, rnnsim.Network(config, cpu.params, device="cuda")
 
 

@@ -115,13 +115,18 @@ def test_a_plugin_activation_is_compiled_for_the_gpu():
         plugins.unregister_plugin("scaled-softsign")
 
 
+# Ensembles are built from configs: their biases drawn, not left at zero.
+RANDOM_BIAS = {"name": "uniform", "low": -0.5, "high": 0.5}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sparse", [False, True])
 def test_an_ensemble_runs_in_one_launch(sparse, dtype):
     base = {"network": {"input_size": 2, "dtype": dtype, "layers": [
         {"cell": "esn", "units": 6, "sparse": sparse,
-         "init": {"recurrent": {"name": "sparse_random", "connectivity": 0.5}}}],
-        "head": {"name": "ridge", "units": 1}}}
+         "init": {"recurrent": {"name": "sparse_random", "connectivity": 0.5},
+                  "bias": RANDOM_BIAS}}],
+        "head": {"name": "ridge", "units": 1, "init": {"bias": RANDOM_BIAS}}}}
     members = [{"seed": 1, "leak_rate": 0.3}, {"seed": 2, "leak_rate": 0.9, "input_scaling": 2.0},
                {"seed": 3, "noise": 0.1}]
     nets = ensemble(base, members)
@@ -133,7 +138,7 @@ def test_an_ensemble_runs_in_one_launch(sparse, dtype):
 
 def test_an_ensemble_follows_its_members_device():
     nets = ensemble({"network": {"input_size": 1, "device": "cuda", "layers": [
-        {"cell": "esn", "units": 3}]}}, [{"seed": 1}, {"seed": 2}])
+        {"cell": "esn", "units": 3, "init": {"bias": RANDOM_BIAS}}]}}, [{"seed": 1}, {"seed": 2}])
     u = np.linspace(-1, 1, 4, dtype=np.float32)[:, None]
     assert_same(run_ensemble(nets, u).states, run_ensemble(nets, u, device="cpu").states,
                 "float32")
