@@ -132,8 +132,7 @@ def run_layer(layer, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray
     plan : the launch (default: ``plan_launch``); tests pass one to reach every variant.
     """
     cuda = require_cuda()
-    runner = _RUNNERS.get(layer.name)
-    if runner is None:
+    if layer.cuda_template is None:
         raise ConfigError(f"cell '{layer.name}' has no CUDA kernel; run it with device: cpu.")
     T, B = x.shape[:2]
     lengths = (np.full(B, T, np.int64) if lengths is None
@@ -143,22 +142,23 @@ def run_layer(layer, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray
     outs = []
     check_compiles(layer.activations, x.dtype)
     with compile_errors(layer.activations, x.dtype):
-        module = kernels.build(layer.name, [a.entry.fn for a in layer.activations], "cuda")
+        module = kernels.build(layer.cuda_template, [a.entry.fn for a in layer.activations],
+                               "cuda")
         for d, suffix in enumerate(layer.suffixes):
-            run = _Run(cuda, module, layer, x, lengths, d == 1, plan)
-            outs.append(runner(run, params, suffix, h[d], None if c is None else c[d]))
+            run = CudaRun(cuda, module, layer, x, lengths, d == 1, plan)
+            outs.append(layer.run_cuda(run, params, suffix, h[d], None if c is None else c[d]))
     output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
     return output, h, c
 
 
-class _Run:
+class CudaRun:
     """One direction of one layer: the shared steps of every cell's GPU run."""
 
     def __init__(self, cuda, module, layer, x, lengths, reverse, plan):
         self.cuda, self.module, self.layer = cuda, module, layer
         self.x, self.lengths, self.reverse = x, lengths, reverse
         self.dtype = x.dtype
-        self.row_values = _ROW_VALUES[layer.name](layer)
+        self.row_values = layer.cuda_row_values()
         self.plan = plan or plan_launch(cuda, layer.units, x.shape[1],
                                         self.row_values * self.dtype.itemsize)
         self.args = [a.kernel_args(x.dtype) for a in layer.activations]
@@ -211,14 +211,14 @@ class _Run:
         for t0 in reversed(starts) if self.reverse else starts:
             t1 = min(T, t0 + steps_per_chunk)
             chunk = xp[:t1 - t0]
-            _project(self.cuda, self.upload(self.x[t0:t1]), Wt, bias, member, chunk)
+            project(self.cuda, self.upload(self.x[t0:t1]), Wt, bias, member, chunk)
             lengths = np.clip(self.lengths - t0, 0, t1 - t0)
             launch[self.plan.blocks(B), self.plan.threads, 0, shared](
                 *args(chunk, out[t0:t1], self.upload(lengths, np.int64), int(lengths.max())))
         return out.copy_to_host()
 
 
-def _project(cuda, x, Wt, bias, member, out) -> None:
+def project(cuda, x, Wt, bias, member, out) -> None:
     """out[t, b] = Wt[m].T x[t, b] + bias[m] (m = member[b]) for every step: one launch."""
     T, B, _ = x.shape
     G = out.shape[2]
@@ -239,136 +239,13 @@ def _threads(items: int) -> int:
     return min(MAX_THREADS, -(-items // 32) * 32)
 
 
-def _transposed(U: np.ndarray, gates: int) -> np.ndarray:
+def transposed(U: np.ndarray, gates: int) -> np.ndarray:
     """U (gates*p, q) as Ut (gates, q, p) with Ut[g, j, i] = U[g*p + i, j]."""
     p = U.shape[0] // gates
     return np.ascontiguousarray(U.reshape(gates, p, -1).transpose(0, 2, 1))
 
 
-def _elman(run: _Run, params, suffix, h, c):
-    p = run.layer.units
-    per_block = run.plan.units_per_block(p)
-    stage, shared = run.stage(p * per_block)
-    Ut = run.weights("U" + suffix, (params["U" + suffix],), lambda U: _transposed(U, 1))
-    h_dev = run.upload(h)
-    clip = run.layer.clip(run.dtype)
-    out = run.recur(params, suffix, p, "elman_forward", shared,
-                    lambda xp, out, lengths, steps: (xp, Ut, h_dev, out, lengths, steps,
-                                                     run.reverse, clip, per_block, stage,
-                                                     *run.args))
-    h_dev.copy_to_host(h)
-    return out
-
-
-def _lstm(run: _Run, params, suffix, h, c):
-    layer = run.layer
-    p, q = layer.units, layer.hidden_size
-    per_block = run.plan.units_per_block(p)
-    outputs_per_block = -(-q // run.plan.unit_blocks)
-    projected = "R" + suffix in params
-    stage, shared = run.stage(4 * q * per_block)
-    Ut = run.weights("U" + suffix, (params["U" + suffix],), lambda U: _transposed(U, 4))
-    P = run.weights("P" + suffix, (params.get("P" + suffix, np.zeros((0, p))),))
-    Rt = run.weights("R" + suffix, (params.get("R" + suffix, np.zeros((q, 0))),),
-                     lambda R: R.T)
-    h_dev, c_dev = run.upload(h), run.upload(c)
-    y = run.cuda.device_array((h.shape[0], p) if projected else (0, p), run.dtype)
-    clip = run.layer.clip(run.dtype)
-    input_forget = bool(layer.config.input_forget)
-    out = run.recur(params, suffix, q, "lstm_forward", shared,
-                    lambda xp, out, lengths, steps: (xp, Ut, P, Rt, h_dev, c_dev, out, y,
-                                                     lengths, steps, run.reverse, clip,
-                                                     input_forget, per_block,
-                                                     outputs_per_block, stage, *run.args))
-    h_dev.copy_to_host(h)
-    c_dev.copy_to_host(c)
-    return out
-
-
-def _gru(run: _Run, params, suffix, h, c):
-    layer = run.layer
-    p = layer.units
-    per_block = run.plan.units_per_block(p)
-    reset_after = layer.config.reset_after is not False
-    stage, shared = run.stage(3 * p * per_block)
-    Ut = run.weights("U" + suffix, (params["U" + suffix],), lambda U: _transposed(U, 3))
-    bn = run.weights("bn" + suffix, (params.get("bn" + suffix, np.zeros(p)),))
-    h_dev = run.upload(h)
-    scratch = run.cuda.device_array((2, h.shape[0], p) if not reset_after else (2, 0, p),
-                                    run.dtype)
-    clip = run.layer.clip(run.dtype)
-    out = run.recur(params, suffix, p, "gru_forward", shared,
-                    lambda xp, out, lengths, steps: (xp, Ut, bn, h_dev, out, scratch, lengths,
-                                                     steps, reset_after, run.reverse, clip,
-                                                     per_block, stage, *run.args))
-    h_dev.copy_to_host(h)
-    return out
-
-
-def _esn(run: _Run, params, suffix, h, c):
-    layer = run.layer
-    B = h.shape[0]
-    z = _esn_projection(run, [layer], [params], run.x, np.zeros(B, np.int64))
-    _esn_recur(run, [layer], [params], z, h, np.zeros(B, np.int64), run.lengths)
-    return z.copy_to_host()
-
-
-def _esn_projection(run: _Run, members, params, x, member):
-    """z = W_in (s * u_t) + b (+ noise) of every row, on the device: (T, B, N)."""
-    T, B, _ = x.shape
-    N = members[0].units
-    if any(layer.config.noise for layer in members):
-        # The noise comes from the CPU path's seeded generator, so both devices agree; the
-        # rows of x are grouped by member, in member order.
-        return run.upload(np.concatenate([layer._projection(p, x[:, member == m]) for m, (
-            layer, p) in enumerate(zip(members, params))], axis=1))
-    scale = np.stack([np.broadcast_to(np.asarray(
-        1.0 if layer.config.input_scaling is None else layer.config.input_scaling), x.shape[2])
-        for layer in members]).astype(run.dtype)
-    Wt = run.weights(_name("Win", members), [p["Win"] for p in params],
-                     lambda *Win: np.stack([w.T for w in Win]))
-    bias = run.weights(_name("b", members), [p.get("b", np.zeros(N)) for p in params],
-                       lambda *b: np.stack(b))
-    z = run.cuda.device_array((T, B, N), run.dtype)
-    scaled = run.upload(x * scale[member][None])
-    _project(run.cuda, scaled, Wt, bias, run.upload(member, np.int64), z)
-    return z
-
-
-def _esn_recur(run: _Run, members, params, z, h, member, lengths) -> None:
-    """Run the reservoirs over z in place (states), h (B, N) overwritten with the final states."""
-    layer = members[0]
-    N = layer.units
-    per_block = run.plan.units_per_block(N)
-    lr = np.stack([m.leak_rate() for m in members])
-    args = (run.upload(lr), run.upload(1.0 - lr), run.upload(member, np.int64),
-            run.upload(lengths, np.int64), int(lengths.max()), per_block)
-    h_dev = run.upload(h)
-    if layer.sparse:
-        mats = [m.recurrent_matrix(p) for m, p in zip(members, params)]
-        offsets = np.cumsum([0] + [w.nnz for w in mats[:-1]])
-        kernel, shared = "esn_csr", run.plan.rows * N * run.dtype.itemsize
-        weights = (
-            run.weights(_name("W.data", members), [w.data for w in mats],
-                        lambda *data: np.concatenate(data)),
-            run.weights(_name("W.indices", members), [w.indices for w in mats],
-                        lambda *indices: np.concatenate(indices), np.int32),
-            run.weights(_name("W.indptr", members), [w.indptr for w in mats],
-                        lambda *indptr: np.stack([i.astype(np.int64) + o
-                                                  for i, o in zip(indptr, offsets)]), np.int64))
-    else:
-        stage, shared = run.stage(N * per_block)
-        kernel = "esn_dense"
-        weights = (run.weights(_name("W", members), [p["W"] for p in params],
-                               lambda *W: np.stack([w.T for w in W])),)
-        args = args + (stage,)
-    launch = getattr(run.module, run.plan.variant(kernel))
-    launch[run.plan.blocks(h.shape[0]), run.plan.threads, 0, shared](
-        z, h_dev, *weights, *args, *run.args)
-    h_dev.copy_to_host(h)
-
-
-def _name(parameter: str, members) -> str:
+def stacked_name(parameter: str, members) -> str:
     """The upload cache's name of a parameter stacked over ``members`` (layers)."""
     return parameter + "".join(f"@{id(m)}" for m in members[1:])
 
@@ -383,22 +260,12 @@ def run_members(first, members: list, params: list[dict], u: np.ndarray, *,
     member = np.arange(M, dtype=np.int64)
     check_compiles(first.activations, u.dtype)
     with compile_errors(first.activations, u.dtype):
-        module = kernels.build(first.name, [a.entry.fn for a in first.activations], "cuda")
+        module = kernels.build(first.cuda_template, [a.entry.fn for a in first.activations],
+                               "cuda")
         plan = plan or plan_launch(cuda, first.units, M, first.units * x.dtype.itemsize,
                                    shared_weights=False)
-        run = _Run(cuda, module, first, x, np.full(M, len(u), np.int64), False, plan)
-        z = _esn_projection(run, members, params, x, member)
-        _esn_recur(run, members, params, z, np.zeros((M, first.units), u.dtype), member,
-                   run.lengths)
+        run = CudaRun(cuda, module, first, x, np.full(M, len(u), np.int64), False, plan)
+        z = first.cuda_projection(run, members, params, x, member)
+        first.cuda_recur(run, members, params, z, np.zeros((M, first.units), u.dtype), member,
+                         run.lengths)
     return z.copy_to_host()
-
-
-_RUNNERS = {"elman": _elman, "lstm": _lstm, "gru": _gru, "esn": _esn}
-# Values of shared memory each batch row of a block needs (its state, and what a second phase
-# of the step gathers from every unit).
-_ROW_VALUES = {
-    "elman": lambda layer: layer.units,
-    "lstm": lambda layer: layer.hidden_size + (layer.units if layer.config.proj_size else 0),
-    "gru": lambda layer: layer.units * (1 if layer.config.reset_after is not False else 2),
-    "esn": lambda layer: layer.units,
-}

@@ -110,6 +110,8 @@ class Cell:
     activation_slots: dict[str, str] = {"activation": "tanh"}
     # Cell-specific LayerConfig keys this cell reads (besides COMMON_OPTIONS).
     options: tuple[str, ...] = ()
+    # The kernels/cuda/ template of ``run_cuda``; None: the cell runs on the CPU only.
+    cuda_template = None
     # The dynamics map of one direction (a ``cells.maps.LayerMap``); None: no analysis.
     map_class = None
     # Use the activations' fast variants in the kernels (set by the network: fast_math).
@@ -209,6 +211,16 @@ class Cell:
         return output, h, c
 
     def run_direction(self, params, suffix, x, h, lengths, reverse):
+        raise NotImplementedError
+
+    def cuda_row_values(self) -> int:
+        """Values of GPU shared memory each batch row of a block needs (its state, and what a
+        second phase of the step gathers from every unit)."""
+        raise NotImplementedError
+
+    def run_cuda(self, run, params: dict, suffix: str, h, c):
+        """One direction on the GPU (``device.CudaRun`` ``run``); like ``run_direction``,
+        ``h`` (and ``c``) are overwritten with the final states. Returns the output."""
         raise NotImplementedError
 
     def clip(self, dtype) -> float:

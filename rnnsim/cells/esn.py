@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..reservoir import RidgeHead
 from ..sparse import CSR
 from ..kernels.cpu import tiles
+from .. import device
 from .base import Cell, input_projection, thread_count
 from .maps import DENSE_MAX, LayerMap, matmul, rows
 
@@ -84,6 +85,7 @@ class ESNCell(Cell):
     name = "esn"
     map_class = ESNMap
     template = "esn"
+    cuda_template = "esn"
     equation = "x_t = (1-lr) x_{t-1} + lr f(W x_{t-1} + W_in (s*u_t) + b)"
     symbols = {"Win": "W_in", "W": "W", "b": "b", "Wfb": "W_fb"}
     options = ("leak_rate", "input_scaling", "noise", "noise_seed", "sparse", "feedback")
@@ -288,6 +290,69 @@ class ESNCell(Cell):
             getattr(module, f"esn_{variant}")(z, h, *weights, lengths, bounds, *readout)
         else:
             run_timed(module, z, h, weights, lengths, bounds, readout)
+
+    def cuda_row_values(self) -> int:
+        return self.units
+
+    def run_cuda(self, run, params, suffix, h, c):
+        B = h.shape[0]
+        z = self.cuda_projection(run, [self], [params], run.x, np.zeros(B, np.int64))
+        self.cuda_recur(run, [self], [params], z, h, np.zeros(B, np.int64), run.lengths)
+        return z.copy_to_host()
+
+    def cuda_projection(self, run, members, params, x, member):
+        """z = W_in (s * u_t) + b (+ noise) of every row, on the device: (T, B, N)."""
+        T, B, _ = x.shape
+        N = members[0].units
+        if any(layer.config.noise for layer in members):
+            # The noise comes from the CPU path's seeded generator, so both devices agree; the
+            # rows of x are grouped by member, in member order.
+            return run.upload(np.concatenate([layer._projection(p, x[:, member == m]) for m, (
+                layer, p) in enumerate(zip(members, params))], axis=1))
+        scale = np.stack([np.broadcast_to(np.asarray(
+            1.0 if layer.config.input_scaling is None else layer.config.input_scaling), x.shape[2])
+            for layer in members]).astype(run.dtype)
+        Wt = run.weights(device.stacked_name("Win", members), [p["Win"] for p in params],
+                         lambda *Win: np.stack([w.T for w in Win]))
+        bias = run.weights(device.stacked_name("b", members),
+                           [p.get("b", np.zeros(N)) for p in params], lambda *b: np.stack(b))
+        z = run.cuda.device_array((T, B, N), run.dtype)
+        scaled = run.upload(x * scale[member][None])
+        device.project(run.cuda, scaled, Wt, bias, run.upload(member, np.int64), z)
+        return z
+
+    def cuda_recur(self, run, members, params, z, h, member, lengths):
+        """Run the reservoirs over z in place (states); h (B, N) is overwritten with the final
+        states."""
+        layer = members[0]
+        N = layer.units
+        per_block = run.plan.units_per_block(N)
+        lr = np.stack([m.leak_rate() for m in members])
+        args = (run.upload(lr), run.upload(1.0 - lr), run.upload(member, np.int64),
+                run.upload(lengths, np.int64), int(lengths.max()), per_block)
+        h_dev = run.upload(h)
+        if layer.sparse:
+            mats = [m.recurrent_matrix(p) for m, p in zip(members, params)]
+            offsets = np.cumsum([0] + [w.nnz for w in mats[:-1]])
+            kernel, shared = "esn_csr", run.plan.rows * N * run.dtype.itemsize
+            weights = (
+                run.weights(device.stacked_name("W.data", members), [w.data for w in mats],
+                            lambda *data: np.concatenate(data)),
+                run.weights(device.stacked_name("W.indices", members), [w.indices for w in mats],
+                            lambda *indices: np.concatenate(indices), np.int32),
+                run.weights(device.stacked_name("W.indptr", members), [w.indptr for w in mats],
+                            lambda *indptr: np.stack([i.astype(np.int64) + o for i, o in
+                                                      zip(indptr, offsets)]), np.int64))
+        else:
+            stage, shared = run.stage(N * per_block)
+            kernel = "esn_dense"
+            weights = (run.weights(device.stacked_name("W", members), [p["W"] for p in params],
+                                   lambda *W: np.stack([w.T for w in W])),)
+            args = args + (stage,)
+        launch = getattr(run.module, run.plan.variant(kernel))
+        launch[run.plan.blocks(h.shape[0]), run.plan.threads, 0, shared](
+            z, h_dev, *weights, *args, *run.args)
+        h_dev.copy_to_host(h)
 
 
 def run_timed(module, z, h, weights, lengths, bounds, readout) -> None:

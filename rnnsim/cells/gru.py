@@ -3,6 +3,7 @@ import numpy as np
 
 from ..kernels.cpu import gru as template
 from ..kernels.cpu import tiles
+from .. import device
 from .base import Cell, run_rows
 from .maps import LayerMap, rows
 
@@ -53,6 +54,7 @@ class GRUCell(Cell):
 
     name = "gru"
     template = "gru"
+    cuda_template = "gru"
     equation = ("r, z = f_gate(W x_t + U h_{t-1} + b); n = f_a(W_n x_t + b_n + r (U_n h_{t-1} "
                 "+ b_hn)), or f_a(W_n x_t + b_n + U_n (r h_{t-1}) + b_hn) without reset_after; "
                 "h_t = (1 - z) n + z h_{t-1}")
@@ -96,4 +98,25 @@ class GRUCell(Cell):
         run_rows(self.kernels().gru_forward_serial, B, T, B * 3 * p * P.shape[1], x, P, Pn,
                  bias, bias_n, h, out, lengths, reset_after, reverse, self.clip(dtype), *buffers,
                  *(a.kernel_args(dtype) for a in self.activations))
+        return out
+
+    def cuda_row_values(self) -> int:
+        return self.units * (1 if self.config.reset_after is not False else 2)
+
+    def run_cuda(self, run, params, suffix, h, c):
+        p = self.units
+        per_block = run.plan.units_per_block(p)
+        reset_after = self.config.reset_after is not False
+        stage, shared = run.stage(3 * p * per_block)
+        Ut = run.weights("U" + suffix, (params["U" + suffix],), lambda U: device.transposed(U, 3))
+        bn = run.weights("bn" + suffix, (params.get("bn" + suffix, np.zeros(p)),))
+        h_dev = run.upload(h)
+        scratch = run.cuda.device_array((2, h.shape[0], p) if not reset_after else (2, 0, p),
+                                        run.dtype)
+        clip = self.clip(run.dtype)
+        out = run.recur(params, suffix, p, "gru_forward", shared,
+                        lambda xp, out, lengths, steps: (xp, Ut, bn, h_dev, out, scratch, lengths,
+                                                         steps, reset_after, run.reverse, clip,
+                                                         per_block, stage, *run.args))
+        h_dev.copy_to_host(h)
         return out

@@ -3,6 +3,7 @@ import numpy as np
 
 from ..kernels.cpu import lstm as template
 from ..kernels.cpu import tiles
+from .. import device
 from .base import Cell, run_rows
 from .maps import LayerMap, rows
 
@@ -75,6 +76,7 @@ class LSTMCell(Cell):
 
     name = "lstm"
     template = "lstm"
+    cuda_template = "lstm"
     equation = ("[i f g o]_t = W x_t + U h_{t-1} + b (+ peepholes P c), i f o -> f_gate, "
                 "g -> f_cell; c_t = f c_{t-1} + i g; h_t = o f_a(c_t) (then R h_t with proj_size)")
     symbols = {"W": "W_ifgo", "U": "U_ifgo", "b": "b_ifgo", "P": "P_ifo", "R": "W_hr"}
@@ -129,4 +131,30 @@ class LSTMCell(Cell):
                  np.zeros((1, R.shape[0] * R.shape[2]), dtype), peep, h, c, out, lengths,
                  reverse, self.clip(dtype), bool(self.config.input_forget), *buffers,
                  *(a.kernel_args(dtype) for a in self.activations))
+        return out
+
+    def cuda_row_values(self) -> int:
+        return self.hidden_size + (self.units if self.config.proj_size else 0)
+
+    def run_cuda(self, run, params, suffix, h, c):
+        p, q = self.units, self.hidden_size
+        per_block = run.plan.units_per_block(p)
+        outputs_per_block = -(-q // run.plan.unit_blocks)
+        projected = "R" + suffix in params
+        stage, shared = run.stage(4 * q * per_block)
+        Ut = run.weights("U" + suffix, (params["U" + suffix],), lambda U: device.transposed(U, 4))
+        P = run.weights("P" + suffix, (params.get("P" + suffix, np.zeros((0, p))),))
+        Rt = run.weights("R" + suffix, (params.get("R" + suffix, np.zeros((q, 0))),),
+                         lambda R: R.T)
+        h_dev, c_dev = run.upload(h), run.upload(c)
+        y = run.cuda.device_array((h.shape[0], p) if projected else (0, p), run.dtype)
+        clip = self.clip(run.dtype)
+        input_forget = bool(self.config.input_forget)
+        out = run.recur(params, suffix, q, "lstm_forward", shared,
+                        lambda xp, out, lengths, steps: (xp, Ut, P, Rt, h_dev, c_dev, out, y,
+                                                         lengths, steps, run.reverse, clip,
+                                                         input_forget, per_block,
+                                                         outputs_per_block, stage, *run.args))
+        h_dev.copy_to_host(h)
+        c_dev.copy_to_host(c)
         return out

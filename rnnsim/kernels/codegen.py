@@ -260,6 +260,6 @@ def _write(filename: str, source: str) -> Path | None:
         os.replace(tmp, path)
     except OSError:
         return None
-    cache.prune(keep={Path(m.__file__).stem for m in _built.values() if getattr(m, "__file__", None)}
-                | {path.stem}, folder=folder)
+    loaded = {Path(m.__file__).stem for m in _built.values() if getattr(m, "__file__", None)}
+    cache.prune(keep=loaded | {path.stem}, folder=folder)
     return path
