@@ -98,8 +98,24 @@ def test_a_vectorised_form_must_take_the_same_arguments(temporary):
         plugins.get_plugins()
 
 
-def test_unregistered_after_the_fixture():
+def test_an_unregistered_plugin_leaves_nothing_behind():
+    """What the ``temporary`` fixture relies on, checked within one test: registered, each
+    registration is there; unregistered, none is, and networks refuse its names again."""
+    before = plugins.describe()
+    config = {"network": {"input_size": 1, "layers": [{"units": 2, "activation": "cube_plus",
+                                                        "init": {"recurrent": "halves"}}]}}
+    plugins.register_plugin(CubePlugin(), name="cube-alone", package="test-package")
+    try:
+        assert "cube_plus" in plugins.get_plugins().activations
+        assert "halves" in plugins.get_plugins().initializers
+        np.testing.assert_allclose(rnnsim.Network.from_config(config).params["layers.0.U"], 0.5)
+    finally:
+        plugins.unregister_plugin("cube-alone")
     assert "cube_plus" not in plugins.get_plugins().activations
+    assert "halves" not in plugins.get_plugins().initializers
+    assert plugins.describe() == before
+    with pytest.raises(rnnsim.ConfigError, match="cube_plus"):
+        rnnsim.Network.from_config(config)
 
 
 def test_duplicate_name_names_both_plugins(temporary):
