@@ -752,7 +752,7 @@ def analyze_command(config, input_path, target_path, washout, ridge, steps, warm
         y = None if y is None else _first_steps(y, warmup, steps, target_path)
     x = u if u is not None else draw_sequence(net, warmup + (steps or ANALYZE_STEPS), seed)
     report = {}
-    if any(layer.name == "esn" for layer in net.layers):
+    if any(layer.reservoir for layer in net.layers):
         report = reservoir.analyze(net, u, y, washout=washout, ridge=ridge)
     report["dynamics"] = dynamics.analyze(net, x, warmup=warmup, starts=starts,
                                           exponents=exponents, horizon=horizon, seed=seed)

@@ -131,9 +131,9 @@ def run_layer(layer, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray
 
     plan : the launch (default: ``plan_launch``); tests pass one to reach every variant.
     """
-    cuda = require_cuda()
     if layer.cuda_template is None:
         raise ConfigError(f"cell '{layer.name}' has no CUDA kernel; run it with device: cpu.")
+    cuda = require_cuda()
     T, B = x.shape[:2]
     lengths = (np.full(B, T, np.int64) if lengths is None
                else np.ascontiguousarray(lengths, dtype=np.int64))

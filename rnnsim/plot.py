@@ -25,7 +25,6 @@ from .sparse import CSR
 FORMATS = {".png": "png", ".svg": "svg"}
 # Above this many units a sparse reservoir's eigenvalues are not computed (a dense eig).
 EIGENVALUES_MAX = 2048
-GATES = {"gru": "rzn", "lstm": "ifgo"}
 # Heat maps with at most this many cells print each cell's value.
 ANNOTATED_CELLS = 144
 
@@ -72,29 +71,17 @@ def states(net, x, units: int | None = 32):
 def recurrent_matrices(net, layer: int) -> dict[str, np.ndarray]:
     """The square recurrent matrices of a layer by label, as float64.
 
-    elman: U; esn: W; gru: the blocks U_r, U_z, U_n; lstm: U_i, U_f, U_g, U_o (times the
-    projection R with proj_size). Labels end in ' (reverse)' for a reverse direction.
+    What the cell gives (``Cell.recurrent_matrices``): e.g. U for elman, the gate blocks U_r,
+    U_z, U_n for gru. Labels end in ' (reverse)' for a reverse direction. A sparse matrix is
+    made dense up to ``EIGENVALUES_MAX`` rows.
     """
-    cell = net.layers[layer]
-    params = layer_params(net, layer)
-    if cell.name == "esn":
-        w = cell.recurrent_matrix(params)
+    matrices = net.layers[layer].recurrent_matrices(layer_params(net, layer))
+    for label, w in matrices.items():
         if isinstance(w, CSR):
             if w.shape[0] > EIGENVALUES_MAX:
                 raise InputError(f"layer {layer} has {w.shape[0]} units: its eigenvalues need "
                                  f"a dense matrix; plots stop at {EIGENVALUES_MAX} units.")
-            w = w.to_dense()
-        return {"W": np.asarray(w, np.float64)}
-    matrices = {}
-    for suffix, label in zip(cell.suffixes, ("", " (reverse)")):
-        u = np.asarray(params["U" + suffix], np.float64)
-        gates = GATES.get(cell.name, "")
-        if not gates:
-            matrices["U" + label] = u
-            continue
-        r = params.get("R" + suffix)
-        for g, block in zip(gates, np.split(u, len(gates))):
-            matrices[f"U_{g}{label}"] = block if r is None else block @ np.asarray(r, np.float64)
+            matrices[label] = w.to_dense()
     return matrices
 
 

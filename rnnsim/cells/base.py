@@ -110,6 +110,10 @@ class Cell:
     activation_slots: dict[str, str] = {"activation": "tanh"}
     # Cell-specific LayerConfig keys this cell reads (besides COMMON_OPTIONS).
     options: tuple[str, ...] = ()
+    # Whether the layer is a reservoir (echo-state analyses and ridge readouts apply).
+    reservoir = False
+    # One letter per gate block of the stacked W/U rows, in kernel order ("" for one block).
+    gate_labels = ""
     # The kernels/cuda/ template of ``run_cuda``; None: the cell runs on the CPU only.
     cuda_template = None
     # The dynamics map of one direction (a ``cells.maps.LayerMap``); None: no analysis.
@@ -176,6 +180,11 @@ class Cell:
         return entry[0]
 
     @property
+    def gates(self) -> int:
+        """Blocks of ``units`` rows stacked in W and U (1 for a cell without gates)."""
+        return max(1, len(self.gate_labels))
+
+    @property
     def hidden_size(self) -> int:
         """Width of the hidden state h_t, the layer's output per direction."""
         return self.units
@@ -212,6 +221,22 @@ class Cell:
 
     def run_direction(self, params, suffix, x, h, lengths, reverse):
         raise NotImplementedError
+
+    def recurrent_matrices(self, params: dict) -> dict:
+        """The square matrices of the recurrence by label, float64 (dense, or ``sparse.CSR``):
+        each gate's block of U (``U_i``, ...; ``U`` without gates), ' (reverse)' appended for a
+        reverse direction. What an eigenvalue plot shows."""
+        matrices = {}
+        for suffix, label in zip(self.suffixes, ("", " (reverse)")):
+            u = np.asarray(params["U" + suffix], np.float64)
+            for gate, block in zip(self.gate_labels or " ", np.split(u, self.gates)):
+                name = f"U_{gate}" if gate.strip() else "U"
+                matrices[name + label] = self.square(block, params, suffix)
+        return matrices
+
+    def square(self, block: np.ndarray, params: dict, suffix: str) -> np.ndarray:
+        """A gate's block of U made square (a cell with a projection multiplies it in)."""
+        return block
 
     def cuda_row_values(self) -> int:
         """Values of GPU shared memory each batch row of a block needs (its state, and what a

@@ -86,6 +86,7 @@ class ESNCell(Cell):
     map_class = ESNMap
     template = "esn"
     cuda_template = "esn"
+    reservoir = True
     equation = "x_t = (1-lr) x_{t-1} + lr f(W x_{t-1} + W_in (s*u_t) + b)"
     symbols = {"Win": "W_in", "W": "W", "b": "b", "Wfb": "W_fb"}
     options = ("leak_rate", "input_scaling", "noise", "noise_seed", "sparse", "feedback")
@@ -290,6 +291,10 @@ class ESNCell(Cell):
             getattr(module, f"esn_{variant}")(z, h, *weights, lengths, bounds, *readout)
         else:
             run_timed(module, z, h, weights, lengths, bounds, readout)
+
+    def recurrent_matrices(self, params):
+        w = self.recurrent_matrix(params)
+        return {"W": w.astype(np.float64) if isinstance(w, CSR) else np.asarray(w, np.float64)}
 
     def cuda_row_values(self) -> int:
         return self.units

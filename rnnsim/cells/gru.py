@@ -55,6 +55,7 @@ class GRUCell(Cell):
     name = "gru"
     template = "gru"
     cuda_template = "gru"
+    gate_labels = "rzn"
     equation = ("r, z = f_gate(W x_t + U h_{t-1} + b); n = f_a(W_n x_t + b_n + r (U_n h_{t-1} "
                 "+ b_hn)), or f_a(W_n x_t + b_n + U_n (r h_{t-1}) + b_hn) without reset_after; "
                 "h_t = (1 - z) n + z h_{t-1}")

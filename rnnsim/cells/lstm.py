@@ -77,6 +77,7 @@ class LSTMCell(Cell):
     name = "lstm"
     template = "lstm"
     cuda_template = "lstm"
+    gate_labels = "ifgo"
     equation = ("[i f g o]_t = W x_t + U h_{t-1} + b (+ peepholes P c), i f o -> f_gate, "
                 "g -> f_cell; c_t = f c_{t-1} + i g; h_t = o f_a(c_t) (then R h_t with proj_size)")
     symbols = {"W": "W_ifgo", "U": "U_ifgo", "b": "b_ifgo", "P": "P_ifo", "R": "W_hr"}
@@ -132,6 +133,10 @@ class LSTMCell(Cell):
                  reverse, self.clip(dtype), bool(self.config.input_forget), *buffers,
                  *(a.kernel_args(dtype) for a in self.activations))
         return out
+
+    def square(self, block, params, suffix):
+        r = params.get("R" + suffix)
+        return block if r is None else block @ np.asarray(r, np.float64)
 
     def cuda_row_values(self) -> int:
         return self.hidden_size + (self.units if self.config.proj_size else 0)
