@@ -530,6 +530,10 @@ def plugins_command(as_json):
             package = f"{row['package']} {row['version']}".strip()
             click.echo(f"  {row['name']:<18} {package:<16} {row['description']}"
                        + (f" [{params}]" if params else ""))
+            if row["clashes_with"]:
+                click.echo(f"  {'':<18} CLASH: also registered by "
+                           f"{', '.join(row['clashes_with'])}; using '{row['name']}' is an "
+                           "error until one is uninstalled or blocked (RNNSIM_DISABLE_PLUGINS)")
 
 
 @cli.command()

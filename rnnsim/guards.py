@@ -184,6 +184,7 @@ class Fault:
     unit: int
     reverse: bool = False
     input_finite: bool | None = None  # whether x at that step and row is finite
+    cause: str | None = None  # why, when known better than from the input alone
 
     def shifted(self, offset: int) -> "Fault":
         """The same fault with its step counted from ``offset`` (a chunk's first step)."""
@@ -195,7 +196,9 @@ class Fault:
             when += " (in the reverse direction, which runs from the last step back)"
         row = "" if self.row is None else f", batch row {self.row}"
         cause = ""
-        if self.input_finite is True:
+        if self.cause is not None:
+            cause = f" {self.cause}"
+        elif self.input_finite is True:
             cause = (" The input there is finite, so the recurrence diverged: scale the "
                      "weights down (spectral radius, gain), use a saturating activation or "
                      "clip.")
@@ -219,15 +222,27 @@ class NonfiniteWatch:
         self.single_step = single_step
         self.faults: list[tuple[tuple[int, int], Fault]] = []
         self.checked = 0
+        # layer index -> (layer, its input, its parameters, its initial state, its output),
+        # to tell a NaN made by an activation from a diverging recurrence
+        self.context: dict[int, tuple] = {}
+        self.located: dict[int, tuple[int, int]] = {}  # id(fault) -> (layer index, step)
 
     @property
     def active(self) -> bool:
         return self.mode != "ignore"
 
-    def layer(self, layer_index: int, layer, output: np.ndarray, final_c) -> None:
-        """Check a layer's output (T, B, D*H) and its final cell state (D, B, C) or None."""
+    def layer(self, layer_index: int, layer, output: np.ndarray, final_c, *,
+              inputs: np.ndarray | None = None, params: dict | None = None,
+              h0: np.ndarray | None = None) -> None:
+        """Check a layer's output (T, B, D*H) and its final cell state (D, B, C) or None.
+
+        inputs (T, B, k), params (the layer's, by short name) and h0 (D, B, H), when given,
+        let a fault be traced to an activation that returned NaN/inf for a finite value.
+        """
         if not self.active:
             return
+        if inputs is not None and params is not None and h0 is not None:
+            self.context[layer_index] = (layer, inputs, params, h0, output)
         activations = ", ".join(a.name for a in layer.activations)
         what = f"layer {layer_index} ({layer.name}, activations {activations}) state h"
         H = output.shape[-1] // layer.directions
@@ -262,6 +277,7 @@ class NonfiniteWatch:
         fault = Fault(what, float(a[t, b, u]), None if self.single_step else t, b, u, reverse,
                       finite_input)
         self.faults.append(((position, order), fault))
+        self.located[id(fault)] = (order, t)
 
     def first(self) -> Fault | None:
         """The earliest fault found (ties: the lowest layer), or None."""
@@ -272,11 +288,119 @@ class NonfiniteWatch:
         fault = self.first()
         if fault is None:
             return
+        if fault.input_finite and id(fault) in self.located:
+            order, t = self.located[id(fault)]
+            if order in self.context:
+                cause = activation_fault(*self.context[order], t, fault)
+                fault = fault if cause is None else replace(fault, cause=cause)
         if unbatched:
             fault = replace(fault, row=None)
         if self.mode == "raise":
             raise NonfiniteError(fault.message(), fault)
         warnings.warn(NonfiniteWarning(fault.message(), fault), stacklevel=3)
+
+
+def activation_fault(layer, inputs: np.ndarray, params: dict, h0: np.ndarray,
+                     output: np.ndarray, t: int, fault: Fault) -> str | None:
+    """Why the state of ``layer`` became NaN/inf at step ``t`` (row ``fault.row``), when its
+    input there and its previous state are finite and so are the pre-activations: an
+    activation that returns NaN/inf for a finite value (named, with the value), or else a
+    note that the recurrence did not diverge. None when the pre-activations are not finite
+    (then the recurrence diverged) or cannot be worked out.
+
+    The pre-activations are the layer's W x_t + U h_{t-1} + b over its stacked gates, from its
+    parameters' roles (input, recurrent, bias); they are what the activations receive up to
+    the cell's own gating, so each activation is also tried on values between them.
+    """
+    T, b, d = output.shape[0], fault.row or 0, 1 if fault.reverse else 0
+    H = output.shape[-1] // layer.directions
+    before = t + 1 if fault.reverse else t - 1
+    previous = (output[before, b, d * H:(d + 1) * H] if 0 <= before < T else h0[d, b])
+    x_t = inputs[t, b]
+    if not (np.isfinite(x_t).all() and np.isfinite(previous).all()):
+        return None
+    z = _preactivations(layer, params, layer.suffixes[d], x_t, previous)
+    if z is None or not np.isfinite(z).all():
+        return None
+    largest = float(np.max(np.abs(z), initial=0.0))
+    span = max(1.0, largest, float(np.max(np.abs(previous), initial=0.0)))
+    grid = np.linspace(-span, span, 1025)
+    finite = (f"The input and the previous state there are finite, and so are the "
+              f"pre-activations (largest |z| = {largest:.3g})")
+    for values, exact in ((z, True), (np.concatenate([previous, grid]), False)):
+        values = values.astype(output.dtype)
+        for activation in layer.activations:
+            if not activation.entry.elementwise:
+                continue
+            try:
+                with np.errstate(all="ignore"):
+                    got = np.asarray(activation(values))
+            except Exception:  # noqa: BLE001 - a diagnosis only; the fault is reported anyway
+                continue
+            bad = np.flatnonzero(~np.isfinite(got))
+            if bad.size:
+                what = "pre-activation value" if exact else "value"
+                return (f"{finite}, but activation '{activation.name}' (plugin "
+                        f"'{activation.entry.source.plugin}', package "
+                        f"{activation.entry.source.package}) returns {got[bad[0]]} for the "
+                        f"finite {what} {values[bad[0]]!s}: the NaN/inf comes from the "
+                        "activation, not from a diverging recurrence. Make it return a finite "
+                        "number for every finite input, or choose another activation.")
+    names = ", ".join(f"'{a.name}'" for a in layer.activations)
+    return (f"{finite}, so the recurrence did not diverge in this step: the cell's "
+            f"activations ({names}) or its arithmetic made the non-finite value. Check each "
+            f"activation for NaN/inf at finite inputs within ±{span:.3g}.")
+
+
+def _preactivations(layer, params: dict, suffix: str, x_t: np.ndarray,
+                    previous: np.ndarray) -> np.ndarray | None:
+    """W x_t + U h_{t-1} + b of one direction, from the parameters' roles; None when the
+    layer has no recurrent matrix that takes h_{t-1}."""
+    own = {}
+    for name, (role, shape) in layer.parameter_shapes().items():
+        if suffix:
+            if not name.endswith(suffix):
+                continue
+        elif "_reverse" in name:
+            continue
+        own.setdefault(role, []).append((name, shape))
+    z = None
+    for name, shape in own.get("recurrent", ()):
+        if len(shape) == 2 and shape[1] == previous.size:
+            z = _times(params, name, shape, previous)
+            if z is not None:
+                break
+    if z is None:
+        return None
+    with np.errstate(all="ignore"):
+        for name, shape in own.get("input", ()):
+            if len(shape) == 2 and shape == (z.size, x_t.size):
+                part = _times(params, name, shape, x_t)
+                if part is not None:
+                    z = z + part
+                    break
+        for name, shape in own.get("bias", ()):
+            if shape == (z.size,) and name in params:
+                z = z + params[name]
+                break
+    return z
+
+
+def _times(params: dict, name: str, shape: tuple, v: np.ndarray) -> np.ndarray | None:
+    """params[name] @ v for a dense matrix or one stored as CSR (name.data/.indices/.indptr),
+    in the parameter's dtype; None when it is not there."""
+    with np.errstate(all="ignore"):
+        if name in params:
+            return params[name] @ v.astype(params[name].dtype)
+        parts = [params.get(f"{name}.{part}") for part in ("data", "indices", "indptr")]
+        if any(part is None for part in parts):
+            return None
+        data, indices, indptr = parts
+        rows = np.repeat(np.arange(shape[0]), np.diff(indptr))
+        products = data * v.astype(data.dtype)[indices]
+        out = np.zeros(shape[0], data.dtype)
+        np.add.at(out, rows, products)
+        return out
 
 
 def first_nonfinite(a: np.ndarray, reverse: bool = False) -> tuple[int, int, int] | None:

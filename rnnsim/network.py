@@ -22,11 +22,14 @@ from .cells import CELLS
 from .config import Config, Spec
 from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
 from .io import default_mode, read_npz
-from .plugins import Plugins, get_plugins
+from .plugins import Plugins, SavedNames, Source, get_plugins
 from . import reservoir
 from .sparse import CSR, CSR_PARTS, scale_spectral_radius
 
 SPECTRAL_RADIUS = "spectral_radius"
+# The model folder: the config, the weights, and the plugin that provided each name used.
+CONFIG_FILE, WEIGHTS_FILE, PLUGINS_FILE = "config.yaml", "weights.npz", "plugins.yaml"
+SOURCE_FIELDS = ("plugin", "package", "version")
 
 
 @dataclass
@@ -110,7 +113,8 @@ class Network:
         self.device = device_mod.checked_device(device or config.network.device)
         self.plugins = plugins or get_plugins()
         self.dtype = np.dtype(config.network.dtype)
-        self.layers, self.head = self._build()
+        # Saved weights need no initializer: only fresh weights resolve them.
+        self.layers, self.head = self._build(check_inits=params is None)
         self.fast_math = config.network.fast_math
         shapes = self.parameter_shapes()
         sparse = {f"layers.{i}.{name}" for i, layer in enumerate(self.layers)
@@ -154,7 +158,7 @@ class Network:
     def input_size(self) -> int:
         return self.config.network.input_size
 
-    def _build(self):
+    def _build(self, check_inits: bool = True):
         net = self.config.network
         problems, layers, size = [], [], net.input_size
         for i, layer in enumerate(net.layers):
@@ -162,7 +166,8 @@ class Network:
             cell = CELLS.get(layer.cell)
             if cell is None:
                 problems.append(_unknown_cell(layer.cell, f"{where}.cell"))
-            problems += self._check_inits(layer.init, f"{where}.init")
+            if check_inits:
+                problems += self._check_inits(layer.init, f"{where}.init")
             if cell is None:
                 continue
             try:
@@ -178,7 +183,8 @@ class Network:
         head = None
         if net.head is not None:
             head_cfg = net.head
-            problems += self._check_inits(head_cfg.init, "network.head.init")
+            if check_inits:
+                problems += self._check_inits(head_cfg.init, "network.head.init")
             try:
                 entry = self.plugins.heads.get(head_cfg.name, "network.head.name")
                 spec = head_cfg.activation or Spec(name=entry.cls.default_activation)
@@ -269,18 +275,7 @@ class Network:
                               f"raised {type(exc).__name__} for parameter {name} of shape "
                               f"{shape}: {exc}. Fix the plugin, or choose another initializer "
                               f"at {where}.") from None
-        if not isinstance(value, (np.ndarray, CSR)) or value.shape != tuple(shape):
-            got = getattr(value, "shape", type(value).__name__)
-            raise PluginError(f"initializer '{spec.name}' (plugin '{entry.source.plugin}') "
-                              f"returned {got} for parameter {name}; expected an array of "
-                              f"shape {tuple(shape)}.")
-        values = value.data if isinstance(value, CSR) else value
-        if np.asarray(values).dtype.kind not in "biuf" or not np.isfinite(values).all():
-            got = (f"dtype {np.asarray(values).dtype}" if np.asarray(values).dtype.kind
-                   not in "biuf" else "NaN/inf values")
-            raise PluginError(f"initializer '{spec.name}' (plugin '{entry.source.plugin}') "
-                              f"returned {got} for parameter {name}; expected finite real "
-                              "numbers.")
+        _check_initial_value(value, entry, name, tuple(shape), self.dtype, where)
         if isinstance(value, CSR):
             value = value.astype(self.dtype)
             if SPECTRAL_RADIUS in spec.params:
@@ -353,8 +348,10 @@ class Network:
         for i, layer in enumerate(self.layers):
             h = self._state_part(state.h, i, layer.hidden_size, B, unbatched, "h", check_finite)
             c = self._state_part(state.c, i, layer.cell_size, B, unbatched, "c", check_finite)
-            x, h, c = self._run_layer(layer, self._layer_params(i), x, h, c)
-            watch.layer(i, layer, x, c)
+            params, inputs = self._layer_params(i), x
+            x, h_next, c = self._run_layer(layer, params, x, h, c)
+            watch.layer(i, layer, x, c, inputs=inputs, params=params, h0=h)
+            h = h_next
             hs.append(h[:, 0] if unbatched else h)
             cs.append(None if c is None else c[:, 0] if unbatched else c)
         y = x
@@ -462,9 +459,9 @@ class Network:
         finals, finals_c = [], []
         for i, (layer, state, cell) in enumerate(zip(self.layers, states, cells)):
             top = {"teacher": teacher} if teacher is not None and i == len(self.layers) - 1 else {}
-            x, final, final_c = self._run_layer(layer, self._layer_params(i), x, state, cell,
-                                                lengths, **top)
-            watch.layer(i, layer, x, final_c)
+            params, inputs = self._layer_params(i), x
+            x, final, final_c = self._run_layer(layer, params, x, state, cell, lengths, **top)
+            watch.layer(i, layer, x, final_c, inputs=inputs, params=params, h0=state)
             finals.append(final)
             finals_c.append(final_c)
         y = None
@@ -601,16 +598,25 @@ class Network:
         return states
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``config.yaml`` and ``weights.npz`` into the folder ``path``, atomically."""
+        """Write ``config.yaml``, ``weights.npz`` and ``plugins.yaml`` into the folder ``path``,
+        atomically.
+
+        ``plugins.yaml`` records, for every activation, initializer and head name the model
+        uses, the plugin, package and version that provided it, so that loading the model where
+        one is missing says which package to install.
+        """
         path = Path(path)
-        if path.exists() and not (path / "config.yaml").exists():
+        if path.exists() and not (path / CONFIG_FILE).exists():
             raise InputError(f"cannot save to '{path}': it exists and is not an rnnsim model "
                              "folder. Choose a new path.")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
-            (tmp / "config.yaml").write_text(yaml.safe_dump(self.config.dump(), sort_keys=False))
-            np.savez(tmp / "weights.npz", **self.params)
+            (tmp / CONFIG_FILE).write_text(yaml.safe_dump(self.config.dump(), sort_keys=False))
+            np.savez(tmp / WEIGHTS_FILE, **self.params)
+            (tmp / PLUGINS_FILE).write_text(
+                "# The plugin package that provided each name this model uses, when it was "
+                "saved.\n" + yaml.safe_dump(self.plugin_sources(), sort_keys=False))
             tmp.chmod(default_mode(folder=True))  # mkdtemp makes it private
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
@@ -624,19 +630,82 @@ class Network:
             shutil.rmtree(tmp, ignore_errors=True)
         return path
 
+    def used_names(self) -> dict[str, set[str]]:
+        """The plugin names this network uses, by kind: activation, initializer, head."""
+        net = self.config.network
+        used: dict[str, set[str]] = {"activation": set(), "initializer": set(), "head": set()}
+        inits = [layer.init for layer in net.layers]
+        for layer in self.layers:
+            used["activation"].update(a.name for a in layer.activations)
+        if self.head is not None:
+            used["head"].add(net.head.name)
+            used["activation"].add(self.head.activation.name)
+            inits.append(net.head.init)
+        for init in inits:
+            used["initializer"].update(getattr(init, role).name
+                                       for role in type(init).model_fields)
+        return used
+
+    def plugin_sources(self) -> dict[str, dict[str, dict[str, str]]]:
+        """kind -> name -> {plugin, package, version} for every name in ``used_names``: the
+        installed plugin's, else what the model this network was loaded from recorded."""
+        found = self.plugins.sources_of(self.used_names())
+        saved = self.plugins.initializers.saved
+        recorded = (saved.names or {}) if saved is not None else {}
+        out: dict[str, dict[str, dict[str, str]]] = {}
+        for kind, names in self.used_names().items():
+            for name in sorted(names):
+                source = found.get(kind, {}).get(name) or recorded.get(kind, {}).get(name)
+                if source is not None:
+                    out.setdefault(kind, {})[name] = {f: getattr(source, f)
+                                                      for f in SOURCE_FIELDS}
+        return out
+
 
 def load(path: str | os.PathLike, device: str | None = None) -> Network:
     """Load a network saved with ``Network.save``: the same config and the same weights.
 
+    Needs the activations and head the model uses, but none of its initializers (the weights
+    are saved). A missing one is reported with the package ``plugins.yaml`` recorded for it.
     device : 'cpu' or 'cuda' overrides the saved config's network.device
     """
     path = Path(path)
-    if not (path / "config.yaml").is_file() or not (path / "weights.npz").is_file():
-        raise InputError(f"'{path}' is not an rnnsim model folder: it needs config.yaml and "
-                         "weights.npz, as written by Network.save or `rnnsim run --save`.")
-    config = config_mod.parse(path / "config.yaml")
-    params = read_npz(path / "weights.npz")
-    return Network(config, params, origin=f"model '{path}'", device=device)
+    if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+        raise InputError(f"'{path}' is not an rnnsim model folder: it needs {CONFIG_FILE} and "
+                         f"{WEIGHTS_FILE}, as written by Network.save or `rnnsim run --save`.")
+    config = config_mod.parse(path / CONFIG_FILE)
+    saved = read_saved_names(path)
+    params = read_npz(path / WEIGHTS_FILE)
+    return Network(config, params, plugins=get_plugins().for_model(saved), origin=saved.where,
+                   device=device)
+
+
+def read_saved_names(path: Path) -> SavedNames:
+    """The plugin record of the model folder ``path``; ``names`` is None for a folder saved
+    before rnnsim wrote one."""
+    where = f"model '{path}'"
+    record = path / PLUGINS_FILE
+    if not record.is_file():
+        return SavedNames(None, where)
+    fix = (f"The file only names the plugin packages the model was saved with: restore it, or "
+           "delete it to load the model without it.")
+    try:
+        data = yaml.safe_load(record.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"'{record}' cannot be read: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}. {fix}") from None
+    names: dict[str, dict[str, Source]] = {}
+    for kind, entries in (data or {}).items() if isinstance(data, dict) else [(None, data)]:
+        if not isinstance(kind, str) or not isinstance(entries, dict):
+            raise InputError(f"'{record}' holds {data!r:.80}; expected a mapping of kind "
+                             f"(activation, initializer, head) to names. {fix}")
+        for name, source in entries.items():
+            if not isinstance(source, dict) or \
+                    not all(isinstance(source.get(f), str) for f in SOURCE_FIELDS):
+                raise InputError(f"'{record}': {kind} {name!r} is recorded as {source!r:.80}; "
+                                 f"expected a mapping with {', '.join(SOURCE_FIELDS)}. {fix}")
+            names.setdefault(kind, {})[str(name)] = Source(*(source[f] for f in SOURCE_FIELDS))
+    return SavedNames(names, where)
 
 
 def open_network(path: str | os.PathLike, device: str | None = None) -> Network:
@@ -671,6 +740,33 @@ def _checked_params(params, shapes, dtype, sparse=frozenset()) -> dict[str, np.n
     if problems:
         raise ShapeError("the weights do not fit the config: " + "; ".join(problems) + ".")
     return out
+
+
+def _check_initial_value(value, entry, name: str, shape: tuple[int, ...], dtype: np.dtype,
+                         where: str) -> None:
+    """PluginError unless an initializer's ``value`` is an array (or CSR matrix) of exactly
+    ``shape`` and ``dtype`` with finite values, as the register_initializers hook asks."""
+    who = (f"initializer '{entry.name}' (plugin '{entry.source.plugin}', package "
+           f"{entry.source.package})")
+    hint = ("An initializer is called as fn(shape, rng, dtype, **params) and returns a new "
+            "array of exactly that shape and dtype, e.g. rng.normal(size=shape).astype(dtype); "
+            f"fix it, or choose another initializer at {where}.")
+    if not isinstance(value, (np.ndarray, CSR)):
+        raise PluginError(f"{who} returned {type(value).__name__} for parameter {name} "
+                          f"{shape}; expected a numpy array of shape {shape} and dtype {dtype}. "
+                          + hint)
+    values = value.data if isinstance(value, CSR) else value
+    if value.shape != shape or values.dtype != dtype:
+        raise PluginError(f"{who} returned an array of shape {tuple(value.shape)} and dtype "
+                          f"{values.dtype} for parameter {name}; expected shape {shape} and "
+                          f"dtype {dtype} (the network's dtype). " + hint)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise PluginError(f"{who} returned {int(bad.sum())} NaN/inf value(s) for parameter "
+                          f"{name} of shape {shape} and dtype {dtype}, the first "
+                          f"{values[first]} at index {first}"
+                          f"{' of its nonzeros' if isinstance(value, CSR) else ''}. " + hint)
 
 
 def _as_real_array(value, name: str) -> np.ndarray:

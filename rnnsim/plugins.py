@@ -12,7 +12,7 @@ import inspect
 import numbers
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import pluggy
@@ -79,36 +79,65 @@ class HeadEntry:
 
 @dataclass
 class Registry:
-    """Names of one kind (activation, initializer, head) mapped to their entries."""
+    """Names of one kind (activation, initializer, head) mapped to their entries.
+
+    A name that two plugins register is a clash: it is kept out of ``entries`` and listed in
+    ``clashes`` with every entry that claims it, so that only using it is an error (naming the
+    plugins), while everything else, ``rnnsim plugins`` included, keeps working.
+
+    ``saved`` is set on the registries a saved model is loaded with (``Plugins.for_model``):
+    the plugin each name came from when the model was saved, so that a missing name is reported
+    with the package to install rather than a similar installed name.
+    """
 
     kind: str
     entries: dict[str, Any] = field(default_factory=dict)
+    clashes: dict[str, list] = field(default_factory=dict)
+    saved: "SavedNames | None" = None
 
-    def add(self, entry) -> None:
+    def check(self, entry) -> None:
+        """Raise PluginError when ``entry``'s name cannot be registered at all."""
         if not isinstance(entry.name, str) or not entry.name.isidentifier():
             raise PluginError(
                 f"plugin '{entry.source.plugin}' registered a {self.kind} named {entry.name!r}: "
                 "names must be identifiers such as 'leaky_relu'."
             )
-        old = self.entries.get(entry.name)
-        if old is not None:
-            raise PluginError(
-                f"{self.kind} '{entry.name}' is registered twice: by plugin "
-                f"'{old.source.plugin}' ({old.source.package}) and by plugin "
-                f"'{entry.source.plugin}' ({entry.source.package}). Uninstall one, or block "
-                f"one with RNNSIM_DISABLE_PLUGINS={entry.source.plugin}."
-            )
-        self.entries[entry.name] = entry
+
+    def add(self, entry) -> None:
+        """Register ``entry``; a name registered before becomes a clash."""
+        self.check(entry)
+        if entry.name in self.clashes:
+            self.clashes[entry.name].append(entry)
+        elif entry.name in self.entries:
+            self.clashes[entry.name] = [self.entries.pop(entry.name), entry]
+        else:
+            self.entries[entry.name] = entry
 
     def get(self, name: str, where: str):
-        """The entry called ``name``; a ConfigError at key path ``where`` if there is none."""
+        """The entry called ``name``; a ConfigError at key path ``where`` if there is none, or
+        if more than one plugin registered it."""
         try:
             return self.entries[name]
         except (KeyError, TypeError):
             raise ConfigError(self.unknown(name, where)) from None
 
+    def clash(self, name: str) -> str:
+        """Why ``name``, registered by several plugins, cannot be used; with the way out."""
+        claims = self.clashes[name]
+        owners = " and by ".join(f"plugin '{e.source.plugin}' ({_package(e.source)})"
+                              for e in claims)
+        times = "twice" if len(claims) == 2 else f"{len(claims)} times"
+        return (f"{self.kind} '{name}' is registered {times}: by {owners}, so rnnsim cannot "
+                "tell which one you mean. Uninstall one of the packages, or block one with "
+                f"RNNSIM_DISABLE_PLUGINS={claims[-1].source.plugin}.")
+
     def unknown(self, name, where: str) -> str:
-        """The message for an unknown name, with a did-you-mean and the installed names."""
+        """The message for a name that cannot be used: a clash, a saved model's missing plugin,
+        or else an unknown name with a did-you-mean and the installed names."""
+        if isinstance(name, str) and name in self.clashes:
+            return f"{where}: {self.clash(name)}"
+        if self.saved is not None:
+            return f"{where}: {self.saved.missing(self.kind, name)}"
         close = difflib.get_close_matches(str(name), self.entries, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return (
@@ -117,11 +146,49 @@ class Registry:
             "packages."
         )
 
+    def registered(self) -> list:
+        """Every entry, the clashing ones included."""
+        return [*self.entries.values(), *(e for claims in self.clashes.values() for e in claims)]
+
     def __contains__(self, name) -> bool:
         return name in self.entries
 
     def __iter__(self):
         return iter(self.entries.values())
+
+
+def _package(source: Source) -> str:
+    return f"package {source.package} {source.version}".rstrip()
+
+
+@dataclass(frozen=True)
+class SavedNames:
+    """What a model folder records about the plugins its names came from.
+
+    names : kind ('activation', 'initializer', 'head') -> name -> the Source it had at save;
+    None for a folder saved before rnnsim recorded them
+    where : the model, for messages ("model 'path'")
+    """
+
+    names: dict[str, dict[str, Source]] | None
+    where: str
+
+    def missing(self, kind: str, name) -> str:
+        """Why ``name`` cannot be loaded, and which package to install: never a similar name,
+        which would quietly change the model."""
+        source = (self.names or {}).get(kind, {}).get(name)
+        if source is not None:
+            pin = f"'{source.package}=={source.version}'" if source.version else source.package
+            return (f"{kind} {name!r} is not installed. The {self.where} was saved with it from "
+                    f"plugin '{source.plugin}' ({_package(source)}): install that package "
+                    f"(`pip install {pin}`), or register plugin '{source.plugin}' again, and "
+                    "load the model again.")
+        known = ("this model folder predates rnnsim's record of plugin packages"
+                 if self.names is None else "the model folder does not record which plugin "
+                 "provided it")
+        return (f"{kind} {name!r} is not installed, and {known}. Install the plugin package "
+                f"that registers {kind} {name!r} (`rnnsim plugins` lists what is installed); "
+                "a different one would change the model.")
 
 
 @dataclass
@@ -134,6 +201,19 @@ class Plugins:
 
     def registries(self) -> tuple[Registry, ...]:
         return (self.activations, self.initializers, self.heads)
+
+    def for_model(self, saved: SavedNames) -> "Plugins":
+        """The same registries, reporting a missing name with what ``saved`` recorded."""
+        return Plugins(*(replace(r, saved=saved) for r in self.registries()))
+
+    def sources_of(self, used: dict[str, set[str]]) -> dict[str, dict[str, Source]]:
+        """kind -> name -> Source for the names ``used`` (kind -> names) that are installed."""
+        found = {}
+        for registry in self.registries():
+            for name in sorted(used.get(registry.kind, ())):
+                if name in registry:
+                    found.setdefault(registry.kind, {})[name] = registry.entries[name].source
+        return found
 
 
 _manager: pluggy.PluginManager | None = None
@@ -201,10 +281,11 @@ def _load_entry_points(manager: pluggy.PluginManager, blocked: set[str]) -> None
         _sources[ep.name] = Source(ep.name, dist, version)
 
 
-def register_plugin(plugin: object, name: str, package: str = "local") -> None:
-    """Register a plugin object (a module or any object with hookimpls) at run time."""
+def register_plugin(plugin: object, name: str, package: str = "local", version: str = "") -> None:
+    """Register a plugin object (a module or any object with hookimpls) at run time, as if it
+    came from ``package`` at ``version``."""
     get_manager().register(plugin, name=name)
-    _sources[name] = Source(name, package, "")
+    _sources[name] = Source(name, package, version)
     _invalidate()
 
 
@@ -251,15 +332,12 @@ def _collect(manager: pluggy.PluginManager) -> Plugins:
             staged: list = []
             try:
                 impl.function(register=registrar(staged.append, source))
-                added = []
-                try:
-                    for entry in staged:
-                        registry.add(entry)
-                        added.append(entry.name)
-                except PluginError:
-                    for name in added:
-                        del registry.entries[name]
-                    raise
+                for entry in staged:
+                    registry.check(entry)
+                # A name another plugin registered too becomes a clash, an error only where
+                # it is used (Registry.clash).
+                for entry in staged:
+                    registry.add(entry)
             except PluginError as exc:
                 _broken(exc)
             except Exception as exc:
@@ -332,10 +410,12 @@ def _head_registrar(add: Callable, source: Source) -> Callable:
 
 
 def describe() -> list[dict]:
-    """Every registered name with its kind, package and version, for `rnnsim plugins`."""
+    """Every registered name with its kind, package and version, for `rnnsim plugins`; a name
+    several plugins registered has a row for each, with ``clashes_with`` naming the others."""
     rows = []
     for registry in get_plugins().registries():
-        for entry in registry:
+        for entry in registry.registered():
+            others = [e for e in registry.clashes.get(entry.name, ()) if e is not entry]
             row = {
                 "kind": registry.kind,
                 "name": entry.name,
@@ -343,6 +423,8 @@ def describe() -> list[dict]:
                 "package": entry.source.package,
                 "version": entry.source.version,
                 "description": entry.description,
+                # the other plugins that registered the same name: using it is an error
+                "clashes_with": [f"{e.source.plugin} ({_package(e.source)})" for e in others],
             }
             if registry.kind == "activation":
                 row["params"] = entry.params

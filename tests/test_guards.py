@@ -1,4 +1,5 @@
 """NaN/inf states are reported where they first happened; sizes beyond the memory fail early."""
+import math
 import warnings
 
 import numpy as np
@@ -6,7 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 import rnnsim
-from rnnsim import ConfigError, InputError, NonfiniteError, NonfiniteWarning, ShapeError, guards
+from rnnsim import (ConfigError, InputError, NonfiniteError, NonfiniteWarning, ShapeError, guards,
+                    plugins)
 from rnnsim.cli import cli
 
 
@@ -121,3 +123,49 @@ def test_memory_limits_and_messages(monkeypatch):
     assert guards.available_bytes() > 2**20
     assert [guards.format_bytes(n) for n in (512, 1536, 3 * 2**40)] == ["512 B", "1.5 KiB",
                                                                           "3.0 TiB"]
+
+
+def nan_above_half(x):
+    """Finite up to 0.5, NaN above: an activation with a hole, not a diverging recurrence."""
+    return math.nan if x > 0.5 else x
+
+
+@pytest.fixture
+def holey_activation():
+    """A throwaway plugin registering ``nan_above_half``; always unregistered afterwards."""
+    class Holey:
+        @rnnsim.hookimpl
+        def register_activations(self, register):
+            register("nan_above_half", nan_above_half)
+
+    plugins.register_plugin(Holey(), name="holey", package="rnnsim-holey")
+    try:
+        yield "nan_above_half"
+    finally:
+        plugins.unregister_plugin("holey")
+
+
+@pytest.mark.parametrize("cell,slot", [("elman", "activation"), ("lstm", "gate_activation")])
+def test_nan_from_an_activation_is_named_not_called_divergence(holey_activation, cell, slot):
+    net = rnnsim.Network.from_config({"network": {"input_size": 1, "layers": [{
+        "units": 2, "cell": cell, slot: holey_activation,
+        "init": {"input": "ones", "recurrent": "zeros", "bias": "zeros"}}]}})
+    x = np.linspace(0, 1, 11, dtype=np.float32).reshape(-1, 1, 1)  # 0.6 at step 6
+    with pytest.raises(NonfiniteError) as caught:
+        net.run(x)
+    message = str(caught.value)
+    assert caught.value.fault.step == 6 and "became nan at step 6, unit 0" in message
+    assert ("activation 'nan_above_half' (plugin 'holey', package rnnsim-holey) returns nan "
+            "for the finite pre-activation value 0.6") in message
+    assert "diverged" not in message and "not from a diverging recurrence" in message
+    state = net.initial_state(1)
+    for value in x[:6]:
+        _, state = net.step(value, state)
+    with pytest.raises(NonfiniteError, match="at this step.*'nan_above_half'.*returns nan"):
+        net.step(x[6], state)
+
+
+def test_a_diverging_recurrence_is_still_called_so():
+    with pytest.raises(NonfiniteError, match="so the recurrence diverged") as caught:
+        linear_stack(4.0).run(np.ones((100, 1, 1), np.float32))
+    assert "returns" not in str(caught.value) and "did not diverge" not in str(caught.value)

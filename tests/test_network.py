@@ -1,11 +1,13 @@
 """The Python API: weights independent of T, determinism, save/load, initializers, heads."""
+import math
 import os
 
 import numpy as np
 import pytest
+import yaml
 
 import rnnsim
-from rnnsim import InputError, ShapeError
+from rnnsim import ConfigError, InputError, ShapeError, plugins
 from rnnsim.plugins import get_plugins
 from reference import elman
 
@@ -197,5 +199,112 @@ def test_written_files_get_the_umask_mode_not_private(tmp_path):
         os.umask(old)
     modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.rglob("*")}
     assert modes == {"model": 0o750, "config.yaml": 0o640, "weights.npz": 0o640,
-                     "out.npz": 0o640, "table.csv": 0o640}
+                     "plugins.yaml": 0o640, "out.npz": 0o640, "table.csv": 0o640}
     assert list(np.load(tmp_path / "out.npz")) == ["y"]
+
+
+def bent_identity(x):
+    return (math.sqrt(x * x + 1.0) - 1.0) / 2.0 + x
+
+
+def bent_init(shape, rng, dtype):
+    return rng.uniform(-0.5, 0.5, size=shape).astype(dtype)
+
+
+class BentActivation:
+    @rnnsim.hookimpl
+    def register_activations(self, register):
+        register("bent_identity", bent_identity)
+
+
+class BentInitializer:
+    @rnnsim.hookimpl
+    def register_initializers(self, register):
+        register("bent_init", bent_init)
+
+
+@pytest.fixture
+def installed():
+    """Register throwaway plugins as if pip-installed; ``installed.remove(name)`` plays
+    `pip uninstall`; whatever is left is unregistered afterwards."""
+    class Installed:
+        def __init__(self):
+            self.names = []
+
+        def add(self, plugin, name, package, version):
+            plugins.register_plugin(plugin, name=name, package=package, version=version)
+            self.names.append(name)
+
+        def remove(self, name):
+            plugins.unregister_plugin(name)
+            self.names.remove(name)
+
+    helper = Installed()
+    try:
+        yield helper
+    finally:
+        for name in helper.names:
+            plugins.unregister_plugin(name)
+
+
+BENT = {"network": {"input_size": 2, "dtype": "float64", "layers": [
+    {"units": 3, "activation": "bent_identity", "init": {"recurrent": "bent_init"}}]}}
+
+
+def test_a_model_records_its_plugins_and_names_the_package_when_one_is_missing(tmp_path,
+                                                                                installed):
+    installed.add(BentActivation(), "bent", "rnnsim-bent", "0.2.0")
+    installed.add(BentInitializer(), "bent-inits", "rnnsim-bent-inits", "1.0")
+    net = rnnsim.Network.from_config(BENT)
+    net.save(tmp_path / "model")
+    record = yaml.safe_load((tmp_path / "model" / "plugins.yaml").read_text())
+    assert record["activation"] == {"bent_identity": {
+        "plugin": "bent", "package": "rnnsim-bent", "version": "0.2.0"}}
+    assert record["initializer"]["bent_init"] == {
+        "plugin": "bent-inits", "package": "rnnsim-bent-inits", "version": "1.0"}
+    assert record["initializer"]["xavier_uniform"]["package"] == "rnnsim"
+
+    installed.remove("bent")  # `pip uninstall rnnsim-bent`
+    with pytest.raises(ConfigError) as missing:
+        rnnsim.load(tmp_path / "model")
+    message = str(missing.value)
+    assert ("network.layers[0].activation: activation 'bent_identity' is not installed. The "
+            f"model '{tmp_path / 'model'}' was saved with it from plugin 'bent' (package "
+            "rnnsim-bent 0.2.0): install that package (`pip install 'rnnsim-bent==0.2.0'`)"
+            ) in message
+    assert "did you mean" not in message and "'identity'" not in message
+
+    installed.add(BentActivation(), "bent", "rnnsim-bent", "0.2.0")
+    installed.remove("bent-inits")  # the weights are saved: the initializer is not needed
+    back = rnnsim.load(tmp_path / "model")
+    x = np.random.default_rng(0).standard_normal((4, 2, 2))
+    np.testing.assert_array_equal(back.run(x).output, net.run(x).output)
+    back.save(tmp_path / "again")  # re-saved without the initializer: its record is kept
+    again = yaml.safe_load((tmp_path / "again" / "plugins.yaml").read_text())
+    assert again == record
+
+
+def test_a_model_folder_without_a_plugin_record_still_loads(tmp_path, installed):
+    installed.add(BentActivation(), "bent", "rnnsim-bent", "0.2.0")
+    net = rnnsim.Network.from_config(BENT | {"network": {**BENT["network"], "layers": [
+        {"units": 3, "activation": "bent_identity"}]}})
+    net.save(tmp_path / "model")
+    (tmp_path / "model" / "plugins.yaml").unlink()  # as written before rnnsim recorded them
+    x = np.ones((3, 1, 2))
+    np.testing.assert_array_equal(rnnsim.load(tmp_path / "model").run(x).output,
+                                  net.run(x).output)
+    installed.remove("bent")
+    with pytest.raises(ConfigError) as missing:
+        rnnsim.load(tmp_path / "model")
+    message = str(missing.value)
+    assert ("activation 'bent_identity' is not installed, and this model folder predates "
+            "rnnsim's record of plugin packages") in message
+    assert "did you mean" not in message
+
+
+def test_a_damaged_plugin_record_is_named(tmp_path):
+    rnnsim.Network.from_config(CFG).save(tmp_path / "model")
+    (tmp_path / "model" / "plugins.yaml").write_text("activation: [tanh]\n")
+    with pytest.raises(InputError, match=r"plugins.yaml' holds .*expected a mapping of kind.*"
+                                         "delete it to load the model without it"):
+        rnnsim.load(tmp_path / "model")

@@ -1,7 +1,10 @@
 """The plugin layer: throwaway plugins, duplicates, broken plugins, blocking."""
 import importlib.metadata
 import math
+import re
+import shlex
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,8 +41,8 @@ def temporary():
     """Register throwaway plugins; always unregistered afterwards."""
     names = []
 
-    def add(plugin, name):
-        plugins.register_plugin(plugin, name=name, package="test-package")
+    def add(plugin, name, package="test-package"):
+        plugins.register_plugin(plugin, name=name, package=package)
         names.append(name)
 
     try:
@@ -118,15 +121,19 @@ def test_an_unregistered_plugin_leaves_nothing_behind():
         rnnsim.Network.from_config(config)
 
 
-def test_duplicate_name_names_both_plugins(temporary):
+def test_duplicate_name_names_both_plugins_where_it_is_used(temporary):
     class Duplicate:
         @rnnsim.hookimpl
         def register_activations(self, register):
             register("tanh", math.tanh)
 
     temporary(Duplicate(), "dupe")
-    with pytest.raises(PluginError, match="'tanh' is registered twice.*rnnsim.builtins.*'dupe'"):
-        plugins.get_plugins()
+    assert "tanh" not in plugins.get_plugins().activations  # loading still works
+    with pytest.raises(rnnsim.ConfigError, match=r"activation: activation 'tanh' is registered "
+                       r"twice: by plugin 'rnnsim.builtins.activations' \(package rnnsim.*\) "
+                       r"and by plugin 'dupe' \(package test-package\).*"
+                       "RNNSIM_DISABLE_PLUGINS=dupe"):
+        rnnsim.Network.from_config({"network": {"input_size": 1, "layers": [{"units": 2}]}})
 
 
 @pytest.mark.parametrize("body,message", [
@@ -180,7 +187,8 @@ def test_initializer_returning_a_bad_object(temporary):
             register("wrong", lambda shape, rng, dtype: [1, 2])
 
     temporary(Wrong(), "wrong-init")
-    with pytest.raises(PluginError, match="'wrong' \\(plugin 'wrong-init'\\) returned list"):
+    with pytest.raises(PluginError, match="'wrong' \\(plugin 'wrong-init', package test-package"
+                                          "\\) returned list for parameter layers.0.W"):
         rnnsim.Network.from_config({"network": {"input_size": 2, "layers": [
             {"units": 3, "init": {"input": "wrong"}}]}})
 
@@ -229,3 +237,102 @@ def test_disable_plugins_blocks_by_name(monkeypatch):
     finally:
         monkeypatch.delenv("RNNSIM_DISABLE_PLUGINS")
         plugins.reset()
+
+
+def bent_identity(x):
+    return (math.sqrt(x * x + 1.0) - 1.0) / 2.0 + x
+
+
+def make_bent(initializer):
+    class Bent:
+        @rnnsim.hookimpl
+        def register_activations(self, register):
+            register("bent_identity", bent_identity, description="bent identity")
+
+        @rnnsim.hookimpl
+        def register_initializers(self, register):
+            register("bent_init", initializer)
+
+    return Bent()
+
+
+def test_a_clash_breaks_only_the_clashing_name(temporary):
+    """Two packages registering one name: `rnnsim plugins` lists both and marks the clash,
+    other names keep working, and using the name is an error naming both."""
+    temporary(make_bent(lambda shape, rng, dtype: np.ones(shape, dtype)), "bent-a",
+              "rnnsim-bent-a")
+    temporary(make_bent(lambda shape, rng, dtype: np.ones(shape, dtype)), "bent-b",
+              "rnnsim-bent-b")
+    listing = CliRunner().invoke(cli, ["plugins"])
+    assert listing.exit_code == 0, listing.output
+    rows = [line for line in listing.output.splitlines() if "bent_identity" in line]
+    assert [row.split()[1] for row in rows[::2]] == ["rnnsim-bent-a", "rnnsim-bent-b"]
+    assert "CLASH: also registered by bent-b (package rnnsim-bent-b)" in rows[1]
+    described = [r for r in plugins.describe() if r["name"] == "bent_init"]
+    assert [r["clashes_with"] for r in described] == [["bent-b (package rnnsim-bent-b)"],
+                                                      ["bent-a (package rnnsim-bent-a)"]]
+    np.testing.assert_allclose(one_unit("identity").run(np.ones((2, 1, 1))).output, 1.0)
+    with pytest.raises(rnnsim.ConfigError) as used:
+        one_unit("bent_identity")
+    assert ("network.layers[0].activation: activation 'bent_identity' is registered twice: by "
+            "plugin 'bent-a' (package rnnsim-bent-a) and by plugin 'bent-b' (package "
+            "rnnsim-bent-b)") in str(used.value)
+    assert "did you mean" not in str(used.value)
+    with pytest.raises(rnnsim.ConfigError, match="init.recurrent: initializer 'bent_init' is "
+                                                 "registered twice.*'bent-a'.*'bent-b'"):
+        rnnsim.Network.from_config({"network": {"input_size": 1, "layers": [
+            {"units": 2, "init": {"recurrent": "bent_init"}}]}})
+
+
+@pytest.mark.parametrize("returned,message", [
+    (lambda shape, dtype: np.ones(shape, np.int64),
+     r"returned an array of shape \(3, 3\) and dtype int64 for parameter layers.0.U; expected "
+     r"shape \(3, 3\) and dtype float64"),
+    (lambda shape, dtype: np.ones(shape, np.float32),
+     r"returned an array of shape \(3, 3\) and dtype float32 for parameter layers.0.U; "
+     "expected shape .* dtype float64"),
+    (lambda shape, dtype: np.ones((3, 1), dtype),
+     r"returned an array of shape \(3, 1\) and dtype float64 for parameter layers.0.U; "
+     r"expected shape \(3, 3\)"),
+    (lambda shape, dtype: np.full(shape, np.inf, dtype),
+     r"returned 9 NaN/inf value\(s\) for parameter layers.0.U of shape \(3, 3\) and dtype "
+     r"float64, the first inf at index \(0, 0\)"),
+])
+def test_initializer_results_are_checked(temporary, returned, message):
+    temporary(make_bent(lambda shape, rng, dtype: returned(shape, dtype)), "bent", "rnnsim-bent")
+    with pytest.raises(PluginError, match=message) as info:
+        rnnsim.Network.from_config({"network": {"input_size": 2, "dtype": "float64", "layers": [
+            {"units": 3, "init": {"recurrent": "bent_init"}}]}})
+    text = str(info.value)
+    assert text.startswith("initializer 'bent_init' (plugin 'bent', package rnnsim-bent) ")
+    assert "rng.normal(size=shape).astype(dtype)" in text
+    assert "network.layers[0].init.recurrent" in text
+
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+
+
+def test_the_guides_snippets_run():
+    """Every ```python block of docs/plugins.md that is not a quoted file runs as it is, each
+    in a fresh namespace, and leaves no plugin registered."""
+    blocks = re.findall(r"(<!-- file: \S+ -->\n)?```python\n(.*?)```\n", GUIDE.read_text(),
+                        flags=re.S)
+    snippets = [code for quoted, code in blocks if not quoted]
+    assert len(snippets) >= 3
+    before = {name for name, _ in plugins.get_manager().list_name_plugin()}
+    for code in snippets:
+        exec(compile(code, str(GUIDE), "exec"), {"__name__": "plugins_guide"})
+    assert {name for name, _ in plugins.get_manager().list_name_plugin()} == before
+
+
+def test_the_guides_new_plugin_command(tmp_path, monkeypatch):
+    """The guide's `rnnsim new-plugin` example prints what it shows and makes the files named."""
+    text = GUIDE.read_text()
+    command, output = re.search(r"```console\n\$ (rnnsim new-plugin .*?)\n(.*?)```",
+                                text, flags=re.S).groups()
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, shlex.split(command)[1:])
+    assert result.exit_code == 0 and result.output == output
+    named = set(re.findall(r"`(rnnsim-my-acts/\S+\.\w+)`", text))
+    made = {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()}
+    assert named and named == made
