@@ -24,6 +24,7 @@ import numpy as np
 from .cells.maps import LayerMap
 from .errors import ConfigError, InputError, ShapeError
 from .reservoir import layer_params
+from .threads import with_one_blas_thread
 
 # A fixed-point search stops once q is this small: the residual is at float64 rounding level.
 Q_FLOOR = 1e-28
@@ -114,6 +115,7 @@ def jacobians(net, x, layer: int = 0, h0=None, direction: int = 0) -> np.ndarray
     return fmap.jacobian(np.vstack([s0[None], states[:-1]]), drives)
 
 
+@with_one_blas_thread
 def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: int = 0,
                       k: int | None = None, seed: int = 0, direction: int = 0) -> np.ndarray:
     """The ``k`` largest Lyapunov exponents (nats per step), sorted descending, by the QR
@@ -159,6 +161,7 @@ def largest_lyapunov(net, x=None, steps: int = 1000, warmup: int = 100, layer: i
     return float(lyapunov_spectrum(net, x, steps, warmup, layer, 1, seed, direction)[0])
 
 
+@with_one_blas_thread
 def gradient_norms(net, x, layer: int = 0, h0=None, direction: int = 0, ord=2,
                    horizon: int | None = None) -> np.ndarray:
     """||d s_T / d s_t|| for t = 0..T-1 along the trajectory of ``x`` (T, k): (T,) float64.
@@ -197,6 +200,7 @@ class FixedPoint:
     kind: str
 
 
+@with_one_blas_thread
 def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 1e-12,
                       slow_tol: float = 1e-6, max_iter: int = 50, merge: float = 1e-3,
                       layer: int = 0, direction: int = 0) -> list[FixedPoint]:
@@ -303,6 +307,7 @@ def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int):
     return s, q
 
 
+@with_one_blas_thread
 def analyze(net, x, warmup: int = 100, starts: int = 16, exponents: int = 10,
             horizon: int = 100, seed: int = 0) -> list[dict]:
     """The dynamics of every layer (and direction) as plain data, for ``rnnsim analyze``.

@@ -744,7 +744,11 @@ def _evaluated(point: Point, compute: Callable[[], dict]) -> dict:
 
 
 def _one_thread() -> None:
-    """Worker-process setup: one numba thread each, so N workers use N cores."""
+    """Worker-process setup: one numba thread and one BLAS thread each, so N workers use N
+    cores."""
     import numba
 
+    from .threads import one_blas_thread
+
     numba.set_num_threads(1)
+    one_blas_thread()

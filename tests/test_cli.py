@@ -315,3 +315,51 @@ def test_readme_says_how_to_reach_the_command_and_links_the_learner_material():
     assert ". .venv/bin/activate" in top and ".venv/bin/rnnsim" in top
     assert "rnnsim explain" in top and "(docs/units-vs-timesteps.md)" in top
     assert (ROOT / "docs" / "units-vs-timesteps.md").is_file()
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_analyze_runs_its_step_loops_on_one_blas_thread(monkeypatch):
+    """`analyze configs/mackey_glass.yaml` took 156-374 s: BLAS threads oversubscribed the
+    cores in the Lyapunov, gradient-norm and fixed-point loops."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    pytest.importorskip("scipy.linalg")  # numba's BLAS: loaded before the limits are set
+    seen = []
+
+    def recording(real):
+        def call(*args, **kwargs):
+            if sys._getframe(1).f_globals["__name__"] == "rnnsim.dynamics":
+                seen.append(_blas_threads())
+            return real(*args, **kwargs)
+        return call
+
+    for name in ("qr", "solve", "norm", "eigvals"):
+        monkeypatch.setattr(np.linalg, name, recording(getattr(np.linalg, name)))
+    with threadpool_limits(limits=2, user_api="blas"):
+        ok("analyze", QUICKSTART, "--steps", 30, "--warmup", 5, "--starts", 2,
+           "--exponents", 2, "--horizon", 5, "--json")
+        assert _blas_threads() and set(_blas_threads()) == {2}  # restored afterwards
+    assert seen and all(set(threads) == {1} for threads in seen)
+
+
+def test_sweep_workers_run_one_numba_and_one_blas_thread():
+    import subprocess
+    import sys
+
+    code = ("import numba; from threadpoolctl import threadpool_info, threadpool_limits\n"
+            "threadpool_limits(limits=2, user_api='blas')\n"
+            "from rnnsim.sweep import _one_thread; _one_thread()\n"
+            "print(numba.get_num_threads(), sorted({p['num_threads'] for p in "
+            "threadpool_info() if p['user_api'] == 'blas'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split("\n")[0] == "1 [1]"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"threadpoolctl>=3.1",' in pyproject.split("[project.optional-dependencies]")[0]

@@ -1,0 +1,25 @@
+"""The threads of BLAS (OpenBLAS, MKL, BLIS under NumPy) in the work rnnsim runs itself.
+
+rnnsim runs work in parallel in its own way (the kernels' thread pool, ``numba`` threads, a
+sweep's worker processes) and steps through dynamics in Python loops of small matrix products.
+In either place a multithreaded BLAS only adds threads that wait on each other or oversubscribe
+the cores (``rnnsim analyze configs/mackey_glass.yaml``: 37 s with OpenBLAS's default threads,
+10 s with one, on 2 cores), so that work runs BLAS on one thread (threadpoolctl).
+"""
+from __future__ import annotations
+
+from threadpoolctl import threadpool_limits
+
+
+def one_blas_thread() -> threadpool_limits:
+    """Limit BLAS to one thread: as a context (``with one_blas_thread():``), restoring the
+    previous limits at its end, or, called alone, for the rest of the process (a worker)."""
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def with_one_blas_thread(fn):
+    """Decorate ``fn`` to run with BLAS on one thread."""
+    return threadpool_limits.wrap(limits=1, user_api="blas")(fn)
+
+
+__all__ = ["one_blas_thread", "with_one_blas_thread"]
