@@ -31,8 +31,7 @@ def test_bench_writes_the_table_json_and_chart(tiny, tmp_path):
         assert row["us"]["rnnsim"] > 0 and row["us"]["rnnsim_fast"] > 0
         assert row["flops_per_step"] == 2 * row["B"] * {"lstm": 4, "gru": 3}[row["cell"]] * \
             row["p"] * (row["k"] + row["p"])
-        for peer, ratio in row["ratio"].items():
-            assert ratio == pytest.approx(row["us"][peer] / row["us"]["rnnsim"])
+        for peer in row["ratio"]:  # the ratios' values: test_ratios_and_rates_by_hand
             assert row["agree"][peer] <= 1e-4
     assert "onnxruntime" in rows[0]["us"]  # a test dependency
     assert data["gemm_peak_gflops"] == {"float32": 1.0}
@@ -71,5 +70,73 @@ def test_bench_rejects_unknown_cells():
     assert result.exit_code == 1 and "transformer" in result.output
 
 
-def test_gemm_peak_measures_a_product():
-    assert np.isfinite(bench.gemm_peak("float32", n=64, repeats=2))
+def scripted_seconds(monkeypatch, seconds):
+    """``bench._seconds`` runs the candidate as before but returns the next of ``seconds``;
+    returns the list of what the candidates returned."""
+    script, returned = iter(seconds), []
+
+    def fake(fn):
+        returned.append(fn())
+        return next(script)
+
+    monkeypatch.setattr(bench, "_seconds", fake)
+    return returned
+
+
+# Seconds of the 3 rounds of (rnnsim, rnnsim_fast, torch, onnxruntime) on the first row (T = 30);
+# the second row takes twice as long. Medians: 0.0015, 0.0006, 0.006, 0.0024 s, that is
+# 50, 20, 200 and 80 us per step.
+ROUNDS = [0.0030, 0.0006, 0.0090, 0.0030,
+          0.0009, 0.0012, 0.0045, 0.0018,
+          0.0015, 0.0003, 0.0060, 0.0024]
+
+
+def test_ratios_and_rates_by_hand(tiny, monkeypatch, tmp_path):
+    """Scripted timings through the whole command: the medians, peer / rnnsim ratios,
+    GFLOP/s and fraction of the peak, worked out by hand."""
+    monkeypatch.setitem(bench.PEERS, "torch", lambda net, row, threads:
+                        lambda x: net.run(x).output)
+    monkeypatch.setitem(bench.PEERS, "onnxruntime", lambda net, row, threads:
+                        lambda x: net.run(x).output + 2.0**-40)
+    monkeypatch.setitem(bench.PEERS, "reservoirpy", lambda net, row, threads: None)
+    monkeypatch.setattr(bench, "gemm_peak", lambda dtype: 0.005)
+    scripted_seconds(monkeypatch, ROUNDS + [2 * s for s in ROUNDS])
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["bench", "--cells", "elman", "--dtype", "float64",
+                                      "--repeats", "3", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    first, second = json.loads(out.read_text())["rows"]
+    assert first["us"] == pytest.approx({"rnnsim": 50.0, "rnnsim_fast": 20.0, "torch": 200.0,
+                                         "onnxruntime": 80.0}, rel=1e-12)
+    assert second["us"] == pytest.approx({"rnnsim": 100.0, "rnnsim_fast": 40.0,
+                                          "torch": 400.0, "onnxruntime": 160.0}, rel=1e-12)
+    for row in (first, second):
+        assert row["ratio"] == pytest.approx({"torch": 4.0, "onnxruntime": 1.6}, rel=1e-12)
+        assert row["ratio_fast"] == pytest.approx({"torch": 10.0, "onnxruntime": 4.0},
+                                                  rel=1e-12)
+        assert row["agree"]["torch"] == 0.0
+        assert row["agree"]["onnxruntime"] == pytest.approx(2.0**-40, rel=1e-6)
+    # elman (B, k, p) = (1, 3, 5): 2 * (5*3 + 5*5) = 80 flops per step; (3, 2, 9): 594
+    assert (first["flops_per_step"], second["flops_per_step"]) == (80, 594)
+    # at the faster mode's 20 us: 80 / 20e-6 / 1e9 = 0.004 GFLOP/s = 80% of 0.005;
+    # 594 / 40e-6 / 1e9 = 0.01485 GFLOP/s = 297%
+    rows = [["elman", "float64", "1", "3", "5", "30", "50.00", "20.00", "200.00", "4.00",
+             "80.00", "1.60", "-", "-", "0.0", "80%"],
+            ["elman", "float64", "3", "2", "9", "30", "100.00", "40.00", "400.00", "4.00",
+             "160.00", "1.60", "-", "-", "0.0", "297%"]]
+    lines = [line.split() for line in result.output.splitlines()
+             if line.split()[:2] == ["elman", "float64"]]
+    assert lines == rows + rows  # as each row is measured, then the table
+
+
+def test_gemm_peak_is_the_best_rate_of_a_real_product(monkeypatch):
+    products = scripted_seconds(monkeypatch, [0.004, 0.002, 0.003])
+    # 2 n^3 flops in the best time: 2 * 64**3 / 0.002 s / 1e9 = 0.262144 GFLOP/s
+    assert bench.gemm_peak("float32", n=64, repeats=3) == pytest.approx(0.262144, rel=1e-12)
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((64, 64)) for _ in range(2))
+    expected = a.astype(np.float32).astype(np.float64) @ b.astype(np.float32).astype(np.float64)
+    assert len(products) == 3
+    for product in products:
+        assert product.dtype == np.float32
+        np.testing.assert_allclose(product, expected, rtol=1e-4, atol=1e-4)
