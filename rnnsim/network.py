@@ -639,7 +639,9 @@ class Network:
             used["activation"].update(a.name for a in layer.activations)
         if self.head is not None:
             used["head"].add(net.head.name)
-            used["activation"].add(self.head.activation.name)
+            activation = getattr(self.head, "activation", None)  # a head may not keep it
+            if activation is not None:
+                used["activation"].add(activation.name)
             inits.append(net.head.init)
         for init in inits:
             used["initializer"].update(getattr(init, role).name
