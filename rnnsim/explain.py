@@ -7,6 +7,7 @@ import numpy as np
 
 from .errors import InputError
 from .network import Network, RunResult
+from .plot import save
 
 
 def _dim(d: int, ref: tuple[str, int]) -> str:
@@ -90,7 +91,6 @@ def plot(net: Network, runs, path) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install 'rnnsim[plot]'.") from None
-    path = Path(path)
     fig, axes = plt.subplots(1 + len(runs), 1, figsize=(9, 2.6 * (1 + len(runs))))
     _draw_unrolled(axes[0], net)
     for ax, (x, result) in zip(axes[1:], runs):
@@ -98,9 +98,10 @@ def plot(net: Network, runs, path) -> Path:
         ax.set(xlabel="timestep t", ylabel="a_t (each unit)",
                title=f"T = {x.shape[0]}: {result.output.shape[-1]} units over time")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    try:
+        return save(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def _draw_unrolled(ax, net: Network) -> None:

@@ -164,18 +164,37 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def write_atomic(path: Path, write) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``,
-    with the mode a plainly created file gets (``tempfile`` makes it private)."""
+    """Call ``write(tmp)`` on a temporary file next to ``path``, sync it to disk, then rename
+    it to ``path`` and sync the folder: after a crash ``path`` is the old file or the whole
+    new one. The file gets the mode a plainly created file gets (``tempfile`` makes it
+    private); the temporary file never outlives a failed ``write``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
         write(Path(tmp))
         os.chmod(tmp, default_mode())
+        fsync(Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    fsync(path.parent)
+
+
+def fsync(path: Path) -> None:
+    """Flush a file's, or a folder's entries', data to disk (where the system allows it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse to sync a folder
+        pass
+    finally:
+        os.close(fd)
 
 
 def default_mode(folder: bool = False) -> int:

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import __version__, guards
 from .errors import ConfigError, InputError, NonfiniteError, NonfiniteWarning, ShapeError
-from .io import read_npz
+from .io import read_npz, write_npz
 from .network import Network, RunResult, State, _as_real_array, _checked_lengths
 
 # The default chunk holds about this many bytes of buffers (input, layers, output).
@@ -418,17 +418,7 @@ def _save_progress(partial: Path, identity: dict, chunks: int, input_hash: str,
     arrays = {"meta": np.array(meta)}
     arrays.update({f"h_{i}": h for i, h in enumerate(state.h)})
     arrays.update({f"c_{i}": c for i, c in enumerate(state.c) if c is not None})
-    _save_npz(partial / PROGRESS, arrays)
-
-
-def _save_npz(path: Path, arrays: dict) -> None:
-    """``np.savez`` through a temporary file, synced, then renamed: all or nothing."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_npz(partial / PROGRESS, arrays)
 
 
 def _progress(partial: Path, out: Path) -> tuple[dict, dict]:
@@ -544,7 +534,7 @@ def _finish(net: Network, out: Path, partial: Path, state: State, lengths, unbat
         arrays.update({f"final_c_{i}": c for i, c in enumerate(state.c) if c is not None})
         if y is not None:
             arrays["y"] = y
-        _save_npz(partial / STATE, arrays)
+        write_npz(partial / STATE, arrays)
     if net.head is None or not net.head.per_step:  # a y from an earlier run to this path
         paths["y"].unlink(missing_ok=True)
     for name, key in ((Y, "y"), (STATE, "state"), (OUTPUT, "output")):

@@ -16,9 +16,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import os
 import sys
-import tempfile
 import types
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,6 +25,7 @@ import numba
 from numba.core.errors import NumbaError
 
 from .. import cache
+from ..io import write_atomic
 from . import options
 
 KernelCompileError = NumbaError
@@ -253,11 +252,7 @@ def _write(filename: str, source: str) -> Path | None:
         if path.exists() and path.read_text() == source:
             cache.touch(path)
             return path
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(source)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: tmp.write_text(source))
     except OSError:
         return None
     loaded = {Path(m.__file__).stem for m in _built.values() if getattr(m, "__file__", None)}
