@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Mapping
@@ -25,8 +26,14 @@ from .sparse import CSR
 FORMATS = {".png": "png", ".svg": "svg"}
 # Above this many units a sparse reservoir's eigenvalues are not computed (a dense eig).
 EIGENVALUES_MAX = 2048
-# Heat maps with at most this many cells print each cell's value.
+# Heat maps with at most this many cells print each cell's value, at HEAT_FONT points (smaller
+# only if the figure would be wider than HEAT_MAX_WIDTH inches); HEAT_MARGIN inches hold the
+# y labels and the colour bar; a digit is about CHAR_WIDTH of the font size wide.
 ANNOTATED_CELLS = 144
+HEAT_FONT = 8.0
+HEAT_MAX_WIDTH = 16.0
+HEAT_MARGIN = 2.6
+CHAR_WIDTH = 0.62
 
 
 def _figure(rows: int = 1, columns: int = 1, **kwargs):
@@ -51,6 +58,21 @@ def save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
+def state_symbol(cell) -> str:
+    """The symbol of what a layer passes on at step t, read from its recurrence in
+    ``Cell.equation``: ``a_t`` for elman (``a_{t-1}``), ``h_t`` for gru and lstm, ``x_t`` for
+    esn; ``h_t`` when the equation names none."""
+    match = re.search(r"([A-Za-z]\w*?)_\{t-1\}", cell.equation or "")
+    return f"{match.group(1)}_t" if match else "h_t"
+
+
+def _integer_ticks(axis) -> None:
+    """Ticks only at whole numbers on an axis of steps or indices."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def states(net, x, units: int | None = 32):
     """Each layer's hidden states over time for one sequence ``x`` (T, k), one panel per
     layer, at most ``units`` traces each (None: all)."""
@@ -61,9 +83,14 @@ def states(net, x, units: int | None = 32):
         cell = net.layers[i]
         shown = out[:, :units]
         ax.plot(steps, shown, linewidth=0.8)
-        more = f", first {shown.shape[1]} of {out.shape[1]}" if shown.shape[1] < out.shape[1] else ""
-        ax.set(xlabel="timestep t", ylabel="h_t",
-               title=f"layer {i}: {cell.name}, {out.shape[1]} outputs per step{more}")
+        symbol = state_symbol(cell)
+        width = (f"p = {cell.hidden_size} units" if cell.directions == 1 else
+                 f"p = {cell.hidden_size} units x {cell.directions} directions")
+        more = (f" (first {shown.shape[1]} of {out.shape[1]} drawn)"
+                if shown.shape[1] < out.shape[1] else "")
+        ax.set(xlabel="timestep t", ylabel=f"{symbol} (each unit)",
+               title=f"layer {i}: {cell.name}, {symbol} of its {width}{more}")
+        _integer_ticks(ax.xaxis)
     fig.tight_layout()
     return fig
 
@@ -88,17 +115,22 @@ def recurrent_matrices(net, layer: int) -> dict[str, np.ndarray]:
 def eigenvalues(net):
     """The eigenvalues of every layer's recurrent matrices in the complex plane, with the
     unit circle: one panel per layer."""
-    fig, axes = _figure(1, len(net.layers), figsize=(4.2 * len(net.layers), 4.2))
+    layers = [recurrent_matrices(net, i) for i in range(len(net.layers))]
+    # The legend goes below each panel, where it can cover no eigenvalue: a line per matrix.
+    legend_inches = 0.3 + 0.2 * (1 + max(len(matrices) for matrices in layers))
+    fig, axes = _figure(1, len(net.layers),
+                        figsize=(4.2 * len(net.layers), 4.2 + legend_inches))
     circle = np.exp(1j * np.linspace(0, 2 * np.pi, 361))
     for i, ax in enumerate(axes):
         ax.plot(circle.real, circle.imag, color="0.6", linewidth=0.8, label="|z| = 1")
-        for label, matrix in recurrent_matrices(net, i).items():
+        for label, matrix in layers[i].items():
             eig = np.linalg.eigvals(matrix)
             ax.scatter(eig.real, eig.imag, s=10,
                        label=f"{label}: radius {np.max(np.abs(eig)):.3g}")
         ax.set(xlabel="Re", ylabel="Im", aspect="equal",
                title=f"layer {i}: {net.layers[i].name}")
-        ax.legend(fontsize="small", loc="upper right")
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                  frameon=False)
     fig.tight_layout()
     return fig
 
@@ -116,6 +148,7 @@ def lyapunov(spectra):
         ax.plot(index[shown], values[shown], marker="o", markersize=3, label=label or None)
     ax.axhline(0.0, color="0.5", linewidth=0.8)
     ax.set(xlabel="index i", ylabel="lambda_i (per step)", title="Lyapunov spectrum")
+    _integer_ticks(ax.xaxis)
     if any(spectra):
         ax.legend(fontsize="small")
     fig.tight_layout()
@@ -135,6 +168,7 @@ def sweep(table, x: str, y: str, metric: str):
         rows = list(table)
     if not rows:
         raise InputError("the sweep table has no rows.")
+    x, y = _column(rows[0], x), _column(rows[0], y)
     for key, option in ((x, "--x"), (y, "--y"), (metric, "--metric")):
         if key not in rows[0]:
             close = [c for c in rows[0] if c.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]] \
@@ -152,20 +186,35 @@ def sweep(table, x: str, y: str, metric: str):
     grid = np.full((len(ys), len(xs)), np.nan)
     for (xv, yv), values in groups.items():
         grid[ys.index(yv), xs.index(xv)] = np.mean(values)
-    fig, (ax,) = _figure(figsize=(6.4, 4.8))
+    texts = {cell: f"{value:.3g}" for cell, value in np.ndenumerate(grid)
+             if np.isfinite(value)} if grid.size <= ANNOTATED_CELLS else {}
+    # Wide enough for the widest cell label at HEAT_FONT points in every column, and the
+    # font made smaller only beyond HEAT_MAX_WIDTH inches.
+    chars = max((len(t) for t in texts.values()), default=1)
+    label_inches = HEAT_FONT * CHAR_WIDTH * chars / 72 + 0.1
+    width = min(HEAT_MAX_WIDTH, max(6.4, HEAT_MARGIN + label_inches * len(xs)))
+    fontsize = min(HEAT_FONT, HEAT_FONT * (width - HEAT_MARGIN) / len(xs) / label_inches)
+    fig, (ax,) = _figure(figsize=(width, max(4.8, 1.8 + 0.3 * len(ys))))
     image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(xs)), [_label(v) for v in xs], rotation=45, ha="right")
     ax.set_yticks(range(len(ys)), [_label(v) for v in ys])
-    if grid.size <= ANNOTATED_CELLS:
-        for (row, column), value in np.ndenumerate(grid):
-            if np.isfinite(value):
-                ax.text(column, row, f"{value:.3g}", ha="center", va="center", fontsize="small",
-                        color="white" if value < np.nanmean(grid) else "black")
+    for (row, column), text in texts.items():
+        ax.text(column, row, text, ha="center", va="center", fontsize=fontsize,
+                color="white" if grid[row, column] < np.nanmean(grid) else "black")
     per_cell = max((len(v) for v in groups.values()), default=0)
     ax.set(xlabel=x, ylabel=y, title=f"{metric} (mean of up to {per_cell} rows per cell)")
     fig.colorbar(image, ax=ax, label=metric)
     fig.tight_layout()
     return fig
+
+
+def _column(row: dict, key: str) -> str:
+    """The table column of a grid key: ``key`` itself, or the canonical path ``sweep``
+    writes for an alias such as ``network.layers[0].spectral_radius``."""
+    if key in row:
+        return key
+    canonical = sweep_mod.canonical_key(key)
+    return canonical if canonical in row else key
 
 
 def _levels(values) -> list:
@@ -179,4 +228,5 @@ def _label(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-__all__ = ["eigenvalues", "lyapunov", "recurrent_matrices", "save", "states", "sweep"]
+__all__ = ["eigenvalues", "lyapunov", "recurrent_matrices", "save", "state_symbol", "states",
+           "sweep"]

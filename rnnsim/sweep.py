@@ -202,6 +202,14 @@ def _canonical(parts: tuple) -> tuple:
     return parts
 
 
+def canonical_key(path: str) -> str:
+    """The table column of a grid key path, aliases expanded: ``network.layers[0].spectral_radius``
+    is written as ``network.layers[0].init.recurrent.spectral_radius``. A malformed path is
+    returned as it is."""
+    parts = split_key_path(path)
+    return path if parts is None else key_path(_canonical(parts))
+
+
 def _spec_mapping(value) -> dict:
     return {"name": value} if isinstance(value, str) else dict(value or {})
 

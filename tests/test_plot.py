@@ -197,3 +197,83 @@ def test_missing_matplotlib_gives_an_install_hint(tmp_path, monkeypatch):
                  code=1)
     assert "matplotlib" in out and "rnnsim[plot]" in out
     assert not (tmp_path / "e.png").exists()
+
+
+# --- what a newcomer hits (issue 16) ---------------------------------------------------------
+
+def _drawn(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
+    return fig.canvas.get_renderer()
+
+
+@pytest.mark.parametrize("cell, symbol", [("elman", "a_t"), ("gru", "h_t"), ("lstm", "h_t"),
+                                          ("esn", "x_t")])
+def test_states_are_labelled_with_the_cells_own_symbol_and_units(cell, symbol):
+    """`plot states` labelled an elman layer's a_t as h_t and said '10 outputs per step'."""
+    net = network(cell, bidirectional=cell == "gru")
+    fig = plot.states(net, np.zeros((5, 2)))
+    (ax,) = fig.axes
+    assert ax.get_ylabel() == f"{symbol} (each unit)"
+    width = "p = 6 units x 2 directions" if cell == "gru" else "p = 6 units"
+    assert ax.get_title() == f"layer 0: {cell}, {symbol} of its {width}"
+    assert "outputs" not in ax.get_title()
+
+
+def test_step_and_index_axes_tick_whole_numbers_only():
+    """A 4-step run got ticks at 1.5, 2.5...; 3 exponents too."""
+    fig = plot.states(network(), np.zeros((4, 2)))
+    lyap = plot.lyapunov({"a": [0.1, -0.2, -0.5]})
+    for ax in (fig.axes[0], lyap.axes[0]):
+        _drawn(ax.figure)
+        ticks = ax.get_xticks()
+        assert len(ticks) >= 2 and np.all(ticks == np.round(ticks)), ticks
+
+
+def test_the_eigenvalue_legend_covers_no_eigenvalue():
+    """The legend sat in the upper right, over an eigenvalue there."""
+    net = network(units=2)
+    net.params["layers.0.U"] = np.array([[0.6, -0.85], [0.85, 0.6]])  # 0.6 +- 0.85i
+    fig = plot.eigenvalues(net)
+    renderer = _drawn(fig)
+    (ax,) = fig.axes
+    legend = ax.get_legend().get_window_extent(renderer)
+    points = ax.transData.transform(ax.collections[0].get_offsets())
+    assert len(points) == 2
+    assert not any(legend.contains(*point) for point in points)
+    assert fig.bbox.contains(legend.x0, legend.y0) and fig.bbox.contains(legend.x1, legend.y1)
+
+
+def test_heat_map_cell_labels_do_not_overlap_at_eleven_columns():
+    """`plot sweep` printed overlapping cell values at 11 columns (the README's sweep)."""
+    rows = [{"network.layers[0].init.recurrent.spectral_radius": 0.5 + 0.1 * i,
+             "network.layers[0].units": units, "nrmse": 1.234e-5 * (i + 2) * units / 50}
+            for i in range(11) for units in (50, 100)]
+    fig = plot.sweep(rows, "network.layers[0].init.recurrent.spectral_radius",
+                     "network.layers[0].units", "nrmse")
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) == 22 and min(t.get_fontsize() for t in ax.texts) >= 6
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)
+
+
+def test_cli_plot_sweep_accepts_the_grid_alias_that_sweep_accepts(tmp_path):
+    """`plot sweep --x 'network.layers[0].spectral_radius'` refused the alias `sweep --grid`
+    accepts."""
+    config = write_config(tmp_path)
+    table = tmp_path / "t.csv"
+    alias = "network.layers[0].spectral_radius"
+    invoke("sweep", config, "--grid", f"{alias}=0.5,1.0", "--grid",
+           "network.layers[0].units=4,6", "--metric", "spectral_radius", "-j", 1, "-q",
+           "-o", table)
+    out = tmp_path / "heat.png"
+    invoke("plot", "sweep", table, "--x", alias, "--y", "network.layers[0].units",
+           "--metric", "spectral_radius", "-o", out)
+    assert_image(out, "png")
+    fig = plot.sweep(table, alias, "network.layers[0].units", "spectral_radius")
+    assert fig.axes[0].get_xlabel() == "network.layers[0].init.recurrent.spectral_radius"
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), [[0.5, 1.0], [0.5, 1.0]])
