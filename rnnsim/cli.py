@@ -516,16 +516,16 @@ def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_pat
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 @reports_errors
 def plugins_command(as_json):
-    """List every registered activation, initializer and head with its package."""
+    """List every registered cell, activation, initializer, head and metric with its package."""
     from . import plugins as plugins_mod
 
     rows = plugins_mod.describe()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    for kind in ("activation", "initializer", "head"):
-        click.echo(f"{kind}s:")
-        for row in (r for r in rows if r["kind"] == kind):
+    for kind in plugins_mod.KINDS:
+        click.echo(f"{kind.attribute}:")
+        for row in (r for r in rows if r["kind"] == kind.name):
             params = ", ".join(f"{k}={v}" for k, v in row.get("params", {}).items())
             package = f"{row['package']} {row['version']}".strip()
             click.echo(f"  {row['name']:<18} {package:<16} {row['description']}"

@@ -49,3 +49,31 @@ def register_heads(register: Callable) -> None:
 
     Returns nothing; registering a name twice is an error naming both plugins.
     """
+
+
+@hookspec
+def register_cells(register: Callable) -> None:
+    """Register recurrent cells, selected in configs by ``cell: <name>``.
+
+    register : ``register(cls, description="")``
+        ``cls`` subclasses ``rnnsim.Cell`` and owns everything about the cell: its ``name``,
+        parameter names and shapes (``parameter_shapes()``), the config options it reads
+        (``options``), its activation slots, gate labels, its CPU kernel (``run_direction``),
+        and optionally its GPU kernel (``cuda_template``, ``run_cuda``) and dynamics map
+        (``map_class``). Built as ``cls(layer_config, input_size, activations, where)``.
+
+    Returns nothing; registering a name twice is an error naming both plugins.
+    """
+
+
+@hookspec
+def register_metrics(register: Callable) -> None:
+    """Register sweep metrics, named in ``sweep.metrics`` and ``rnnsim sweep --metric``.
+
+    register : ``register(name, fn, description="")``
+        ``fn(net, seed) -> float`` computes one number for one point of a sweep: ``net`` is
+        the point's ``Network``, ``seed`` the point's seed for any random input it draws.
+        Define ``fn`` at module level, so that sweep worker processes can import it.
+
+    Returns nothing; registering a name twice is an error naming both plugins.
+    """

@@ -1,7 +1,6 @@
 """The Python API: a ``Network`` built from a config, run on inputs, saved and loaded."""
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import shutil
@@ -9,7 +8,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 import yaml
@@ -18,7 +17,6 @@ from . import config as config_mod
 from . import device as device_mod
 from . import guards
 from .activations import bind
-from .cells import CELLS
 from .config import Config, Spec
 from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
 from .io import default_mode, read_npz
@@ -163,9 +161,11 @@ class Network:
         problems, layers, size = [], [], net.input_size
         for i, layer in enumerate(net.layers):
             where = f"network.layers[{i}]"
-            cell = CELLS.get(layer.cell)
-            if cell is None:
-                problems.append(_unknown_cell(layer.cell, f"{where}.cell"))
+            cell = None
+            try:
+                cell = self.plugins.cells.get(layer.cell, f"{where}.cell").cls
+            except ConfigError as exc:
+                problems.append(str(exc))
             if check_inits:
                 problems += self._check_inits(layer.init, f"{where}.init")
             if cell is None:
@@ -822,12 +822,6 @@ def _keyword_params(fn) -> list[str] | None:
     if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
         return None
     return list(sig.parameters)[3:]
-
-
-def _unknown_cell(name: str, where: str) -> str:
-    close = difflib.get_close_matches(str(name), CELLS, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"{where}: unknown cell {name!r}{hint}. Available: {', '.join(CELLS)}."
 
 
 __all__ = ["Network", "RunResult", "State", "load", "open_network", "RnnsimError"]

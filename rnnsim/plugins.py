@@ -1,7 +1,9 @@
-"""Plugin manager, entry-point loading and the registries of activations, initializers, heads.
+"""Plugin manager, entry-point loading and the registries of every plugin kind: cells,
+activations, initializers, heads and sweep metrics (``KINDS``).
 
 Built-ins go through exactly the same path as third-party plugins: they are modules listed in
-``DEFAULT_PLUGINS`` whose hookimpls call ``register``.
+``DEFAULT_PLUGINS`` whose hookimpls call ``register``. A new kind is one entry in ``KINDS`` (its
+hook, in ``hookspecs``, and the function that turns a registration into an entry).
 """
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ from .errors import ConfigError, PluginError
 
 ENTRY_POINT_GROUP = "rnnsim"
 DEFAULT_PLUGINS = (
+    "rnnsim.builtins.cells",
     "rnnsim.builtins.activations",
     "rnnsim.builtins.initializers",
     "rnnsim.builtins.heads",
     "rnnsim.builtins.reservoir",
+    "rnnsim.builtins.metrics",
 )
 
 
@@ -77,9 +81,33 @@ class HeadEntry:
     source: Source
 
 
+@dataclass(frozen=True)
+class CellEntry:
+    """A registered recurrent cell class (a subclass of ``rnnsim.Cell``)."""
+
+    name: str
+    cls: type
+    description: str
+    source: Source
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A sweep metric: ``fn(net, seed) -> float``, one number for one point.
+
+    ``net`` is the point's network (a metric may change its head's weights, not the others'
+    view of them); ``seed`` is the point's seed, for any random input the metric draws.
+    """
+
+    name: str
+    fn: Callable
+    description: str
+    source: Source = field(default=Source("local", "local", ""), compare=False)
+
+
 @dataclass
 class Registry:
-    """Names of one kind (activation, initializer, head) mapped to their entries.
+    """Names of one kind (cell, activation, initializer, head, metric) mapped to their entries.
 
     A name that two plugins register is a clash: it is kept out of ``entries`` and listed in
     ``clashes`` with every entry that claims it, so that only using it is an error (naming the
@@ -191,20 +219,21 @@ class SavedNames:
                 "a different one would change the model.")
 
 
-@dataclass
 class Plugins:
-    """Everything the loaded plugins registered."""
+    """Everything the loaded plugins registered: one ``Registry`` per kind, as attributes
+    named by ``Kind.attribute`` (``plugins.cells``, ``plugins.activations``, ...)."""
 
-    activations: Registry
-    initializers: Registry
-    heads: Registry
+    def __init__(self, registries: dict[str, Registry]):
+        self._registries = registries
+        for kind in KINDS:
+            setattr(self, kind.attribute, registries[kind.name])
 
     def registries(self) -> tuple[Registry, ...]:
-        return (self.activations, self.initializers, self.heads)
+        return tuple(self._registries[kind.name] for kind in KINDS)
 
     def for_model(self, saved: SavedNames) -> "Plugins":
         """The same registries, reporting a missing name with what ``saved`` recorded."""
-        return Plugins(*(replace(r, saved=saved) for r in self.registries()))
+        return Plugins({r.kind: replace(r, saved=saved) for r in self.registries()})
 
     def sources_of(self, used: dict[str, set[str]]) -> dict[str, dict[str, Source]]:
         """kind -> name -> Source for the names ``used`` (kind -> names) that are installed."""
@@ -318,13 +347,10 @@ def get_plugins() -> Plugins:
 
 
 def _collect(manager: pluggy.PluginManager) -> Plugins:
-    found = Plugins(Registry("activation"), Registry("initializer"), Registry("head"))
-    hooks = (
-        (manager.hook.register_activations, _activation_registrar, found.activations),
-        (manager.hook.register_initializers, _initializer_registrar, found.initializers),
-        (manager.hook.register_heads, _head_registrar, found.heads),
-    )
-    for hook, registrar, registry in hooks:
+    found = {kind.name: Registry(kind.name) for kind in KINDS}
+    for kind in KINDS:
+        hook, registrar, registry = getattr(manager.hook, kind.hook), kind.registrar, \
+            found[kind.name]
         # One plugin at a time, in registration order, so each entry knows its source; a
         # plugin's entries are kept only if all of them are valid.
         for impl in hook.get_hookimpls():
@@ -346,7 +372,7 @@ def _collect(manager: pluggy.PluginManager) -> Plugins:
                     f"{hook.name}: {type(exc).__name__}: {exc}. Fix the plugin, or block it "
                     f"with RNNSIM_DISABLE_PLUGINS={source.plugin}."
                 ))
-    return found
+    return Plugins(found)
 
 
 def _bad(source: Source, what: str) -> PluginError:
@@ -407,6 +433,47 @@ def _head_registrar(add: Callable, source: Source) -> Callable:
         add(HeadEntry(name, cls, description, source))
 
     return register
+
+
+def _cell_registrar(add: Callable, source: Source) -> Callable:
+    from .cells import Cell
+
+    def register(cls, description=""):
+        if not (isinstance(cls, type) and issubclass(cls, Cell)):
+            raise _bad(source, f"cell {cls!r}, which is not a subclass of rnnsim.Cell.")
+        add(CellEntry(cls.name, cls, description or (inspect.getdoc(cls) or "").split("\n")[0],
+                      source))
+
+    return register
+
+
+def _metric_registrar(add: Callable, source: Source) -> Callable:
+    def register(name, fn, description=""):
+        if not callable(fn):
+            raise _bad(source, f"metric '{name}' with fn={fn!r}, which is not callable.")
+        add(Metric(name, fn, description, source))
+
+    return register
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A plugin kind: its name, its registry's attribute on ``Plugins``, the hook that
+    registers it and the function that turns the hook's ``register`` calls into entries."""
+
+    name: str
+    attribute: str
+    hook: str
+    registrar: Callable[[Callable, Source], Callable]
+
+
+KINDS = (
+    Kind("cell", "cells", "register_cells", _cell_registrar),
+    Kind("activation", "activations", "register_activations", _activation_registrar),
+    Kind("initializer", "initializers", "register_initializers", _initializer_registrar),
+    Kind("head", "heads", "register_heads", _head_registrar),
+    Kind("metric", "metrics", "register_metrics", _metric_registrar),
+)
 
 
 def describe() -> list[dict]:

@@ -28,121 +28,21 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import yaml
 
-from . import config as config_mod, reservoir, sparse
+from . import config as config_mod
 from .config import Config, HeadInit, LayerInit, Spec, key_path
 from .errors import ConfigError, RnnsimError
 from .io import write_atomic
 from .network import SPECTRAL_RADIUS, Network, _keyword_params
-from .plugins import get_plugins
+from .plugins import Metric, get_plugins
 
 # Bumped when the point files or the metrics change meaning: old point files are then ignored.
 POINT_FORMAT = 1
-# Washout of the nrmse metric's readout, as a fraction of the training steps.
-NRMSE_WASHOUT = 0.1
-NRMSE_RIDGE = 1e-6
 DASK_HINT = "install it with `pip install 'rnnsim[dask]'`"
 PARQUET_HINT = "install pyarrow with `pip install 'rnnsim[parquet]'`, or write a .csv table"
 TABLE_SUFFIXES = (".csv", ".parquet")
 
 
 # --- metrics ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Metric:
-    """A number computed for one point: ``fn(net, seed) -> float``.
-
-    ``net`` is the point's network (a metric may change its head's weights, not the others'
-    view of them); ``seed`` is the point's seed, for any random input the metric draws.
-    """
-
-    name: str
-    fn: Callable[[Network, int], float]
-    description: str
-
-
-def drive(net: Network, seed: int) -> np.ndarray:
-    """Seeded N(0, 1) input of the config's ``run.timesteps`` x ``run.batch``, in ``net``'s
-    layout."""
-    run = net.config.run
-    rng = np.random.default_rng([seed, 1])
-    x = rng.standard_normal((run.timesteps, run.batch, net.input_size)).astype(net.dtype)
-    return x.swapaxes(0, 1) if net.config.network.batch_first else x
-
-
-def mean_abs_state(net: Network, seed: int) -> float:
-    """Mean |h| of the top layer over every step and sequence of the drive."""
-    return float(np.mean(np.abs(net.run(drive(net, seed)).output), dtype=np.float64))
-
-
-def final_state_norm(net: Network, seed: int) -> float:
-    """Euclidean norm of the top layer's final state (directions joined), mean over the batch."""
-    final = net.run(drive(net, seed)).final[-1].astype(np.float64)  # (D, B, p)
-    return float(np.mean(np.linalg.norm(final.swapaxes(0, 1).reshape(final.shape[1], -1),
-                                        axis=-1)))
-
-
-def recurrent_matrix(net: Network, index: int = 0):
-    """Layer ``index``'s square recurrent matrix (forward direction): dense or ``CSR``."""
-    layer = net.layers[index]
-    params = reservoir.layer_params(net, index)
-    if hasattr(layer, "recurrent_matrix"):
-        return layer.recurrent_matrix(params)
-    for name, (role, shape) in layer.parameter_shapes().items():
-        if role == "recurrent" and shape[0] == shape[1]:
-            return params[name]
-    raise ConfigError(f"network.layers[{index}]: the {layer.name} cell has no square recurrent "
-                      "matrix (its gates stack several), so it has no spectral radius; use an "
-                      "elman or esn layer for this metric.")
-
-
-def spectral_radius(net: Network, seed: int) -> float:
-    """Largest |eigenvalue| of layer 0's recurrent matrix."""
-    return sparse.spectral_radius(recurrent_matrix(net, 0))
-
-
-def nrmse(net: Network, seed: int) -> float:
-    """Test NRMSE of one-step-ahead Mackey-Glass forecasting with the fitted ridge readout.
-
-    The task of ``rnnsim fit --task mackey-glass``: the normalised series of
-    ``run.timesteps + 1`` steps, the readout fitted on the first 80% (washout 10% of those),
-    tested on the rest. Needs ``head: {name: ridge}`` and ``input_size: 1``.
-    """
-    steps = net.config.run.timesteps
-    series = reservoir.mackey_glass(steps + 1)
-    series = ((series - series.mean()) / series.std()).astype(net.dtype)
-    u, y = series[:-1], series[1:]
-    split = int(0.8 * steps)
-    net.fit(u[:split], y[:split], washout=int(NRMSE_WASHOUT * split), ridge=NRMSE_RIDGE)
-    return reservoir.nrmse(y[split:], net.run(u).y[split:])
-
-
-def memory_capacity(net: Network, seed: int) -> float:
-    """Jaeger's memory capacity on ``run.timesteps`` steps of seeded U(-1, 1) input."""
-    steps = net.config.run.timesteps
-    return reservoir.memory_capacity(net, timesteps=steps, washout=min(200, steps // 5),
-                                     seed=seed)
-
-
-def largest_lyapunov(net: Network, seed: int) -> float:
-    """Largest Lyapunov exponent of layer 0 over ``run.timesteps`` steps (rnnsim.dynamics)."""
-    from .dynamics import largest_lyapunov as lyapunov
-
-    return lyapunov(net, steps=net.config.run.timesteps, layer=0, seed=seed)
-
-
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("mean_abs_state", mean_abs_state, "mean |h| of the top layer under a seeded N(0,1) "
-           "drive of run.timesteps x run.batch"),
-    Metric("final_state_norm", final_state_norm, "norm of the top layer's last state under that "
-           "drive, mean over the batch"),
-    Metric("spectral_radius", spectral_radius, "largest |eigenvalue| of layer 0's recurrent "
-           "matrix"),
-    Metric("nrmse", nrmse, "test NRMSE of a ridge readout on one-step Mackey-Glass forecasting "
-           "(head: ridge, input_size: 1)"),
-    Metric("memory_capacity", memory_capacity, "Jaeger's memory capacity of the top layer"),
-    Metric("largest_lyapunov", largest_lyapunov, "largest Lyapunov exponent of layer 0"),
-)}
-
 
 def resolve_metrics(metrics: Iterable[str | Callable | Metric]) -> list[Metric]:
     """Registry names, ``Metric`` objects or plain ``fn(net, seed)`` functions as ``Metric``\\ s.
@@ -155,10 +55,10 @@ def resolve_metrics(metrics: Iterable[str | Callable | Metric]) -> list[Metric]:
         if isinstance(metric, Metric):
             resolved.append(metric)
         elif isinstance(metric, str):
-            if metric in METRICS:
-                resolved.append(METRICS[metric])
-            else:
-                problems.append(_unknown_metric(metric, "metrics"))
+            try:
+                resolved.append(get_plugins().metrics.get(metric, "metrics"))
+            except ConfigError as exc:
+                problems.append(str(exc))
         elif callable(metric):
             resolved.append(Metric(metric.__name__, metric, inspect.getdoc(metric) or ""))
         else:
@@ -169,12 +69,6 @@ def resolve_metrics(metrics: Iterable[str | Callable | Metric]) -> list[Metric]:
     if problems:
         raise ConfigError("\n".join(problems))
     return resolved
-
-
-def _unknown_metric(name, where: str) -> str:
-    close = difflib.get_close_matches(str(name), METRICS, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"{where}: unknown metric {name!r}{hint}. Available: {', '.join(METRICS)}."
 
 
 # --- grid -------------------------------------------------------------------------------------
@@ -402,9 +296,10 @@ def sweep_problems(config: Config) -> list[str]:
             grid_values(spec, where)
         except ConfigError as exc:
             problems.append(str(exc))
+    metrics = get_plugins().metrics
     for i, name in enumerate(sweep.metrics):
-        if name not in METRICS:
-            problems.append(_unknown_metric(name, f"sweep.metrics[{i}]"))
+        if name not in metrics:
+            problems.append(metrics.unknown(name, f"sweep.metrics[{i}]"))
     return problems
 
 
@@ -611,7 +506,7 @@ def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, A
     config : YAML path, mapping or ``Config``; its ``sweep:`` section gives whatever of grid,
         metrics, output, repeats and seed is not passed here
     grid : key path -> values (a list, ``START:STOP:COUNT[:log]`` or ``'a,b,c'``)
-    metrics : names from ``METRICS``, ``Metric`` objects, or module-level ``fn(net, seed)``
+    metrics : registered metric names (``register_metrics``), ``Metric`` objects, or module-level ``fn(net, seed)``
     output : the table, ``.csv`` or ``.parquet``; finished points are kept in
         ``points_folder(output)`` and not run again
     repeats : seeds per grid point (default 1); seed : base of the per-point seeds

@@ -107,11 +107,13 @@ def test_validate_and_info():
 
 def test_plugins_lists_every_kind_with_its_package():
     text = ok("plugins")
-    for name in ("tanh", "leaky_relu", "orthogonal", "torch_default", "last_step"):
+    for name in ("lstm", "tanh", "leaky_relu", "orthogonal", "torch_default", "last_step",
+                 "memory_capacity"):
         assert name in text
+    assert "cells:" in text and "metrics:" in text
     rows = json.loads(ok("plugins", "--json"))
     kinds = {row["kind"] for row in rows}
-    assert kinds == {"activation", "initializer", "head"}
+    assert kinds == {"cell", "activation", "initializer", "head", "metric"}
     assert all(row["package"] for row in rows)
     assert {"kind": "activation", "name": "tanh", "package": "rnnsim"}.items() <= \
         next(r for r in rows if r["name"] == "tanh").items()
@@ -224,10 +226,11 @@ def test_help_version_and_usage_errors_do_not_import_numba(args, code):
 
 
 def test_the_cli_spells_out_the_devices_and_metrics_of_the_api():
-    from rnnsim import cli as cli_mod, device, sweep
+    from rnnsim import cli as cli_mod, device
+    from rnnsim.plugins import get_plugins
 
     assert cli_mod.DEVICES == device.DEVICES
-    assert cli_mod.SWEEP_METRICS == tuple(sweep.METRICS)
+    assert cli_mod.SWEEP_METRICS == tuple(get_plugins().metrics.entries)
 
 
 def test_lazy_attributes_of_the_package():

@@ -14,7 +14,8 @@ from hypothesis import given, settings, strategies as st
 from rnnsim import ConfigError, InputError, Network
 from rnnsim.cli import cli
 from rnnsim.config import SafeLoader, parse
-from rnnsim.sweep import (METRICS, expand, grid_values, point_seed, points_folder, read_table,
+from rnnsim.plugins import get_plugins
+from rnnsim.sweep import (expand, grid_values, point_seed, points_folder, read_table,
                           run_sweep)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,13 +266,13 @@ def test_largest_lyapunov_of_a_linear_network_is_log_radius(tmp_path):
 
 def test_gated_cells_have_no_spectral_radius(tmp_path):
     config = {"network": {"input_size": 1, "layers": [{"cell": "lstm", "units": 3}]}}
-    with pytest.raises(ConfigError, match=r"sweep point .*no square recurrent matrix"):
+    with pytest.raises(ConfigError, match=r"sweep point .*no single square recurrent matrix"):
         run_sweep(config, {UNITS: [3]}, ["spectral_radius"], tmp_path / "t.csv")
 
 
 def test_metric_names_and_functions(tmp_path):
     assert {"mean_abs_state", "final_state_norm", "spectral_radius", "nrmse",
-            "largest_lyapunov"} <= set(METRICS)
+            "largest_lyapunov"} <= set(get_plugins().metrics.entries)
     table = run_sweep(esn_config(), {UNITS: [4, 5]}, ["spectral_radius", counted],
                       tmp_path / "t.csv", workers=1)
     assert table.columns[-1] == "counted"

@@ -1,15 +1,9 @@
 """Recurrent cells: the parameters of one layer and the kernels that run them.
 
-A cell class lists its parameters (name -> initializer role, shape) and runs one direction of
-its recurrence; ``CELLS`` maps the config's ``cell:`` names to the classes.
+A cell class lists its parameters (name -> initializer role, shape), runs one direction of its
+recurrence, and owns its GPU runner and dynamics map. Cells reach configs by registration
+(``register_cells``; the built-ins in ``rnnsim.builtins.cells``), never through a table here.
 """
 from .base import Cell
-from .elman import ElmanCell
-from .esn import ESNCell
-from .gru import GRUCell
-from .lstm import LSTMCell
 
-CELLS: dict[str, type[Cell]] = {"elman": ElmanCell, "lstm": LSTMCell, "gru": GRUCell,
-                               "esn": ESNCell}
-
-__all__ = ["CELLS", "Cell"]
+__all__ = ["Cell"]

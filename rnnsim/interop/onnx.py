@@ -20,7 +20,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..activations import BoundActivation, bind
-from ..cells import CELLS
 from ..config import LayerConfig, Spec
 from ..errors import ConfigError, InputError, ShapeError
 from ..plugins import get_plugins
@@ -536,7 +535,7 @@ class RecurrentNode:
         if self.spec.cell == "gru":
             options["reset_after"] = self.linear_before_reset
         config = LayerConfig(cell=self.spec.cell, units=self.hidden_size, **options)
-        cell_class = CELLS[self.spec.cell]
+        cell_class = get_plugins().cells.get(self.spec.cell, self.where).cls
         return [cell_class(config, self.input_size or 1, activations, self.where)
                 for activations in self.activations]
 

@@ -1,0 +1,89 @@
+"""Built-in sweep metrics, registered through the same hook as a plugin's: each is
+``fn(net, seed) -> float`` for one point of a sweep."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import reservoir, sparse
+from ..dynamics import largest_lyapunov as lyapunov
+from ..errors import ConfigError
+from ..hookspecs import hookimpl
+from ..reservoir import layer_params
+
+# Washout of the nrmse metric's readout, as a fraction of the training steps.
+NRMSE_WASHOUT = 0.1
+NRMSE_RIDGE = 1e-6
+
+
+def drive(net, seed: int) -> np.ndarray:
+    """Seeded N(0, 1) input of the config's ``run.timesteps`` x ``run.batch``, in ``net``'s
+    layout."""
+    run = net.config.run
+    rng = np.random.default_rng([seed, 1])
+    x = rng.standard_normal((run.timesteps, run.batch, net.input_size)).astype(net.dtype)
+    return x.swapaxes(0, 1) if net.config.network.batch_first else x
+
+
+def mean_abs_state(net, seed: int) -> float:
+    """Mean |h| of the top layer over every step and sequence of the drive."""
+    return float(np.mean(np.abs(net.run(drive(net, seed)).output), dtype=np.float64))
+
+
+def final_state_norm(net, seed: int) -> float:
+    """Euclidean norm of the top layer's final state (directions joined), mean over the batch."""
+    final = net.run(drive(net, seed)).final[-1].astype(np.float64)  # (D, B, p)
+    return float(np.mean(np.linalg.norm(final.swapaxes(0, 1).reshape(final.shape[1], -1),
+                                        axis=-1)))
+
+
+def spectral_radius(net, seed: int) -> float:
+    """Largest |eigenvalue| of layer 0's recurrent matrix (its forward direction)."""
+    layer = net.layers[0]
+    if layer.gates > 1:
+        raise ConfigError(f"network.layers[0]: the {layer.name} cell has no single square "
+                          f"recurrent matrix (its {layer.gates} gates stack several), so it "
+                          "has no spectral radius; use a cell without gates for this metric.")
+    matrices = layer.recurrent_matrices(layer_params(net, 0))
+    return sparse.spectral_radius(next(iter(matrices.values())))
+
+
+def nrmse(net, seed: int) -> float:
+    """Test NRMSE of one-step-ahead Mackey-Glass forecasting with the fitted ridge readout.
+
+    The task of ``rnnsim fit --task mackey-glass``: the normalised series of
+    ``run.timesteps + 1`` steps, the readout fitted on the first 80% (washout 10% of those),
+    tested on the rest. Needs ``head: {name: ridge}`` and ``input_size: 1``.
+    """
+    steps = net.config.run.timesteps
+    series = reservoir.mackey_glass(steps + 1)
+    series = ((series - series.mean()) / series.std()).astype(net.dtype)
+    u, y = series[:-1], series[1:]
+    split = int(0.8 * steps)
+    net.fit(u[:split], y[:split], washout=int(NRMSE_WASHOUT * split), ridge=NRMSE_RIDGE)
+    return reservoir.nrmse(y[split:], net.run(u).y[split:])
+
+
+def memory_capacity(net, seed: int) -> float:
+    """Jaeger's memory capacity on ``run.timesteps`` steps of seeded U(-1, 1) input."""
+    steps = net.config.run.timesteps
+    return reservoir.memory_capacity(net, timesteps=steps, washout=min(200, steps // 5),
+                                     seed=seed)
+
+
+def largest_lyapunov(net, seed: int) -> float:
+    """Largest Lyapunov exponent of layer 0 over ``run.timesteps`` steps (rnnsim.dynamics)."""
+    return lyapunov(net, steps=net.config.run.timesteps, layer=0, seed=seed)
+
+
+@hookimpl
+def register_metrics(register):
+    register("mean_abs_state", mean_abs_state, "mean |h| of the top layer under a seeded "
+             "N(0,1) drive of run.timesteps x run.batch")
+    register("final_state_norm", final_state_norm, "norm of the top layer's last state under "
+             "that drive, mean over the batch")
+    register("spectral_radius", spectral_radius, "largest |eigenvalue| of layer 0's recurrent "
+             "matrix")
+    register("nrmse", nrmse, "test NRMSE of a ridge readout on one-step Mackey-Glass "
+             "forecasting (head: ridge, input_size: 1)")
+    register("memory_capacity", memory_capacity, "Jaeger's memory capacity of the top layer")
+    register("largest_lyapunov", largest_lyapunov, "largest Lyapunov exponent of layer 0")
