@@ -10,12 +10,15 @@ in interleaved rounds, rnnsim with and without ``fast_math``; a round's candidat
 separated by a short pause so that another library's spinning threads go idle. Results are
 µs per step (median of the rounds), peer / rnnsim ratios (> 1: rnnsim faster) and rnnsim's
 GFLOP/s (2 B G p (k + p) per step, G gates) against the GEMM peak of this machine measured
-with numpy at the start.
+with numpy at the start (the best of one thread and as many as rnnsim's kernels use:
+``gemm_peak``).
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
+import math
 import os
 import platform
 import statistics
@@ -73,11 +76,26 @@ class Row:
 
 
 def gemm_peak(dtype: str, n: int = 1024, repeats: int = 7) -> float:
-    """GFLOP/s of numpy's matrix product of two n x n matrices (best of ``repeats``)."""
+    """GFLOP/s of numpy's matrix product of two n x n matrices: the best of ``repeats``
+    rounds, which alternate BLAS between as many threads as the kernels use
+    (``thread_count()``) and one thread, whatever limit the environment set.
+
+    One setting alone misjudged the peak: on a busy machine a multithreaded product waits
+    for its slowest thread (rnnsim's kernels then run on fewer threads: ``cores_free``) and
+    came out slower than one thread, so rnnsim showed "209%" of it; a BLAS limited to one
+    thread (``OPENBLAS_NUM_THREADS=1``) measured one core against rnnsim's threads.
+    """
+    from threadpoolctl import threadpool_limits
+
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
-    a @ b
-    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    counts = sorted({thread_count(), 1}, reverse=True)
+    best = math.inf
+    for i in range(repeats):
+        with threadpool_limits(limits=counts[i % len(counts)], user_api="blas"):
+            if i < len(counts):
+                a @ b  # the first product on these threads starts them
+            best = min(best, _seconds(lambda: a @ b))
     return 2 * n**3 / best / 1e9
 
 
@@ -209,6 +227,23 @@ def reservoirpy_runner(net, row: Row, threads: int):
 
 PEERS = {"torch": torch_runner, "onnxruntime": onnxruntime_runner,
          "reservoirpy": reservoirpy_runner}
+# The modules each peer needs; a peer without them gets a column of '-'.
+PEER_MODULES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx"),
+                "reservoirpy": ("reservoirpy",)}
+
+
+def missing_peers() -> list[str]:
+    """The peers whose packages are not installed."""
+    return [peer for peer, modules in PEER_MODULES.items()
+            if any(importlib.util.find_spec(module) is None for module in modules)]
+
+
+def missing_note(missing: list[str]) -> str | None:
+    """A line saying which peers are not installed and how to install them; None if none."""
+    if not missing:
+        return None
+    return (f"not installed: {', '.join(missing)} (their columns show '-'); pip install "
+            "'rnnsim[bench]' installs every peer (make bench pins torch==2.13.0, a CPU build)")
 
 
 def versions() -> dict[str, str]:
@@ -337,7 +372,7 @@ def run_matrix(cells=CELLS, dtypes=("float32", "float64"), quick=False, repeats=
     import_peers()
     peak = {dtype: gemm_peak(dtype) for dtype in dtypes}
     results = {"machine": machine(), "versions": versions(), "repeats": repeats,
-               "gemm_peak_gflops": peak, "rows": []}
+               "gemm_peak_gflops": peak, "missing_peers": missing_peers(), "rows": []}
     for row in rows_of(cells, dtypes, quick):
         measure(row, repeats)
         results["rows"].append(row)
@@ -355,10 +390,14 @@ HEADER = (f"{'cell':>5} {'dtype':>7} {'B':>3} {'k':>4} {'p':>5} {'T':>5} {'rnnsi
           f"{'ratio':>6} {'GFLOP/s':>8} {'of peak':>7}")
 
 
+def rate(row: Row) -> float:
+    """rnnsim's GFLOP/s on a row, in its faster mode."""
+    return row.flops / (min(row.us["rnnsim"], row.us["rnnsim_fast"]) * 1e-6) / 1e9
+
+
 def format_row(row: Row, peak: float) -> str:
     """One line of the table: µs per step, peer / rnnsim ratios, rnnsim's GFLOP/s."""
-    best = min(row.us["rnnsim"], row.us["rnnsim_fast"])
-    gflops = row.flops / (best * 1e-6) / 1e9
+    gflops = rate(row)
     cells = [f"{row.cell:>5} {row.dtype:>7} {row.B:>3} {row.k:>4} {row.p:>5} {row.T:>5}",
              f"{row.us['rnnsim']:9.2f} {row.us['rnnsim_fast']:9.2f}"]
     for peer in PEERS:
@@ -375,13 +414,21 @@ def table(results: dict) -> str:
     m = results["machine"]
     peaks = ", ".join(f"{dtype} {value:.0f} GFLOP/s"
                       for dtype, value in results["gemm_peak_gflops"].items())
-    lines = [f"{m['cpu']}, {m['cores']} cores, {m['threads']} threads; numpy GEMM peak: "
-             f"{peaks}",
+    lines = [f"{m['cpu']}, {m['cores']} cores, {m['threads']} threads; numpy GEMM peak (best "
+             f"of 1 and {m['threads']} BLAS threads): {peaks}",
              "µs per step (median of rounds); ratio = peer / rnnsim exact (> 1: rnnsim "
              "faster); fast = rnnsim with fast_math; GFLOP/s of rnnsim's faster mode",
              HEADER]
     lines += [format_row(row, results["gemm_peak_gflops"][row.dtype])
               for row in results["rows"]]
+    above = [row for row in results["rows"]
+             if rate(row) > results["gemm_peak_gflops"][row.dtype]]
+    if above:
+        lines.append(f"{len(above)} row(s) above 100% of the peak: the GEMM peak was measured "
+                     "low (the machine was busy while it ran); rerun on an idle machine")
+    note = missing_note(results.get("missing_peers", []))
+    if note:
+        lines.append(note)
     return "\n".join(lines)
 
 
@@ -396,7 +443,7 @@ def markdown(results: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for row in results["rows"]:
         peak = results["gemm_peak_gflops"][row.dtype]
-        gflops = row.flops / (min(row.us["rnnsim"], row.us["rnnsim_fast"]) * 1e-6) / 1e9
+        gflops = rate(row)
         cells = [row.cell, row.dtype, row.B, row.k, row.p, row.T, f"{row.us['rnnsim']:.2f}",
                  f"{row.us['rnnsim_fast']:.2f}"]
         for peer in peers:

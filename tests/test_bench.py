@@ -140,3 +140,63 @@ def test_gemm_peak_is_the_best_rate_of_a_real_product(monkeypatch):
     for product in products:
         assert product.dtype == np.float32
         np.testing.assert_allclose(product, expected, rtol=1e-4, atol=1e-4)
+
+
+# --- what a newcomer hits (issue 16) ---------------------------------------------------------
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return sorted({pool["num_threads"] for pool in threadpool_info()
+                   if pool["user_api"] == "blas"})
+
+
+@pytest.mark.parametrize("outside", [1, 2])
+def test_gemm_peak_is_the_best_of_one_thread_and_the_kernels_threads(monkeypatch, outside):
+    """`bench --quick` showed 209% of peak: on a busy machine the multithreaded product came
+    out slower than one thread (and a BLAS limited to one thread measured one core against
+    rnnsim's threads)."""
+    from threadpoolctl import threadpool_limits
+
+    seen, script = [], iter([4.0, 1.0, 2.0, 3.0, 5.0])
+    monkeypatch.setattr(bench, "thread_count", lambda: 2)
+
+    def timed(fn):
+        seen.append(_blas_threads())
+        return next(script)
+
+    monkeypatch.setattr(bench, "_seconds", timed)
+    with threadpool_limits(limits=outside, user_api="blas"):
+        # 2 * 8**3 flops in the best round, 1 s on one thread: 1.024e-6 GFLOP/s
+        assert bench.gemm_peak("float64", n=8, repeats=5) == pytest.approx(1.024e-6)
+        assert _blas_threads() == [outside]  # the environment's limit is back afterwards
+    assert seen == [[2], [1], [2], [1], [2]]
+
+
+def test_bench_says_which_peers_are_missing_and_how_to_install_them(tiny, monkeypatch):
+    """The torch column was all '-' without a word that torch is not installed."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    result = CliRunner().invoke(cli, ["bench", "--cells", "elman", "--dtype", "float32",
+                                      "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    note = [line for line in result.output.splitlines() if line.startswith("not installed")]
+    assert len(note) == 1 and "torch" in note[0] and "pip install 'rnnsim[bench]'" in note[0]
+    assert "torch==2.13.0" in note[0]
+    monkeypatch.setattr(bench, "missing_peers", lambda: [])
+    result = CliRunner().invoke(cli, ["bench", "--cells", "elman", "--dtype", "float32",
+                                      "--repeats", "1"])
+    assert "not installed" not in result.output
+
+
+def test_a_share_above_the_peak_is_explained():
+    row = bench.Row("elman", "float64", 1, 3, 5, 30, us={"rnnsim": 0.05, "rnnsim_fast": 0.04})
+    results = {"machine": {"cpu": "cpu", "cores": 2, "threads": 2}, "rows": [row],
+               "gemm_peak_gflops": {"float64": 1.0}, "missing_peers": []}
+    # 80 flops per step in 0.04 us: 2 GFLOP/s, 200% of 1
+    text = bench.table(results)
+    assert "200%" in text and "1 row(s) above 100% of the peak" in text
+    assert "best of 1 and 2 BLAS threads" in text
+    results["gemm_peak_gflops"]["float64"] = 4.0
+    assert "above 100%" not in bench.table(results)
