@@ -166,7 +166,10 @@ class Registry:
             return f"{where}: {self.clash(name)}"
         if self.saved is not None:
             return f"{where}: {self.saved.missing(self.kind, name)}"
-        close = difflib.get_close_matches(str(name), self.entries, n=1)
+        # A case slip ('LSTM', 'Tanh') first: names are case-sensitive and lowercase.
+        folded = {entry.lower(): entry for entry in self.entries}
+        close = ([folded[str(name).lower()]] if str(name).lower() in folded else
+                 difflib.get_close_matches(str(name).lower(), self.entries, n=1))
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return (
             f"{where}: unknown {self.kind} {name!r}{hint}. Installed: "

@@ -366,3 +366,15 @@ def test_sweep_workers_run_one_numba_and_one_blas_thread():
     assert out.split("\n")[0] == "1 [1]"
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert '"threadpoolctl>=3.1",' in pyproject.split("[project.optional-dependencies]")[0]
+
+
+def test_a_case_slip_in_a_plugin_name_gets_the_lowercase_name(tmp_path):
+    """`cell: LSTM` got no did-you-mean (names are lowercase)."""
+    config = write(tmp_path, "network:\n  input_size: 3\n  layers:\n"
+                             "    - {cell: LSTM, units: 4}\n")
+    text = fails("validate", config)
+    assert "network.layers[0].cell: unknown cell 'LSTM' (did you mean 'lstm'?)" in text
+    config = write(tmp_path, "network:\n  input_size: 3\n  layers:\n"
+                             "    - {cell: elman, units: 2, activation: Leaky_ReLU}\n")
+    assert "unknown activation 'Leaky_ReLU' (did you mean 'leaky_relu'?)" in fails(
+        "validate", config)
