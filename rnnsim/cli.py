@@ -419,10 +419,14 @@ def print_equations(net: Network) -> None:
 
 def print_parameters(net: Network) -> None:
     click.echo("parameters (shapes from k and p only; none depends on T):")
-    for row in net.parameter_table():
+    table = net.parameter_table()
+    for row in table:
         shape = " x ".join(map(str, row["shape"]))
-        click.echo(f"  {row['name']:<22} {row['symbol']:<14} {shape:<12} {row['count']:>9,}")
-    total = sum(row["count"] for row in net.parameter_table())
+        sparse = (f"  nonzeros stored (sparse, {row['count'] / math.prod(row['shape']):.1%})"
+                  if row["sparse"] else "")
+        click.echo(f"  {row['name']:<22} {row['symbol']:<14} {shape:<12} {row['count']:>9,}"
+                   + sparse)
+    total = sum(row["count"] for row in table)
     click.echo(f"  {'total':<22} {'':<14} {'':<12} {total:>9,}")
 
 
@@ -435,7 +439,7 @@ def validate(config):
 
     net = open_network(config)
     click.echo(f"{config}: valid ({len(net.layers)} layer(s), "
-               f"{sum(v.size for v in net.params.values()):,} parameters)")
+               f"{sum(row['count'] for row in net.parameter_table()):,} parameters)")
 
 
 @cli.command()

@@ -240,15 +240,18 @@ class Network:
         return shapes
 
     def parameter_table(self) -> list[dict]:
-        """One row per parameter: name, symbol (W_a, U_a...), shape, count."""
+        """One row per parameter: name, symbol (W_a, U_a...), shape, count and whether it is
+        sparse. A sparse (CSR) matrix counts its stored nonzeros, not rows x columns."""
         rows = []
         for name, (role, shape) in self.parameter_shapes().items():
             owner, _, short = name.rpartition(".")
             base, _, direction = short.partition("_")
             obj = self.head if owner == "head" else self.layers[int(owner.split(".")[1])]
             symbol = obj.symbols.get(base, base) + (f" ({direction})" if direction else "")
+            stored = self.params.get(f"{name}.data")  # a CSR matrix's nonzeros
             rows.append({"name": name, "symbol": symbol, "role": role, "shape": shape,
-                         "count": int(np.prod(shape))})
+                         "count": int(np.prod(shape)) if stored is None else int(stored.size),
+                         "sparse": stored is not None})
         return rows
 
     def _init_spec(self, name: str, role: str) -> tuple[Spec, str]:

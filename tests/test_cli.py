@@ -378,3 +378,20 @@ def test_a_case_slip_in_a_plugin_name_gets_the_lowercase_name(tmp_path):
                              "    - {cell: elman, units: 2, activation: Leaky_ReLU}\n")
     assert "unknown activation 'Leaky_ReLU' (did you mean 'leaky_relu'?)" in fails(
         "validate", config)
+
+
+def test_info_counts_the_stored_nonzeros_of_a_sparse_reservoir():
+    """`info` counted a 5%-connected 500-unit reservoir as 500 x 500 = 250,000 parameters."""
+    config = ROOT / "configs" / "mackey_glass.yaml"
+    net = rnnsim.Network.from_config(config)
+    nonzeros = net.params["layers.0.W.data"].size
+    assert 0 < nonzeros < 500 * 500 // 10
+    rows = {row["name"]: row for row in json.loads(ok("info", config, "--json"))["parameters"]}
+    assert rows["layers.0.W"]["count"] == nonzeros and rows["layers.0.W"]["sparse"]
+    assert rows["layers.0.W"]["shape"] == [500, 500]
+    assert not rows["layers.0.Win"]["sparse"] and rows["layers.0.Win"]["count"] == 500
+    text = ok("info", config)
+    line = next(line for line in text.splitlines() if line.strip().startswith("layers.0.W "))
+    assert f"{nonzeros:,}  nonzeros stored (sparse, 5.0%)" in line and "250,000" not in text
+    assert f"layer 0: {500 + nonzeros + 500:,} parameters" in text
+    assert f"{500 + nonzeros + 500 + 501:,} parameters" in ok("validate", config)
