@@ -28,11 +28,9 @@ if TYPE_CHECKING:
     from . import longrun
     from .network import Network, RunResult
 
-# Spelled out here so that building the options does not import the API: tests check that
-# they equal rnnsim.device.DEVICES and rnnsim.sweep.METRICS.
+# Spelled out here so that building the options does not import the API (numba): a test
+# checks that it equals rnnsim.device.DEVICES.
 DEVICES = ("cpu", "cuda")
-SWEEP_METRICS = ("mean_abs_state", "final_state_norm", "spectral_radius", "nrmse",
-                 "memory_capacity", "largest_lyapunov")
 
 
 def reports_errors(fn):
@@ -863,7 +861,9 @@ def _grid_option(entries) -> dict[str, str] | None:
                    "replaces the config's sweep.grid.")
 @click.option("--metric", "metrics", multiple=True, metavar="NAME",
               help="A metric to compute per point, repeat for more; replaces sweep.metrics. "
-                   "One of: " + ", ".join(sorted(SWEEP_METRICS)) + ".")
+                   "A registered metric: built in (mean_abs_state, final_state_norm, "
+                   "spectral_radius, nrmse, memory_capacity, largest_lyapunov) or from a "
+                   "plugin; `rnnsim plugins` lists them all.")
 @click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path),
               help="The table, .csv or .parquet; finished points are kept in STEM.points/ next "
                    "to it [default: sweep.output, else CONFIG_STEM-sweep.csv].")

@@ -225,12 +225,16 @@ def test_help_version_and_usage_errors_do_not_import_numba(args, code):
     assert result.stdout.splitlines()[-1] == f"EXIT {code} False False", result.stdout
 
 
-def test_the_cli_spells_out_the_devices_and_metrics_of_the_api():
+def test_the_cli_spells_out_the_devices_and_the_built_in_metrics_of_the_api():
     from rnnsim import cli as cli_mod, device
     from rnnsim.plugins import get_plugins
 
     assert cli_mod.DEVICES == device.DEVICES
-    assert cli_mod.SWEEP_METRICS == tuple(get_plugins().metrics.entries)
+    builtin = [e.name for e in get_plugins().metrics.entries.values()
+               if e.source.plugin.startswith("rnnsim.")]
+    help_text = " ".join(ok("sweep", "--help").split())
+    assert builtin and all(name in help_text for name in builtin)
+    assert "`rnnsim plugins` lists them all" in help_text
 
 
 def test_lazy_attributes_of_the_package():
