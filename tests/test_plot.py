@@ -277,3 +277,19 @@ def test_cli_plot_sweep_accepts_the_grid_alias_that_sweep_accepts(tmp_path):
     fig = plot.sweep(table, alias, "network.layers[0].units", "spectral_radius")
     assert fig.axes[0].get_xlabel() == "network.layers[0].init.recurrent.spectral_radius"
     np.testing.assert_allclose(fig.axes[0].images[0].get_array(), [[0.5, 1.0], [0.5, 1.0]])
+
+
+def test_cli_plot_lyapunov_takes_steps_with_an_input(tmp_path, monkeypatch):
+    """As `analyze`: --steps with --input uses the file's first WARMUP + STEPS steps."""
+    config = write_config(tmp_path)
+    u = np.random.default_rng(0).standard_normal((80, 2))
+    np.save(tmp_path / "u.npy", u)
+    seen = []
+    real = dynamics.lyapunov_spectrum
+    monkeypatch.setattr(dynamics, "lyapunov_spectrum", lambda net, x, **kw: seen.append(x) or
+                        real(net, x, **kw))
+    invoke("plot", "lyapunov", config, "--input", tmp_path / "u.npy", "--steps", 20,
+           "--warmup", 10, "--exponents", 2, "-o", tmp_path / "l.png")
+    np.testing.assert_array_equal(seen[0], u[:30])
+    assert "need 110 steps" in invoke("plot", "lyapunov", config, "--input", tmp_path / "u.npy",
+                                      "--steps", 100, "-o", tmp_path / "m.png", code=2)
