@@ -291,5 +291,5 @@ def test_cli_plot_lyapunov_takes_steps_with_an_input(tmp_path, monkeypatch):
     invoke("plot", "lyapunov", config, "--input", tmp_path / "u.npy", "--steps", 20,
            "--warmup", 10, "--exponents", 2, "-o", tmp_path / "l.png")
     np.testing.assert_array_equal(seen[0], u[:30])
-    assert "need 110 steps" in invoke("plot", "lyapunov", config, "--input", tmp_path / "u.npy",
+    assert "need 200 steps" in invoke("plot", "lyapunov", config, "--input", tmp_path / "u.npy",
                                       "--steps", 100, "-o", tmp_path / "m.png", code=2)
