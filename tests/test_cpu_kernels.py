@@ -16,6 +16,8 @@ CELLS = {
     "lstm-clip-coupled": {"cell": "lstm", "units": 9, "clip": 0.6, "input_forget": True},
     "gru": {"cell": "gru", "units": 18},
     "gru-reset-before": {"cell": "gru", "units": 18, "reset_after": False, "clip": 1.5},
+    # a cell from a plugin package (plugins/rnnsim-ugrnn), registered through register_cells
+    "ugrnn-clip": {"cell": "ugrnn", "units": 11, "clip": 0.8},
 }
 
 

@@ -29,6 +29,10 @@ VARIANTS = {
     "esn": ("esn", {"leak_rate": [0.2, 0.5, 0.7, 1.0, 0.9], "input_scaling": [0.5, 2.0, 1.0]}),
     "esn-sparse": ("esn", {"leak_rate": 0.4, "sparse": True,
                            "init": {"recurrent": {"name": "sparse_random", "connectivity": 0.5}}}),
+    "ugrnn": ("ugrnn", {}),
+    "ugrnn-clip-acts": ("ugrnn", {"clip": 0.5, "activation": "softsign",
+                                  "gate_activation": {"name": "hard_sigmoid", "alpha": 0.3,
+                                                      "beta": 0.4}}),
 }
 
 

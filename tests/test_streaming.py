@@ -15,6 +15,8 @@ CELLS = {
     "esn": {"cell": "esn", "units": 6, "leak_rate": 0.4},
     "esn-sparse": {"cell": "esn", "units": 6, "sparse": True,
                    "init": {"recurrent": {"name": "sparse_random", "connectivity": 0.5}}},
+    "ugrnn": {"cell": "ugrnn", "units": 5, "init": {"bias": {"name": "uniform", "low": -1,
+                                                             "high": 1}}},
 }
 
 

@@ -29,6 +29,7 @@ LAYERS = {
     "esn-sparse": {"cell": "esn", "sparse": True, "leak_rate": 0.7,
                    "init": {"recurrent": {"name": "sparse_random", "connectivity": 0.5}}},
     "esn-noise-scaling": {"cell": "esn", "noise": 0.05, "input_scaling": 0.5},
+    "ugrnn-clip": {"cell": "ugrnn", "clip": 0.7},  # a plugin's cell (plugins/rnnsim-ugrnn)
 }
 
 

@@ -1,0 +1,92 @@
+"""The update-gate RNN (UGRNN; Collins, Sohl-Dickstein & Sussillo, 2017) as an rnnsim cell.
+
+    c_t = f(W_c x_t + U_c h_{t-1} + b_c)            candidate
+    g_t = f_gate(W_g x_t + U_g h_{t-1} + b_g)       update gate
+    h_t = g_t h_{t-1} + (1 - g_t) c_t
+
+One registration (``register_cells``) brings all of it to rnnsim: the parameters, the CPU
+kernel (``cpu.py``), the GPU kernel (``cuda.py``) and the dynamics map with its Jacobian.
+"""
+import numpy as np
+
+import rnnsim
+from rnnsim import device
+from rnnsim.cells import Cell
+from rnnsim.cells.base import input_projection
+from rnnsim.cells.maps import LayerMap, rows
+
+
+class UGRNNMap(LayerMap):
+    """h' = g h + (1 - g) c with c = f(d_c + U_c h), g = f_gate(d_g + U_g h)."""
+
+    def _gates(self, s, d):
+        p = self.size
+        z = d + s @ self.weight("U").T
+        return self.activate(0, z[..., :p]), self.activate(1, z[..., p:])
+
+    def __call__(self, s, d):
+        (c, _), (g, _) = self._gates(s, d)
+        return g * s + (1.0 - g) * c
+
+    def jvp(self, s, d, v):
+        p = self.size
+        (c, c_slope), (g, g_slope) = self._gates(s, d)
+        dz = self.weight("U") @ v
+        return (rows(g, v) + rows((s - c) * g_slope, dz[..., p:, :])
+                + rows((1.0 - g) * c_slope, dz[..., :p, :]))
+
+
+class UGRNNCell(Cell):
+    """h_t = g h_{t-1} + (1 - g) c: candidate c and update gate g from W x_t + U h_{t-1} + b."""
+
+    name = "ugrnn"
+    template = "rnnsim_ugrnn.cpu"
+    cuda_template = "rnnsim_ugrnn.cuda"
+    gate_labels = "cg"
+    equation = ("c = f_a(W_c x_t + U_c h_{t-1} + b_c); g = f_gate(W_g x_t + U_g h_{t-1} + b_g); "
+                "h_t = g h_{t-1} + (1 - g) c")
+    symbols = {"W": "W_cg", "U": "U_cg", "b": "b_cg"}
+    activation_slots = {"activation": "tanh", "gate_activation": "sigmoid"}
+    options = ("gate_activation", "clip")
+    map_class = UGRNNMap
+
+    def parameter_shapes(self):
+        p, k = self.units, self.input_size
+        shapes = {}
+        for suffix in self.suffixes:
+            shapes["W" + suffix] = ("input", (2 * p, k))
+            shapes["U" + suffix] = ("recurrent", (2 * p, p))
+            if self.config.bias:
+                shapes["b" + suffix] = ("bias", (2 * p,))
+        return shapes
+
+    def run_direction(self, params, suffix, x, h, lengths, reverse):
+        xp = input_projection(x, params["W" + suffix], params.get("b" + suffix))
+        out = np.empty(x.shape[:2] + (self.units,), x.dtype)
+        self.kernels().ugrnn_forward_serial(
+            xp, np.ascontiguousarray(params["U" + suffix]), h, out, lengths, reverse,
+            self.clip(x.dtype), *(a.kernel_args(x.dtype) for a in self.activations))
+        return out
+
+    def cuda_row_values(self) -> int:
+        return self.units
+
+    def run_cuda(self, run, params, suffix, h, c):
+        p = self.units
+        per_block = run.plan.units_per_block(p)
+        stage, shared = run.stage(2 * p * per_block)
+        Ut = run.weights("U" + suffix, (params["U" + suffix],),
+                         lambda U: device.transposed(U, 2))
+        h_dev = run.upload(h)
+        clip = self.clip(run.dtype)
+        out = run.recur(params, suffix, p, "ugrnn_forward", shared,
+                        lambda xp, out, lengths, steps: (xp, Ut, h_dev, out, lengths, steps,
+                                                         run.reverse, clip, per_block, stage,
+                                                         *run.args))
+        h_dev.copy_to_host(h)
+        return out
+
+
+@rnnsim.hookimpl
+def register_cells(register):
+    register(UGRNNCell, description="update-gate RNN: h = g h + (1 - g) c (Collins et al. 2017)")
