@@ -35,8 +35,8 @@ import numpy as np
 
 from .cells.base import thread_count
 from .errors import ConfigError
+from .plugins import get_plugins
 
-GATES = {"elman": 1, "lstm": 4, "gru": 3, "esn": 1}
 # (B, k, p, T): the rows of the matrix for each recurrent cell
 SHAPES = [(1, 8, 16, 4000), (1, 8, 64, 4000), (1, 32, 256, 1000), (32, 32, 128, 300),
           (64, 128, 512, 40)]
@@ -67,7 +67,8 @@ class Row:
         """Floating-point operations of one step (the recurrent cells' matmuls; a sparse
         reservoir's nonzeros)."""
         recurrent = self.p * self.p * (self.connectivity or 1.0)
-        return 2.0 * self.B * GATES[self.cell] * (self.p * self.k + recurrent)
+        cell = get_plugins().cells.get(self.cell, "bench.cells").cls
+        return 2.0 * self.B * cell.gate_count() * (self.p * self.k + recurrent)
 
     def ratio(self, peer: str, ours: str = "rnnsim") -> float | None:
         if peer not in self.us or ours not in self.us:

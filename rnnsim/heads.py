@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ConfigError
+
 
 class Head:
     """A map from the top layer's states ``(T, B, in_features)`` to outputs ``y``.
@@ -14,6 +16,8 @@ class Head:
 
     default_activation = "identity"
     per_step = True
+    # y_t = W a_t + b exactly (no activation): what output feedback and closed loops need.
+    linear_readout = False
     equation = ""
     symbols = {"W": "W_y", "b": "b_y"}
 
@@ -37,6 +41,12 @@ class Head:
         sequence, for ``Network.run(..., lengths=)``); ``states`` are zero past each end.
         """
         raise NotImplementedError
+
+    def fit(self, states: np.ndarray, targets: np.ndarray, ridge: float) -> dict[str, np.ndarray]:
+        """New parameters fitted to ``states`` (n, in_features) and ``targets`` (n, units),
+        float64, for ``Network.fit``; a head that cannot be fitted raises ConfigError."""
+        raise ConfigError("network.head: fit trains a ridge readout; add `head: {name: ridge, "
+                          "units: <outputs>}` to the config.")
 
     def extra_outputs(self, y: np.ndarray) -> dict[str, np.ndarray]:
         """Arrays derived from ``y`` that `rnnsim run --output` also writes (e.g. classes)."""

@@ -198,9 +198,8 @@ class Network:
                                   "head class.") from None
         if not problems:
             for i, layer in enumerate(layers):
-                if hasattr(layer, "attach"):  # esn output feedback reads the head
-                    problems += layer.attach(head, i == len(layers) - 1, self.device,
-                                             f"network.layers[{i}]")
+                problems += layer.attach(head, i == len(layers) - 1, self.device,
+                                         f"network.layers[{i}]")
         if problems:
             lines = [line.removeprefix("  - ") for p in problems for line in p.splitlines()]
             raise ConfigError(config_mod.format_errors(self.origin, lines))
@@ -393,7 +392,7 @@ class Network:
         """Layer ``i``'s parameters by short name (``W``, ``U_reverse``...)."""
         prefix = f"layers.{i}."
         params = {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
-        if getattr(self.layers[i], "feedback_size", None):  # its loop computes the readout
+        if self.layers[i].feedback_size:  # its loop computes the readout
             params.update({f"head.{k}": v for k, v in self._head_params().items()})
         return params
 
@@ -692,7 +691,7 @@ def read_saved_names(path: Path) -> SavedNames:
     record = path / PLUGINS_FILE
     if not record.is_file():
         return SavedNames(None, where)
-    fix = (f"The file only names the plugin packages the model was saved with: restore it, or "
+    fix = ("The file only names the plugin packages the model was saved with: restore it, or "
            "delete it to load the model without it.")
     try:
         data = yaml.safe_load(record.read_text())

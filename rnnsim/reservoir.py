@@ -12,24 +12,7 @@ import numpy as np
 
 from . import device as device_mod
 from .errors import ConfigError, InputError, ShapeError
-from .heads import Head
 from .sparse import spectral_radius
-
-class RidgeHead(Head):
-    """A linear readout y_t = W_out x_t + b_out, trained by ridge regression (``Network.fit``)."""
-
-    equation = "y_t = W_out x_t + b_out  (fit by ridge regression)"
-    symbols = {"W": "W_out", "b": "b_out"}
-
-    def __init__(self, in_features, units, activation):
-        if activation.name != "identity":
-            raise ConfigError("network.head.activation: the ridge head is linear; remove the "
-                              f"activation '{activation.name}' (or use head 'linear').")
-        super().__init__(in_features, units, activation)
-
-    def forward(self, params, states):
-        return self.linear(params, states)
-
 
 def ridge_regression(states: np.ndarray, targets: np.ndarray, ridge: float,
                      chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +63,7 @@ def fit(net, u, y, washout: int = 0, ridge: float = 1e-6, check_finite: bool = T
     With output feedback the states come from teacher forcing: y[t-1] is fed back at step t
     (y[-1] = 0), as reservoirpy does with ``reservoir <<= readout``.
     """
-    if not isinstance(net.head, RidgeHead):
+    if net.head is None:
         raise ConfigError("network.head: fit trains a ridge readout; add `head: {name: ridge, "
                           "units: <outputs>}` to the config.")
     if not (isinstance(washout, int) and washout >= 0) or not (ridge >= 0):
@@ -97,17 +80,17 @@ def fit(net, u, y, washout: int = 0, ridge: float = 1e-6, check_finite: bool = T
         raise InputError(f"washout = {washout} leaves no step of the {T} to fit; use a "
                          "smaller washout or a longer input.")
     kept = np.ascontiguousarray(states[washout:])
-    units = net.head.units
-    w, b = ridge_regression(kept.reshape(-1, kept.shape[-1]),
-                            np.ascontiguousarray(target[washout:]).reshape(-1, units), ridge)
-    net.params["head.W"] = np.ascontiguousarray(w.T, dtype=net.dtype)
-    net.params["head.b"] = b.astype(net.dtype)
+    fitted = net.head.fit(kept.reshape(-1, kept.shape[-1]),
+                          np.ascontiguousarray(target[washout:]).reshape(-1, net.head.units),
+                          ridge)
+    for name, value in fitted.items():
+        net.params[f"head.{name}"] = np.ascontiguousarray(value, dtype=net.dtype)
     return net
 
 
 def has_feedback(net) -> bool:
     """Whether the top layer of ``net`` receives the head's output (esn ``feedback``)."""
-    return bool(getattr(net.layers[-1], "feedback_size", None))
+    return bool(net.layers[-1].feedback_size)
 
 
 def _checked_target(net, y, lead: tuple, name: str, check_finite: bool) -> np.ndarray:
@@ -155,8 +138,8 @@ def generate(net, steps: int, state=None, y0=None):
     from .network import RunResult, State
 
     layer = net.layers[0]
-    if len(net.layers) != 1 or not hasattr(layer, "generate") or not isinstance(net.head,
-                                                                               RidgeHead):
+    if len(net.layers) != 1 or not layer.reservoir or net.head is None or \
+            not net.head.linear_readout:
         raise ConfigError("generate: closed-loop generation needs one esn layer and a ridge "
                           "head; run the stack step by step with net.step instead.")
     if net.head.units != net.input_size:
@@ -309,7 +292,7 @@ def analyze(net, u=None, y=None, washout: int = 0, ridge: float = 1e-6) -> dict:
     """
     layers = []
     for i, layer in enumerate(net.layers):
-        if not hasattr(layer, "recurrent_matrix"):
+        if not layer.reservoir:
             continue
         w = recurrent_matrix(net, i)
         layers.append({"layer": i, "units": layer.units,
@@ -369,7 +352,7 @@ def run_ensemble(nets: Sequence, u, device: str | None = None) -> EnsembleResult
     if not nets:
         raise InputError("run_ensemble needs at least one network.")
     first = nets[0].layers[0] if len(nets[0].layers) == 1 else None
-    if first is None or not hasattr(first, "run_members"):
+    if first is None or not first.reservoir:
         raise ConfigError("run_ensemble: every member must have exactly one esn layer.")
     u = np.ascontiguousarray(u, dtype=nets[0].dtype)
     if u.ndim != 2 or u.shape[1] != nets[0].input_size:

@@ -27,7 +27,7 @@ def test_gate_blocks_of_an_lstm_with_projection_and_a_reverse_direction():
 def test_gru_blocks_and_the_gate_count():
     net = network({"cell": "gru", "units": 5})
     cell = net.layers[0]
-    assert (cell.gate_labels, cell.gates) == ("rzn", 3)
+    assert (cell.gate_labels, cell.gate_count()) == ("rzn", 3)
     matrices = cell.recurrent_matrices(layer_params(net, 0))
     U = net.params["layers.0.U"]
     for i, g in enumerate("rzn"):

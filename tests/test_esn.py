@@ -648,3 +648,44 @@ def test_batched_sparse_kernel_gives_the_row_kernels_bits(dtype, B, monkeypatch)
     np.testing.assert_array_equal(batched.state.h[0], rows.state.h[0])
     for b in range(B):
         assert not batched.output[lengths[b]:, b].any()
+
+
+class MeanHead(rnnsim.Head):
+    """A plugin's head that fits itself: the mean target, whatever the states."""
+
+    def forward(self, params, states):
+        return self.linear(params, states)
+
+    def fit(self, states, targets, ridge):
+        return {"W": np.zeros((self.units, self.in_features)), "b": targets.mean(axis=0)}
+
+
+def test_network_fit_calls_the_heads_own_fit():
+    """Core never checks for the ridge head: any head with a fit method can be trained, and
+    one without says how to get one."""
+    from rnnsim import plugins
+
+    class Plugin:
+        @rnnsim.hookimpl
+        def register_heads(self, register):
+            register("mean_head", MeanHead)
+
+    plugins.register_plugin(Plugin(), name="mean-head")
+    try:
+        cfg = {"network": {"input_size": 1, "dtype": "float64", "layers": [
+            {"cell": "esn", "units": 5}], "head": {"name": "mean_head", "units": 1}}}
+        net = rnnsim.Network.from_config(cfg)
+        u = np.random.default_rng(0).standard_normal((30, 1))
+        y = np.random.default_rng(1).standard_normal(30)
+        net.fit(u, y, washout=10)
+        np.testing.assert_allclose(net.params["head.b"], [y[10:].mean()])
+        np.testing.assert_allclose(net.run(u).y[:, 0], y[10:].mean())
+        cfg["network"]["head"] = {"name": "linear", "units": 1}
+        with pytest.raises(rnnsim.ConfigError, match="fit trains a ridge readout"):
+            rnnsim.Network.from_config(cfg).fit(u, y)
+        cfg["network"]["layers"][0]["feedback"] = True
+        cfg["network"]["head"] = {"name": "mean_head", "units": 1}
+        with pytest.raises(rnnsim.ConfigError, match="output feedback needs a ridge head"):
+            rnnsim.Network.from_config(cfg)
+    finally:
+        plugins.unregister_plugin("mean-head")

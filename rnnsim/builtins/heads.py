@@ -1,5 +1,7 @@
 """Built-in output heads."""
+from ..errors import ConfigError
 from ..heads import Head
+from ..reservoir import ridge_regression
 from ..hookspecs import hookimpl
 
 
@@ -31,8 +33,30 @@ class LastStepHead(Head):
         return self.activation(self.linear(params, last))
 
 
+class RidgeHead(Head):
+    """A linear readout y_t = W_out x_t + b_out, trained by ridge regression (``Network.fit``)."""
+
+    equation = "y_t = W_out x_t + b_out  (fit by ridge regression)"
+    symbols = {"W": "W_out", "b": "b_out"}
+    linear_readout = True
+
+    def __init__(self, in_features, units, activation):
+        if activation.name != "identity":
+            raise ConfigError("network.head.activation: the ridge head is linear; remove the "
+                              f"activation '{activation.name}' (or use head 'linear').")
+        super().__init__(in_features, units, activation)
+
+    def forward(self, params, states):
+        return self.linear(params, states)
+
+    def fit(self, states, targets, ridge):
+        w, b = ridge_regression(states, targets, ridge)
+        return {"W": w.T, "b": b}
+
+
 @hookimpl
 def register_heads(register):
     register("linear", LinearHead, description="f_y(W_y a_t + b_y) at every step")
     register("softmax", SoftmaxHead, description="softmax(W_y a_t + b_y) at every step")
     register("last_step", LastStepHead, description="f_y(W_y a_T + b_y) on the last step")
+    register("ridge", RidgeHead, description="W_out x_t + b_out, trained by Network.fit")

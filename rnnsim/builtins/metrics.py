@@ -39,9 +39,9 @@ def final_state_norm(net, seed: int) -> float:
 def spectral_radius(net, seed: int) -> float:
     """Largest |eigenvalue| of layer 0's recurrent matrix (its forward direction)."""
     layer = net.layers[0]
-    if layer.gates > 1:
+    if layer.gate_count() > 1:
         raise ConfigError(f"network.layers[0]: the {layer.name} cell has no single square "
-                          f"recurrent matrix (its {layer.gates} gates stack several), so it "
+                          f"recurrent matrix (its {layer.gate_count()} gates stack several), so it "
                           "has no spectral radius; use a cell without gates for this metric.")
     matrices = layer.recurrent_matrices(layer_params(net, 0))
     return sparse.spectral_radius(next(iter(matrices.values())))

@@ -1,4 +1,4 @@
-"""Built-in reservoir initializers and the ridge readout head.
+"""Built-in reservoir initializers.
 
 Recurrent initializers return a ``rnnsim.sparse.CSR`` (the network stores it dense or
 sparse as the layer asks); input initializers return dense arrays. Every one draws only from
@@ -7,7 +7,6 @@ the ``rng`` it is given. Add ``spectral_radius: r`` to any square one to rescale
 import numpy as np
 
 from ..hookspecs import hookimpl
-from ..reservoir import RidgeHead
 from ..sparse import CSR
 
 DISTRIBUTIONS = ("normal", "uniform", "bernoulli")
@@ -118,7 +117,3 @@ def register_initializers(register):
     for name, (fn, description) in INITIALIZERS.items():
         register(name, fn, description=description)
 
-
-@hookimpl
-def register_heads(register):
-    register("ridge", RidgeHead, description="W_out x_t + b_out, trained by Network.fit")

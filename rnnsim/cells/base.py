@@ -110,6 +110,8 @@ class Cell:
     activation_slots: dict[str, str] = {"activation": "tanh"}
     # Cell-specific LayerConfig keys this cell reads (besides COMMON_OPTIONS).
     options: tuple[str, ...] = ()
+    # Outputs of the head fed back into this layer (esn ``feedback``); None: none.
+    feedback_size: int | None = None
     # Whether the layer is a reservoir (echo-state analyses and ridge readouts apply).
     reservoir = False
     # One letter per gate block of the stacked W/U rows, in kernel order ("" for one block).
@@ -179,10 +181,10 @@ class Cell:
         self._packed[key] = entry[:3] + (marks, (W, U))
         return entry[0]
 
-    @property
-    def gates(self) -> int:
+    @classmethod
+    def gate_count(cls) -> int:
         """Blocks of ``units`` rows stacked in W and U (1 for a cell without gates)."""
-        return max(1, len(self.gate_labels))
+        return max(1, len(cls.gate_labels))
 
     @property
     def hidden_size(self) -> int:
@@ -229,7 +231,7 @@ class Cell:
         matrices = {}
         for suffix, label in zip(self.suffixes, ("", " (reverse)")):
             u = np.asarray(params["U" + suffix], np.float64)
-            for gate, block in zip(self.gate_labels or " ", np.split(u, self.gates)):
+            for gate, block in zip(self.gate_labels or " ", np.split(u, self.gate_count())):
                 name = f"U_{gate}" if gate.strip() else "U"
                 matrices[name + label] = self.square(block, params, suffix)
         return matrices
@@ -237,6 +239,11 @@ class Cell:
     def square(self, block: np.ndarray, params: dict, suffix: str) -> np.ndarray:
         """A gate's block of U made square (a cell with a projection multiplies it in)."""
         return block
+
+    def attach(self, head, top: bool, device: str, where: str) -> list[str]:
+        """Connect the layer to the network's ``head`` once both are built (``top``: the layer
+        the head reads); the config problems found, each with its key path."""
+        return []
 
     def cuda_row_values(self) -> int:
         """Values of GPU shared memory each batch row of a block needs (its state, and what a

@@ -9,7 +9,6 @@ import numpy as np
 
 from ..activations import compile_errors
 from ..errors import ConfigError
-from ..reservoir import RidgeHead
 from ..sparse import CSR
 from ..kernels.cpu import tiles
 from .. import device
@@ -113,7 +112,6 @@ class ESNCell(Cell):
         self.sparse = bool(config.sparse)
         self.sparse_parameters = ("W",) if self.sparse else ()
         # m, the outputs fed back: set by attach() from the head's units.
-        self.feedback_size: int | None = None
 
     def attach(self, head, top: bool, device: str, where: str) -> list[str]:
         """Connect the layer's output feedback (if any) to the network's ``head``.
@@ -128,7 +126,7 @@ class ESNCell(Cell):
         if not top:
             problems.append(f"{where}.feedback: only the top layer can receive the head's "
                             "output; move feedback to the last layer.")
-        if not isinstance(head, RidgeHead):
+        if head is None or not head.linear_readout:
             problems.append(f"{where}.feedback: output feedback needs a ridge head, whose "
                             "linear readout y_t = W_out x_t + b_out is fed back; add `head: "
                             "{name: ridge, units: <outputs>}`.")
