@@ -89,6 +89,9 @@ class compile_errors:
             return False
         if not isinstance(exc, kernels.KernelCompileError) and \
                 _raised_in(exc) not in _reached_names(self.activations):
+            # numba's compiler can fail with a plain exception too: an activation that does
+            # not compile alone is named; anything else is rnnsim's own and propagates
+            check_compiles(self.activations, self.dtype)
             return False
         if isinstance(exc, kernels.KernelCompileError):
             raise PluginError(f"numba could not compile the kernel with activation "
@@ -123,7 +126,7 @@ def check_compiles(activations, dtype) -> None:
         try:
             numba.njit(**ACTIVATION_JIT)(activation.entry.fn).compile(
                 (scalar,) * (1 + len(activation.params)))
-        except kernels.KernelCompileError as exc:
+        except Exception as exc:  # numba's own errors, or any raised inside its compiler
             raise PluginError(f"numba could not compile activation {_names([activation])}: "
                               f"{numba_reason(exc)}\n{_SUBSET}") from exc
         _checked.add(key)
@@ -131,7 +134,9 @@ def check_compiles(activations, dtype) -> None:
 
 def numba_reason(exc: BaseException) -> str:
     """numba's message without its pipeline preamble and pass trail: the reason, then the
-    file, line and source it points at."""
+    file, line and source it points at (another exception: its type and message)."""
+    if not isinstance(exc, kernels.KernelCompileError):
+        return f"{type(exc).__name__}: {exc}"
     lines = [line.rstrip() for line in str(exc).strip().splitlines()]
     lines = [line for line in lines if not line.startswith(("Failed in ", "During: "))]
     return "\n".join(line for i, line in enumerate(lines)
