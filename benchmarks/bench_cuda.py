@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 import rnnsim
-from rnnsim.reservoir import ensemble, run_ensemble
+from rnnsim.ensembles import ensemble, run_ensemble
 from timing import median_seconds, parse_args
 
 K = 64

@@ -23,7 +23,7 @@ from timing import parse_args
 
 import rnnsim
 from rnnsim.builtins.reservoir import input_bernoulli, sparse_random
-from rnnsim.reservoir import run_ensemble
+from rnnsim.ensembles import run_ensemble
 from rnnsim.sparse import CSR, scale_spectral_radius
 
 LR, SR = 0.3, 0.9

@@ -5,21 +5,17 @@ W (p x k), U (p x p) and b (p) never depend on T.
 """
 import importlib
 import importlib.util
-from importlib.metadata import PackageNotFoundError, version
 
 from .errors import (ConfigError, InputError, NonfiniteError, NonfiniteWarning, PluginError,
                      RnnsimError, ShapeError)
 from .hookspecs import hookimpl
+from .version import __version__
 
 # Loaded on first use (PEP 562), so that `import rnnsim` (and the CLI's --help) does not
 # import numba: attribute -> the module that defines it.
-_LAZY = {"Head": "heads", "Network": "network", "RunResult": "network", "State": "network",
+_LAZY = {"Head": "heads", "Network": "network", "RunResult": "results", "State": "results",
          "load": "network"}
 
-try:
-    __version__ = version("rnnsim")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
 
 
 def from_torch(module_or_state_dict, **config):

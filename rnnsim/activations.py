@@ -4,15 +4,18 @@ from __future__ import annotations
 import difflib
 import numbers
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 
 from . import kernels
-from .config import Spec
 from .errors import ConfigError, PluginError, RnnsimError
 from .kernels.options import ACTIVATION_JIT
-from .plugins import Activation, Plugins
+
+if TYPE_CHECKING:  # types only: the plugin registry and the config sit above this module
+    from .config import Spec
+    from .plugins import Activation, Plugins
 
 
 @dataclass(frozen=True)

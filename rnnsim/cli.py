@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__
+from .version import __version__
 from .errors import RnnsimError
 
 if TYPE_CHECKING:
@@ -434,7 +434,10 @@ def print_parameters(net: Network) -> None:
 def validate(config):
     """Check a config (keys, types, sizes, plugin names) without running it."""
     from .network import open_network
+    from .sweep import parse_config
 
+    if Path(config).is_file():  # a YAML config, whose sweep: section is checked too
+        parse_config(config)
     net = open_network(config)
     click.echo(f"{config}: valid ({len(net.layers)} layer(s), "
                f"{sum(row['count'] for row in net.parameter_table()):,} parameters)")
@@ -584,9 +587,10 @@ def import_group():
 
 @import_group.command("torch")
 @click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--mode", required=True, type=click.Choice(["rnn", "rnn_tanh", "rnn_relu", "lstm",
-                                                         "gru"], case_sensitive=False),
-              help="The torch.nn module the weights come from.")
+@click.option("--mode", required=True,
+              type=click.Choice(["RNN", "RNN_TANH", "RNN_RELU", "LSTM", "GRU"],
+                                case_sensitive=False),
+              help="The torch.nn module the weights come from (its mode, any case).")
 @click.option("--input-size", required=True, type=click.IntRange(min=1),
               help="The module's input_size (k).")
 @click.option("--hidden-size", required=True, type=click.IntRange(min=1),

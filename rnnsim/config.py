@@ -218,8 +218,11 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def parse(source: str | Path | Mapping) -> Config:
-    """Validate a config given as a YAML path or a mapping; report every error at once."""
-    origin = f"config file '{source}'" if isinstance(source, (str, Path)) else "config"
+    """Validate a config given as a YAML path or a mapping; report every error at once.
+
+    The ``sweep:`` section's grid key paths and metric names are checked by
+    ``rnnsim.sweep.parse_config``, which sweeps (and ``rnnsim validate``) use."""
+    origin = origin_of(source)
     data = read_yaml(source) if isinstance(source, (str, Path)) else source
     if not isinstance(data, Mapping):
         raise ConfigError(f"{origin} must be a mapping with a 'network' key, "
@@ -228,13 +231,12 @@ def parse(source: str | Path | Mapping) -> Config:
         config = Config.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(format_errors(origin, [_describe(e) for e in exc.errors()])) from None
-    if config.sweep is not None:
-        from .sweep import sweep_problems  # the grid's key paths and the metric names
-
-        problems = sweep_problems(config)
-        if problems:
-            raise ConfigError(format_errors(origin, problems))
     return config
+
+
+def origin_of(source) -> str:
+    """How error messages name a config given as a path or a mapping."""
+    return f"config file '{source}'" if isinstance(source, (str, Path)) else "config"
 
 
 def format_errors(origin: str, problems: list[str]) -> str:

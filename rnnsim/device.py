@@ -1,7 +1,7 @@
 """Run recurrent layers on an NVIDIA GPU through numba.cuda (``device="cuda"``).
 
 ``Network`` calls :func:`run_layer` in place of ``Cell.run`` when its device is ``cuda``, and
-``reservoir.run_ensemble`` calls :func:`run_members`. This module checks that a GPU is there,
+``ensembles.run_ensemble`` calls :func:`run_members`. This module checks that a GPU is there,
 compiles the layer's activations as CUDA device functions from the same plugin source as the
 CPU path (``kernels.build(..., target="cuda")``), moves the arrays, picks a launch
 :class:`Plan` and launches the kernels of ``kernels/cuda/``: one launch projects the inputs of

@@ -119,7 +119,7 @@ def check_parameters(net) -> None:
 def _density(net, name: str, role: str) -> float:
     """The share of nonzeros a sparse parameter's initializer draws: its ``connectivity``
     (given, or its default), else 1 (an initializer without one may draw the dense matrix)."""
-    spec, _ = net._init_spec(name, role)
+    spec, _ = net.init_spec(name, role)
     entry = net.plugins.initializers.entries.get(spec.name)
     density = spec.params.get("connectivity")
     if density is None and entry is not None:

@@ -30,13 +30,19 @@ import shutil
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import __version__, guards
+from . import guards
+from .version import __version__
 from .errors import ConfigError, InputError, NonfiniteError, NonfiniteWarning, ShapeError
 from .io import read_npz, write_npz
-from .network import Network, RunResult, State, _as_real_array, _checked_lengths
+from .results import RunResult, State
+from .validation import as_real_array, checked_lengths
+
+if TYPE_CHECKING:  # the module runs networks, but never imports the module that defines them
+    from .network import Network
 
 # The default chunk holds about this many bytes of buffers (input, layers, output).
 CHUNK_BYTES = 64 << 20
@@ -264,7 +270,7 @@ def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, ch
     time_axis = 0 if unbatched else source.time_axis
     T = source.shape[time_axis]
     B = 1 if unbatched else source.shape[1 - time_axis]
-    lengths = _checked_lengths(lengths, T, B, unbatched)
+    lengths = checked_lengths(lengths, T, B, unbatched)
     state = _start_state(net, h0, c0, B, unbatched, check_finite)
     partial = partial_folder(out)
     saved = _progress(partial, out) if resume and (partial / PROGRESS).is_file() else None
@@ -335,7 +341,7 @@ def _source(net: Network, x):
     """The input as something read a chunk at a time, checked like ``Network.run`` checks x."""
     batch_first = net.config.network.batch_first
     if not isinstance(x, DrawnInput):
-        x = _as_real_array(x, "x")
+        x = as_real_array(x, "x")
     k = net.input_size
     if len(x.shape) not in (2, 3) or x.shape[-1] != k or 0 in x.shape:
         layout = "(B, T, k)" if batch_first else "(T, B, k)"
@@ -353,9 +359,9 @@ def _start_state(net: Network, h0, c0, B: int, unbatched: bool, check_finite: bo
             raise InputError("run: give either a State as h0 or c0, not both (a State "
                              "already holds the cell states).")
         h0, c0 = list(h0.h), list(h0.c)
-    h = net._initial_states(h0, "h0", [layer.hidden_size for layer in net.layers], B,
+    h = net.coerce_states(h0, "h0", [layer.hidden_size for layer in net.layers], B,
                             unbatched, check_finite)
-    c = net._initial_states(c0, "c0", [layer.cell_size for layer in net.layers], B,
+    c = net.coerce_states(c0, "c0", [layer.cell_size for layer in net.layers], B,
                             unbatched, check_finite)
     if unbatched:
         h = [s[:, 0] for s in h]
@@ -524,7 +530,7 @@ def _finish(net: Network, out: Path, partial: Path, state: State, lengths, unbat
         output = np.load(partial / OUTPUT, mmap_mode="r", allow_pickle=False)
         states = (output[:, None] if unbatched else output.swapaxes(0, 1)
                   if net.config.network.batch_first else output)
-        y = net._head_forward(net._head_params(), states, lengths)
+        y = net.head_forward(net.head_params(), states, lengths)
         watch = guards.NonfiniteWatch(mode, None)
         watch.head(net.config.network.head.name, y, False, len(net.layers))
         watch.report(unbatched)

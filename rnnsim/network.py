@@ -6,7 +6,6 @@ import os
 import shutil
 import tempfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -20,79 +19,17 @@ from .activations import bind
 from .config import Config, Spec
 from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
 from .io import default_mode, read_npz
-from .plugins import Plugins, SavedNames, Source, get_plugins
+from .plugins import Plugins, SavedNames, Source, get_plugins, keyword_params
 from . import reservoir
+from .results import RunResult, State
 from .sparse import CSR, CSR_PARTS, scale_spectral_radius
+from . import validation
+from .validation import as_real_array, checked_lengths
 
 SPECTRAL_RADIUS = "spectral_radius"
 # The model folder: the config, the weights, and the plugin that provided each name used.
 CONFIG_FILE, WEIGHTS_FILE, PLUGINS_FILE = "config.yaml", "weights.npz", "plugins.yaml"
 SOURCE_FIELDS = ("plugin", "package", "version")
-
-
-@dataclass
-class RunResult:
-    """What ``Network.run`` returns.
-
-    output : (T, B, D*p), (B, T, D*p) with ``batch_first``, (T, D*p) for unbatched input
-        The top layer's hidden state at every step (D = 2 for a bidirectional layer).
-    final : tuple of (D, B, p) arrays, or (D, p) for unbatched input
-        The final hidden state of every layer.
-    y : ndarray or None
-        The head's outputs, or None without a head.
-    final_c : tuple of (D, B, p) arrays or None, or (D, p) for unbatched input
-        The final cell state of every layer that has one (LSTM; an esn layer with output
-        feedback: the last fed-back y, (1, B, m)), None for the others.
-    """
-
-    output: np.ndarray
-    final: tuple[np.ndarray, ...]
-    y: np.ndarray | None
-    final_c: tuple[np.ndarray | None, ...] = ()
-
-    @property
-    def state(self) -> "State":
-        """Where the run stopped: pass it to ``run`` or ``step`` to continue."""
-        return State(self.final, self.final_c)
-
-    @property
-    def h_n(self) -> np.ndarray:
-        """Final states stacked PyTorch-style: (layers*D, B, p)."""
-        return _stacked(self.final, "h_n", "final")
-
-    @property
-    def c_n(self) -> np.ndarray:
-        """Final cell states stacked PyTorch-style: (layers*D, B, p), for LSTM stacks."""
-        if not self.final_c or any(c is None for c in self.final_c):
-            raise ShapeError("c_n needs every layer to have a cell state (cell: lstm); use "
-                             "result.final_c, one array per layer (None without a cell state).")
-        return _stacked(self.final_c, "c_n", "final_c")
-
-
-@dataclass(frozen=True)
-class State:
-    """The recurrent state of every layer, to continue a run where the last one stopped.
-
-    h : tuple of (D, B, p) arrays, one per layer, or (D, p) for unbatched runs
-    c : tuple with the cell state (D, B, p) of each LSTM layer (the fed-back output y of an esn
-        layer with feedback) and None for the others
-    """
-
-    h: tuple[np.ndarray, ...]
-    c: tuple[np.ndarray | None, ...]
-
-    def __post_init__(self):
-        for name in ("h", "c"):
-            if not isinstance(getattr(self, name), (tuple, list)):
-                raise ShapeError(f"State.{name} is {type(getattr(self, name)).__name__}; it holds "
-                                 "one entry per layer (a tuple). Use net.initial_state(batch).")
-
-
-def _stacked(finals, name: str, attribute: str) -> np.ndarray:
-    if len({f.shape[1:] for f in finals}) > 1:
-        raise ShapeError(f"{name} needs every layer to have the same number of units; "
-                         f"use result.{attribute}, one array per layer.")
-    return np.concatenate(finals, axis=0)
 
 
 class Network:
@@ -213,7 +150,7 @@ class Network:
                 problems.append(self.plugins.initializers.unknown(spec.name, f"{where}.{role}"))
                 continue
             fn = self.plugins.initializers.get(spec.name, where).fn
-            accepted = _keyword_params(fn)
+            accepted = keyword_params(fn)
             for key in spec.params:
                 if key != SPECTRAL_RADIUS and accepted is not None and key not in accepted:
                     takes = ", ".join(accepted) or "no parameters"
@@ -253,7 +190,7 @@ class Network:
                          "sparse": stored is not None})
         return rows
 
-    def _init_spec(self, name: str, role: str) -> tuple[Spec, str]:
+    def init_spec(self, name: str, role: str) -> tuple[Spec, str]:
         owner, index = name.split(".")[0], name.split(".")[1]
         if owner == "head":
             return getattr(self.config.network.head.init, role), f"network.head.init.{role}"
@@ -261,7 +198,7 @@ class Network:
         return getattr(layer.init, role), f"network.layers[{index}].init.{role}"
 
     def _initialize(self, name: str, role: str, shape: tuple[int, ...]) -> np.ndarray:
-        spec, where = self._init_spec(name, role)
+        spec, where = self.init_spec(name, role)
         entry = self.plugins.initializers.get(spec.name, where)
         seed = [self.config.network.seed, zlib.crc32(name.encode())]
         kwargs = {k: v for k, v in spec.params.items() if k != SPECTRAL_RADIUS}
@@ -309,9 +246,9 @@ class Network:
             raise ShapeError(f"initial_state(batch={batch!r}): batch must be a positive int, or "
                              "None for one unbatched sequence.")
         guards.check_state(self, int(B))
-        h = self._initial_states(None, "h0", [layer.hidden_size for layer in self.layers], B,
+        h = self.coerce_states(None, "h0", [layer.hidden_size for layer in self.layers], B,
                                  False, False)
-        c = self._initial_states(None, "c0", [layer.cell_size for layer in self.layers], B,
+        c = self.coerce_states(None, "c0", [layer.cell_size for layer in self.layers], B,
                                  False, False)
         if batch is None:
             h = [s[:, 0] for s in h]
@@ -334,13 +271,13 @@ class Network:
         if any(layer.directions == 2 for layer in self.layers):
             raise ConfigError("step: a bidirectional layer needs the whole sequence; use run "
                               "on the full input, or make the layers unidirectional.")
-        x = _as_real_array(x_t, "x_t")
+        x = as_real_array(x_t, "x_t")
         k = self.input_size
         if x.ndim not in (1, 2) or x.shape[-1] != k:
             raise ShapeError(f"x_t has shape {x.shape}; expected (B, k) or (k,) for one "
                              f"sequence, with k = input_size = {k}.")
         if check_finite and not np.isfinite(x).all():
-            _check_finite(x, "x_t")
+            validation.check_finite(x, "x_t")
         unbatched = x.ndim == 1
         B = 1 if unbatched else x.shape[0]
         x = np.ascontiguousarray(x, dtype=self.dtype).reshape(1, B, k)
@@ -358,7 +295,7 @@ class Network:
             cs.append(None if c is None else c[:, 0] if unbatched else c)
         y = x
         if self.head is not None:
-            y = self._head_forward(self._head_params(), x, None)
+            y = self.head_forward(self.head_params(), x, None)
             watch.head(self.config.network.head.name, y, self.head.per_step, len(self.layers))
         watch.report(unbatched)
         y = y[0] if self.head is None or self.head.per_step else y
@@ -378,13 +315,13 @@ class Network:
                                  f"{i} {'has' if width else 'has no'} such state. Use "
                                  "net.initial_state(batch).")
             return None
-        part = _as_real_array(part, name)
+        part = as_real_array(part, name)
         want = (self.layers[i].directions,) + (() if unbatched else (B,)) + (width,)
         if part.shape != want:
             raise ShapeError(f"{name} has shape {part.shape}; expected {want} (directions, "
                              "batch, units) to match x_t. Use net.initial_state(batch).")
         if check_finite and not np.isfinite(part).all():
-            _check_finite(part, name)
+            validation.check_finite(part, name)
         part = np.asarray(part, dtype=self.dtype)
         return part[:, None] if unbatched else part
 
@@ -393,10 +330,10 @@ class Network:
         prefix = f"layers.{i}."
         params = {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
         if self.layers[i].feedback_size:  # its loop computes the readout
-            params.update({f"head.{k}": v for k, v in self._head_params().items()})
+            params.update({f"head.{k}": v for k, v in self.head_params().items()})
         return params
 
-    def _head_params(self) -> dict[str, np.ndarray]:
+    def head_params(self) -> dict[str, np.ndarray]:
         return {k[5:]: v for k, v in self.params.items() if k.startswith("head.")}
 
     def _run_layer(self, layer, params, x, h, c, lengths=None, **options):
@@ -450,12 +387,12 @@ class Network:
             h0, c0 = list(h0.h), list(h0.c)
         x, unbatched = self._coerce_input(x, check_finite)
         T, B, _ = x.shape
-        lengths = _checked_lengths(lengths, T, B, unbatched)
+        lengths = checked_lengths(lengths, T, B, unbatched)
         if teacher is not None:
             teacher = reservoir.teacher_signal(self, teacher, T, B, unbatched, check_finite)
-        states = self._initial_states(h0, "h0", [layer.hidden_size for layer in self.layers],
+        states = self.coerce_states(h0, "h0", [layer.hidden_size for layer in self.layers],
                                       B, unbatched, check_finite)
-        cells = self._initial_states(c0, "c0", [layer.cell_size for layer in self.layers],
+        cells = self.coerce_states(c0, "c0", [layer.cell_size for layer in self.layers],
                                      B, unbatched, check_finite)
         watch = guards.NonfiniteWatch(mode, x)
         finals, finals_c = [], []
@@ -468,7 +405,7 @@ class Network:
             finals_c.append(final_c)
         y = None
         if self.head is not None:
-            y = self._head_forward(self._head_params(), x, lengths)
+            y = self.head_forward(self.head_params(), x, lengths)
             watch.head(self.config.network.head.name, y, self.head.per_step, len(self.layers))
         watch.report(unbatched)
         if y is not None:
@@ -482,7 +419,7 @@ class Network:
             finals_c = [None if c is None else c[:, 0] for c in finals_c]
         return RunResult(output, tuple(finals), y, tuple(finals_c))
 
-    def _head_forward(self, params: dict, x: np.ndarray, lengths) -> np.ndarray:
+    def head_forward(self, params: dict, x: np.ndarray, lengths) -> np.ndarray:
         """The head's y for the states ``x`` (T, B, F): (T, B, ...) per step, else (B, ...);
         a head plugin that raises or returns something else is reported by name."""
         name = self.config.network.head.name
@@ -522,7 +459,7 @@ class Network:
         return np.ascontiguousarray(a.swapaxes(0, 1)) if self.config.network.batch_first else a
 
     def _coerce_input(self, x, check_finite: bool):
-        x = _as_real_array(x, "x")
+        x = as_real_array(x, "x")
         k = self.input_size
         if x.ndim not in (2, 3):
             raise ShapeError(f"input x has shape {x.shape} (rank {x.ndim}); expected (T, B, k)"
@@ -539,7 +476,7 @@ class Network:
         guards.check_run(self, *((B, T) if self.config.network.batch_first and x.ndim == 3
                                  else (T, B)))
         if check_finite:
-            _check_finite(x, "x")
+            validation.check_finite(x, "x")
         unbatched = x.ndim == 2
         if unbatched:
             x = x[:, None, :]
@@ -547,7 +484,7 @@ class Network:
             x = x.swapaxes(0, 1)
         return np.ascontiguousarray(x, dtype=self.dtype), unbatched
 
-    def _initial_states(self, value, name: str, widths, B: int, unbatched: bool,
+    def coerce_states(self, value, name: str, widths, B: int, unbatched: bool,
                         check_finite: bool) -> list[np.ndarray | None]:
         """One (D, B, width) state per layer from ``value``; None where a width is None."""
         expected = [None if w is None else (layer.directions, B, w)
@@ -559,13 +496,13 @@ class Network:
             if len(value) != len(expected):
                 raise ShapeError(f"{name} has {len(value)} entries; expected one per layer "
                                  f"({len(expected)}).")
-            parts = [None if v is None else _as_real_array(v, f"{name}[{i}]")
+            parts = [None if v is None else as_real_array(v, f"{name}[{i}]")
                      for i, v in enumerate(value)]
         else:
             if not used:
                 raise ShapeError(f"{name} is given but no layer has that state (only LSTM "
                                  f"layers have a cell state). Leave {name} out.")
-            stacked = _as_real_array(value, name)
+            stacked = as_real_array(value, name)
             if unbatched and stacked.ndim == 2:
                 stacked = stacked[:, None, :]
             sizes = {shape[2] for shape in used}
@@ -595,7 +532,7 @@ class Network:
                 raise ShapeError(f"{name} for layer {i} has shape {part.shape}; expected {want} "
                                  "(directions, batch, units).")
             if check_finite:
-                _check_finite(part, name)
+                validation.check_finite(part, name)
             states.append(np.ascontiguousarray(part, dtype=self.dtype))
         return states
 
@@ -736,7 +673,7 @@ def _checked_params(params, shapes, dtype, sparse=frozenset()) -> dict[str, np.n
                  if name not in shapes or name in sparse]
     for name, value in params.items():
         if name in shapes and name not in sparse:
-            value = _as_real_array(value, f"parameter '{name}'")
+            value = as_real_array(value, f"parameter '{name}'")
             if value.shape != shapes[name][1]:
                 problems.append(f"parameter '{name}' has shape {value.shape}; expected "
                                 f"{shapes[name][1]}")
@@ -773,57 +710,11 @@ def _check_initial_value(value, entry, name: str, shape: tuple[int, ...], dtype:
                           f"{' of its nonzeros' if isinstance(value, CSR) else ''}. " + hint)
 
 
-def _as_real_array(value, name: str) -> np.ndarray:
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise ShapeError(f"{name} cannot be read as an array: {exc}.") from None
-    if array.dtype.kind not in "biuf":
-        raise ShapeError(f"{name} has dtype {array.dtype}; expected real numbers "
-                         "(float32 or float64).")
-    return array
-
-
-def _check_finite(array: np.ndarray, name: str) -> None:
-    bad = ~np.isfinite(array)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(f"{name} holds {int(bad.sum())} NaN/inf value(s), the first at index "
-                         f"{index} of shape {array.shape}. Clean the input, or pass "
-                         "check_finite=False (--allow-nonfinite on the CLI) to run anyway.")
-
-
-def _checked_lengths(lengths, T: int, B: int, unbatched: bool) -> np.ndarray | None:
-    """``lengths`` as (B,) int64 within [0, T], or None when not given."""
-    if lengths is None:
-        return None
-    value = _as_real_array(lengths, "lengths")
-    if unbatched and value.ndim == 0:
-        value = value[None]
-    if value.dtype.kind not in "iu" or value.shape != (B,):
-        raise ShapeError(f"lengths has shape {value.shape} and dtype {value.dtype}; expected "
-                         f"({B},) integers, the steps of each sequence.")
-    if value.size and (value.min() < 0 or value.max() > T):
-        raise ShapeError(f"lengths must lie in [0, T] = [0, {T}]; got values from "
-                         f"{value.min()} to {value.max()}.")
-    return value.astype(np.int64)
-
-
 def _keyword_names(fn) -> set[str]:
     try:
         return set(inspect.signature(fn).parameters)
     except (TypeError, ValueError):
         return set()
-
-
-def _keyword_params(fn) -> list[str] | None:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return list(sig.parameters)[3:]
 
 
 __all__ = ["Network", "RunResult", "State", "load", "open_network", "RnnsimError"]

@@ -378,6 +378,18 @@ def _collect(manager: pluggy.PluginManager) -> Plugins:
     return Plugins(found)
 
 
+def keyword_params(fn) -> list[str] | None:
+    """The keyword parameters of an initializer ``fn(shape, rng, dtype, **params)``; None when
+    it takes any (``**kwargs``) or its signature cannot be read."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return list(sig.parameters)[3:]
+
+
 def _bad(source: Source, what: str) -> PluginError:
     return PluginError(f"plugin '{source.plugin}' ({source.package}) registered {what}")
 

@@ -32,8 +32,8 @@ from . import config as config_mod
 from .config import Config, HeadInit, LayerInit, Spec, key_path
 from .errors import ConfigError, RnnsimError
 from .io import write_atomic
-from .network import SPECTRAL_RADIUS, Network, _keyword_params
-from .plugins import Metric, get_plugins
+from .network import SPECTRAL_RADIUS, Network
+from .plugins import Metric, get_plugins, keyword_params
 
 # Bumped when the point files or the metrics change meaning: old point files are then ignored.
 POINT_FORMAT = 1
@@ -194,7 +194,7 @@ def _spec_param_problem(owner, spec: dict, spec_parts: tuple, param: str,
         return None  # the config's own check names the unknown plugin
     entry = registry.entries[spec["name"]]
     if initializer:
-        accepted = _keyword_params(entry.fn)
+        accepted = keyword_params(entry.fn)
         if accepted is None:
             return None
         accepted = [*accepted, SPECTRAL_RADIUS]
@@ -282,6 +282,16 @@ def _number(text: str) -> int | float:
         if not math.isfinite(value):
             raise ValueError(text) from None
         return value
+
+
+def parse_config(source: str | os.PathLike | Mapping) -> Config:
+    """``config.parse`` and then the checks of its ``sweep:`` section, every problem at once."""
+    config = config_mod.parse(source)
+    if config.sweep is not None:
+        problems = sweep_problems(config)
+        if problems:
+            raise ConfigError(config_mod.format_errors(config_mod.origin_of(source), problems))
+    return config
 
 
 def sweep_problems(config: Config) -> list[str]:
@@ -517,7 +527,7 @@ def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, A
         throwaway local cluster; None runs on this machine
     progress : called as ``progress(finished, total)`` as points finish
     """
-    config = config if isinstance(config, Config) else config_mod.parse(config)
+    config = config if isinstance(config, Config) else parse_config(config)
     section = config.sweep
     grid = grid if grid is not None else section.grid if section else None
     metrics = metrics if metrics is not None else section.metrics if section else None

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import rnnsim
 from rnnsim import ConfigError, device
 from rnnsim.cli import cli
-from rnnsim.reservoir import ensemble, run_ensemble
+from rnnsim.ensembles import ensemble, run_ensemble
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {"network": {"input_size": 2, "device": "cuda", "layers": [{"cell": "gru",

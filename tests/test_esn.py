@@ -9,9 +9,9 @@ from click.testing import CliRunner
 import rnnsim
 from rnnsim.builtins import reservoir as inits
 from rnnsim.cli import cli
-from rnnsim.reservoir import (echo_state_check, ensemble, layer_params, mackey_glass,
-                              memory_capacity, nrmse, recurrent_matrix, ridge_regression,
-                              run_ensemble)
+from rnnsim.ensembles import ensemble, run_ensemble
+from rnnsim.reservoir import (echo_state_check, layer_params, mackey_glass, memory_capacity,
+                              nrmse, recurrent_matrix, ridge_regression)
 from rnnsim.sparse import CSR, arnoldi_radius, scale_spectral_radius, spectral_radius
 
 TOL = {"float32": 2e-5, "float64": 1e-12}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numba
 import numba.np.ufunc.parallel as numba_parallel
@@ -11,8 +12,10 @@ import numpy as np
 from .. import kernels
 from ..activations import BoundActivation, compile_errors
 from ..kernels.cpu import tiles
-from ..config import LayerConfig
 from ..errors import ConfigError
+
+if TYPE_CHECKING:  # types only: configs sit above the cells
+    from ..config import LayerConfig
 
 COMMON_OPTIONS = ("cell", "units", "activation", "init", "bias", "bidirectional")
 

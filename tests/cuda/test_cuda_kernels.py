@@ -5,7 +5,7 @@ import pytest
 
 import rnnsim
 from rnnsim import device, plugins
-from rnnsim.reservoir import run_ensemble, ensemble
+from rnnsim.ensembles import ensemble, run_ensemble
 
 from cuda_helpers import LAYERS, TOLERANCE, assert_same, pair, random_input
 
