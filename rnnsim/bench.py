@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numba
 import numpy as np
 
 from .cells.base import thread_count
@@ -479,6 +478,8 @@ def plot(results: dict, path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("bench --plot needs matplotlib: pip install 'rnnsim[plot]'.") from None
+    from .plot import save
+
     rows = results["rows"]
     names = ["rnnsim", "rnnsim_fast"] + peers_in(rows)
     labels = [f"{r.cell} {r.dtype[5:]}\n({r.B},{r.k},{r.p})" for r in rows]
@@ -494,5 +495,7 @@ def plot(results: dict, path: Path) -> None:
     ax.legend()
     ax.set_title(f"rnnsim vs peers, {results['machine']['threads']} threads")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        save(fig, path)
+    finally:
+        plt.close(fig)

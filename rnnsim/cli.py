@@ -497,6 +497,7 @@ def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_pat
     GEMM peak (see docs/performance.md).
     """
     from . import bench
+    from .io import write_atomic
 
     chosen = ("float32", "float64") if dtypes == "both" else (dtypes,)
     click.echo(bench.HEADER)
@@ -510,7 +511,7 @@ def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_pat
     click.echo()
     click.echo(bench.markdown(results) if markdown else bench.table(results))
     if json_path is not None:
-        json_path.write_text(bench.to_json(results))
+        write_atomic(json_path, lambda tmp: tmp.write_text(bench.to_json(results)))
         click.echo(f"wrote {json_path}")
     if plot_path is not None:
         bench.plot(results, plot_path)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import struct
 import tempfile
 import tokenize
@@ -181,6 +182,50 @@ def write_atomic(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
     fsync(path.parent)
+
+
+def write_folder_atomic(path: Path, write) -> None:
+    """Call ``write(tmp)`` on a new temporary folder next to ``path``, sync what it wrote, then
+    put it in place of ``path``: after a crash ``path`` is the old folder or the whole new one
+    (``recover_folder`` puts the old one back if the crash fell between the two renames that
+    replace it). The folder gets the mode a plainly created one gets."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+        for written in tmp.rglob("*"):
+            fsync(written)
+        tmp.chmod(default_mode(folder=True))
+        fsync(tmp)
+        old = _previous(path)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        fsync(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_folder(path: Path) -> None:
+    """Undo a crash inside ``write_folder_atomic``: put the previous folder back where the new
+    one never arrived, and remove a previous folder left after it did."""
+    path, old = Path(path), _previous(Path(path))
+    if not old.is_dir():
+        return
+    try:
+        if path.exists():
+            shutil.rmtree(old)
+        else:
+            os.replace(old, path)
+    except OSError:  # a read-only folder: leave it as it is
+        pass
+
+
+def _previous(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
 
 
 def fsync(path: Path) -> None:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Mapping
@@ -18,7 +16,7 @@ from . import guards
 from .activations import bind
 from .config import Config, Spec
 from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
-from .io import default_mode, read_npz
+from .io import read_npz, recover_folder, write_folder_atomic
 from .plugins import Plugins, SavedNames, Source, get_plugins, keyword_params
 from . import reservoir
 from .results import RunResult, State
@@ -29,6 +27,7 @@ from .validation import as_real_array, checked_lengths
 SPECTRAL_RADIUS = "spectral_radius"
 # The model folder: the config, the weights, and the plugin that provided each name used.
 CONFIG_FILE, WEIGHTS_FILE, PLUGINS_FILE = "config.yaml", "weights.npz", "plugins.yaml"
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, PLUGINS_FILE)
 SOURCE_FIELDS = ("plugin", "package", "version")
 
 
@@ -544,29 +543,24 @@ class Network:
         uses, the plugin, package and version that provided it, so that loading the model where
         one is missing says which package to install.
         """
-        path = Path(path)
-        if path.exists() and not (path / CONFIG_FILE).exists():
+        path = Path(path).resolve()
+        others = sorted(p.name for p in path.iterdir() if p.name not in MODEL_FILES) \
+            if path.is_dir() else []
+        if path.exists() and (not path.is_dir() or others):
             raise InputError(f"cannot save to '{path}': it exists and is not an rnnsim model "
-                             "folder. Choose a new path.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            (tmp / CONFIG_FILE).write_text(yaml.safe_dump(self.config.dump(), sort_keys=False))
-            np.savez(tmp / WEIGHTS_FILE, **self.params)
-            (tmp / PLUGINS_FILE).write_text(
+                             f"folder{' (it holds ' + ', '.join(others[:3]) + ')' if others else ''}"
+                             "; saving replaces the whole folder. Choose a new path.")
+
+        def write(folder: Path) -> None:
+            (folder / CONFIG_FILE).write_text(yaml.safe_dump(self.config.dump(),
+                                                             sort_keys=False))
+            with open(folder / WEIGHTS_FILE, "wb") as fh:
+                np.savez(fh, **self.params)
+            (folder / PLUGINS_FILE).write_text(
                 "# The plugin package that provided each name this model uses, when it was "
                 "saved.\n" + yaml.safe_dump(self.plugin_sources(), sort_keys=False))
-            tmp.chmod(default_mode(folder=True))  # mkdtemp makes it private
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+        write_folder_atomic(path, write)
         return path
 
     def used_names(self) -> dict[str, set[str]]:
@@ -611,6 +605,7 @@ def load(path: str | os.PathLike, device: str | None = None) -> Network:
     device : 'cpu' or 'cuda' overrides the saved config's network.device
     """
     path = Path(path)
+    recover_folder(path)  # a save that a crash cut between its two renames
     if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
         raise InputError(f"'{path}' is not an rnnsim model folder: it needs {CONFIG_FILE} and "
                          f"{WEIGHTS_FILE}, as written by Network.save or `rnnsim run --save`.")

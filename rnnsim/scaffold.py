@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 from .errors import InputError
+from .io import write_folder_atomic
 
 PYPROJECT = '''[build-system]
 requires = ["setuptools>=68"]
@@ -81,8 +82,12 @@ def scaffold(name: str, directory: Path) -> Path:
         f"rnnsim_{module}/__init__.py": MODULE,
         f"tests/test_{module}.py": TEST,
     }
-    for relative, template in files.items():
-        target = folder / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(template.format(name=name, module=module))
+
+    def write(tmp: Path) -> None:
+        for relative, template in files.items():
+            target = tmp / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(template.format(name=name, module=module))
+
+    write_folder_atomic(folder, write)
     return folder

@@ -97,3 +97,28 @@ def test_a_completed_write_replaces_the_file_with_a_plain_mode(tmp_path):
     assert path.read_bytes() == atomic_writers.NEW
     assert path.stat().st_mode & 0o777 == rio.default_mode()
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_save_cut_between_its_two_renames_is_recovered(tmp_path):
+    """The previous model folder waits under .name.old while the new one is renamed in: a
+    crash there leaves no folder at `path`; load and the next save put the old one back."""
+    net = rnnsim.Network.from_config({"network": {"input_size": 2, "layers": [{"units": 3}]}})
+    model = net.save(tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    model.rename(tmp_path / ".model.old")  # the moment between the renames
+    loaded = rnnsim.load(tmp_path / "model")
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+    np.testing.assert_array_equal(loaded.params["layers.0.U"], net.params["layers.0.U"])
+    model.rename(tmp_path / ".model.old")
+    net.save(tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_save_refuses_a_folder_that_holds_other_files(tmp_path):
+    """`rnnsim run proj/config.yaml --save proj` must not replace a project folder."""
+    net = rnnsim.Network.from_config({"network": {"input_size": 2, "layers": [{"units": 3}]}})
+    (tmp_path / "config.yaml").write_text("network: {}\n")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(rnnsim.InputError, match="not an rnnsim model folder.*notes.txt"):
+        net.save(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
