@@ -25,7 +25,6 @@ from .errors import RnnsimError
 if TYPE_CHECKING:
     import numpy as np
 
-    from . import longrun
     from .network import Network, RunResult
 
 # Spelled out here so that building the options does not import the API (numba): a test
@@ -132,6 +131,7 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
         raise click.UsageError("--teacher and --generate run in memory: give --output PATH.npz.")
     from . import longrun
     from .io import read_array, read_optional_array, write_npz
+    from .tasks import draw_input, drawn_input
 
     net = _network(config, seed, device)
     if fast_math is not None:
@@ -306,33 +306,6 @@ def _network(path: Path, seed: int | None, device: str | None = None) -> Network
     if isinstance(data["network"], dict):
         data["network"]["seed"] = seed
     return Network.from_config(data, device)
-
-
-def drawn_input(net: Network, timesteps, batch, seed) -> longrun.DrawnInput:
-    """A seeded standard-normal input of the config's run size (or the given T, B), drawn
-    a chunk at a time by a run streamed to disk."""
-    from . import longrun
-
-    cfg = net.config
-    T = timesteps or cfg.run.timesteps
-    B = batch or cfg.run.batch
-    batch_first = cfg.network.batch_first
-    shape = (B, T, net.input_size) if batch_first else (T, B, net.input_size)
-    return longrun.DrawnInput(cfg.network.seed if seed is None else seed, shape, net.dtype,
-                              time_axis=1 if batch_first else 0)
-
-
-def draw_input(net: Network, timesteps, batch, seed) -> np.ndarray:
-    """A seeded standard-normal input of the config's run size (or the given T, B)."""
-    from . import guards
-
-    source = drawn_input(net, timesteps, batch, seed)
-    size = math.prod(source.shape)
-    guards.check_fits({f"drawn input {source.shape}": size * net.dtype.itemsize,
-                       "its float64 draw": size * 8}, "the drawn input",
-                      "Stream the run to disk with --output out.npy: the input is then drawn "
-                      "a chunk at a time.")
-    return source.whole()
 
 
 def result_arrays(net: Network, result: RunResult) -> dict[str, np.ndarray]:
@@ -636,14 +609,9 @@ def _fit_data(net: Network, input_path, target_path, task, timesteps):
     if task is not None:
         if input_path is not None or target_path is not None:
             raise click.UsageError("--task generates the data; leave out --input/--target.")
-        from .reservoir import mackey_glass
+        from .tasks import mackey_glass_task
 
-        if net.input_size != 1:
-            raise click.UsageError(f"--task {task} feeds one feature; the network has "
-                                   f"input_size = {net.input_size}.")
-        series = mackey_glass((timesteps or net.config.run.timesteps) + 1)
-        series = ((series - series.mean()) / series.std()).astype(net.dtype)
-        return series[:-1], series[1:], int(0.8 * (len(series) - 1))
+        return mackey_glass_task(net, timesteps)
     if input_path is None or target_path is None:
         raise click.UsageError("give --input and --target, or --task.")
     from .io import read_array
@@ -677,25 +645,15 @@ def fit_command(config, input_path, target_path, task, timesteps, washout, ridge
     With output feedback the readout is fitted on teacher-forced states (the target fed back)
     and scored on a free run (its own outputs fed back).
     """
-    import numpy as np
-
     from .network import open_network
-    from .reservoir import has_feedback, nrmse
+    from .reservoir import fit_and_score, has_feedback
 
     net = open_network(config)
     u, y, split = _fit_data(net, input_path, target_path, task, timesteps)
-    start = time.perf_counter()
-    net.fit(u if split is None else u[:split], y if split is None else y[:split],
-            washout=washout, ridge=ridge)
-    seconds = time.perf_counter() - start
-    prediction = net.run(u).y
-    target = np.asarray(y, np.float64).reshape(prediction.shape)
-    end = len(target) if split is None else split
-    scores = {"source": str(config), "timesteps": int(len(target)), "washout": washout,
-              "ridge": ridge, "seconds": seconds, "feedback": has_feedback(net),
-              "train_nrmse": nrmse(target[washout:end], prediction[washout:end])}
-    if split is not None:
-        scores["test_nrmse"] = nrmse(target[split:], prediction[split:])
+    fitted = fit_and_score(net, u, y, split, washout=washout, ridge=ridge)
+    seconds, end = fitted.pop("fit_seconds"), len(u) if split is None else split
+    scores = {"source": str(config), "timesteps": int(len(u)), "washout": washout,
+              "ridge": ridge, "seconds": seconds, "feedback": has_feedback(net), **fitted}
     if model_path is not None:
         net.save(model_path)
         scores["model"] = str(model_path)
@@ -708,7 +666,7 @@ def fit_command(config, input_path, target_path, task, timesteps, washout, ridge
         click.echo("scored on a free run: the head's own outputs fed back")
     click.echo(f"train NRMSE {scores['train_nrmse']:.3e}")
     if split is not None:
-        click.echo(f"test NRMSE  {scores['test_nrmse']:.3e} (steps {split}..{len(target)})")
+        click.echo(f"test NRMSE  {scores['test_nrmse']:.3e} (steps {split}..{len(u)})")
     if model_path is not None:
         click.echo(f"saved {model_path}; predict with `rnnsim run {model_path} --input U`")
 
@@ -752,6 +710,7 @@ def analyze_command(config, input_path, target_path, washout, ridge, steps, warm
     if target_path is not None and input_path is None:
         raise click.UsageError("--target needs --input.")
     from . import dynamics, reservoir
+    from .tasks import draw_sequence
     from .io import read_array
     from .network import open_network
 
@@ -783,12 +742,6 @@ def _first_steps(array, warmup: int, steps: int, path: Path):
         raise click.UsageError(f"--warmup {warmup} + --steps {steps} need {warmup + steps} "
                                f"steps; {path} has {len(array)}.")
     return array[:warmup + steps]
-
-
-def draw_sequence(net: Network, timesteps: int, seed: int) -> np.ndarray:
-    """One sequence (T, k) of ``draw_input``."""
-    x = draw_input(net, timesteps, 1, seed)
-    return x[0] if net.config.network.batch_first else x[:, 0]
 
 
 def print_reservoir(report: dict) -> None:
@@ -932,6 +885,7 @@ PLOT_SEED = click.option("--seed", type=click.IntRange(min=0), default=0,
 
 def _plot_input(net: Network, input_path, timesteps: int, seed: int) -> np.ndarray:
     from .io import read_array
+    from .tasks import draw_sequence
 
     return read_array(input_path) if input_path is not None else draw_sequence(
         net, timesteps, seed)

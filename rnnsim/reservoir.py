@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 
+import time
+
 import numpy as np
 
 from .errors import ConfigError, InputError, ShapeError
@@ -84,6 +86,25 @@ def fit(net, u, y, washout: int = 0, ridge: float = 1e-6, check_finite: bool = T
     for name, value in fitted.items():
         net.params[f"head.{name}"] = np.ascontiguousarray(value, dtype=net.dtype)
     return net
+
+
+def fit_and_score(net, u, y, split: int | None = None, washout: int = 0,
+                  ridge: float = 1e-6) -> dict:
+    """Fit the ridge head on the first ``split`` steps of (u, y) (all of them without), run on
+    all of ``u`` and score: ``train_nrmse`` over steps washout..split, ``test_nrmse`` over the
+    rest (with ``split``), and ``fit_seconds``. With output feedback the run is free: the
+    head's own outputs are fed back."""
+    start = time.perf_counter()
+    net.fit(u if split is None else u[:split], y if split is None else y[:split],
+            washout=washout, ridge=ridge)
+    scores = {"fit_seconds": time.perf_counter() - start}
+    prediction = net.run(u).y
+    target = np.asarray(y, np.float64).reshape(prediction.shape)
+    end = len(target) if split is None else split
+    scores["train_nrmse"] = nrmse(target[washout:end], prediction[washout:end])
+    if split is not None:
+        scores["test_nrmse"] = nrmse(target[split:], prediction[split:])
+    return scores
 
 
 def has_feedback(net) -> bool:

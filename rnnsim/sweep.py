@@ -36,7 +36,7 @@ from .network import SPECTRAL_RADIUS, Network
 from .plugins import Metric, get_plugins, keyword_params
 
 # Bumped when the point files or the metrics change meaning: old point files are then ignored.
-POINT_FORMAT = 1
+POINT_FORMAT = 2
 DASK_HINT = "install it with `pip install 'rnnsim[dask]'`"
 PARQUET_HINT = "install pyarrow with `pip install 'rnnsim[parquet]'`, or write a .csv table"
 TABLE_SUFFIXES = (".csv", ".parquet")

@@ -128,7 +128,7 @@ def test_run_steps_and_chunks_give_the_same_bits(name, input_size, batch):
 
 
 def test_a_config_and_seed_fix_the_weights_and_the_drawn_input(tmp_path):
-    from rnnsim.cli import draw_input
+    from rnnsim.tasks import draw_input
 
     first, again = build("gru"), build("gru")
     assert digest(*first.params.values()) == digest(*again.params.values())

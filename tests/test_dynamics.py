@@ -351,7 +351,7 @@ def test_cli_analyze_reports_dynamics_as_json(tmp_path):
     (row,) = report["dynamics"]
     assert row["cell"] == "gru" and row["state_size"] == 6
     net = rnnsim.Network.from_config(yaml.safe_load(config.read_text()))
-    from rnnsim.cli import draw_sequence
+    from rnnsim.tasks import draw_sequence
     expected = dynamics.lyapunov_spectrum(net, draw_sequence(net, 300, 0), k=4)
     np.testing.assert_allclose(row["lyapunov"]["exponents"], expected, rtol=1e-12)
     assert row["lyapunov"]["steps"] == 200 and len(row["gradient_norms"]["by_lag"]) == 20

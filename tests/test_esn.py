@@ -275,7 +275,8 @@ def test_cli_mackey_glass_task():
 
 def test_cli_errors(tmp_path):
     invoke("fit", "configs/mackey_glass.yaml", code=2)
-    invoke("fit", "configs/quickstart.yaml", "--task", "mackey-glass", code=2)
+    out = invoke("fit", "configs/quickstart.yaml", "--task", "mackey-glass", code=1)
+    assert "network.input_size: the Mackey-Glass task feeds one feature" in out
     np.save(tmp_path / "u.npy", np.zeros((10, 1)))
     np.save(tmp_path / "y.npy", np.zeros((9, 1)))
     out = invoke("fit", "configs/mackey_glass.yaml", "--input", tmp_path / "u.npy",

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 import rnnsim
 from rnnsim import ConfigError, InputError, NonfiniteError, longrun
-from rnnsim.cli import cli, draw_input, drawn_input
+from rnnsim.cli import cli
+from rnnsim.tasks import draw_input, drawn_input
 from rnnsim.io import read_npz
 
 RNNSIM = [sys.executable, "-c", "from rnnsim.cli import cli; cli()"]

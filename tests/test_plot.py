@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 import rnnsim
 from rnnsim import dynamics, plot
-from rnnsim.cli import cli, draw_sequence
+from rnnsim.cli import cli
+from rnnsim.tasks import draw_sequence
 from rnnsim.errors import InputError
 from rnnsim.sweep import write_table
 

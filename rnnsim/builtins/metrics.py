@@ -9,29 +9,21 @@ from ..dynamics import largest_lyapunov as lyapunov
 from ..errors import ConfigError
 from ..hookspecs import hookimpl
 from ..reservoir import layer_params
+from ..tasks import draw_input, mackey_glass_task
 
 # Washout of the nrmse metric's readout, as a fraction of the training steps.
 NRMSE_WASHOUT = 0.1
 NRMSE_RIDGE = 1e-6
 
 
-def drive(net, seed: int) -> np.ndarray:
-    """Seeded N(0, 1) input of the config's ``run.timesteps`` x ``run.batch``, in ``net``'s
-    layout."""
-    run = net.config.run
-    rng = np.random.default_rng([seed, 1])
-    x = rng.standard_normal((run.timesteps, run.batch, net.input_size)).astype(net.dtype)
-    return x.swapaxes(0, 1) if net.config.network.batch_first else x
-
-
 def mean_abs_state(net, seed: int) -> float:
     """Mean |h| of the top layer over every step and sequence of the drive."""
-    return float(np.mean(np.abs(net.run(drive(net, seed)).output), dtype=np.float64))
+    return float(np.mean(np.abs(net.run(draw_input(net, seed=seed)).output), dtype=np.float64))
 
 
 def final_state_norm(net, seed: int) -> float:
     """Euclidean norm of the top layer's final state (directions joined), mean over the batch."""
-    final = net.run(drive(net, seed)).final[-1].astype(np.float64)  # (D, B, p)
+    final = net.run(draw_input(net, seed=seed)).final[-1].astype(np.float64)  # (D, B, p)
     return float(np.mean(np.linalg.norm(final.swapaxes(0, 1).reshape(final.shape[1], -1),
                                         axis=-1)))
 
@@ -54,13 +46,9 @@ def nrmse(net, seed: int) -> float:
     ``run.timesteps + 1`` steps, the readout fitted on the first 80% (washout 10% of those),
     tested on the rest. Needs ``head: {name: ridge}`` and ``input_size: 1``.
     """
-    steps = net.config.run.timesteps
-    series = reservoir.mackey_glass(steps + 1)
-    series = ((series - series.mean()) / series.std()).astype(net.dtype)
-    u, y = series[:-1], series[1:]
-    split = int(0.8 * steps)
-    net.fit(u[:split], y[:split], washout=int(NRMSE_WASHOUT * split), ridge=NRMSE_RIDGE)
-    return reservoir.nrmse(y[split:], net.run(u).y[split:])
+    u, y, split = mackey_glass_task(net)
+    return reservoir.fit_and_score(net, u, y, split, washout=int(NRMSE_WASHOUT * split),
+                                   ridge=NRMSE_RIDGE)["test_nrmse"]
 
 
 def memory_capacity(net, seed: int) -> float:
