@@ -956,14 +956,7 @@ def plot_lyapunov(config, input_path, steps, warmup, exponents, seed, output_pat
     x = _plot_input(net, input_path, warmup + (steps or ANALYZE_STEPS), seed)
     if input_path is not None and steps is not None:
         x = _first_steps(x, warmup, steps, input_path)
-    spectra = {}
-    for i, layer in enumerate(net.layers):
-        for direction in range(layer.directions):
-            size = dynamics.layer_map(net, i, direction).size
-            label = f"layer {i} ({layer.name})" + (" reverse" if direction else "")
-            spectra[label] = dynamics.lyapunov_spectrum(
-                net, x, warmup=warmup, layer=i, k=min(exponents, size), seed=seed,
-                direction=direction)
+    spectra = dynamics.lyapunov_spectra(net, x, warmup=warmup, exponents=exponents, seed=seed)
     _write_plot(plot.lyapunov(spectra), output_path)
 
 

@@ -307,6 +307,23 @@ def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int):
     return s, q
 
 
+def directions(net):
+    """(layer index, direction, label) of every layer and direction: 'layer 1 (gru) reverse'."""
+    return [(i, d, f"layer {i} ({cell.name})" + (" reverse" if d else ""))
+            for i, cell in enumerate(net.layers) for d in range(cell.directions)]
+
+
+@with_one_blas_thread
+def lyapunov_spectra(net, x, warmup: int = 100, exponents: int = 10,
+                     seed: int = 0) -> dict[str, np.ndarray]:
+    """The ``exponents`` largest Lyapunov exponents (at most the state size) of every layer
+    and direction along the trajectory of ``x`` (T, k), by label (``directions``)."""
+    return {label: lyapunov_spectrum(net, x, warmup=warmup, layer=i,
+                                     k=min(exponents, layer_map(net, i, d).size), seed=seed,
+                                     direction=d)
+            for i, d, label in directions(net)}
+
+
 @with_one_blas_thread
 def analyze(net, x, warmup: int = 100, starts: int = 16, exponents: int = 10,
             horizon: int = 100, seed: int = 0) -> list[dict]:
@@ -318,28 +335,25 @@ def analyze(net, x, warmup: int = 100, starts: int = 16, exponents: int = 10,
     fixed and slow points found from ``starts`` starts. Non-finite numbers become None.
     """
     rows = []
-    for i, cell in enumerate(net.layers):
-        for direction in range(cell.directions):
-            n = layer_map(net, i, direction).size
-            spectrum = lyapunov_spectrum(net, x, warmup=warmup, layer=i,
-                                         k=min(exponents, n), seed=seed, direction=direction)
-            points = find_fixed_points(net, starts=starts, seed=seed, layer=i,
-                                       direction=direction)
-            norms = gradient_norms(net, x, layer=i, direction=direction, horizon=horizon)
-            by_lag = norms[::-1][:min(horizon, len(norms))]
-            rows.append({
-                "layer": i, "direction": ("forward", "reverse")[direction], "cell": cell.name,
-                "state_size": n,
-                "lyapunov": {"steps": len(x) - warmup, "warmup": warmup,
-                             "exponents": [_finite(e) for e in spectrum],
-                             "largest": _finite(spectrum[0])},
-                "fixed_points": {"input": "zero", "starts": starts, "points": [
-                    {"kind": p.kind, "q": p.q, "stable": p.stable,
-                     "spectral_radius": float(np.abs(p.eigenvalues[0])),
-                     "max_abs_state": float(np.max(np.abs(p.state)))} for p in points]},
-                "gradient_norms": {"norm": "spectral", "by_lag": [_finite(v) for v in by_lag],
-                                   "growth_per_step": _growth(by_lag)},
-            })
+    spectra = lyapunov_spectra(net, x, warmup=warmup, exponents=exponents, seed=seed)
+    for i, direction, label in directions(net):
+        spectrum = spectra[label]
+        points = find_fixed_points(net, starts=starts, seed=seed, layer=i, direction=direction)
+        norms = gradient_norms(net, x, layer=i, direction=direction, horizon=horizon)
+        by_lag = norms[::-1][:min(horizon, len(norms))]
+        rows.append({
+            "layer": i, "direction": ("forward", "reverse")[direction],
+            "cell": net.layers[i].name, "state_size": layer_map(net, i, direction).size,
+            "lyapunov": {"steps": len(x) - warmup, "warmup": warmup,
+                         "exponents": [_finite(e) for e in spectrum],
+                         "largest": _finite(spectrum[0])},
+            "fixed_points": {"input": "zero", "starts": starts, "points": [
+                {"kind": p.kind, "q": p.q, "stable": p.stable,
+                 "spectral_radius": float(np.abs(p.eigenvalues[0])),
+                 "max_abs_state": float(np.max(np.abs(p.state)))} for p in points]},
+            "gradient_norms": {"norm": "spectral", "by_lag": [_finite(v) for v in by_lag],
+                               "growth_per_step": _growth(by_lag)},
+        })
     return rows
 
 
