@@ -276,15 +276,17 @@ def _allowed_keys(loc: tuple) -> list[str]:
         field = model.model_fields.get(part) if isinstance(model, type) else None
         if field is None:
             return []
-        model = _model_in(field.annotation)
+        model = model_in(field.annotation)
     return list(model.model_fields) if isinstance(model, type) else []
 
 
-def _model_in(annotation) -> Any:
+def model_in(annotation) -> Any:
+    """The pydantic model inside a field's annotation (``Optional[X]``, ``list[X]``...), or
+    None."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in typing.get_args(annotation):
-        found = _model_in(arg)
+        found = model_in(arg)
         if found is not None:
             return found
     return None

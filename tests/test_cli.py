@@ -362,7 +362,7 @@ def test_sweep_workers_run_one_numba_and_one_blas_thread():
 
     code = ("import numba; from threadpoolctl import threadpool_info, threadpool_limits\n"
             "threadpool_limits(limits=2, user_api='blas')\n"
-            "from rnnsim.sweep import _one_thread; _one_thread()\n"
+            "from rnnsim.sweep.run import init_worker; init_worker()\n"
             "print(numba.get_num_threads(), sorted({p['num_threads'] for p in "
             "threadpool_info() if p['user_api'] == 'blas'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

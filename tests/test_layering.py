@@ -74,11 +74,24 @@ def test_no_import_cycles():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-def test_no_module_imports_anothers_private_names():
+def private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_no_module_reaches_into_anothers_private_names():
+    """Neither ``from .x import _y`` nor ``x._y`` on an imported rnnsim module."""
     known = modules()
     reaches = [f"{name} imports {module}.{n}" for name, path in known.items()
                for module, names in imports(name, path, known) for n in names
-               if n.startswith("_") and not n.startswith("__") and module != name]
+               if private(n) and module != name]
+    for name, path in known.items():
+        tree = ast.parse(path.read_text())
+        aliases = {alias.asname or alias.name for node in ast.walk(tree)
+                   if isinstance(node, ast.ImportFrom) and node.level for alias in node.names
+                   if not alias.name[:1].isupper()}
+        reaches += [f"{name} reads {node.value.id}.{node.attr}" for node in ast.walk(tree)
+                    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases and private(node.attr)]
     assert not reaches
 
 
