@@ -23,7 +23,6 @@ import numpy as np
 
 from .cells.maps import LayerMap
 from .errors import ConfigError, InputError, ShapeError
-from .reservoir import layer_params
 from .threads import with_one_blas_thread
 
 # A fixed-point search stops once q is this small: the residual is at float64 rounding level.
@@ -48,7 +47,7 @@ def layer_map(net, layer: int = 0, direction: int = 0) -> LayerMap:
     if cell.map_class is None:
         raise ConfigError(f"network.layers[{layer}].cell: cell '{cell.name}' has no dynamics "
                           "map (its plugin sets no Cell.map_class), so it cannot be analysed.")
-    return cell.map_class(cell, layer_params(net, layer), cell.suffixes[direction])
+    return cell.map_class(cell, net.layer_params(layer), cell.suffixes[direction])
 
 
 def layer_outputs(net, x, layers: int | None = None) -> list[np.ndarray]:
@@ -60,7 +59,7 @@ def layer_outputs(net, x, layers: int | None = None) -> list[np.ndarray]:
         h0 = np.zeros((cell.directions, 1, cell.hidden_size), net.dtype)
         c0 = None if cell.cell_size is None else np.zeros(
             (cell.directions, 1, cell.cell_size), net.dtype)
-        x = cell.run(layer_params(net, i), x, h0, c0)[0]
+        x = cell.run(net.layer_params(i), x, h0, c0)[0]
         outputs.append(x[:, 0])
     return outputs
 

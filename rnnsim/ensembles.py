@@ -10,7 +10,6 @@ from . import config as config_mod
 from . import device as device_mod
 from .errors import ConfigError, InputError, ShapeError
 from .network import Network
-from .reservoir import has_feedback, layer_params
 
 
 @dataclass
@@ -71,9 +70,7 @@ def run_ensemble(nets: Sequence, u, device: str | None = None) -> EnsembleResult
                               "feedback; only seeds, leak rates, scalings, noise and weights "
                               "may differ.")
     # With output feedback the readout runs inside the loop: it needs each member's head.
-    params = [{**layer_params(net, 0), **({k: v for k, v in net.params.items()
-                                           if k.startswith("head.")} if has_feedback(net)
-                                          else {})} for net in nets]
+    params = [net.layer_params(0) for net in nets]
     members = [net.layers[0] for net in nets]
     on_gpu = device_mod.checked_device(device or nets[0].device, "run_ensemble: device") == "cuda"
     if on_gpu and first.feedback_size:

@@ -286,7 +286,7 @@ class Network:
         for i, layer in enumerate(self.layers):
             h = self._state_part(state.h, i, layer.hidden_size, B, unbatched, "h", check_finite)
             c = self._state_part(state.c, i, layer.cell_size, B, unbatched, "c", check_finite)
-            params, inputs = self._layer_params(i), x
+            params, inputs = self.layer_params(i), x
             x, h_next, c = self._run_layer(layer, params, x, h, c)
             watch.layer(i, layer, x, c, inputs=inputs, params=params, h0=h)
             h = h_next
@@ -324,8 +324,9 @@ class Network:
         part = np.asarray(part, dtype=self.dtype)
         return part[:, None] if unbatched else part
 
-    def _layer_params(self, i: int) -> dict[str, np.ndarray]:
-        """Layer ``i``'s parameters by short name (``W``, ``U_reverse``...)."""
+    def layer_params(self, i: int) -> dict[str, np.ndarray]:
+        """Layer ``i``'s parameters by short name (``W``, ``U_reverse``, ``W.data``...), and
+        the head's (``head.W``...) for a layer whose loop computes the readout (esn feedback)."""
         prefix = f"layers.{i}."
         params = {k[len(prefix):]: v for k, v in self.params.items() if k.startswith(prefix)}
         if self.layers[i].feedback_size:  # its loop computes the readout
@@ -397,7 +398,7 @@ class Network:
         finals, finals_c = [], []
         for i, (layer, state, cell) in enumerate(zip(self.layers, states, cells)):
             top = {"teacher": teacher} if teacher is not None and i == len(self.layers) - 1 else {}
-            params, inputs = self._layer_params(i), x
+            params, inputs = self.layer_params(i), x
             x, final, final_c = self._run_layer(layer, params, x, state, cell, lengths, **top)
             watch.layer(i, layer, x, final_c, inputs=inputs, params=params, h0=state)
             finals.append(final)

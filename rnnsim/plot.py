@@ -20,7 +20,6 @@ import numpy as np
 from . import dynamics, sweep as sweep_mod
 from .errors import InputError
 from .io import write_atomic
-from .reservoir import layer_params
 from .sparse import CSR
 
 FORMATS = {".png": "png", ".svg": "svg"}
@@ -102,7 +101,7 @@ def recurrent_matrices(net, layer: int) -> dict[str, np.ndarray]:
     U_z, U_n for gru. Labels end in ' (reverse)' for a reverse direction. A sparse matrix is
     made dense up to ``EIGENVALUES_MAX`` rows.
     """
-    matrices = net.layers[layer].recurrent_matrices(layer_params(net, layer))
+    matrices = net.layers[layer].recurrent_matrices(net.layer_params(layer))
     for label, w in matrices.items():
         if isinstance(w, CSR):
             if w.shape[0] > EIGENVALUES_MAX:

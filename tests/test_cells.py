@@ -5,7 +5,6 @@ import pytest
 
 import rnnsim
 from rnnsim import dynamics, plot
-from rnnsim.reservoir import layer_params
 
 
 def network(layer, input_size=3):
@@ -28,7 +27,7 @@ def test_gru_blocks_and_the_gate_count():
     net = network({"cell": "gru", "units": 5})
     cell = net.layers[0]
     assert (cell.gate_labels, cell.gate_count()) == ("rzn", 3)
-    matrices = cell.recurrent_matrices(layer_params(net, 0))
+    matrices = cell.recurrent_matrices(net.layer_params(0))
     U = net.params["layers.0.U"]
     for i, g in enumerate("rzn"):
         np.testing.assert_array_equal(matrices[f"U_{g}"], U[5 * i:5 * (i + 1)])
@@ -41,5 +40,5 @@ def test_a_cell_without_a_map_or_gpu_kernel_says_so(monkeypatch):
         dynamics.layer_map(net, 0)
     monkeypatch.setattr(type(net.layers[0]), "cuda_template", None)
     with pytest.raises(rnnsim.ConfigError, match="cell 'elman' has no CUDA kernel"):
-        rnnsim.device.run_layer(net.layers[0], layer_params(net, 0), np.zeros((2, 1, 3)),
+        rnnsim.device.run_layer(net.layers[0], net.layer_params(0), np.zeros((2, 1, 3)),
                                 np.zeros((1, 1, 3)))

@@ -10,7 +10,7 @@ import rnnsim
 from rnnsim.builtins import reservoir as inits
 from rnnsim.cli import cli
 from rnnsim.ensembles import ensemble, run_ensemble
-from rnnsim.reservoir import (echo_state_check, layer_params, mackey_glass, memory_capacity,
+from rnnsim.reservoir import (echo_state_check, mackey_glass, memory_capacity,
                               nrmse, recurrent_matrix, ridge_regression)
 from rnnsim.sparse import CSR, arnoldi_radius, scale_spectral_radius, spectral_radius
 
@@ -41,7 +41,7 @@ def reference(W, Win, b, lr, scale, u, f=np.tanh):
 
 def dense_params(net):
     """W (dense), Win, b of layer 0 in float64."""
-    p = layer_params(net, 0)
+    p = net.layer_params(0)
     W = recurrent_matrix(net)
     W = W.to_dense() if isinstance(W, CSR) else W
     return W.astype(np.float64), p["Win"].astype(np.float64), p["b"].astype(np.float64)
@@ -345,7 +345,7 @@ def feedback_parts(net):
     W, Win, b = dense_params(net)
     feedback = net.config.network.layers[0].feedback
     Wfb = (np.zeros((W.shape[0], net.head.units)) if feedback is None
-           else layer_params(net, 0)["Wfb"].astype(np.float64) * feedback.scaling)
+           else net.layer_params(0)["Wfb"].astype(np.float64) * feedback.scaling)
     return (W, Win * [0.5, 1.5], b, Wfb, net.params["head.W"].astype(np.float64),
             net.params["head.b"].astype(np.float64))
 

@@ -8,7 +8,6 @@ from .. import reservoir, sparse
 from ..dynamics import largest_lyapunov as lyapunov
 from ..errors import ConfigError
 from ..hookspecs import hookimpl
-from ..reservoir import layer_params
 from ..tasks import draw_input, mackey_glass_task
 
 # Washout of the nrmse metric's readout, as a fraction of the training steps.
@@ -35,7 +34,7 @@ def spectral_radius(net, seed: int) -> float:
         raise ConfigError(f"network.layers[0]: the {layer.name} cell has no single square "
                           f"recurrent matrix (its {layer.gate_count()} gates stack several), so it "
                           "has no spectral radius; use a cell without gates for this metric.")
-    matrices = layer.recurrent_matrices(layer_params(net, 0))
+    matrices = layer.recurrent_matrices(net.layer_params(0))
     return sparse.spectral_radius(next(iter(matrices.values())))
 
 

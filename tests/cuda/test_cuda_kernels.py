@@ -76,7 +76,7 @@ def test_every_launch_variant(name, plan, staged, monkeypatch):
     layer = gpu.layers[0]
     x, h0, c0 = random_input(cpu, 4, 6)
     lengths = np.array([4, 1, 3, 0, 4, 2])
-    args = (gpu._layer_params(0), x, h0[0], c0[0], lengths)
+    args = (gpu.layer_params(0), x, h0[0], c0[0], lengths)
     got = device.run_layer(layer, *args, plan=PLANS[plan])
     expected = cpu.layers[0].run(*args)
     for a, b in zip(got, expected):

@@ -1,0 +1,86 @@
+"""Analyses of a reservoir: spectral radii, memory capacity, the echo-state property."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..sparse import spectral_radius
+from .readout import fit, nrmse, ridge_regression, time_major
+
+
+def memory_capacity(net, max_delay: int | None = None, timesteps: int = 2000,
+                    washout: int = 200, ridge: float = 1e-8, seed: int = 0) -> float:
+    """Jaeger's memory capacity: sum over delays d of corr(u[t-d], its ridge estimate)^2.
+
+    The network is driven by i.i.d. U(-1, 1) input on every feature; the readouts (one per
+    delay 1..max_delay, default min(2N, 200)) are fitted on the top layer's states.
+    """
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(-1.0, 1.0, size=(timesteps + washout, net.input_size))
+    states = net.run(u.astype(net.dtype)).output
+    width = states.shape[-1]
+    max_delay = max_delay or min(2 * width, 200)
+    delays = np.arange(1, max_delay + 1)
+    rows = np.arange(washout, timesteps + washout)
+    targets = u[rows[:, None] - delays[None, :], 0]
+    w, b = ridge_regression(states[rows], targets, ridge)
+    estimate = states[rows].astype(np.float64) @ w + b
+    corr = [np.corrcoef(targets[:, d], estimate[:, d])[0, 1] for d in range(max_delay)]
+    return float(np.nansum(np.square(corr)))
+
+
+def echo_state_check(net, u, trials: int = 4, seed: int = 0) -> dict:
+    """Run ``u`` (T, k) from ``trials`` random initial states in one batch; do they converge?
+
+    Returns the largest distance between the trials' states at the first and last step, their
+    ratio, and ``holds`` (the final distance is below 1e-6 of the first, or 1e-9 absolute).
+    """
+    u = np.asarray(u)
+    if u.ndim != 2:
+        raise ShapeError(f"echo_state_check takes one sequence u of shape (T, k); got {u.shape}.")
+    x = np.repeat(u[:, None, :], trials, axis=1)
+    if net.config.network.batch_first:
+        x = x.swapaxes(0, 1)
+    rng = np.random.default_rng(seed)
+    h0 = [rng.uniform(-1, 1, (layer.directions, trials, layer.hidden_size))
+          for layer in net.layers]
+    out = time_major(net, net.run(x, h0=h0).output, False).astype(np.float64)
+
+    def spread(states):
+        return float(np.max(np.linalg.norm(states - states[:1], axis=-1)))
+
+    first, last = spread(out[0]), spread(out[-1])
+    holds = last <= max(1e-6 * first, 1e-9)
+    return {"initial_distance": first, "final_distance": last,
+            "ratio": last / first if first else 0.0, "holds": bool(holds)}
+
+
+def recurrent_matrix(net, index: int = 0):
+    """The recurrent weights of esn layer ``index``: a dense (N, N) array or a ``CSR``."""
+    return net.layers[index].recurrent_matrix(net.layer_params(index))
+
+
+def analyze(net, u=None, y=None, washout: int = 0, ridge: float = 1e-6) -> dict:
+    """Spectral radii of every layer with a leak rate, memory capacity, echo-state check, NRMSE.
+
+    With ``u`` (T, k) the echo-state check runs on it (else on seeded noise); with ``y`` too,
+    the ridge head is fitted on (u, y) and its NRMSE reported.
+    """
+    layers = []
+    for i, layer in enumerate(net.layers):
+        if not layer.reservoir:
+            continue
+        w = recurrent_matrix(net, i)
+        layers.append({"layer": i, "units": layer.units,
+                       "spectral_radius": spectral_radius(w),
+                       "effective_spectral_radius": spectral_radius(w, layer.leak_rate())})
+    probe = u if u is not None else np.random.default_rng(0).uniform(
+        -1, 1, (500, net.input_size))
+    report = {"layers": layers, "memory_capacity": memory_capacity(net),
+              "echo_state": echo_state_check(net, np.asarray(probe, dtype=net.dtype))}
+    if y is not None:
+        fit(net, u, y, washout=washout, ridge=ridge)
+        prediction = net.run(u).y
+        target = np.asarray(y, np.float64).reshape(prediction.shape)
+        report["nrmse"] = nrmse(target[washout:], prediction[washout:])
+    return report
