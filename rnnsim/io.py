@@ -189,7 +189,7 @@ def write_folder_atomic(path: Path, write) -> None:
     put it in place of ``path``: after a crash ``path`` is the old folder or the whole new one
     (``recover_folder`` puts the old one back if the crash fell between the two renames that
     replace it). The folder gets the mode a plainly created one gets."""
-    path = Path(path)
+    path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     recover_folder(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -212,7 +212,8 @@ def write_folder_atomic(path: Path, write) -> None:
 def recover_folder(path: Path) -> None:
     """Undo a crash inside ``write_folder_atomic``: put the previous folder back where the new
     one never arrived, and remove a previous folder left after it did."""
-    path, old = Path(path), _previous(Path(path))
+    path = Path(path).resolve()
+    old = _previous(path)
     if not old.is_dir():
         return
     try:

@@ -14,7 +14,7 @@ import onnx_reference
 import rnnsim
 from rnnsim import ConfigError, InputError, ShapeError
 from rnnsim.cli import cli
-from rnnsim.interop import onnx as onnx_module, onnx_ops
+from rnnsim.interop.onnx import ops as onnx_ops, recurrent as onnx_recurrent
 
 INPUTS = {"RNN": ["X", "W", "R", "B", "sequence_lens", "initial_h"],
           "GRU": ["X", "W", "R", "B", "sequence_lens", "initial_h"],
@@ -275,7 +275,7 @@ def test_torch_exports_at_several_opsets_match_torch_and_onnxruntime(filename):
 def test_exports_cover_every_supported_operator():
     used = {node.op_type for name in EXPORT_FILES for node in onnx.load(EXPORTS / name).graph.node}
     used |= {node.op_type for node in glue_graph(13).graph.node}
-    assert used == set(onnx_module.RECURRENT) | set(onnx_ops.OPS)
+    assert used == set(onnx_recurrent.RECURRENT) | set(onnx_ops.OPS)
 
 
 NEWEST = [name for name in EXPORT_FILES if name.endswith("-opset17.onnx")]

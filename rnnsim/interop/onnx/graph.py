@@ -1,0 +1,288 @@
+"""An ONNX graph run node by node like an ONNX Runtime session: recurrent nodes on rnnsim's
+kernels (``recurrent``), every other supported operator in NumPy (``ops``)."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ...errors import ConfigError, InputError, ShapeError
+from .load import Node, describe_array, import_onnx, load_external_data, read_attributes
+from .ops import OPS
+from .recurrent import RECURRENT, RecurrentNode
+
+
+MIN_OPSET = 7
+
+
+
+
+def _run_glue(node: Node, inputs: list) -> tuple:
+    """Run a NumPy operator; NumPy's complaints about the inputs become a ShapeError."""
+    try:
+        return node.run(inputs)
+    except (ValueError, IndexError, TypeError, KeyError) as exc:
+        shapes = ", ".join(f"'{n}' {describe_array(v)}" for n, v in zip(node.inputs, inputs)
+                           if v is not None)
+        raise ShapeError(f"{node.where} failed on inputs {shapes}: {exc}.") from None
+
+
+class OnnxModel:
+    """An ONNX graph ready to run; use like an ONNX Runtime session.
+
+    input_names, output_names : the graph's inputs (those that are not initializers) and
+        outputs, in the file's order
+    opset : the default-domain opset the model was written for
+    recurrent : the RNN/LSTM/GRU nodes (``RecurrentNode``), in graph order
+    """
+
+    def __init__(self, proto, origin: str, folder: Path | None):
+        onnx = import_onnx(origin)
+        self.origin = origin
+        graph = proto.graph
+        self.opset = self._opset(proto)
+        self._refuse_unsupported(graph)
+        load_external_data(graph, folder, origin)
+        constants = {}
+        for tensor in graph.initializer:
+            try:
+                constants[tensor.name] = onnx.numpy_helper.to_array(tensor)
+            except Exception as exc:  # malformed tensor payloads
+                raise InputError(f"{origin}: initializer '{tensor.name}' cannot be read: "
+                                 f"{exc}.") from None
+        self.inputs = {}
+        for value_info in graph.input:
+            if value_info.name not in constants:
+                self.inputs[value_info.name] = self._input_type(onnx, value_info)
+        self.input_names = list(self.inputs)
+        self.output_names = [output.name for output in graph.output]
+        self.nodes: list[Node] = []
+        self.recurrent: list[RecurrentNode] = []
+        known = set(constants) | set(self.inputs)
+        for index, proto_node in enumerate(graph.node):
+            node = self._node(onnx, proto_node, index, constants, known)
+            known.update(name for name in node.outputs if name)
+            if node.op in OPS and all(name in constants for name in node.inputs if name):
+                self._fold(node, constants)
+            else:
+                self.nodes.append(node)
+        missing = [name for name in self.output_names if name not in known]
+        if missing:
+            raise ConfigError(f"{origin}: graph output(s) {missing} are produced by no node.")
+        for value in constants.values():
+            value.flags.writeable = False
+        self._constants = constants
+        self._plans: dict[tuple[str, ...], list[Node]] = {}
+
+    # ---- loading -------------------------------------------------------------------------
+
+    def _opset(self, proto) -> int:
+        versions = [entry.version for entry in proto.opset_import
+                    if entry.domain in ("", "ai.onnx")]
+        if not versions:
+            raise ConfigError(f"{self.origin}: the model imports no default-domain (ai.onnx) "
+                              "opset, so its operators have no defined meaning.")
+        if versions[0] < MIN_OPSET:
+            raise ConfigError(f"{self.origin}: opset {versions[0]} is older than {MIN_OPSET}, "
+                              "the first with today's RNN/LSTM/GRU. Convert it with "
+                              "onnx.version_converter.convert_version(model, 14).")
+        return int(versions[0])
+
+    def _refuse_unsupported(self, graph) -> None:
+        unsupported: dict[str, list[str]] = {}
+        for index, node in enumerate(graph.node):
+            default_domain = node.domain in ("", "ai.onnx")
+            if not default_domain or (node.op_type not in OPS and node.op_type not in RECURRENT):
+                op = node.op_type if default_domain else f"{node.domain}.{node.op_type}"
+                unsupported.setdefault(op, []).append(node.name or f"#{index}")
+        if unsupported:
+            listed = "; ".join(f"{op} (node{'s' if len(names) > 1 else ''} "
+                               f"{', '.join(repr(n) for n in names)})"
+                               for op, names in sorted(unsupported.items()))
+            supported = ", ".join(sorted(RECURRENT) + sorted(OPS))
+            raise ConfigError(f"{self.origin} uses operators rnnsim does not run: {listed}. "
+                              f"Supported: {supported}.")
+
+    def _input_type(self, onnx, value_info) -> tuple[np.dtype, tuple | None]:
+        tensor_type = value_info.type.tensor_type
+        if not value_info.type.HasField("tensor_type"):
+            raise ConfigError(f"{self.origin}: graph input '{value_info.name}' is not a tensor.")
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{self.origin}: graph input '{value_info.name}' has element type "
+                              f"{tensor_type.elem_type}, which NumPy cannot hold.") from None
+        if not tensor_type.HasField("shape"):
+            return dtype, None
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                     for d in tensor_type.shape.dim)
+        return dtype, dims
+
+    def _node(self, onnx, proto_node, index, constants, known) -> Node:
+        name = proto_node.name or f"#{index}"
+        op = proto_node.op_type
+        node = Node(name, op, tuple(proto_node.input), tuple(proto_node.output),
+                    read_attributes(onnx, proto_node), None)
+        for tensor in node.inputs:
+            if tensor and tensor not in known:
+                raise ConfigError(f"{self.origin}: {node.where} reads '{tensor}', which no "
+                                  "earlier node, graph input or initializer provides (the "
+                                  "nodes must be in topological order).")
+        if op in RECURRENT:
+            recurrent = RecurrentNode(node, RECURRENT[op], constants, self.origin)
+            node.run = recurrent
+            self.recurrent.append(recurrent)
+            return node
+        spec = OPS[op]
+        unknown = sorted(set(node.attrs) - spec.attributes)
+        if unknown:
+            raise ConfigError(f"{self.origin}: {node.where} has attribute(s) {unknown} that "
+                              f"rnnsim does not implement; it reads {sorted(spec.attributes)}.")
+        if not spec.min_inputs <= len(node.inputs) <= spec.max_inputs:
+            raise ConfigError(f"{self.origin}: {node.where} has {len(node.inputs)} inputs; "
+                              f"{op} takes {spec.min_inputs} to {spec.max_inputs}.")
+        node.run = lambda inputs, fn=spec.fn, attrs=node.attrs: fn(inputs, attrs, self.opset)
+        return node
+
+    def _fold(self, node: Node, constants: dict) -> None:
+        """Run a node whose inputs are all constants once, now."""
+        inputs = [constants[name] if name else None for name in node.inputs]
+        try:
+            outputs = node.run(inputs)
+        except (ValueError, IndexError, TypeError, KeyError) as exc:
+            raise ConfigError(f"{self.origin}: {node.where} fails on its constant inputs: "
+                              f"{exc}.") from None
+        for name, value in zip(node.outputs, outputs):
+            if name:
+                constants[name] = np.asarray(value)
+
+    # ---- running -------------------------------------------------------------------------
+
+    def _plan(self, wanted: tuple[str, ...]) -> list[Node]:
+        """The nodes needed for ``wanted`` outputs, in graph order."""
+        plan = self._plans.get(wanted)
+        if plan is None:
+            needed = set(wanted)
+            plan = []
+            for node in reversed(self.nodes):
+                if any(name in needed for name in node.outputs if name):
+                    plan.append(node)
+                    needed.update(name for name in node.inputs if name)
+            plan.reverse()
+            self._plans[wanted] = plan
+        return plan
+
+    def _checked_feeds(self, feeds: Mapping, check_finite: bool) -> dict[str, np.ndarray]:
+        if not isinstance(feeds, Mapping):
+            raise InputError(f"run takes a dict of arrays by input name "
+                             f"({', '.join(self.input_names)}), not {type(feeds).__name__}.")
+        if feeds.keys() != self.inputs.keys():
+            unknown = [name for name in feeds if name not in self.inputs]
+            missing = [name for name in self.input_names if name not in feeds]
+            parts = ([f"unknown input(s) {unknown}"] if unknown else []) + \
+                    ([f"missing input(s) {missing}"] if missing else [])
+            raise InputError(f"{self.origin}: {'; '.join(parts)}. The model's inputs are "
+                             f"{self.input_names}.")
+        values, sizes = {}, {}
+        for name, (dtype, dims) in self.inputs.items():
+            value = np.asarray(feeds[name])
+            if value.dtype != dtype:
+                raise ShapeError(f"input '{name}' has dtype {value.dtype}; the model declares "
+                                 f"{dtype}. Convert it with .astype(np.{dtype}).")
+            if dims is not None:
+                self._check_dims(name, value.shape, dims, sizes)
+            # the sum is finite unless a value is NaN/inf (or it overflows: then look closer)
+            if (check_finite and value.dtype.kind == "f" and not math.isfinite(value.sum())
+                    and not np.isfinite(value).all()):
+                raise InputError(f"input '{name}' holds NaN or inf values. Clean the input, or "
+                                 "pass check_finite=False.")
+            values[name] = value
+        return values
+
+    @staticmethod
+    def _check_dims(name: str, shape: tuple, dims: tuple, sizes: dict) -> None:
+        """``shape`` against the declared ``dims`` (sizes, names, None); ``sizes`` collects the
+        size of every named dimension seen so far, so that inputs sharing a name agree."""
+        if len(shape) == len(dims) and all(
+                size == dim or dim is None or dim == 0 or (isinstance(dim, str) and
+                                                           sizes.setdefault(dim, size) == size)
+                for size, dim in zip(shape, dims)):
+            return
+        shown = "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
+        if len(shape) != len(dims):
+            raise ShapeError(f"input '{name}' has shape {shape}; the model declares "
+                             f"{len(dims)} axes {shown}.")
+        for axis, (size, dim) in enumerate(zip(shape, dims)):
+            if isinstance(dim, int) and dim and size != dim:
+                raise ShapeError(f"input '{name}' has shape {shape}; the model declares {shown} "
+                                 f"(axis {axis} must be {dim}).")
+            if isinstance(dim, str) and sizes[dim] != size:
+                raise ShapeError(f"input '{name}' has {dim} = {size} on axis {axis}, but an "
+                                 f"earlier input has {dim} = {sizes[dim]}; the model declares "
+                                 "them equal.")
+
+    def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None, *,
+            check_finite: bool = True) -> dict[str, np.ndarray]:
+        """Run the graph on ``feeds`` and return ``{output name: array}``.
+
+        feeds : one array per name in ``input_names``, with the declared dtype and shape
+        outputs : the output names wanted (default: all ``output_names``); only the nodes
+            they need run
+        check_finite : refuse float inputs holding NaN or inf
+        """
+        wanted = tuple(self.output_names if outputs is None else outputs)
+        unknown = [] if outputs is None else [n for n in wanted if n not in self.output_names]
+        if unknown:
+            raise InputError(f"{self.origin}: unknown output(s) {unknown}; the model's outputs "
+                             f"are {self.output_names}.")
+        values = dict(self._constants)
+        values.update(self._checked_feeds(feeds, check_finite))
+        for node in self._plan(wanted):
+            inputs = [values[name] if name else None for name in node.inputs]
+            # A recurrent node checks its inputs itself, with errors naming them.
+            results = node.run(inputs) if node.op in RECURRENT else _run_glue(node, inputs)
+            for name, value in zip(node.outputs, results):
+                if name:
+                    values[name] = value
+        return {name: values[name] if values[name].flags.writeable else values[name].copy()
+                for name in wanted}
+
+    def describe(self) -> dict:
+        """Inputs, outputs, opset, operator counts and the recurrent nodes, as plain data."""
+        ops: dict[str, int] = {}
+        for node in self.nodes:
+            ops[node.op] = ops.get(node.op, 0) + 1
+        return {
+            "opset": self.opset,
+            "inputs": [{"name": name, "dtype": str(dtype),
+                        "shape": None if dims is None else list(dims)}
+                       for name, (dtype, dims) in self.inputs.items()],
+            "outputs": self.output_names,
+            "ops": ops,
+            "recurrent": [node.describe() for node in self.recurrent],
+        }
+
+
+def from_onnx(source: str | os.PathLike | Any) -> "OnnxModel":
+    """An ``OnnxModel`` for an ``.onnx`` file (or an ``onnx.ModelProto``).
+
+    The whole model is checked here: every operator must be supported (one error lists all
+    the others with the nodes using them), the recurrent nodes' attributes must be valid and
+    their weights must have the shapes and dtypes the attributes imply. External weight files
+    must lie inside the model's folder.
+    """
+    onnx = import_onnx(f"'{source}'" if isinstance(source, (str, os.PathLike)) else "a model")
+    if isinstance(source, onnx.ModelProto):
+        return OnnxModel(source, "model", None)
+    path = Path(source)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise InputError(f"ONNX model '{path}' {what}. Check the path.")
+    try:
+        proto = onnx.load_model(path, load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends: the file is not ONNX
+        raise InputError(f"'{path}' cannot be read as an ONNX model: {exc}.") from None
+    return OnnxModel(proto, f"ONNX model '{path}'", path.parent)

@@ -1,0 +1,104 @@
+"""Reading an ``.onnx`` file: the ``onnx`` package (an optional extra), external weight files
+kept inside the model's folder, and nodes with their attributes as NumPy values."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import InputError
+
+
+FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+INSTALL_HINT = "pip install 'rnnsim[onnx]' (or pip install onnx)"
+
+
+def import_onnx(what: str):
+    """The ``onnx`` package; an InputError saying how to install it, naming ``what`` needed it."""
+    try:
+        import onnx
+        import onnx.numpy_helper  # noqa: F401 (a submodule used below)
+    except ImportError:
+        raise InputError(f"reading {what} needs the onnx package: {INSTALL_HINT}.") from None
+    return onnx
+
+
+def _external_tensors(graph):
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+
+
+def load_external_data(graph, folder: Path | None, origin: str) -> None:
+    """Read external tensor data, refusing any location outside ``folder``."""
+    for tensor in _external_tensors(graph):
+        if tensor.data_location != tensor.EXTERNAL:
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        where = f"{origin}: tensor '{tensor.name}' keeps its data in external file {location!r}"
+        if folder is None:
+            raise InputError(f"{where}; load the model from its file so the folder is known.")
+        base = folder.resolve()
+        target = (base / location).resolve()
+        if not location or Path(location).is_absolute() or base not in target.parents:
+            raise InputError(f"{where}, outside the model's folder '{base}'. rnnsim reads "
+                             "external data only from files beside the model or below it.")
+        if not target.is_file():
+            raise InputError(f"{where}, which does not exist in '{base}'.")
+        offset, length = int(info.get("offset", 0)), info.get("length")
+        size = target.stat().st_size
+        length = size - offset if length is None else int(length)
+        if offset < 0 or length < 0 or offset + length > size:
+            raise InputError(f"{where}: offset {offset} and length {length} run past the "
+                             f"file's {size} bytes.")
+        with open(target, "rb") as fh:
+            fh.seek(offset)
+            tensor.raw_data = fh.read(length)
+        del tensor.external_data[:]
+        tensor.data_location = tensor.DEFAULT
+
+
+@dataclass
+class Node:
+    """One node of the graph as rnnsim runs it."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict
+    run: Any
+
+    @property
+    def where(self) -> str:
+        return f"node '{self.name}' ({self.op})"
+
+
+def read_attributes(onnx, node) -> dict:
+    """A node's attributes as Python values and NumPy arrays, by name."""
+    attrs = {}
+    for attribute in node.attribute:
+        value = onnx.helper.get_attribute_value(attribute)
+        if isinstance(value, onnx.TensorProto):
+            value = onnx.numpy_helper.to_array(value)
+        elif isinstance(value, bytes):
+            value = value.decode("utf-8", errors="replace")
+        elif isinstance(value, list) and value and isinstance(value[0], bytes):
+            value = [v.decode("utf-8", errors="replace") for v in value]
+        attrs[attribute.name] = value
+    return attrs
+
+
+def describe_array(value: np.ndarray) -> str:
+    """'float32 (3, 4)': an array's dtype and shape, for messages."""
+    return f"{value.dtype} {tuple(value.shape)}"
+
+

@@ -1,0 +1,349 @@
+"""ONNX's RNN, LSTM and GRU nodes bound to rnnsim's cells: attributes checked, gate orders
+mapped (ONNX stores LSTM gates as i, o, f, c and GRU gates as z, r, h; the kernels use PyTorch's
+i, f, g, o and r, z, n), one cell per direction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...activations import BoundActivation, bind
+from ...config import LayerConfig, Spec
+from ...errors import ConfigError, InputError, ShapeError
+from ...plugins import get_plugins
+from .load import FLOAT_TYPES, Node, describe_array
+
+
+DIRECTIONS = ("forward", "reverse", "bidirectional")
+
+
+# ONNX activation name (lower case) -> (rnnsim activation, takes alpha, takes beta).
+ACTIVATIONS = {
+    "relu": ("relu", False, False), "tanh": ("tanh", False, False),
+    "sigmoid": ("sigmoid", False, False), "affine": ("affine", True, True),
+    "leakyrelu": ("leaky_relu", True, False), "thresholdedrelu": ("thresholded_relu", True, False),
+    "scaledtanh": ("scaled_tanh", True, True), "hardsigmoid": ("hard_sigmoid", True, True),
+    "elu": ("elu", True, False), "softsign": ("softsign", False, False),
+    "softplus": ("softplus", False, False),
+}
+
+
+# ONNX Runtime's values for an alpha/beta the lists run out of; every other one is 0.
+ACTIVATION_DEFAULTS = {"leakyrelu": (0.01, 0.0), "hardsigmoid": (0.2, 0.5), "elu": (1.0, 0.0)}
+
+
+@dataclass(frozen=True)
+class RecurrentOp:
+    """How one ONNX recurrent operator maps onto an rnnsim cell.
+
+    gate_order : for each kernel gate block (PyTorch order), the ONNX block it comes from
+    activation_slots : for each kernel activation (act0, act1...), the index in ONNX's list
+    """
+
+    cell: str
+    gates: int
+    activations: tuple[str, ...]
+    gate_order: tuple[int, ...]
+    activation_slots: tuple[int, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attributes: frozenset[str]
+
+
+_COMMON_ATTRIBUTES = ("activation_alpha", "activation_beta", "activations", "clip", "direction",
+                      "hidden_size", "layout")
+
+
+_INPUTS = ("X", "W", "R", "B", "sequence_lens", "initial_h")
+
+
+RECURRENT = {
+    # h_t = f(W x + R h + Wb + Rb)
+    "RNN": RecurrentOp("elman", 1, ("Tanh",), (0,), (0,), _INPUTS, ("Y", "Y_h"),
+                       frozenset(_COMMON_ATTRIBUTES)),
+    # ONNX blocks i, o, f, c -> kernel i, f, g(=c), o; ONNX activations (f, g, h) -> kernel
+    # act0 = h (on c_t), act1 = f (gates), act2 = g (cell input).
+    "LSTM": RecurrentOp("lstm", 4, ("Sigmoid", "Tanh", "Tanh"), (0, 2, 3, 1), (2, 0, 1),
+                        _INPUTS + ("initial_c", "P"), ("Y", "Y_h", "Y_c"),
+                        frozenset(_COMMON_ATTRIBUTES + ("input_forget",))),
+    # ONNX blocks z, r, h -> kernel r, z, n(=h); ONNX activations (f, g) -> kernel act0 = g
+    # (candidate), act1 = f (gates).
+    "GRU": RecurrentOp("gru", 3, ("Sigmoid", "Tanh"), (1, 0, 2), (1, 0), _INPUTS, ("Y", "Y_h"),
+                       frozenset(_COMMON_ATTRIBUTES + ("linear_before_reset",))),
+}
+
+
+class RecurrentNode:
+    """An ONNX RNN/LSTM/GRU node checked against its attributes and bound to rnnsim cells.
+
+    Weights that are initializers are checked and converted to kernel order once, here;
+    weights computed by the graph are checked and converted on every run.
+    """
+
+    def __init__(self, node: Node, spec: RecurrentOp, constants: dict, origin: str):
+        self.node = node
+        self.spec = spec
+        self.where = f"{origin}: {node.where}"
+        attrs = node.attrs
+        unknown = sorted(set(attrs) - spec.attributes)
+        if unknown:
+            raise ConfigError(f"{self.where}: unknown attribute(s) {unknown}; {node.op} takes "
+                              f"{sorted(spec.attributes)}.")
+        if len(node.inputs) < 3 or not all(node.inputs[:3]):
+            raise ConfigError(f"{self.where}: needs the inputs X, W and R.")
+        if len(node.inputs) > len(spec.inputs) or len(node.outputs) > len(spec.outputs):
+            raise ConfigError(f"{self.where}: takes at most the inputs {list(spec.inputs)} and "
+                              f"the outputs {list(spec.outputs)}.")
+        self.direction = attrs.get("direction", "forward")
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(f"{self.where}: direction {self.direction!r} is not one of "
+                              f"{', '.join(DIRECTIONS)}.")
+        self.directions = 2 if self.direction == "bidirectional" else 1
+        self.layout = attrs.get("layout", 0)
+        if self.layout not in (0, 1):
+            raise ConfigError(f"{self.where}: layout {self.layout} must be 0 (time first) or 1 "
+                              "(batch first).")
+        self.clip = attrs.get("clip")
+        if self.clip is not None and not self.clip > 0:
+            raise ConfigError(f"{self.where}: clip {self.clip} must be positive.")
+        self.input_forget = bool(attrs.get("input_forget", 0))
+        self.linear_before_reset = bool(attrs.get("linear_before_reset", 0))
+        weight_names = dict(zip(spec.inputs, node.inputs))
+        R = constants.get(weight_names["R"])
+        self.hidden_size = attrs.get("hidden_size", None if R is None else R.shape[-1])
+        if not isinstance(self.hidden_size, int) or self.hidden_size <= 0:
+            raise ConfigError(f"{self.where}: hidden_size must be a positive integer (got "
+                              f"{self.hidden_size!r}).")
+        self.activations = self._activations()
+        self.names = {key: name for key, name in weight_names.items() if name}
+        self.dtype = None
+        self.input_size = None
+        self.params = None
+        weights = {key: constants.get(self.names.get(key)) for key in ("W", "R", "B", "P")}
+        self.weight_shapes = {key: tuple(v.shape) for key, v in weights.items() if v is not None}
+        constant = all(weights[key] is not None for key in ("W", "R", "B", "P")
+                       if key in self.names)
+        if constant:  # private copies, read-only: the cells skip their per-call weight check
+            self.params = [{key: _read_only(value) for key, value in direction.items()}
+                           for direction in self._kernel_params(weights)]
+            self.dtype, self.input_size = weights["W"].dtype, weights["W"].shape[2]
+        self.cells = self._cells()
+
+    # ---- attributes ----------------------------------------------------------------------
+
+    def _activations(self) -> list[list[BoundActivation]]:
+        """Bound kernel activations per direction, consuming activation_alpha/beta in list
+        order across all functions (and directions), as ONNX Runtime does."""
+        attrs, spec, D = self.node.attrs, self.spec, self.directions
+        per_direction = len(spec.activations)
+        names = list(attrs.get("activations", spec.activations * D))
+        if spec.cell == "elman" and D == 1 and len(names) == 2:
+            names = names[:1]  # ONNX Runtime's rule for the old default ["Tanh", "Tanh"]
+        if len(names) != per_direction * D:
+            raise ConfigError(f"{self.where}: activations {names} must list {per_direction} "
+                              f"function(s) per direction ({per_direction * D} for direction "
+                              f"'{self.direction}').")
+        alphas = iter(attrs.get("activation_alpha", []))
+        betas = iter(attrs.get("activation_beta", []))
+        plugins = get_plugins()
+        bound, labels = [], []
+        for i, name in enumerate(names):
+            key = str(name).lower()
+            if key not in ACTIVATIONS:
+                raise ConfigError(f"{self.where}: activations[{i}] {name!r} is not an ONNX "
+                                  "activation; use one of Relu, Tanh, Sigmoid, Affine, "
+                                  "LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, "
+                                  "Softsign, Softplus.")
+            rnnsim_name, takes_alpha, takes_beta = ACTIVATIONS[key]
+            default_alpha, default_beta = ACTIVATION_DEFAULTS.get(key, (0.0, 0.0))
+            params = {}
+            if takes_alpha:
+                params["alpha"] = float(next(alphas, default_alpha))
+            if takes_beta:
+                params["beta"] = float(next(betas, default_beta))
+            spec_ = Spec.model_validate({"name": rnnsim_name, **params})
+            bound.append(bind(spec_, f"{self.where}: activations[{i}]", plugins))
+            shown = ", ".join(f"{key}={value:g}" for key, value in params.items())
+            labels.append(f"{name}({shown})" if shown else str(name))
+        self.activation_labels = [labels[d * per_direction:(d + 1) * per_direction]
+                                  for d in range(D)]
+        return [[bound[d * per_direction + slot] for slot in spec.activation_slots]
+                for d in range(D)]
+
+    def _cells(self) -> list:
+        """One rnnsim cell per direction, each with that direction's activations."""
+        options = {"clip": None if self.clip is None else float(self.clip)}
+        if self.spec.cell == "lstm":
+            options["input_forget"] = self.input_forget
+        if self.spec.cell == "gru":
+            options["reset_after"] = self.linear_before_reset
+        config = LayerConfig(cell=self.spec.cell, units=self.hidden_size, **options)
+        cell_class = get_plugins().cells.get(self.spec.cell, self.where).cls
+        return [cell_class(config, self.input_size or 1, activations, self.where)
+                for activations in self.activations]
+
+    # ---- weights -------------------------------------------------------------------------
+
+    def _kernel_params(self, weights: dict) -> list[dict[str, np.ndarray]]:
+        """Check W, R, B, P against the attributes; per direction, the kernel's parameters."""
+        W, R, B, P = (weights.get(key) for key in ("W", "R", "B", "P"))
+        D, G, p = self.directions, self.spec.gates, self.hidden_size
+        self._check_weight("W", W, W.dtype)
+        if W.ndim != 3 or W.shape[:2] != (D, G * p):
+            self._shape_error("W", W, f"(num_directions={D}, {G}*hidden_size={G * p}, "
+                                      "input_size)")
+        k = W.shape[2]
+        self._check_weight("R", R, W.dtype, (D, G * p, p))
+        if B is not None:
+            self._check_weight("B", B, W.dtype, (D, 2 * G * p))
+        if P is not None:
+            self._check_weight("P", P, W.dtype, (D, 3 * p))
+        order = list(self.spec.gate_order)
+        params = []
+        for d in range(D):
+            kernel = {"W": self._reorder(W[d].reshape(G, p, k), order, (G * p, k)),
+                      "U": self._reorder(R[d].reshape(G, p, p), order, (G * p, p))}
+            if B is not None:
+                Wb = B[d, :G * p].reshape(G, p)[order].reshape(-1)
+                Rb = B[d, G * p:].reshape(G, p)[order].reshape(-1)
+                if self.spec.cell == "gru":  # Rb of n stays inside r * (...) in the kernel
+                    kernel["b"] = np.concatenate([Wb[:2 * p] + Rb[:2 * p], Wb[2 * p:]])
+                    kernel["bn"] = np.ascontiguousarray(Rb[2 * p:])
+                else:
+                    kernel["b"] = Wb + Rb
+            if P is not None:  # ONNX P: i, o, f; kernel: i, f, o
+                kernel["P"] = np.ascontiguousarray(P[d].reshape(3, p)[[0, 2, 1]])
+            params.append(kernel)
+        return params
+
+    @staticmethod
+    def _reorder(blocks: np.ndarray, order: list[int], shape) -> np.ndarray:
+        return np.ascontiguousarray(blocks[order].reshape(shape))
+
+    def _tensor(self, key: str) -> str:
+        name = self.names.get(key, "")
+        return f"{key} ('{name}')" if name and name != key else key
+
+    def _shape_error(self, key: str, value: np.ndarray, expected: str):
+        raise ShapeError(f"{self.where}: {self._tensor(key)} has shape {value.shape}; "
+                         f"expected {expected} for hidden_size={self.hidden_size}, "
+                         f"direction='{self.direction}'" +
+                         (f", layout={self.layout}" if key in ("X", "initial_h", "initial_c")
+                          else "") + ".")
+
+    def _check_weight(self, key, value, dtype, shape=None) -> None:
+        """``value``'s dtype is float32/float64 and ``dtype``; its shape ``shape`` if given."""
+        if value.dtype not in FLOAT_TYPES:
+            raise ShapeError(f"{self.where}: {self._tensor(key)} has dtype {value.dtype}; "
+                             "rnnsim runs float32 and float64.")
+        if value.dtype != dtype:
+            raise ShapeError(f"{self.where}: {self._tensor(key)} has dtype {value.dtype}, but W "
+                             f"has {dtype}; all float inputs of a node share one dtype.")
+        if shape is not None and value.shape != shape:
+            self._shape_error(key, value, str(shape))
+
+    # ---- running -------------------------------------------------------------------------
+
+    def __call__(self, inputs: list) -> tuple:
+        spec = self.spec
+        values = dict(zip(spec.inputs, inputs))
+        params = self.params
+        if params is None:
+            params = self._kernel_params(values)
+        W = values["W"] if self.params is None else None
+        dtype = self.dtype if W is None else W.dtype
+        k = self.input_size if W is None else W.shape[2]
+        x = self._checked_x(values["X"], dtype, k)
+        T, B = x.shape[:2]
+        lengths = self._lengths(values.get("sequence_lens"), T, B)
+        # (D, B, p) copies the kernels overwrite with the final states, direction by direction
+        h = self._state("initial_h", values.get("initial_h"), dtype, B)
+        c = (self._state("initial_c", values.get("initial_c"), dtype, B)
+             if spec.cell == "lstm" else None)
+        outs = []
+        for d, (cell, kernel_params) in enumerate(zip(self.cells, params)):
+            reverse = d == 1 or self.direction == "reverse"
+            extra = {} if c is None else {"c": c[d]}
+            outs.append(cell.run_direction(kernel_params, "", x, h[d], lengths, reverse, **extra))
+        return self._outputs(outs, h, c, values.get("sequence_lens"))
+
+    def _checked_x(self, X, dtype, k) -> np.ndarray:
+        if X.ndim != 3 or X.shape[2] != k:
+            axes = "seq_length, batch_size" if self.layout == 0 else "batch_size, seq_length"
+            self._shape_error("X", X, f"({axes}, input_size={k})")
+        if X.dtype != dtype:
+            raise ShapeError(f"{self.where}: {self._tensor('X')} has dtype {X.dtype}, but the "
+                             f"weights have {dtype}; all float inputs of a node share one "
+                             "dtype.")
+        x = X.transpose(1, 0, 2) if self.layout else X
+        if x.shape[0] == 0:
+            raise ShapeError(f"{self.where}: {self._tensor('X')} has shape {X.shape}: no "
+                             "timesteps to run.")
+        return np.ascontiguousarray(x)
+
+    def _lengths(self, lens, T: int, B: int) -> np.ndarray:
+        if lens is None:
+            return np.full(B, T, np.int64)
+        if lens.shape != (B,) or lens.dtype.kind not in "iu":
+            raise ShapeError(f"{self.where}: {self._tensor('sequence_lens')} is "
+                             f"{describe_array(lens)}; expected ({B},) int32, one length per "
+                             "sequence.")
+        if np.any(lens < 0) or np.any(lens > T):
+            raise InputError(f"{self.where}: {self._tensor('sequence_lens')} holds "
+                             f"{lens.tolist()}; every length must lie in [0, {T}].")
+        return lens.astype(np.int64)
+
+    def _state(self, key: str, value, dtype, B: int) -> np.ndarray:
+        """A fresh (num_directions, B, hidden_size) copy of initial_h / initial_c, or zeros."""
+        D, p = self.directions, self.hidden_size
+        if value is None:
+            return np.zeros((D, B, p), dtype)
+        expected = (B, D, p) if self.layout else (D, B, p)
+        if value.shape != expected:
+            self._shape_error(key, value, str(expected))
+        if value.dtype != dtype:
+            raise ShapeError(f"{self.where}: {self._tensor(key)} has dtype {value.dtype}, but "
+                             f"the weights have {dtype}.")
+        return np.array(value.transpose(1, 0, 2) if self.layout else value, order="C")
+
+    def _outputs(self, outs, h, c, lens) -> tuple:
+        """Y, Y_h (and Y_c) in the node's layout; None for outputs the node leaves unnamed."""
+        named = self.node.outputs
+        results = []
+        if named and named[0]:
+            Y = outs[0][:, None] if len(outs) == 1 else np.stack(outs, axis=1)  # (T, D, B, p)
+            results.append(np.ascontiguousarray(Y.transpose(2, 0, 1, 3)) if self.layout else Y)
+        else:
+            results.append(None)
+        empty = None if lens is None or lens.all() else lens == 0
+        for index, final in ((1, h), (2, c)):
+            if len(named) <= index or not named[index]:
+                results.append(None)
+                continue
+            if empty is not None:
+                final[:, empty] = 0  # ONNX Runtime: a sequence of length 0 ends in zeros
+            results.append(np.ascontiguousarray(final.transpose(1, 0, 2)) if self.layout
+                           else final)
+        return tuple(results[:len(named)])
+
+    def describe(self) -> dict:
+        """The node's attributes and weight shapes as plain data (for ``rnnsim info``)."""
+        return {
+            "name": self.node.name, "op": self.node.op, "direction": self.direction,
+            "hidden_size": self.hidden_size, "input_size": self.input_size,
+            "layout": self.layout, "dtype": None if self.dtype is None else str(self.dtype),
+            "activations": self.activation_labels,
+            "clip": self.clip,
+            **({"input_forget": self.input_forget} if self.spec.cell == "lstm" else {}),
+            **({"linear_before_reset": self.linear_before_reset}
+               if self.spec.cell == "gru" else {}),
+            "inputs": {key: name for key, name in self.names.items()},
+            "weights": {key: list(shape) for key, shape in self.weight_shapes.items()},
+        }
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only copy of ``array`` that owns its memory."""
+    array = np.array(array, copy=True)
+    array.flags.writeable = False
+    return array
