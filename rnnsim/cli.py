@@ -841,9 +841,9 @@ def sweep_command(config, grid, metrics, output, repeats, seed, workers, schedul
                   as_json):
     """Run a config over a grid of values and write one table row of metrics per point."""
     grid = _grid_option(grid)
-    from . import config as config_mod, sweep as sweep_mod
+    from . import sweep as sweep_mod
 
-    parsed = config_mod.parse(config)
+    parsed = sweep_mod.parse_config(config)
     if output is None and (parsed.sweep is None or parsed.sweep.output is None):
         output = Path(f"{config.stem}-sweep.csv")
     start = time.perf_counter()

@@ -4,10 +4,10 @@ from __future__ import annotations
 import difflib
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Any, Literal, Mapping, Optional
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError,
                       model_validator)
 
 from .errors import ConfigError
@@ -59,41 +59,28 @@ class LayerInit(_Strict):
     feedback: Spec = _spec("input_bernoulli")
 
 
-class FeedbackConfig(_Strict):
-    """Output feedback of an esn layer: the head's previous output y_{t-1} enters through W_fb
-    (initialized by ``init.feedback``)."""
-
-    scaling: Union[float, list[float]] = Field(default=1.0, description="scales y_{t-1}: one value or one per output")
+DEFAULT_CELL = "elman"
 
 
-class LayerConfig(_Strict):
-    """One recurrent layer: ``units`` (p) is independent of the number of timesteps."""
+class CellOptions(_Strict):
+    """The base of a cell's own layer keys (``Cell.Options``): each a pydantic field, None
+    meaning "not set" (the cell's default)."""
 
-    cell: str = "elman"
+
+class LayerConfig(BaseModel):
+    """One recurrent layer: ``units`` (p) is independent of the number of timesteps.
+
+    The keys below are every layer's; any other key is an option of the chosen cell, checked
+    against that cell's ``Options`` schema when the network is built (``Cell.parse_options``).
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    cell: str = DEFAULT_CELL
     units: int = Field(gt=0, description="p, the number of hidden units")
     activation: Optional[Spec] = Field(default=None, description="default: the cell's own")
     init: LayerInit = Field(default_factory=LayerInit)
     bias: bool = True
     bidirectional: bool = False
-    # Options of particular cells below; None means "not set" (a cell rejects the others').
-    gate_activation: Optional[Spec] = Field(default=None, description="lstm/gru gates; default sigmoid")
-    cell_activation: Optional[Spec] = Field(default=None, description="lstm cell input g; default tanh")
-    proj_size: Optional[int] = Field(default=None, ge=0, description="lstm: project h_t to this width (0: none)")
-    peepholes: Optional[bool] = Field(default=None, description="lstm: gates see the cell state")
-    clip: Optional[float] = Field(default=None, gt=0, description="elman/lstm/gru: clip pre-activations to [-clip, clip] (ONNX)")
-    input_forget: Optional[bool] = Field(default=None, description="lstm: couple the forget gate, f = 1 - i (ONNX)")
-    reset_after: Optional[bool] = Field(default=None, description="gru: reset after the recurrent matmul (default true)")
-    leak_rate: Optional[Union[float, list[float]]] = Field(default=None, description="esn: leak rate lr in (0, 1], one value or one per unit (default 1)")
-    input_scaling: Optional[Union[float, list[float]]] = Field(default=None, description="esn: scales u_t, one value or one per feature (default 1)")
-    noise: Optional[float] = Field(default=None, ge=0, description="esn: std of Gaussian noise added inside f (default 0)")
-    noise_seed: Optional[int] = Field(default=None, ge=0, description="esn: seed of that noise (default 0)")
-    sparse: Optional[bool] = Field(default=None, description="esn: store and run W in CSR form, never dense")
-    feedback: Optional[FeedbackConfig] = Field(default=None, description="esn: feed the head's output y_{t-1} back in (true: default scaling)")
-
-    @field_validator("feedback", mode="before")
-    @classmethod
-    def _feedback_flag(cls, value: Any) -> Any:
-        return ({} if value else None) if isinstance(value, bool) else value
 
 
 class HeadInit(_Strict):
@@ -167,7 +154,9 @@ def _dump(value):
     if isinstance(value, Spec):
         return value.dump()
     if isinstance(value, BaseModel):
-        return {name: _dump(getattr(value, name)) for name in type(value).model_fields}
+        extra = value.model_extra if isinstance(value, LayerConfig) else None
+        return {**{name: _dump(getattr(value, name)) for name in type(value).model_fields},
+                **(extra or {})}
     if isinstance(value, list):
         return [_dump(v) for v in value]
     return value
@@ -217,9 +206,12 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def parse(source: str | Path | Mapping) -> Config:
+def parse(source: str | Path | Mapping, cells=None) -> Config:
     """Validate a config given as a YAML path or a mapping; report every error at once.
 
+    cells : the registry of cells (``get_plugins().cells``, as every entry point passes):
+        each layer's keys beyond every layer's are then checked against its cell's
+        ``Options``. Without it they are checked when the network is built.
     The ``sweep:`` section's grid key paths and metric names are checked by
     ``rnnsim.sweep.parse_config``, which sweeps (and ``rnnsim validate``) use."""
     origin = origin_of(source)
@@ -227,11 +219,32 @@ def parse(source: str | Path | Mapping) -> Config:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{origin} must be a mapping with a 'network' key, "
                           f"not {type(data).__name__}.")
+    problems = [] if cells is None else _cell_option_problems(data, cells)
     try:
         config = Config.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(format_errors(origin, [_describe(e) for e in exc.errors()])) from None
+        problems = describe_errors(exc) + problems
+    if problems:
+        raise ConfigError(format_errors(origin, problems))
     return config
+
+
+def _cell_option_problems(data: Mapping, cells) -> list[str]:
+    """The problems of every layer's own keys in the raw ``data``, checked by its cell."""
+    network = data.get("network")
+    layers = network.get("layers") if isinstance(network, Mapping) else None
+    problems = []
+    for i, layer in enumerate(layers if isinstance(layers, list) else []):
+        name = layer.get("cell", DEFAULT_CELL) if isinstance(layer, Mapping) else None
+        if not isinstance(name, str) or name not in cells:  # reported with the other names
+            continue
+        where = f"network.layers[{i}]"
+        extras = {k: v for k, v in layer.items() if k not in LayerConfig.model_fields}
+        try:
+            cells.entries[name].cls.parse_options(extras, where, cells)
+        except ConfigError as exc:
+            problems += str(exc).splitlines()
+    return problems
 
 
 def origin_of(source) -> str:
@@ -253,12 +266,21 @@ def key_path(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def _describe(error: dict) -> str:
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+def describe_errors(exc: ValidationError, prefix: tuple = (),
+                    allowed: list[str] | None = None) -> list[str]:
+    """pydantic's errors as 'key.path: what is wrong', each path below ``prefix``; ``allowed``
+    lists the keys of the model validated there (default: read from ``Config``)."""
+    return [describe_error(error, prefix, allowed) for error in exc.errors()]
+
+
+def describe_error(error: dict, prefix: tuple = (), allowed: list[str] | None = None) -> str:
+    """One of pydantic's errors as 'key.path: what is wrong' (see ``describe_errors``)."""
+    loc = prefix + tuple(p for p in error["loc"]
+                         if not (isinstance(p, str) and p.startswith("function-")))
     path = key_path(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = _allowed_keys(loc[:-1]) if allowed is None else allowed
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{path}: unknown key{hint}. Allowed here: {', '.join(allowed)}."

@@ -10,6 +10,7 @@ from . import config as config_mod
 from . import device as device_mod
 from .errors import ConfigError, InputError, ShapeError
 from .network import Network
+from .plugins import get_plugins
 
 
 @dataclass
@@ -25,7 +26,7 @@ def ensemble(config, members: Sequence[Mapping]) -> list:
 
     members : e.g. ``[{"seed": 1, "leak_rate": 0.3}, {"seed": 2, "leak_rate": 0.5}]``
     """
-    base = config_mod.parse(config).dump()
+    base = config_mod.parse(config, get_plugins().cells).dump()
     nets = []
     for member in members:
         data = {"network": dict(base["network"]), "run": base["run"]}

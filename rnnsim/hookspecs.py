@@ -57,10 +57,11 @@ def register_cells(register: Callable) -> None:
 
     register : ``register(cls, description="")``
         ``cls`` subclasses ``rnnsim.Cell`` and owns everything about the cell: its ``name``,
-        parameter names and shapes (``parameter_shapes()``), the config options it reads
-        (``options``), its activation slots, gate labels, its CPU kernel (``run_direction``),
-        and optionally its GPU kernel (``cuda_template``, ``run_cuda``) and dynamics map
-        (``map_class``). Built as ``cls(layer_config, input_size, activations, where)``.
+        parameter names and shapes (``parameter_shapes()``), its own layer keys (``Options``,
+        a ``config.CellOptions`` schema), its activation slots, gate labels, its CPU kernel
+        (``run_direction``), and optionally its GPU kernel (``cuda_template``, ``run_cuda``)
+        and dynamics map (``map_class``). Built as
+        ``cls(layer_config, input_size, activations, where)``.
 
     Returns nothing; registering a name twice is an error naming both plugins.
     """

@@ -328,9 +328,7 @@ def _check_streamable(net: Network) -> None:
         if layer.directions == 2:
             problems.append(f"network.layers[{i}].bidirectional: a reverse direction needs the "
                             "whole sequence at once")
-        if getattr(layer.config, "noise", None):
-            problems.append(f"network.layers[{i}].noise: the noise sequence restarts in every "
-                            "chunk, so chunks would not continue one run")
+        problems += layer.chunk_problems(f"network.layers[{i}]")
     if problems:
         raise ConfigError("a run streamed to disk goes a chunk of steps at a time, which this "
                           "network does not allow: " + "; ".join(problems) + ". Run it in "

@@ -74,7 +74,7 @@ class Network:
         device : 'cpu' or 'cuda' overrides the config's network.device
         """
         origin = f"config file '{source}'" if isinstance(source, (str, os.PathLike)) else "config"
-        return cls(config_mod.parse(source), origin=origin, device=device)
+        return cls(config_mod.parse(source, get_plugins().cells), origin=origin, device=device)
 
     @property
     def fast_math(self) -> bool:
@@ -107,11 +107,13 @@ class Network:
             if cell is None:
                 continue
             try:
+                options = cell.parse_options(layer, where, self.plugins.cells)
+                given = {"activation": layer.activation, **dict(options)}
                 activations = [
-                    bind(getattr(layer, key) or Spec(name=default), f"{where}.{key}", self.plugins)
+                    bind(given.get(key) or Spec(name=default), f"{where}.{key}", self.plugins)
                     for key, default in cell.activation_slots.items()
                 ]
-                layers.append(cell(layer, size, activations, where))
+                layers.append(cell(layer, size, activations, where, options))
             except ConfigError as exc:
                 problems.append(str(exc))
                 continue
@@ -610,7 +612,7 @@ def load(path: str | os.PathLike, device: str | None = None) -> Network:
     if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
         raise InputError(f"'{path}' is not an rnnsim model folder: it needs {CONFIG_FILE} and "
                          f"{WEIGHTS_FILE}, as written by Network.save or `rnnsim run --save`.")
-    config = config_mod.parse(path / CONFIG_FILE)
+    config = config_mod.parse(path / CONFIG_FILE, get_plugins().cells)
     saved = read_saved_names(path)
     params = read_npz(path / WEIGHTS_FILE)
     return Network(config, params, plugins=get_plugins().for_model(saved), origin=saved.where,

@@ -343,7 +343,7 @@ def feedback_parts(net):
     """W (dense), Win and Wfb with their scalings folded in (Wfb = 0 without feedback), b,
     Wout, bout in float64."""
     W, Win, b = dense_params(net)
-    feedback = net.config.network.layers[0].feedback
+    feedback = net.layers[0].options.feedback
     Wfb = (np.zeros((W.shape[0], net.head.units)) if feedback is None
            else net.layer_params(0)["Wfb"].astype(np.float64) * feedback.scaling)
     return (W, Win * [0.5, 1.5], b, Wfb, net.params["head.W"].astype(np.float64),

@@ -79,7 +79,8 @@ def reference(net, i, x, h0, c0=None, suffix="", reverse=False):
         return lstm(x, get("W"), get("U"), b, h0, c0, get("P"), get("R"), reverse=reverse)
     assert not reverse
     bn = get("bn") if cfg.bias else np.zeros(q)
-    return gru(x, get("W"), get("U"), b, bn, h0, cfg.reset_after is not False), None
+    reset_after = net.layers[i].options.reset_after is not False
+    return gru(x, get("W"), get("U"), b, bn, h0, reset_after), None
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -1,23 +1,23 @@
 """The base class of recurrent cells and helpers their ``run`` methods share."""
 from __future__ import annotations
 
+import difflib
 import os
+from typing import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 import numba
 import numba.np.ufunc.parallel as numba_parallel
 import numpy as np
+from pydantic import ValidationError
 
 from .. import kernels
 from ..activations import BoundActivation, compile_errors
 from ..kernels.cpu import tiles
+from ..config import CellOptions, LayerConfig, describe_error
 from ..errors import ConfigError
 
-if TYPE_CHECKING:  # types only: configs sit above the cells
-    from ..config import LayerConfig
 
-COMMON_OPTIONS = ("cell", "units", "activation", "init", "bias", "bidirectional")
 
 
 # A call runs on one thread below this many multiply-adds: handing work to another thread
@@ -111,8 +111,8 @@ class Cell:
     symbols: dict[str, str] = {}
     # Config keys naming this cell's activations, with their defaults, in kernel order.
     activation_slots: dict[str, str] = {"activation": "tanh"}
-    # Cell-specific LayerConfig keys this cell reads (besides COMMON_OPTIONS).
-    options: tuple[str, ...] = ()
+    # The cell's own layer keys (a ``config.CellOptions`` subclass); every other key is an error.
+    Options: type[CellOptions] = CellOptions
     # Outputs of the head fed back into this layer (esn ``feedback``); None: none.
     feedback_size: int | None = None
     # Whether the layer is a reservoir (echo-state analyses and ridge readouts apply).
@@ -127,11 +127,8 @@ class Cell:
     fast_math = False
 
     def __init__(self, config: LayerConfig, input_size: int, activations: list[BoundActivation],
-                 where: str = "layer"):
-        for key in type(config).model_fields:
-            if key not in COMMON_OPTIONS + self.options and getattr(config, key) is not None:
-                raise ConfigError(f"{where}.{key}: not an option of cell '{self.name}'. Remove "
-                                  "it, or pick the cell it belongs to.")
+                 where: str = "layer", options: CellOptions | None = None):
+        self.options = self.parse_options(config, where) if options is None else options
         self.config = config
         self.units = config.units
         self.input_size = input_size
@@ -248,6 +245,11 @@ class Cell:
         the head reads); the config problems found, each with its key path."""
         return []
 
+    def chunk_problems(self, where: str) -> list[str]:
+        """Why runs of consecutive chunks of steps would not continue one run (a run streamed
+        to disk), each with its key path; none for a cell whose state carries everything."""
+        return []
+
     def cuda_row_values(self) -> int:
         """Values of GPU shared memory each batch row of a block needs (its state, and what a
         second phase of the step gathers from every unit)."""
@@ -258,9 +260,39 @@ class Cell:
         ``h`` (and ``c``) are overwritten with the final states. Returns the output."""
         raise NotImplementedError
 
+    @classmethod
+    def parse_options(cls, config: LayerConfig | Mapping, where: str = "layer",
+                      cells=None) -> CellOptions:
+        """The layer's keys beyond every layer's (``config.model_extra``, or a mapping of them)
+        checked against ``Options``; a ConfigError lists every problem with its key path.
+        ``cells`` (the registry) lets a stray key name the cells it is an option of."""
+        given = config if isinstance(config, Mapping) else (config.model_extra or {})
+        try:
+            return cls.Options.model_validate(dict(given))
+        except ValidationError as exc:
+            raise ConfigError("\n".join(cls._option_problem(error, where, cells)
+                                         for error in exc.errors())) from None
+
+    @classmethod
+    def _option_problem(cls, error: dict, where: str, cells) -> str:
+        allowed = list(LayerConfig.model_fields) + list(cls.Options.model_fields)
+        key = error["loc"][0] if error["loc"] else ""
+        if error["type"] != "extra_forbidden" or len(error["loc"]) != 1:
+            return describe_error(error, (where,), allowed)
+        owners = [e.cls.name for e in (cells.entries.values() if cells is not None else ())
+                  if key in e.cls.Options.model_fields]
+        if owners:
+            return (f"{where}.{key}: not an option of cell '{cls.name}' (it is one of cell "
+                    f"{', '.join(repr(o) for o in owners)}). Remove it, or pick that cell.")
+        close = difflib.get_close_matches(str(key), allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        own = ", ".join(cls.Options.model_fields) or "none"
+        return (f"{where}.{key}: unknown key{hint}; not an option of cell '{cls.name}'. Its "
+                f"options: {own}; every layer also takes {', '.join(LayerConfig.model_fields)}.")
+
     def clip(self, dtype) -> float:
         """The kernels' clip threshold in ``dtype`` (np.inf: none)."""
-        clip = getattr(self.config, "clip", None)
+        clip = getattr(self.options, "clip", None)
         return dtype.type(np.inf if clip is None else clip)
 
 

@@ -1,6 +1,10 @@
 """The Elman (simple) recurrent cell."""
-import numpy as np
+from typing import Optional
 
+import numpy as np
+from pydantic import Field
+
+from ..config import CellOptions
 from ..kernels.cpu import elman as template
 from ..kernels.cpu import tiles
 from .. import device
@@ -19,6 +23,13 @@ class ElmanMap(LayerMap):
         return rows(slope, self.weight("U") @ v)
 
 
+class ElmanOptions(CellOptions):
+    """The elman cell's own layer keys."""
+
+    clip: Optional[float] = Field(default=None, gt=0, description="clip pre-activations to "
+                                  "[-clip, clip] (ONNX)")
+
+
 class ElmanCell(Cell):
     """a_t = f_a(W_a x_t + U_a a_{t-1} + b_a)."""
 
@@ -28,7 +39,7 @@ class ElmanCell(Cell):
     equation = "a_t = f_a(W_a x_t + U_a a_{t-1} + b_a)"
     symbols = {"W": "W_a", "U": "U_a", "b": "b_a"}
     map_class = ElmanMap
-    options = ("clip",)
+    Options = ElmanOptions
 
     def parameter_shapes(self):
         p, k = self.units, self.input_size

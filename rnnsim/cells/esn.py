@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 import zlib
+from typing import Any, Optional, Union
 
 import numpy as np
+from pydantic import Field, field_validator
 
+from ..config import CellOptions
 from ..activations import compile_errors
 from ..errors import ConfigError
 from ..sparse import CSR
@@ -51,10 +54,10 @@ class ESNMap(LayerMap):
     def drive(self, x, noise=True):
         """W_in (s u_t) + b, plus the configured noise when ``noise`` (as ``Network.run``)."""
         x = np.asarray(x, np.float64)[:, None]
-        if noise and self.layer.config.noise:
+        if noise and self.layer.options.noise:
             return self.layer._projection(self.params, x)[:, 0]
-        if self.layer.config.input_scaling is not None:
-            x = x * np.asarray(self.layer.config.input_scaling, np.float64)
+        if self.layer.options.input_scaling is not None:
+            x = x * np.asarray(self.layer.options.input_scaling, np.float64)
         return input_projection(x, self.params["Win"], self.params.get("b"))[:, 0]
 
     def _pre(self, s, d):
@@ -66,6 +69,36 @@ class ESNMap(LayerMap):
     def jvp(self, s, d, v):
         slope = self.activate(0, self._pre(s, d))[1]
         return rows(1.0 - self.lr, v) + rows(self.lr * slope, matmul(self.w, v))
+
+
+class FeedbackConfig(CellOptions):
+    """Output feedback of an esn layer: the head's previous output y_{t-1} enters through W_fb
+    (initialized by ``init.feedback``)."""
+
+    scaling: Union[float, list[float]] = Field(default=1.0, description="scales y_{t-1}: one "
+                                               "value or one per output")
+
+
+class ESNOptions(CellOptions):
+    """The esn cell's own layer keys."""
+
+    leak_rate: Optional[Union[float, list[float]]] = Field(
+        default=None, description="leak rate lr in (0, 1], one value or one per unit (default 1)")
+    input_scaling: Optional[Union[float, list[float]]] = Field(
+        default=None, description="scales u_t, one value or one per feature (default 1)")
+    noise: Optional[float] = Field(default=None, ge=0, description="std of Gaussian noise added "
+                                   "inside f (default 0)")
+    noise_seed: Optional[int] = Field(default=None, ge=0, description="seed of that noise "
+                                      "(default 0)")
+    sparse: Optional[bool] = Field(default=None, description="store and run W in CSR form, "
+                                   "never dense")
+    feedback: Optional[FeedbackConfig] = Field(default=None, description="feed the head's "
+                                               "output y_{t-1} back in (true: default scaling)")
+
+    @field_validator("feedback", mode="before")
+    @classmethod
+    def _feedback_flag(cls, value: Any) -> Any:
+        return ({} if value else None) if isinstance(value, bool) else value
 
 
 class ESNCell(Cell):
@@ -88,28 +121,29 @@ class ESNCell(Cell):
     reservoir = True
     equation = "x_t = (1-lr) x_{t-1} + lr f(W x_{t-1} + W_in (s*u_t) + b)"
     symbols = {"Win": "W_in", "W": "W", "b": "b", "Wfb": "W_fb"}
-    options = ("leak_rate", "input_scaling", "noise", "noise_seed", "sparse", "feedback")
+    Options = ESNOptions
 
-    def __init__(self, config, input_size, activations, where="layer"):
-        super().__init__(config, input_size, activations, where)
+    def __init__(self, config, input_size, activations, where="layer", options=None):
+        super().__init__(config, input_size, activations, where, options)
+        options = self.options
         problems = []
         if config.bidirectional:
             problems.append(f"{where}.bidirectional: an esn layer runs forward only; remove it.")
-        lr = np.asarray(1.0 if config.leak_rate is None else config.leak_rate, np.float64)
+        lr = np.asarray(1.0 if options.leak_rate is None else options.leak_rate, np.float64)
         if lr.ndim and lr.shape != (self.units,):
             problems.append(f"{where}.leak_rate: give one value or one per unit ({self.units}), "
                             f"got {lr.size}.")
         elif np.any(lr <= 0) or np.any(lr > 1):
             problems.append(f"{where}.leak_rate: every value must lie in (0, 1].")
-        scale = np.asarray(1.0 if config.input_scaling is None else config.input_scaling)
+        scale = np.asarray(1.0 if options.input_scaling is None else options.input_scaling)
         if scale.ndim and scale.shape != (input_size,):
             problems.append(f"{where}.input_scaling: give one value or one per input feature "
                             f"({input_size}), got {scale.size}.")
-        if config.noise is not None and config.noise < 0:
+        if options.noise is not None and options.noise < 0:
             problems.append(f"{where}.noise: the noise std must be >= 0.")
         if problems:
             raise ConfigError("\n".join(problems))
-        self.sparse = bool(config.sparse)
+        self.sparse = bool(options.sparse)
         self.sparse_parameters = ("W",) if self.sparse else ()
         # m, the outputs fed back: set by attach() from the head's units.
 
@@ -119,7 +153,7 @@ class ESNCell(Cell):
         top : whether this is the top layer (the one the head reads); device : where the
         network runs. Returns the config problems found, each with its key path.
         """
-        feedback = self.config.feedback
+        feedback = self.options.feedback
         if feedback is None:
             return []
         problems = []
@@ -158,7 +192,7 @@ class ESNCell(Cell):
 
     def leak_rate(self) -> np.ndarray:
         """lr for every unit: (N,) float64."""
-        lr = 1.0 if self.config.leak_rate is None else self.config.leak_rate
+        lr = 1.0 if self.options.leak_rate is None else self.options.leak_rate
         return np.broadcast_to(np.asarray(lr, np.float64), (self.units,))
 
     def recurrent_matrix(self, params: dict):
@@ -167,18 +201,18 @@ class ESNCell(Cell):
 
     def _projection(self, params: dict, x: np.ndarray) -> np.ndarray:
         """W_in (s * u_t) + b + noise for all steps: (T, B, N), the kernel's in/out buffer."""
-        if self.config.input_scaling is not None:
-            x = x * np.asarray(self.config.input_scaling, dtype=x.dtype)
+        if self.options.input_scaling is not None:
+            x = x * np.asarray(self.options.input_scaling, dtype=x.dtype)
         z = input_projection(x, params["Win"], params.get("b"))
-        if self.config.noise:
-            rng = np.random.default_rng([self.config.noise_seed or 0, zlib.crc32(b"esn-noise")])
+        if self.options.noise:
+            rng = np.random.default_rng([self.options.noise_seed or 0, zlib.crc32(b"esn-noise")])
             for t in range(z.shape[0]):
-                z[t] += (self.config.noise * rng.standard_normal(z.shape[1:])).astype(z.dtype)
+                z[t] += (self.options.noise * rng.standard_normal(z.shape[1:])).astype(z.dtype)
         return z
 
     def _feedback_weights(self, params: dict, dtype) -> np.ndarray:
         """W_fb with its columns scaled by s_fb: (N, m)."""
-        scaling = np.asarray(self.config.feedback.scaling, dtype=np.float64)
+        scaling = np.asarray(self.options.feedback.scaling, dtype=np.float64)
         return (params["Wfb"] * scaling).astype(dtype)
 
     def run(self, params, x, h0, c0=None, lengths=None, teacher=None):
@@ -210,8 +244,8 @@ class ESNCell(Cell):
         B = h0.shape[1]
         h, y = h0.copy(), y0.copy()
         z = self._projection(params, np.zeros((steps, B, self.input_size), h0.dtype))
-        scale = np.asarray(1.0 if self.config.input_scaling is None
-                           else self.config.input_scaling, np.float64)
+        scale = np.asarray(1.0 if self.options.input_scaling is None
+                           else self.options.input_scaling, np.float64)
         closed = (params["Win"] * scale).astype(h0.dtype)
         if self.feedback_size:
             closed += self._feedback_weights(params, h0.dtype)
@@ -294,6 +328,12 @@ class ESNCell(Cell):
         w = self.recurrent_matrix(params)
         return {"W": w.astype(np.float64) if isinstance(w, CSR) else np.asarray(w, np.float64)}
 
+    def chunk_problems(self, where):
+        if not self.options.noise:
+            return []
+        return [f"{where}.noise: the noise sequence restarts in every chunk, so chunks would "
+                "not continue one run"]
+
     def cuda_row_values(self) -> int:
         return self.units
 
@@ -307,13 +347,13 @@ class ESNCell(Cell):
         """z = W_in (s * u_t) + b (+ noise) of every row, on the device: (T, B, N)."""
         T, B, _ = x.shape
         N = members[0].units
-        if any(layer.config.noise for layer in members):
+        if any(layer.options.noise for layer in members):
             # The noise comes from the CPU path's seeded generator, so both devices agree; the
             # rows of x are grouped by member, in member order.
             return run.upload(np.concatenate([layer._projection(p, x[:, member == m]) for m, (
                 layer, p) in enumerate(zip(members, params))], axis=1))
         scale = np.stack([np.broadcast_to(np.asarray(
-            1.0 if layer.config.input_scaling is None else layer.config.input_scaling), x.shape[2])
+            1.0 if layer.options.input_scaling is None else layer.options.input_scaling), x.shape[2])
             for layer in members]).astype(run.dtype)
         Wt = run.weights(device.stacked_name("Win", members), [p["Win"] for p in params],
                          lambda *Win: np.stack([w.T for w in Win]))

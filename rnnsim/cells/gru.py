@@ -1,6 +1,10 @@
 """The gated recurrent unit, with the reset gate after (default) or before the matmul."""
-import numpy as np
+from typing import Optional
 
+import numpy as np
+from pydantic import Field
+
+from ..config import CellOptions, Spec
 from ..kernels.cpu import gru as template
 from ..kernels.cpu import tiles
 from .. import device
@@ -29,7 +33,7 @@ class GRUMap(LayerMap):
 
     @property
     def reset_after(self) -> bool:
-        return self.layer.config.reset_after is not False
+        return self.layer.options.reset_after is not False
 
     def __call__(self, s, d):
         _, _, _, _, z, _, n, _ = self._forward(s, d)
@@ -49,6 +53,17 @@ class GRUMap(LayerMap):
         return rows(1.0 - z, rows(n_slope, dpre_n)) + rows(s - n, dz) + rows(z, v)
 
 
+class GRUOptions(CellOptions):
+    """The gru cell's own layer keys."""
+
+    gate_activation: Optional[Spec] = Field(default=None, description="the gates' activation "
+                                            "(default sigmoid)")
+    reset_after: Optional[bool] = Field(default=None, description="reset after the recurrent "
+                                        "matmul (default true; false: ONNX's default)")
+    clip: Optional[float] = Field(default=None, gt=0, description="clip pre-activations to "
+                                  "[-clip, clip] (ONNX)")
+
+
 class GRUCell(Cell):
     """Gates r, z, n (PyTorch order); h_t = (1 - z) n + z h_{t-1}."""
 
@@ -61,7 +76,7 @@ class GRUCell(Cell):
                 "h_t = (1 - z) n + z h_{t-1}")
     symbols = {"W": "W_rzn", "U": "U_rzn", "b": "b_rzn", "bn": "b_hn"}
     activation_slots = {"activation": "tanh", "gate_activation": "sigmoid"}
-    options = ("gate_activation", "reset_after", "clip")
+    Options = GRUOptions
     map_class = GRUMap
 
     def parameter_shapes(self):
@@ -79,7 +94,7 @@ class GRUCell(Cell):
         T, B, _ = x.shape
         p, dtype, halves = self.units, x.dtype, template.HALVES
         W, U = params["W" + suffix], params["U" + suffix]
-        reset_after = self.config.reset_after is not False
+        reset_after = self.options.reset_after is not False
         if reset_after:
             P = self.packed("U" + suffix, (W, U), 3, 3 * halves)
             Pn = self.packed("Un" + suffix, (W[:0], U[:0]), 1, halves)
@@ -102,12 +117,12 @@ class GRUCell(Cell):
         return out
 
     def cuda_row_values(self) -> int:
-        return self.units * (1 if self.config.reset_after is not False else 2)
+        return self.units * (1 if self.options.reset_after is not False else 2)
 
     def run_cuda(self, run, params, suffix, h, c):
         p = self.units
         per_block = run.plan.units_per_block(p)
-        reset_after = self.config.reset_after is not False
+        reset_after = self.options.reset_after is not False
         stage, shared = run.stage(3 * p * per_block)
         Ut = run.weights("U" + suffix, (params["U" + suffix],), lambda U: device.transposed(U, 3))
         bn = run.weights("bn" + suffix, (params.get("bn" + suffix, np.zeros(p)),))

@@ -1,6 +1,10 @@
 """The long short-term memory cell, with optional projection and peepholes."""
-import numpy as np
+from typing import Optional
 
+import numpy as np
+from pydantic import Field
+
+from ..config import CellOptions, Spec
 from ..kernels.cpu import lstm as template
 from ..kernels.cpu import tiles
 from .. import device
@@ -25,7 +29,7 @@ class LSTMMap(LayerMap):
         if peep is not None:
             gi, gf = gi + peep[0] * c, gf + peep[1] * c
         i, i_slope = self.activate(1, gi)
-        if getattr(self.layer.config, "input_forget", None):
+        if self.layer.options.input_forget:
             f, f_slope = 1.0 - i, -i_slope
         else:
             f, f_slope = self.activate(1, gf)
@@ -57,7 +61,7 @@ class LSTMMap(LayerMap):
         if peep is not None:
             di = di + rows(peep[0], vc)
             df = df + rows(peep[1], vc)
-        if getattr(self.layer.config, "input_forget", None):
+        if self.layer.options.input_forget:
             df = di
         dc = (rows(w["f_slope"] * w["c"], df) + rows(w["f"], vc)
               + rows(w["i_slope"] * w["g"], di) + rows(w["i"] * w["g_slope"],
@@ -69,6 +73,22 @@ class LSTMMap(LayerMap):
         if self.weight("R") is not None:
             dy = self.weight("R") @ dy
         return np.concatenate([dy, dc], axis=-2)
+
+
+class LSTMOptions(CellOptions):
+    """The lstm cell's own layer keys."""
+
+    gate_activation: Optional[Spec] = Field(default=None, description="the gates' activation "
+                                            "(default sigmoid)")
+    cell_activation: Optional[Spec] = Field(default=None, description="the cell input g's "
+                                            "activation (default tanh)")
+    proj_size: Optional[int] = Field(default=None, ge=0, description="project h_t to this "
+                                     "width (0: none)")
+    peepholes: Optional[bool] = Field(default=None, description="gates see the cell state")
+    clip: Optional[float] = Field(default=None, gt=0, description="clip pre-activations to "
+                                  "[-clip, clip] (ONNX)")
+    input_forget: Optional[bool] = Field(default=None, description="couple the forget gate, "
+                                         "f = 1 - i (ONNX)")
 
 
 class LSTMCell(Cell):
@@ -83,13 +103,12 @@ class LSTMCell(Cell):
     symbols = {"W": "W_ifgo", "U": "U_ifgo", "b": "b_ifgo", "P": "P_ifo", "R": "W_hr"}
     activation_slots = {"activation": "tanh", "gate_activation": "sigmoid",
                         "cell_activation": "tanh"}
-    options = ("gate_activation", "cell_activation", "proj_size", "peepholes", "clip",
-               "input_forget")
+    Options = LSTMOptions
     map_class = LSTMMap
 
     @property
     def hidden_size(self) -> int:
-        return self.config.proj_size or self.units
+        return self.options.proj_size or self.units
 
     @property
     def cell_size(self) -> int:
@@ -103,9 +122,9 @@ class LSTMCell(Cell):
             shapes["U" + suffix] = ("recurrent", (4 * p, q))
             if self.config.bias:
                 shapes["b" + suffix] = ("bias", (4 * p,))
-            if self.config.peepholes:
+            if self.options.peepholes:
                 shapes["P" + suffix] = ("bias", (3, p))
-            if self.config.proj_size:
+            if self.options.proj_size:
                 shapes["R" + suffix] = ("input", (q, p))
         return shapes
 
@@ -122,15 +141,15 @@ class LSTMCell(Cell):
         peep = tiles.padded(params.get("P" + suffix, np.zeros(3 * p, dtype)).reshape(-1), 3,
                             units)
         padded = bias.shape[1]
-        width = q if self.config.proj_size else padded
+        width = q if self.options.proj_size else padded
         buffers = (np.zeros((B, k + width), dtype), np.zeros((B, k + width), dtype),
                    np.zeros((B, padded), dtype),
-                   np.zeros((B if self.config.proj_size else 0, padded), dtype))
+                   np.zeros((B if self.options.proj_size else 0, padded), dtype))
         out = np.empty((T, B, q), dtype)
         step_work = B * (gates * p * P.shape[1] + R.shape[1] * q)
         run_rows(self.kernels().lstm_forward_serial, B, T, step_work, x, P, bias, R,
                  np.zeros((1, R.shape[0] * R.shape[2]), dtype), peep, h, c, out, lengths,
-                 reverse, self.clip(dtype), bool(self.config.input_forget), *buffers,
+                 reverse, self.clip(dtype), bool(self.options.input_forget), *buffers,
                  *(a.kernel_args(dtype) for a in self.activations))
         return out
 
@@ -139,7 +158,7 @@ class LSTMCell(Cell):
         return block if r is None else block @ np.asarray(r, np.float64)
 
     def cuda_row_values(self) -> int:
-        return self.hidden_size + (self.units if self.config.proj_size else 0)
+        return self.hidden_size + (self.units if self.options.proj_size else 0)
 
     def run_cuda(self, run, params, suffix, h, c):
         p, q = self.units, self.hidden_size
@@ -154,7 +173,7 @@ class LSTMCell(Cell):
         h_dev, c_dev = run.upload(h), run.upload(c)
         y = run.cuda.device_array((h.shape[0], p) if projected else (0, p), run.dtype)
         clip = self.clip(run.dtype)
-        input_forget = bool(self.config.input_forget)
+        input_forget = bool(self.options.input_forget)
         out = run.recur(params, suffix, q, "lstm_forward", shared,
                         lambda xp, out, lengths, steps: (xp, Ut, P, Rt, h_dev, c_dev, out, y,
                                                          lengths, steps, run.reverse, clip,

@@ -54,7 +54,7 @@ class LayerMap:
         self.params = {name: np.asarray(value, np.float64) if value.dtype.kind == "f" else value
                        for name, value in params.items()}
         self.suffix = suffix
-        self.clip = getattr(layer.config, "clip", None)
+        self.clip = getattr(layer.options, "clip", None)
 
     def weight(self, name: str) -> np.ndarray | None:
         """This direction's parameter ``name`` in float64 (None if the layer has none)."""

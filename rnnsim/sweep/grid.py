@@ -104,7 +104,7 @@ def _number(text: str) -> int | float:
 
 def parse_config(source: str | os.PathLike | Mapping) -> Config:
     """``config.parse`` and then the checks of its ``sweep:`` section, every problem at once."""
-    config = config_mod.parse(source)
+    config = config_mod.parse(source, get_plugins().cells)
     if config.sweep is not None:
         problems = sweep_problems(config)
         if problems:
@@ -212,7 +212,7 @@ def expand(config: Config, grid: Mapping[str, Any], repeats: int = 1,
             seed = params.get("network.seed", point_seed(base_seed, params, repeat))
             data["network"]["seed"] = seed
             try:
-                checked = config_mod.parse(data).dump()
+                checked = config_mod.parse(data, get_plugins().cells).dump()
             except ConfigError as exc:
                 shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
                 raise ConfigError(f"sweep point {shown}: {exc}") from None

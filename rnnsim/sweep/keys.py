@@ -7,7 +7,7 @@ import re
 from typing import Iterable, Mapping
 
 from .. import config as config_mod
-from ..config import Config, HeadInit, LayerInit, Spec, key_path
+from ..config import DEFAULT_CELL, Config, HeadInit, LayerConfig, LayerInit, Spec, key_path
 from ..network import SPECTRAL_RADIUS
 from ..plugins import get_plugins, keyword_params
 
@@ -47,10 +47,22 @@ def _spec_mapping(value) -> dict:
     return {"name": value} if isinstance(value, str) else dict(value or {})
 
 
+def _fields(model, value) -> dict:
+    """The fields of ``model`` where ``value`` is its data: a layer's include its cell's own
+    options (``Cell.Options``)."""
+    fields = dict(model.model_fields)
+    if model is LayerConfig and isinstance(value, Mapping):
+        cells = get_plugins().cells
+        name = value.get("cell", DEFAULT_CELL)
+        if isinstance(name, str) and name in cells:
+            fields.update(cells.entries[name].cls.Options.model_fields)
+    return fields
+
+
 def _known_paths(model, value, prefix: str = "") -> list[str]:
     """Every key path of ``model`` with the list lengths of ``value`` (for did-you-mean)."""
     paths = []
-    for name, field in model.model_fields.items():
+    for name, field in _fields(model, value).items():
         if model is Config and name == "sweep":
             continue
         path = f"{prefix}.{name}" if prefix else name
@@ -108,9 +120,10 @@ def check_key_path(path: str, data: Mapping, swept: Iterable[str] = ()) -> tuple
             if not last:
                 return unknown()
             return canonical, _spec_param_problem(parent, value, parts[:depth], part, swept)
-        if model is None or not isinstance(model, type) or part not in model.model_fields:
+        fields = _fields(model, value) if isinstance(model, type) else {}
+        if part not in fields:
             return unknown()
-        parent, model = model, config_mod.model_in(model.model_fields[part].annotation)
+        parent, model = model, config_mod.model_in(fields[part].annotation)
         value = value.get(part) if isinstance(value, dict) else None
         if model is Spec:
             value = None if value is None else _spec_mapping(value)

@@ -7,13 +7,17 @@
 One registration (``register_cells``) brings all of it to rnnsim: the parameters, the CPU
 kernel (``cpu.py``), the GPU kernel (``cuda.py``) and the dynamics map with its Jacobian.
 """
+from typing import Optional
+
 import numpy as np
+from pydantic import Field
 
 import rnnsim
 from rnnsim import device
 from rnnsim.cells import Cell
 from rnnsim.cells.base import input_projection
 from rnnsim.cells.maps import LayerMap, rows
+from rnnsim.config import CellOptions, Spec
 
 
 class UGRNNMap(LayerMap):
@@ -36,6 +40,15 @@ class UGRNNMap(LayerMap):
                 + rows((1.0 - g) * c_slope, dz[..., :p, :]))
 
 
+class UGRNNOptions(CellOptions):
+    """The layer keys a ugrnn layer takes besides every layer's (cell, units, activation...)."""
+
+    gate_activation: Optional[Spec] = Field(default=None, description="the update gate's "
+                                            "activation (default sigmoid)")
+    clip: Optional[float] = Field(default=None, gt=0, description="clip pre-activations to "
+                                  "[-clip, clip]")
+
+
 class UGRNNCell(Cell):
     """h_t = g h_{t-1} + (1 - g) c: candidate c and update gate g from W x_t + U h_{t-1} + b."""
 
@@ -47,7 +60,7 @@ class UGRNNCell(Cell):
                 "h_t = g h_{t-1} + (1 - g) c")
     symbols = {"W": "W_cg", "U": "U_cg", "b": "b_cg"}
     activation_slots = {"activation": "tanh", "gate_activation": "sigmoid"}
-    options = ("gate_activation", "clip")
+    Options = UGRNNOptions
     map_class = UGRNNMap
 
     def parameter_shapes(self):
