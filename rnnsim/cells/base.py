@@ -149,9 +149,6 @@ class Cell:
             (a.entry.fast if self.fast_math else a.entry.vectorised) or a.entry.fn
             for a in self.activations])
 
-    def parameter_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
-        raise NotImplementedError
-
     def packed(self, key: str, matrices: tuple[np.ndarray, np.ndarray], gates: int,
                vectors: int) -> np.ndarray:
         """[W U] of ``matrices`` (gates*p rows each) in the kernels' packed form
@@ -185,6 +182,22 @@ class Cell:
     def gate_count(cls) -> int:
         """Blocks of ``units`` rows stacked in W and U (1 for a cell without gates)."""
         return max(1, len(cls.gate_labels))
+
+    def parameter_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """Each parameter's name mapped to (initializer role, shape): ``gate_shapes`` of every
+        direction; a cell with more parameters adds them."""
+        return {name: shape for suffix in self.suffixes
+                for name, shape in self.gate_shapes(suffix).items()}
+
+    def gate_shapes(self, suffix: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """One direction's stacked weights: W (G p, k), U (G p, hidden_size) and, with
+        ``bias``, b (G p,), G = ``gate_count()`` blocks of ``units`` rows."""
+        rows = self.gate_count() * self.units
+        shapes = {"W" + suffix: ("input", (rows, self.input_size)),
+                  "U" + suffix: ("recurrent", (rows, self.hidden_size))}
+        if self.config.bias:
+            shapes["b" + suffix] = ("bias", (rows,))
+        return shapes
 
     @property
     def hidden_size(self) -> int:

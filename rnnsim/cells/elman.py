@@ -41,16 +41,6 @@ class ElmanCell(Cell):
     map_class = ElmanMap
     Options = ElmanOptions
 
-    def parameter_shapes(self):
-        p, k = self.units, self.input_size
-        shapes = {}
-        for suffix in self.suffixes:
-            shapes["W" + suffix] = ("input", (p, k))
-            shapes["U" + suffix] = ("recurrent", (p, p))
-            if self.config.bias:
-                shapes["b" + suffix] = ("bias", (p,))
-        return shapes
-
     def run_direction(self, params, suffix, x, h, lengths, reverse):
         T, B, _ = x.shape
         dtype = x.dtype

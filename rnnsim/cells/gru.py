@@ -80,14 +80,11 @@ class GRUCell(Cell):
     map_class = GRUMap
 
     def parameter_shapes(self):
-        p, k = self.units, self.input_size
         shapes = {}
         for suffix in self.suffixes:
-            shapes["W" + suffix] = ("input", (3 * p, k))
-            shapes["U" + suffix] = ("recurrent", (3 * p, p))
+            shapes.update(self.gate_shapes(suffix))
             if self.config.bias:
-                shapes["b" + suffix] = ("bias", (3 * p,))
-                shapes["bn" + suffix] = ("bias", (p,))
+                shapes["bn" + suffix] = ("bias", (self.units,))
         return shapes
 
     def run_direction(self, params, suffix, x, h, lengths, reverse):

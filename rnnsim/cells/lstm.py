@@ -115,13 +115,10 @@ class LSTMCell(Cell):
         return self.units
 
     def parameter_shapes(self):
-        p, k, q = self.units, self.input_size, self.hidden_size
+        p, q = self.units, self.hidden_size
         shapes = {}
         for suffix in self.suffixes:
-            shapes["W" + suffix] = ("input", (4 * p, k))
-            shapes["U" + suffix] = ("recurrent", (4 * p, q))
-            if self.config.bias:
-                shapes["b" + suffix] = ("bias", (4 * p,))
+            shapes.update(self.gate_shapes(suffix))
             if self.options.peepholes:
                 shapes["P" + suffix] = ("bias", (3, p))
             if self.options.proj_size:

@@ -63,16 +63,6 @@ class UGRNNCell(Cell):
     Options = UGRNNOptions
     map_class = UGRNNMap
 
-    def parameter_shapes(self):
-        p, k = self.units, self.input_size
-        shapes = {}
-        for suffix in self.suffixes:
-            shapes["W" + suffix] = ("input", (2 * p, k))
-            shapes["U" + suffix] = ("recurrent", (2 * p, p))
-            if self.config.bias:
-                shapes["b" + suffix] = ("bias", (2 * p,))
-        return shapes
-
     def run_direction(self, params, suffix, x, h, lengths, reverse):
         xp = input_projection(x, params["W" + suffix], params.get("b" + suffix))
         out = np.empty(x.shape[:2] + (self.units,), x.dtype)
