@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Mapping
+from typing import Mapping, Optional
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numba.np.ufunc.parallel as numba_parallel
 import numpy as np
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from .. import kernels
 from ..activations import BoundActivation, compile_errors
 from ..kernels.cpu import tiles
-from ..config import CellOptions, LayerConfig, describe_error
+from ..config import CellOptions, LayerConfig, Spec, describe_error
 from ..errors import ConfigError
 
 
@@ -100,6 +100,20 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
     if _pool is None or _pool[:2] != (os.getpid(), workers):
         _pool = (os.getpid(), workers, ThreadPoolExecutor(workers))
     return _pool[2]
+
+
+class ClipOptions(CellOptions):
+    """The ``clip`` key of cells that clip their pre-activations (as ONNX's ``clip``)."""
+
+    clip: Optional[float] = Field(default=None, gt=0, description="clip pre-activations to "
+                                  "[-clip, clip] (ONNX)")
+
+
+class GateOptions(CellOptions):
+    """The ``gate_activation`` key of gated cells."""
+
+    gate_activation: Optional[Spec] = Field(default=None, description="the gates' activation "
+                                            "(default sigmoid)")
 
 
 class Cell:

@@ -1,14 +1,10 @@
 """The Elman (simple) recurrent cell."""
-from typing import Optional
-
 import numpy as np
-from pydantic import Field
 
-from ..config import CellOptions
 from ..kernels.cpu import elman as template
 from ..kernels.cpu import tiles
 from .. import device
-from .base import Cell, run_rows
+from .base import Cell, ClipOptions, run_rows
 from .maps import LayerMap, rows
 
 
@@ -23,11 +19,8 @@ class ElmanMap(LayerMap):
         return rows(slope, self.weight("U") @ v)
 
 
-class ElmanOptions(CellOptions):
+class ElmanOptions(ClipOptions):
     """The elman cell's own layer keys."""
-
-    clip: Optional[float] = Field(default=None, gt=0, description="clip pre-activations to "
-                                  "[-clip, clip] (ONNX)")
 
 
 class ElmanCell(Cell):

@@ -4,11 +4,10 @@ from typing import Optional
 import numpy as np
 from pydantic import Field
 
-from ..config import CellOptions, Spec
 from ..kernels.cpu import gru as template
 from ..kernels.cpu import tiles
 from .. import device
-from .base import Cell, run_rows
+from .base import Cell, ClipOptions, GateOptions, run_rows
 from .maps import LayerMap, rows
 
 
@@ -53,15 +52,11 @@ class GRUMap(LayerMap):
         return rows(1.0 - z, rows(n_slope, dpre_n)) + rows(s - n, dz) + rows(z, v)
 
 
-class GRUOptions(CellOptions):
+class GRUOptions(GateOptions, ClipOptions):
     """The gru cell's own layer keys."""
 
-    gate_activation: Optional[Spec] = Field(default=None, description="the gates' activation "
-                                            "(default sigmoid)")
     reset_after: Optional[bool] = Field(default=None, description="reset after the recurrent "
                                         "matmul (default true; false: ONNX's default)")
-    clip: Optional[float] = Field(default=None, gt=0, description="clip pre-activations to "
-                                  "[-clip, clip] (ONNX)")
 
 
 class GRUCell(Cell):

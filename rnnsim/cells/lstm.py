@@ -4,11 +4,11 @@ from typing import Optional
 import numpy as np
 from pydantic import Field
 
-from ..config import CellOptions, Spec
+from ..config import Spec
 from ..kernels.cpu import lstm as template
 from ..kernels.cpu import tiles
 from .. import device
-from .base import Cell, run_rows
+from .base import Cell, ClipOptions, GateOptions, run_rows
 from .maps import LayerMap, rows
 
 
@@ -75,18 +75,14 @@ class LSTMMap(LayerMap):
         return np.concatenate([dy, dc], axis=-2)
 
 
-class LSTMOptions(CellOptions):
+class LSTMOptions(GateOptions, ClipOptions):
     """The lstm cell's own layer keys."""
 
-    gate_activation: Optional[Spec] = Field(default=None, description="the gates' activation "
-                                            "(default sigmoid)")
     cell_activation: Optional[Spec] = Field(default=None, description="the cell input g's "
                                             "activation (default tanh)")
     proj_size: Optional[int] = Field(default=None, ge=0, description="project h_t to this "
                                      "width (0: none)")
     peepholes: Optional[bool] = Field(default=None, description="gates see the cell state")
-    clip: Optional[float] = Field(default=None, gt=0, description="clip pre-activations to "
-                                  "[-clip, clip] (ONNX)")
     input_forget: Optional[bool] = Field(default=None, description="couple the forget gate, "
                                          "f = 1 - i (ONNX)")
 

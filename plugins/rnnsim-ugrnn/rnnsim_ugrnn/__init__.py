@@ -7,17 +7,13 @@
 One registration (``register_cells``) brings all of it to rnnsim: the parameters, the CPU
 kernel (``cpu.py``), the GPU kernel (``cuda.py``) and the dynamics map with its Jacobian.
 """
-from typing import Optional
-
 import numpy as np
-from pydantic import Field
 
 import rnnsim
 from rnnsim import device
 from rnnsim.cells import Cell
-from rnnsim.cells.base import input_projection
+from rnnsim.cells.base import ClipOptions, GateOptions, input_projection
 from rnnsim.cells.maps import LayerMap, rows
-from rnnsim.config import CellOptions, Spec
 
 
 class UGRNNMap(LayerMap):
@@ -40,13 +36,8 @@ class UGRNNMap(LayerMap):
                 + rows((1.0 - g) * c_slope, dz[..., :p, :]))
 
 
-class UGRNNOptions(CellOptions):
-    """The layer keys a ugrnn layer takes besides every layer's (cell, units, activation...)."""
-
-    gate_activation: Optional[Spec] = Field(default=None, description="the update gate's "
-                                            "activation (default sigmoid)")
-    clip: Optional[float] = Field(default=None, gt=0, description="clip pre-activations to "
-                                  "[-clip, clip]")
+class UGRNNOptions(GateOptions, ClipOptions):
+    """The layer keys a ugrnn layer takes besides every layer's: ``gate_activation``, ``clip``."""
 
 
 class UGRNNCell(Cell):
