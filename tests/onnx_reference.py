@@ -1,12 +1,15 @@
-"""A plain-NumPy ONNX RNN/LSTM/GRU, written from the operator spec in ONNX's own gate order.
-
-Independent of rnnsim's gate mapping; ONNX Runtime's conventions where the spec leaves room
+"""ONNX's RNN/LSTM/GRU operators in plain NumPy: the spec's gate orders (LSTM i, o, f, c; GRU
+z, r, h), biases and peepholes mapped here, written from the spec and independently of
+rnnsim's mapping, onto the one reference per cell in ``reference``; ONNX Runtime's
+conventions where the spec leaves room
 (activation_alpha/beta consumed in list order over all functions with its defaults, zero
 outputs past ``sequence_lens``, zero final states for a length-0 sequence). The tests check it
 against ONNX Runtime in float32 and use it for what ONNX Runtime does not run (float64,
 layout=1).
 """
 import numpy as np
+
+import reference
 
 FUNCTIONS = {
     "relu": lambda x, a, b: np.maximum(x, 0),
@@ -44,6 +47,45 @@ def functions(names, alphas, betas):
     return bound
 
 
+def _blocks(a, order):
+    """The gate blocks of ``a`` (stacked along its first axis) put in ``order``."""
+    parts = np.split(a, len(order))
+    return np.concatenate([parts[k] for k in order])
+
+
+def _cell(op, attrs, W, R, Wb, Rb, P, f, g, h, clip, reverse):
+    """One direction of the node as ``(x, h0, c0) -> (Y, last h, last c)`` on ``reference``:
+    ONNX's LSTM gates i, o, f, c become i, f, g, o (peepholes i, o, f become i, f, o) and its
+    GRU gates z, r, h become r, z, n, with the recurrent bias of h kept apart."""
+    if op == "RNN":
+        def run(x, h0, c0):
+            out = reference.elman(x, W, R, Wb + Rb, h0, act=f, reverse=reverse, clip=clip)
+            return out[:, 0], out[-1 if not reverse else 0], c0
+    elif op == "LSTM":
+        order = (0, 2, 3, 1)
+        Wp, Rp, b = _blocks(W, order), _blocks(R, order), _blocks(Wb + Rb, order)
+        pi, po, pf = np.split(P, 3)
+        peep = np.stack([pi, pf, po])
+
+        def run(x, h0, c0):
+            out, c = reference.lstm(x, Wp, Rp, b, h0, c0, P=peep, act=h, gate=f, cell=g,
+                                    reverse=reverse, clip=clip,
+                                    input_forget=bool(attrs.get("input_forget")))
+            return out[:, 0], out[-1 if not reverse else 0], c
+    else:
+        order = (1, 0, 2)
+        Wp, Rp = _blocks(W, order), _blocks(R, order)
+        b = _blocks(Wb, order) + np.concatenate([_blocks(Rb, order)[:-len(Rb) // 3],
+                                                 np.zeros(len(Rb) // 3, Rb.dtype)])
+        bn = np.split(Rb, 3)[2]
+
+        def run(x, h0, c0):
+            out = reference.gru(x, Wp, Rp, b, bn, h0, reset_after=bool(
+                attrs.get("linear_before_reset")), act=g, gate=f, reverse=reverse, clip=clip)
+            return out[:, 0], out[-1 if not reverse else 0], c0
+    return run
+
+
 def run(op, attrs, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None):
     """Y, Y_h (and Y_c for LSTM) of one ONNX node, in the node's layout."""
     layout = attrs.get("layout", 0)
@@ -60,8 +102,7 @@ def run(op, attrs, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_
         names = names[:1]
     acts = functions(names, attrs.get("activation_alpha", []), attrs.get("activation_beta", []))
     per = len(acts) // D
-    clip = attrs.get("clip")
-    clipped = (lambda v: np.clip(v, -clip, clip)) if clip else (lambda v: v)
+    clip = attrs.get("clip") or None
     lens = np.full(batch, T) if sequence_lens is None else sequence_lens
     B = np.zeros((D, 2 * G * p), X.dtype) if B is None else B
     P = np.zeros((D, 3 * p), X.dtype) if P is None else P
@@ -74,35 +115,14 @@ def run(op, attrs, X, W, R, B=None, sequence_lens=None, initial_h=None, initial_
         f, g, h = (acts[d * per:(d + 1) * per] + [None, None])[:3]
         reverse = d == 1 or direction == "reverse"
         Wb, Rb = B[d, :G * p], B[d, G * p:]
+        cell = _cell(op, attrs, W[d], R[d], Wb, Rb, P[d], f, g, h, clip, reverse)
         for row in range(batch):
             L = lens[row]
-            H, C = h0[d, row], c0[d, row]
-            for t in (range(L - 1, -1, -1) if reverse else range(L)):
-                x = X[t, row]
-                if op == "RNN":
-                    H = f(clipped(W[d] @ x + R[d] @ H + Wb + Rb))
-                elif op == "LSTM":
-                    i, o, fg, c = np.split(W[d] @ x + R[d] @ H + Wb + Rb, 4)
-                    pi, po, pf = np.split(P[d], 3)
-                    i = f(clipped(i + pi * C))
-                    fg = 1 - i if attrs.get("input_forget") else f(clipped(fg + pf * C))
-                    C = fg * C + i * g(clipped(c))
-                    o = f(clipped(o + po * C))
-                    H = o * h(C)  # ONNX Runtime clips the gates, not C_t before h
-                else:
-                    wz, wr, wh = np.split(W[d] @ x + Wb, 3)
-                    Rz, Rr, Rh = np.split(R[d], 3)
-                    bz, br, bh = np.split(Rb, 3)
-                    z = f(clipped(wz + Rz @ H + bz))
-                    r = f(clipped(wr + Rr @ H + br))
-                    if attrs.get("linear_before_reset"):
-                        n = g(clipped(wh + r * (Rh @ H + bh)))
-                    else:
-                        n = g(clipped(wh + Rh @ (r * H) + bh))
-                    H = (1 - z) * n + z * H
-                Y[t, d, row] = H
-            if L > 0:
-                Y_h[d, row], Y_c[d, row] = H, C
+            if L == 0:
+                continue
+            x = X[:L, row:row + 1]
+            Y[:L, d, row], H, C = cell(x, h0[d, row:row + 1], c0[d, row:row + 1])
+            Y_h[d, row], Y_c[d, row] = H[0], C[0]
     outputs = [Y, Y_h] + ([Y_c] if op == "LSTM" else [])
     if layout:
         outputs = [outputs[0].transpose(2, 0, 1, 3)] + [v.transpose(1, 0, 2) for v in outputs[1:]]

@@ -1,4 +1,7 @@
-"""Plain-NumPy references for the kernels, written from the equations, not from the kernels."""
+"""Plain-NumPy references for the kernels, written from the equations, not from the kernels:
+one per cell (elman, lstm, gru), in PyTorch's gate order, with the ONNX options (clip,
+input_forget, peepholes). Every test compares against these; ``onnx_reference`` maps ONNX's
+gate orders onto them."""
 import numpy as np
 
 ACTIVATIONS = {
@@ -21,13 +24,64 @@ ACTIVATIONS = {
 }
 
 
-def elman(x, W, U, b, h0, act=np.tanh, reverse=False):
+sigmoid, tanh = ACTIVATIONS["sigmoid"], np.tanh
+
+
+def _steps(T: int, reverse: bool):
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def _clipped(z, clip):
+    return z if clip is None else np.clip(z, -clip, clip)
+
+
+def elman(x, W, U, b, h0, act=np.tanh, reverse=False, clip=None):
     """a_t = act(W x_t + U a_{t-1} + b) for x (T, B, k); returns (T, B, p)."""
     T = x.shape[0]
     h = h0
     out = np.empty((T, x.shape[1], W.shape[0]), dtype=np.result_type(x, W))
-    steps = range(T - 1, -1, -1) if reverse else range(T)
-    for t in steps:
-        h = act(x[t] @ W.T + h @ U.T + b)
+    for t in _steps(T, reverse):
+        h = act(_clipped(x[t] @ W.T + h @ U.T + b, clip))
+        out[t] = h
+    return out
+
+
+def lstm(x, W, U, b, h0, c0, P=None, R=None, act=tanh, gate=sigmoid, cell=tanh,
+         reverse=False, clip=None, input_forget=False):
+    """Gates i, f, g, o for x (T, B, k); peepholes P (3, p) for i, f (on c_{t-1}) and o (on
+    c_t); projection h_t = R (o act(c_t)); ``clip`` bounds the gates' pre-activations (not
+    c_t), ``input_forget`` couples f = 1 - i. Returns the outputs (T, B, q) and the last c."""
+    p = W.shape[0] // 4
+    h, c = h0, c0
+    P = np.zeros((3, p)) if P is None else P
+    out = np.empty((len(x), x.shape[1], U.shape[1]), dtype=np.result_type(x, W))
+    for t in _steps(len(x), reverse):
+        z = x[t] @ W.T + h @ U.T + b
+        i = gate(_clipped(z[:, :p] + P[0] * c, clip))
+        f = 1 - i if input_forget else gate(_clipped(z[:, p:2 * p] + P[1] * c, clip))
+        c = f * c + i * cell(_clipped(z[:, 2 * p:3 * p], clip))
+        h = gate(_clipped(z[:, 3 * p:] + P[2] * c, clip)) * act(c)
+        if R is not None:
+            h = h @ R.T
+        out[t] = h
+    return out, c
+
+
+def gru(x, W, U, b, bn, h0, reset_after=True, act=tanh, gate=sigmoid, reverse=False,
+        clip=None):
+    """Gates r, z, n for x (T, B, k); bn is the recurrent bias of n (PyTorch's b_hn), inside
+    r * (...) with ``reset_after``, else after U_n (r h). Returns (T, B, p)."""
+    p = W.shape[0] // 3
+    h = h0
+    out = np.empty((len(x), x.shape[1], p), dtype=np.result_type(x, W))
+    for t in _steps(len(x), reverse):
+        xp = x[t] @ W.T + b
+        r = gate(_clipped(xp[:, :p] + h @ U[:p].T, clip))
+        z = gate(_clipped(xp[:, p:2 * p] + h @ U[p:2 * p].T, clip))
+        if reset_after:
+            n = act(_clipped(xp[:, 2 * p:] + r * (h @ U[2 * p:].T + bn), clip))
+        else:
+            n = act(_clipped(xp[:, 2 * p:] + (r * h) @ U[2 * p:].T + bn, clip))
+        h = (1 - z) * n + z * h
         out[t] = h
     return out

@@ -6,49 +6,9 @@ from hypothesis import given, settings, strategies as st
 
 import rnnsim
 from rnnsim import ConfigError, ShapeError
-from reference import ACTIVATIONS, elman
+from reference import ACTIVATIONS, elman, gru, lstm
 
 TOL = {"float32": dict(rtol=1e-4, atol=2e-5), "float64": dict(rtol=1e-10, atol=1e-12)}
-sigmoid, tanh = ACTIVATIONS["sigmoid"], np.tanh
-
-
-def lstm(x, W, U, b, h0, c0, P=None, R=None, act=tanh, gate=sigmoid, cell=tanh,
-         reverse=False):
-    """Gates i, f, g, o; ONNX peepholes P (3, p) for i, f, o; PyTorch projection R."""
-    p = W.shape[0] // 4
-    h, c = h0, c0
-    P = np.zeros((3, p)) if P is None else P
-    out = []
-    for t in (range(len(x) - 1, -1, -1) if reverse else range(len(x))):
-        z = x[t] @ W.T + h @ U.T + b
-        i = gate(z[:, :p] + P[0] * c)
-        f = gate(z[:, p:2 * p] + P[1] * c)
-        c = f * c + i * cell(z[:, 2 * p:3 * p])
-        h = gate(z[:, 3 * p:] + P[2] * c) * act(c)
-        if R is not None:
-            h = h @ R.T
-        out.append(h)
-    out = np.stack(out[::-1] if reverse else out)
-    return out, c
-
-
-def gru(x, W, U, b, bn, h0, reset_after=True, act=tanh, gate=sigmoid):
-    """Gates r, z, n; bn is the recurrent bias of n (PyTorch's b_hn)."""
-    p = W.shape[0] // 3
-    h, out = h0, []
-    for t in range(len(x)):
-        xp = x[t] @ W.T + b
-        r = gate(xp[:, :p] + h @ U[:p].T)
-        z = gate(xp[:, p:2 * p] + h @ U[p:2 * p].T)
-        if reset_after:
-            n = act(xp[:, 2 * p:] + r * (h @ U[2 * p:].T + bn))
-        else:
-            n = act(xp[:, 2 * p:] + (r * h) @ U[2 * p:].T + bn)
-        h = (1 - z) * n + z * h
-        out.append(h)
-    return np.stack(out)
-
-
 VARIANTS = {
     "lstm": {"cell": "lstm"},
     "lstm-proj": {"cell": "lstm", "proj_size": 2},

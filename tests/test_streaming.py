@@ -4,7 +4,8 @@ import pytest
 
 import rnnsim
 from rnnsim import ConfigError, InputError, PluginError, ShapeError
-from test_lstm_gru import ACTIVATIONS, lstm, random_network
+from reference import lstm
+from test_lstm_gru import random_network
 
 CELLS = {
     "elman": {"cell": "elman", "units": 5},
@@ -159,22 +160,6 @@ def test_lengths_errors_name_the_problem():
         unregister_plugin(name)
 
 
-def clip_reference(x, W, U, b, clip, input_forget):
-    """ONNX LSTM with clip (gate pre-activations only) and input_forget (f = 1 - i)."""
-    p = W.shape[0] // 4
-    sig = ACTIVATIONS["sigmoid"]
-    h = c = np.zeros((x.shape[1], p))
-    out = []
-    for t in range(len(x)):
-        z = np.clip(x[t] @ W.T + h @ U.T + b, -clip, clip)
-        i = sig(z[:, :p])
-        f = 1 - i if input_forget else sig(z[:, p:2 * p])
-        c = f * c + i * np.tanh(z[:, 2 * p:3 * p])
-        h = sig(z[:, 3 * p:]) * np.tanh(c)
-        out.append(h)
-    return np.stack(out)
-
-
 @pytest.mark.parametrize("input_forget", [False, True])
 def test_lstm_clip_and_input_forget(input_forget):
     net = random_network(3, [{"cell": "lstm", "units": 4, "clip": 0.7,
@@ -182,11 +167,12 @@ def test_lstm_clip_and_input_forget(input_forget):
     params = {name: 4 * value for name, value in net.params.items()}
     net = rnnsim.Network(net.config, params)
     x = np.random.default_rng(3).standard_normal((6, 2, 3))
-    expected = clip_reference(x, params["layers.0.W"], params["layers.0.U"], params["layers.0.b"],
-                              0.7, input_forget)
+    zeros = np.zeros((2, 4))
+    expected = lstm(x, params["layers.0.W"], params["layers.0.U"], params["layers.0.b"], zeros,
+                    zeros, clip=0.7, input_forget=input_forget)[0]
     np.testing.assert_allclose(net.run(x).output, expected, rtol=1e-12, atol=1e-13)
     unclipped = lstm(x, params["layers.0.W"], params["layers.0.U"], params["layers.0.b"],
-                     np.zeros((2, 4)), np.zeros((2, 4)))[0]
+                     zeros, zeros)[0]
     assert input_forget or not np.allclose(expected, unclipped)
 
 
