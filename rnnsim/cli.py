@@ -309,11 +309,9 @@ def _network(path: Path, seed: int | None, device: str | None = None) -> Network
 
 
 def result_arrays(net: Network, result: RunResult) -> dict[str, np.ndarray]:
-    """The arrays written by ``--output``: output, final_<layer> (and final_c_<layer> for an
-    LSTM's cell state), y and the head's extras."""
-    arrays = {"output": result.output}
-    arrays.update({f"final_{i}": f for i, f in enumerate(result.final)})
-    arrays.update({f"final_c_{i}": c for i, c in enumerate(result.final_c) if c is not None})
+    """The arrays written by ``--output``: output, final_<layer>_<state> for every state of
+    every layer (``final_0_h``, an LSTM's ``final_0_c``...), y and the head's extras."""
+    arrays = {"output": result.output, **result.state.arrays("final")}
     if result.y is not None:
         arrays["y"] = result.y
         arrays.update(net.head.extra_outputs(result.y))

@@ -125,7 +125,7 @@ def plan_launch(cuda, units: int, batch: int, row_bytes: int,
     return Plan(rows, unit_blocks, unit_blocks > 1, _threads(-(-units // unit_blocks)))
 
 
-def run_layer(layer, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None = None,
+def run_layer(layer, params: dict, x: np.ndarray, states: dict[str, np.ndarray],
               lengths: np.ndarray | None = None, *, plan: Plan | None = None):
     """``Cell.run`` on the GPU, with the same arguments and results (host arrays in and out).
 
@@ -137,8 +137,7 @@ def run_layer(layer, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray
     T, B = x.shape[:2]
     lengths = (np.full(B, T, np.int64) if lengths is None
                else np.ascontiguousarray(lengths, dtype=np.int64))
-    h = h0.copy()
-    c = None if c0 is None else c0.copy()
+    states = {name: value.copy() for name, value in states.items()}
     outs = []
     check_compiles(layer.activations, x.dtype)
     with compile_errors(layer.activations, x.dtype):
@@ -146,9 +145,10 @@ def run_layer(layer, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray
                                "cuda")
         for d, suffix in enumerate(layer.suffixes):
             run = CudaRun(cuda, module, layer, x, lengths, d == 1, plan)
-            outs.append(layer.run_cuda(run, params, suffix, h[d], None if c is None else c[d]))
+            outs.append(layer.run_cuda(run, params, suffix,
+                                       **{n: s[d] for n, s in states.items()}))
     output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
-    return output, h, c
+    return output, states
 
 
 class CudaRun:

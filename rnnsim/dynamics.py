@@ -56,10 +56,7 @@ def layer_outputs(net, x, layers: int | None = None) -> list[np.ndarray]:
     x = np.ascontiguousarray(_sequence(net, x)[:, None], dtype=net.dtype)
     outputs = []
     for i, cell in enumerate(net.layers[:layers]):
-        h0 = np.zeros((cell.directions, 1, cell.hidden_size), net.dtype)
-        c0 = None if cell.cell_size is None else np.zeros(
-            (cell.directions, 1, cell.cell_size), net.dtype)
-        x = cell.run(net.layer_params(i), x, h0, c0)[0]
+        x = cell.run(net.layer_params(i), x, cell.zero_states(1, net.dtype))[0]
         outputs.append(x[:, 0])
     return outputs
 

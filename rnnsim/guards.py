@@ -231,10 +231,11 @@ class NonfiniteWatch:
     def active(self) -> bool:
         return self.mode != "ignore"
 
-    def layer(self, layer_index: int, layer, output: np.ndarray, final_c, *,
+    def layer(self, layer_index: int, layer, output: np.ndarray, finals: dict, *,
               inputs: np.ndarray | None = None, params: dict | None = None,
               h0: np.ndarray | None = None) -> None:
-        """Check a layer's output (T, B, D*H) and its final cell state (D, B, C) or None.
+        """Check a layer's output (T, B, D*H) and its other final states (name -> (D, B, W);
+        the first, the output's, is checked at every step through the output).
 
         inputs (T, B, k), params (the layer's, by short name) and h0 (D, B, H), when given,
         let a fault be traced to an activation that returned NaN/inf for a finite value.
@@ -248,10 +249,12 @@ class NonfiniteWatch:
         H = output.shape[-1] // layer.directions
         for d in range(layer.directions):
             self._scan(output[..., d * H:(d + 1) * H], what, layer_index, reverse=d == 1)
-        if final_c is not None and not np.isfinite(final_c).all():
-            d, b, u = (int(i) for i in np.argwhere(~np.isfinite(final_c))[0])
-            fault = Fault(f"layer {layer_index} ({layer.name}) cell state c (checked at the "
-                          "last step only)", float(final_c[d, b, u]), None, b, u)
+        for name, final in list(finals.items())[1:]:
+            if np.isfinite(final).all():
+                continue
+            d, b, u = (int(i) for i in np.argwhere(~np.isfinite(final))[0])
+            fault = Fault(f"layer {layer_index} ({layer.name}) state {name} (checked at the "
+                          "last step only)", float(final[d, b, u]), None, b, u)
             self.faults.append(((output.shape[0], layer_index), fault))
 
     def head(self, name: str, y: np.ndarray, per_step: bool, layer_count: int) -> None:
@@ -431,9 +434,8 @@ def check_state(net, batch: int) -> None:
     item = net.dtype.itemsize
     parts = {}
     for i, layer in enumerate(net.layers):
-        for kind, width in (("h", layer.hidden_size), ("c", layer.cell_size)):
-            if width is not None:
-                parts[f"layer {i} {kind} ({layer.directions}, {batch}, {width})"] = (
-                    layer.directions * batch * width * item)
+        for kind, width in layer.state_sizes().items():
+            parts[f"layer {i} {kind} ({layer.directions}, {batch}, {width})"] = (
+                layer.directions * batch * width * item)
     check_fits(parts, f"the states of {batch} sequences",
                "Run fewer sequences at a time.")

@@ -11,8 +11,8 @@ arguments and the input read so far. At the end the files are renamed into place
 - ``out.npy``: the output, exactly as ``run(x).output`` (renamed last: when it exists, the run
   is complete);
 - ``out.y.npy``: the head's ``y`` when the head has a time axis;
-- ``out.state.npz``: ``final_<layer>``, ``final_c_<layer>`` and a head's ``y`` without a time
-  axis.
+- ``out.state.npz``: ``final_<layer>_<state>`` for every state of every layer (``final_0_h``,
+  ``final_0_c``...) and a head's ``y`` without a time axis.
 
 A killed run therefore leaves either no ``out.npy`` or a complete one, never a half-written
 file; ``resume=True`` continues from the last complete chunk, after checking that the
@@ -281,7 +281,7 @@ def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, ch
     identity = _identity(net, source, lengths, state, steps)
     done, digest = 0, hashlib.blake2b(digest_size=16)
     if saved is not None:
-        done, state = _resumed(saved, identity, source, bounds, digest, out)
+        done, state = _resumed(net, saved, identity, source, bounds, digest, out)
     else:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
@@ -352,19 +352,11 @@ def _source(net: Network, x):
 
 
 def _start_state(net: Network, h0, c0, B: int, unbatched: bool, check_finite: bool) -> State:
-    if isinstance(h0, State):
-        if c0 is not None:
-            raise InputError("run: give either a State as h0 or c0, not both (a State "
-                             "already holds the cell states).")
-        h0, c0 = list(h0.h), list(h0.c)
-    h = net.coerce_states(h0, "h0", [layer.hidden_size for layer in net.layers], B,
-                            unbatched, check_finite)
-    c = net.coerce_states(c0, "c0", [layer.cell_size for layer in net.layers], B,
-                            unbatched, check_finite)
+    starts = net.start_states(h0, c0, B, unbatched, check_finite)
     if unbatched:
-        h = [s[:, 0] for s in h]
-        c = [None if s is None else s[:, 0] for s in c]
-    return State(tuple(h), tuple(c))
+        starts = [{name: s[:, 0] for name, s in states.items()} for states in starts]
+    return State(tuple(starts))
+
 
 
 def _chunk_steps(net: Network, chunk_steps, B: int) -> int:
@@ -411,7 +403,7 @@ def _identity(net: Network, source, lengths, state: State, steps: int) -> dict:
         "input shape": list(source.shape),
         "input dtype": str(source.dtype),
         "lengths": _hash(lengths),
-        "initial state": _hash(*state.h, *state.c),
+        "initial state": _hash(*(s for states in state.layers for s in states.values())),
         "chunk steps": steps,
     }
 
@@ -420,8 +412,7 @@ def _save_progress(partial: Path, identity: dict, chunks: int, input_hash: str,
                    state: State) -> None:
     meta = json.dumps({"identity": identity, "chunks done": chunks, "input read": input_hash})
     arrays = {"meta": np.array(meta)}
-    arrays.update({f"h_{i}": h for i, h in enumerate(state.h)})
-    arrays.update({f"c_{i}": c for i, c in enumerate(state.c) if c is not None})
+    arrays.update(state.arrays("state"))
     write_npz(partial / PROGRESS, arrays)
 
 
@@ -438,7 +429,8 @@ def _progress(partial: Path, out: Path) -> tuple[dict, dict]:
     return meta, saved
 
 
-def _resumed(saved: tuple[dict, dict], identity: dict, source, bounds, digest, out: Path):
+def _resumed(net: Network, saved: tuple[dict, dict], identity: dict, source, bounds, digest,
+             out: Path):
     """(chunks done, state after them) of the interrupted run, once it is shown to match."""
     meta, saved = saved
     before, done = meta["identity"], int(meta["chunks done"])
@@ -455,9 +447,15 @@ def _resumed(saved: tuple[dict, dict], identity: dict, source, bounds, digest, o
         raise InputError(f"cannot resume '{out}': the first {int(bounds[done]):,} steps of the "
                          "input differ from those the interrupted run read. Resume with the "
                          f"same input, or run again without resume (which discards '{partial}').")
-    h = tuple(saved[f"h_{i}"] for i in range(sum(k.startswith("h_") for k in saved)))
-    c = tuple(saved.get(f"c_{i}") for i in range(len(h)))
-    return done, State(h, c)
+    try:
+        return done, State.from_arrays(saved, "state", _state_names(net))
+    except KeyError:
+        raise InputError(f"cannot resume '{out}': '{partial / PROGRESS}' lacks a layer's "
+                         "state. Run again without resume.") from None
+
+
+def _state_names(net: Network) -> list[list[str]]:
+    return [list(layer.state_sizes()) for layer in net.layers]
 
 
 def _saved_layout(path: Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -534,8 +532,7 @@ def _finish(net: Network, out: Path, partial: Path, state: State, lengths, unbat
         watch.report(unbatched)
         y = y[0] if unbatched else y
     if not (partial / STATE).exists():
-        arrays = {f"final_{i}": h for i, h in enumerate(state.h)}
-        arrays.update({f"final_c_{i}": c for i, c in enumerate(state.c) if c is not None})
+        arrays = state.arrays("final")
         if y is not None:
             arrays["y"] = y
         write_npz(partial / STATE, arrays)
@@ -552,12 +549,11 @@ def completed(net: Network, out: str | os.PathLike) -> RunResult:
     """The result of a run streamed to ``out``, read back (output and per-step y memmapped)."""
     paths = outputs(out)
     saved = read_npz(paths["state"])
-    final = tuple(saved[f"final_{i}"] for i in range(len(net.layers)))
-    final_c = tuple(saved.get(f"final_c_{i}") for i in range(len(net.layers)))
+    final = State.from_arrays(saved, "final", _state_names(net))
     if net.head is None:
         y = None
     elif net.head.per_step:
         y = np.load(paths["y"], mmap_mode="r", allow_pickle=False)
     else:
         y = saved["y"]
-    return RunResult(np.load(out, mmap_mode="r", allow_pickle=False), final, y, final_c)
+    return RunResult(np.load(out, mmap_mode="r", allow_pickle=False), final.layers, y)

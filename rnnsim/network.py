@@ -247,14 +247,10 @@ class Network:
             raise ShapeError(f"initial_state(batch={batch!r}): batch must be a positive int, or "
                              "None for one unbatched sequence.")
         guards.check_state(self, int(B))
-        h = self.coerce_states(None, "h0", [layer.hidden_size for layer in self.layers], B,
-                                 False, False)
-        c = self.coerce_states(None, "c0", [layer.cell_size for layer in self.layers], B,
-                                 False, False)
+        layers = [layer.zero_states(B, self.dtype) for layer in self.layers]
         if batch is None:
-            h = [s[:, 0] for s in h]
-            c = [None if s is None else s[:, 0] for s in c]
-        return State(tuple(h), tuple(c))
+            layers = [{n: s[:, 0] for n, s in states.items()} for states in layers]
+        return State(tuple(layers))
 
     def step(self, x_t, state: State, *, check_finite: bool = True,
              nonfinite: str | None = None):
@@ -284,47 +280,75 @@ class Network:
         x = np.ascontiguousarray(x, dtype=self.dtype).reshape(1, B, k)
         watch = guards.NonfiniteWatch(guards.nonfinite_mode(nonfinite, check_finite), x,
                                       single_step=True)
-        hs, cs = [], []
+        if len(state.layers) != len(self.layers):
+            raise ShapeError(f"state has {len(state.layers)} layers; this network has "
+                             f"{len(self.layers)}. Use net.initial_state(batch).")
+        finals = []
         for i, layer in enumerate(self.layers):
-            h = self._state_part(state.h, i, layer.hidden_size, B, unbatched, "h", check_finite)
-            c = self._state_part(state.c, i, layer.cell_size, B, unbatched, "c", check_finite)
+            states = self._layer_states(state.layers[i], i, B, unbatched, check_finite)
             params, inputs = self.layer_params(i), x
-            x, h_next, c = self._run_layer(layer, params, x, h, c)
-            watch.layer(i, layer, x, c, inputs=inputs, params=params, h0=h)
-            h = h_next
-            hs.append(h[:, 0] if unbatched else h)
-            cs.append(None if c is None else c[:, 0] if unbatched else c)
+            x, states_next = self._run_layer(layer, params, x, states)
+            watch.layer(i, layer, x, states_next, inputs=inputs, params=params,
+                        h0=next(iter(states.values())))
+            finals.append({n: s[:, 0] if unbatched else s for n, s in states_next.items()})
         y = x
         if self.head is not None:
             y = self.head_forward(self.head_params(), x, None)
             watch.head(self.config.network.head.name, y, self.head.per_step, len(self.layers))
         watch.report(unbatched)
         y = y[0] if self.head is None or self.head.per_step else y
-        return (y[0] if unbatched else y), State(tuple(hs), tuple(cs))
+        return (y[0] if unbatched else y), State(tuple(finals))
 
-    def _state_part(self, parts, i: int, width, B: int, unbatched: bool, kind: str,
-                    check_finite: bool):
-        """Layer ``i``'s entry of a ``State`` as a (D, B, width) array, checked."""
-        name = f"state.{kind}[{i}]"
-        if len(parts) != len(self.layers):
-            raise ShapeError(f"state.{kind} has {len(parts)} entries; this network has "
-                             f"{len(self.layers)} layers. Use net.initial_state(batch).")
-        part = parts[i]
-        if width is None or part is None:
-            if width is not None or part is not None:
-                raise ShapeError(f"{name} is {'missing' if part is None else 'given'} but layer "
-                                 f"{i} {'has' if width else 'has no'} such state. Use "
+    def _layer_states(self, given, i: int, B: int, unbatched: bool,
+                      check_finite: bool) -> dict[str, np.ndarray]:
+        """Layer ``i``'s mapping of a ``State``, every state (D, B, width) and checked."""
+        sizes = self.layers[i].state_sizes()
+        if set(given) != set(sizes):
+            raise ShapeError(f"state.layers[{i}] holds {sorted(given)}; layer {i} "
+                             f"({self.layers[i].name}) has the states {list(sizes)}. Use "
+                             "net.initial_state(batch) or a RunResult.state of this network.")
+        states = {}
+        for name, width in sizes.items():
+            where = f"state.layers[{i}]['{name}']"
+            part = as_real_array(given[name], where)
+            want = (self.layers[i].directions,) + (() if unbatched else (B,)) + (width,)
+            if part.shape != want:
+                raise ShapeError(f"{where} has shape {part.shape}; expected {want} "
+                                 "(directions, batch, units) to match the input. Use "
                                  "net.initial_state(batch).")
-            return None
-        part = as_real_array(part, name)
-        want = (self.layers[i].directions,) + (() if unbatched else (B,)) + (width,)
-        if part.shape != want:
-            raise ShapeError(f"{name} has shape {part.shape}; expected {want} (directions, "
-                             "batch, units) to match x_t. Use net.initial_state(batch).")
-        if check_finite and not np.isfinite(part).all():
-            validation.check_finite(part, name)
-        part = np.asarray(part, dtype=self.dtype)
-        return part[:, None] if unbatched else part
+            if check_finite and not np.isfinite(part).all():
+                validation.check_finite(part, where)
+            part = np.asarray(part, dtype=self.dtype)
+            states[name] = part[:, None] if unbatched else part
+        return states
+
+    def start_states(self, h0, c0, B: int, unbatched: bool,
+                     check_finite: bool) -> list[dict[str, np.ndarray]]:
+        """Every layer's states (name -> (D, B, width)) to start a run from: a ``State`` as
+        ``h0``, or ``h0`` for the first state and ``c0`` for the second of each layer (as
+        ``run`` takes them), zeros for the rest."""
+        if isinstance(h0, State):
+            if c0 is not None:
+                raise InputError("run: give either a State as h0 or c0, not both (a State "
+                                 "already holds every state).")
+            if len(h0.layers) != len(self.layers):
+                raise ShapeError(f"h0 is a State of {len(h0.layers)} layers; this network has "
+                                 f"{len(self.layers)}. Use a RunResult.state of this network.")
+            return [self._layer_states(given, i, B, unbatched, check_finite)
+                    for i, given in enumerate(h0.layers)]
+        names = [list(layer.state_sizes()) for layer in self.layers]
+        first = self.coerce_states(h0, "h0", [layer.hidden_size for layer in self.layers], B,
+                                   unbatched, check_finite)
+        second = self.coerce_states(c0, "c0", [layer.cell_size for layer in self.layers], B,
+                                    unbatched, check_finite)
+        starts = []
+        for layer, layer_names, h, c in zip(self.layers, names, first, second):
+            states = layer.zero_states(B, self.dtype)
+            states[layer_names[0]] = h
+            if c is not None:
+                states[layer_names[1]] = c
+            starts.append(states)
+        return starts
 
     def layer_params(self, i: int) -> dict[str, np.ndarray]:
         """Layer ``i``'s parameters by short name (``W``, ``U_reverse``, ``W.data``...), and
@@ -338,11 +362,11 @@ class Network:
     def head_params(self) -> dict[str, np.ndarray]:
         return {k[5:]: v for k, v in self.params.items() if k.startswith("head.")}
 
-    def _run_layer(self, layer, params, x, h, c, lengths=None, **options):
+    def _run_layer(self, layer, params, x, states, lengths=None, **options):
         """``layer.run`` on this network's device (``options``: the CPU cell's extras)."""
         if self.device == "cuda":
-            return device_mod.run_layer(layer, params, x, h, c, lengths)
-        return layer.run(params, x, h, c, lengths, **options)
+            return device_mod.run_layer(layer, params, x, states, lengths)
+        return layer.run(params, x, states, lengths, **options)
 
     def run(self, x, h0=None, c0=None, *, lengths=None, check_finite: bool = True,
             nonfinite: str | None = None, out: str | os.PathLike | None = None,
@@ -354,9 +378,10 @@ class Network:
             an array (layers*D, B, p) in PyTorch layout, or one (D, B, p) array per layer;
             without the B axis for unbatched input. With an LSTM ``proj_size``, p is the
             projected width.
-        c0 : initial cell states of the LSTM layers, laid out like ``h0`` with the cell width:
-            None (zeros), one array over the LSTM layers, or one entry per layer (None for
-            layers without a cell state)
+        c0 : the second state of the layers that have one (an LSTM's cell state c, the fed-back
+            y of an esn layer with feedback), laid out like ``h0`` with that width: None
+            (zeros), one array over those layers, or one entry per layer (None for layers
+            without one). A ``State`` as ``h0`` gives every state of every layer, however many.
         lengths : None, or (B,) ints: the steps of each sequence. Steps past a sequence's end
             leave its state untouched and give zero outputs; a reverse direction starts at
             each sequence's own end; ``last_step`` heads read each sequence's own last step.
@@ -382,29 +407,21 @@ class Network:
             raise InputError("run: chunk_steps and resume apply to a run streamed to disk; "
                              "give out='out.npy' too.")
         mode = guards.nonfinite_mode(nonfinite, check_finite)
-        if isinstance(h0, State):
-            if c0 is not None:
-                raise InputError("run: give either a State as h0 or c0, not both (a State "
-                                 "already holds the cell states).")
-            h0, c0 = list(h0.h), list(h0.c)
         x, unbatched = self._coerce_input(x, check_finite)
         T, B, _ = x.shape
         lengths = checked_lengths(lengths, T, B, unbatched)
         if teacher is not None:
             teacher = reservoir.teacher_signal(self, teacher, T, B, unbatched, check_finite)
-        states = self.coerce_states(h0, "h0", [layer.hidden_size for layer in self.layers],
-                                      B, unbatched, check_finite)
-        cells = self.coerce_states(c0, "c0", [layer.cell_size for layer in self.layers],
-                                     B, unbatched, check_finite)
+        starts = self.start_states(h0, c0, B, unbatched, check_finite)
         watch = guards.NonfiniteWatch(mode, x)
-        finals, finals_c = [], []
-        for i, (layer, state, cell) in enumerate(zip(self.layers, states, cells)):
+        finals = []
+        for i, (layer, states) in enumerate(zip(self.layers, starts)):
             top = {"teacher": teacher} if teacher is not None and i == len(self.layers) - 1 else {}
             params, inputs = self.layer_params(i), x
-            x, final, final_c = self._run_layer(layer, params, x, state, cell, lengths, **top)
-            watch.layer(i, layer, x, final_c, inputs=inputs, params=params, h0=state)
+            x, final = self._run_layer(layer, params, x, states, lengths, **top)
+            watch.layer(i, layer, x, final, inputs=inputs, params=params,
+                        h0=next(iter(states.values())))
             finals.append(final)
-            finals_c.append(final_c)
         y = None
         if self.head is not None:
             y = self.head_forward(self.head_params(), x, lengths)
@@ -417,9 +434,8 @@ class Network:
                 y = y[0]
         output = self._to_user_layout(x, unbatched)
         if unbatched:
-            finals = [f[:, 0] for f in finals]
-            finals_c = [None if c is None else c[:, 0] for c in finals_c]
-        return RunResult(output, tuple(finals), y, tuple(finals_c))
+            finals = [{n: s[:, 0] for n, s in states.items()} for states in finals]
+        return RunResult(output, tuple(finals), y)
 
     def head_forward(self, params: dict, x: np.ndarray, lengths) -> np.ndarray:
         """The head's y for the states ``x`` (T, B, F): (T, B, ...) per step, else (B, ...);

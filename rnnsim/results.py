@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -14,24 +15,31 @@ class RunResult:
 
     output : (T, B, D*p), (B, T, D*p) with ``batch_first``, (T, D*p) for unbatched input
         The top layer's hidden state at every step (D = 2 for a bidirectional layer).
-    final : tuple of (D, B, p) arrays, or (D, p) for unbatched input
-        The final hidden state of every layer.
+    states : tuple with one mapping per layer, state name -> final (D, B, size) array, or
+        (D, size) for unbatched input: every state the layer's cell has (``h``; an LSTM's
+        ``c``; the fed-back ``y`` of an esn layer with output feedback...)
     y : ndarray or None
         The head's outputs, or None without a head.
-    final_c : tuple of (D, B, p) arrays or None, or (D, p) for unbatched input
-        The final cell state of every layer that has one (LSTM; an esn layer with output
-        feedback: the last fed-back y, (1, B, m)), None for the others.
     """
 
     output: np.ndarray
-    final: tuple[np.ndarray, ...]
+    states: tuple[dict[str, np.ndarray], ...]
     y: np.ndarray | None
-    final_c: tuple[np.ndarray | None, ...] = ()
+
+    @property
+    def final(self) -> tuple[np.ndarray, ...]:
+        """The final hidden state h of every layer (its first state)."""
+        return tuple(first_states(self.states))
+
+    @property
+    def final_c(self) -> tuple[np.ndarray | None, ...]:
+        """Every layer's second state (an LSTM's cell state c), None for a one-state cell."""
+        return tuple(second_states(self.states))
 
     @property
     def state(self) -> "State":
         """Where the run stopped: pass it to ``run`` or ``step`` to continue."""
-        return State(self.final, self.final_c)
+        return State(self.states)
 
     @property
     def h_n(self) -> np.ndarray:
@@ -51,19 +59,51 @@ class RunResult:
 class State:
     """The recurrent state of every layer, to continue a run where the last one stopped.
 
-    h : tuple of (D, B, p) arrays, one per layer, or (D, p) for unbatched runs
-    c : tuple with the cell state (D, B, p) of each LSTM layer (the fed-back output y of an esn
-        layer with feedback) and None for the others
+    layers : one mapping per layer from the name of each of its cell's states
+        (``Cell.state_sizes``) to its (D, B, size) array, or (D, size) for unbatched runs
+    ``h`` and ``c`` give every layer's first and second state (None where there is none).
     """
 
-    h: tuple[np.ndarray, ...]
-    c: tuple[np.ndarray | None, ...]
+    layers: tuple[dict[str, np.ndarray], ...]
 
     def __post_init__(self):
-        for name in ("h", "c"):
-            if not isinstance(getattr(self, name), (tuple, list)):
-                raise ShapeError(f"State.{name} is {type(getattr(self, name)).__name__}; it holds "
-                                 "one entry per layer (a tuple). Use net.initial_state(batch).")
+        if not isinstance(self.layers, (tuple, list)) or \
+                not all(isinstance(layer, Mapping) for layer in self.layers):
+            raise ShapeError(f"State.layers is {type(self.layers).__name__}; it holds one "
+                             "mapping per layer (state name -> array). Use "
+                             "net.initial_state(batch).")
+        object.__setattr__(self, "layers", tuple(dict(layer) for layer in self.layers))
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """Every state of every layer as ``<prefix>_<layer>_<name>`` (``final_0_h``), the
+        names under which files keep them."""
+        return {f"{prefix}_{i}_{name}": value for i, states in enumerate(self.layers)
+                for name, value in states.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping, prefix: str, names: list[list[str]]) -> "State":
+        """The ``State`` whose ``arrays(prefix)`` are ``arrays``, for layers with the states
+        ``names``; KeyError when one is missing."""
+        return cls(tuple({name: arrays[f"{prefix}_{i}_{name}"] for name in layer}
+                         for i, layer in enumerate(names)))
+
+    @property
+    def h(self) -> tuple[np.ndarray, ...]:
+        return tuple(first_states(self.layers))
+
+    @property
+    def c(self) -> tuple[np.ndarray | None, ...]:
+        return tuple(second_states(self.layers))
+
+
+def first_states(layers):
+    """The first state of each layer's mapping."""
+    return [next(iter(states.values())) for states in layers]
+
+
+def second_states(layers):
+    """The second state of each layer's mapping, None where it has one state."""
+    return [list(states.values())[1] if len(states) > 1 else None for states in layers]
 
 
 def stacked(finals, name: str, attribute: str) -> np.ndarray:

@@ -4,10 +4,13 @@ from typing import Optional
 
 import numpy as np
 import pytest
+import yaml
+from click.testing import CliRunner
 from pydantic import Field
 
 import rnnsim
 from rnnsim import dynamics, plot, plugins
+from rnnsim.cli import cli
 from rnnsim.cells.elman import ElmanCell, ElmanOptions
 from rnnsim.sweep import expand
 
@@ -46,7 +49,7 @@ def test_a_cell_without_a_map_or_gpu_kernel_says_so(monkeypatch):
     monkeypatch.setattr(type(net.layers[0]), "cuda_template", None)
     with pytest.raises(rnnsim.ConfigError, match="cell 'elman' has no CUDA kernel"):
         rnnsim.device.run_layer(net.layers[0], net.layer_params(0), np.zeros((2, 1, 3)),
-                                np.zeros((1, 1, 3)))
+                                {"h": np.zeros((1, 1, 3))})
 
 
 class GainOptions(ElmanOptions):
@@ -104,3 +107,69 @@ def test_a_plugin_cell_brings_its_own_options(gain_cell, tmp_path):
             {"cell": "gained", "units": 3, "gian": 2.0}]}})
     points = expand(rnnsim.config.parse(cfg), {"network.layers[0].gain": [0.5, 3.0]})[1]
     assert [p.config["network"]["layers"][0]["gain"] for p in points] == [0.5, 3.0]
+
+
+class CountingCell(ElmanCell):
+    """An elman cell with two more states: the steps each row has run, and the largest |h| it
+    has reached per unit (a stand-in for a spiking neuron's counters)."""
+
+    name = "counting"
+
+    def state_sizes(self):
+        return {"h": self.units, "steps": 1, "peak": self.units}
+
+    def run_direction(self, params, suffix, x, h, lengths, reverse, steps, peak):
+        out = super().run_direction(params, suffix, x, h, lengths, reverse)
+        steps += lengths[:, None]
+        np.maximum(peak, np.abs(out).max(axis=0, initial=0.0), out=peak)
+        return out
+
+
+@pytest.fixture
+def counting_cell():
+    class Plugin:
+        @rnnsim.hookimpl
+        def register_cells(self, register):
+            register(CountingCell)
+
+    plugins.register_plugin(Plugin(), name="counting-cell")
+    try:
+        yield
+    finally:
+        plugins.unregister_plugin("counting-cell")
+
+
+def test_a_cell_with_three_states_runs_streams_and_resumes(counting_cell, tmp_path):
+    """State and RunResult carry every state a cell declares, by name: run, continued runs,
+    steps, runs streamed to disk and the CLI's output file."""
+    cfg = {"network": {"input_size": 2, "dtype": "float64", "seed": 3,
+                       "layers": [{"cell": "counting", "units": 3}, {"units": 2}]}}
+    net = rnnsim.Network.from_config(cfg)
+    x = np.random.default_rng(1).standard_normal((6, 4, 2))
+    whole = net.run(x)
+    assert [list(s) for s in whole.states] == [["h", "steps", "peak"], ["h"]]
+    np.testing.assert_array_equal(whole.states[0]["steps"][0, :, 0], [6, 6, 6, 6])
+    first = net.run(x[:2])
+    np.testing.assert_array_equal(first.states[0]["steps"][0, :, 0], [2, 2, 2, 2])
+    second = net.run(x[2:], first.state)
+    for name in ("h", "steps", "peak"):
+        np.testing.assert_array_equal(second.states[0][name], whole.states[0][name])
+    state = net.initial_state(4)
+    for x_t in x:
+        _, state = net.step(x_t, state)
+    for name in ("h", "steps", "peak"):
+        np.testing.assert_array_equal(state.layers[0][name], whole.states[0][name])
+    streamed = net.run(x, out=tmp_path / "out.npy", chunk_steps=4)
+    np.testing.assert_array_equal(streamed.states[0]["peak"], whole.states[0]["peak"])
+    with np.load(tmp_path / "out.state.npz") as saved:
+        assert {"final_0_h", "final_0_steps", "final_0_peak", "final_1_h"} <= set(saved.files)
+    config = tmp_path / "counting.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(cli, ["run", str(config), "-T", "3", "-B", "2", "--output",
+                                      str(tmp_path / "o.npz")])
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "o.npz") as saved:
+        np.testing.assert_array_equal(saved["final_0_steps"], np.full((1, 2, 1), 3.0))
+    with pytest.raises(rnnsim.ShapeError, match=r"state.layers\[0\] holds \['h'\]; layer 0 "
+                                                r"\(counting\) has the states"):
+        net.step(x[0], rnnsim.State(({"h": state.layers[0]["h"]}, state.layers[1])))

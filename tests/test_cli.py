@@ -50,7 +50,7 @@ def test_run_writes_output_equal_to_api(tmp_path):
     out = tmp_path / "out.npz"
     ok("run", QUICKSTART, "--output", out, "--seed", 5, "-T", 7, "-B", 3)
     with np.load(out) as data:
-        assert set(data.files) == {"output", "final_0", "y"}
+        assert set(data.files) == {"output", "final_0_h", "y"}
         output, y = data["output"], data["y"]
     cfg = yaml.safe_load(QUICKSTART.read_text())
     cfg["network"]["seed"] = 5
@@ -193,8 +193,8 @@ def test_output_holds_the_lstm_cell_state(tmp_path):
     out = tmp_path / "out.npz"
     ok("run", config, "-T", 5, "-B", 2, "--output", out)
     with np.load(out) as data:
-        assert data["final_c_0"].shape == (1, 2, 4) and "final_c_1" not in data.files
-        assert data["final_0"].shape == (1, 2, 4) and data["final_1"].shape == (1, 2, 2)
+        assert data["final_0_c"].shape == (1, 2, 4) and "final_1_c" not in data.files
+        assert data["final_0_h"].shape == (1, 2, 4) and data["final_1_h"].shape == (1, 2, 2)
 
 
 # --- what a newcomer hits (issue 16) ---------------------------------------------------------

@@ -515,7 +515,7 @@ def test_cli_feedback_fit_run_generate(tmp_path):
     forced = net.run(x[:-1], teacher=x[1:])
     with np.load(tmp_path / "g.npz") as saved:
         np.testing.assert_array_equal(saved["output"], forced.output)
-        np.testing.assert_array_equal(saved["final_c_0"], forced.final_c[0])
+        np.testing.assert_array_equal(saved["final_0_y"], forced.final_c[0])
         np.testing.assert_array_equal(saved["generated_y"], net.generate(30, forced.state).y)
     assert "ConfigError" in invoke("run", configs_path("mackey_glass.yaml"), "--teacher",
                                    tmp_path / "y.npy", code=1)

@@ -341,8 +341,10 @@ def test_hostile_arrays_into_run_and_step(networks, data, name, target):
                       st.lists(arrays_near(state.h[0].shape), max_size=3).map(tuple))
         c = data.draw(st.sampled_from([None, state.c, (None,) * 3]) |
                       st.lists(arrays_near((1, B, 4)) | st.none(), max_size=3).map(tuple))
-        make = data.draw(st.sampled_from([lambda: State(h, c), lambda: "state", lambda: None,
-                                          lambda: (h, c)]))
+        make = data.draw(st.sampled_from([
+            lambda: State(tuple({"h": a, "c": b} for a, b in zip(h or (), c or ()))),
+            lambda: State(tuple({"h": a} for a in h or ())), lambda: "state", lambda: None,
+            lambda: (h, c)]))
         x_t = x[:, 0] if batch_first else x[0]
         call = data.draw(st.sampled_from([lambda: net.run(x, make()),
                                           lambda: net.step(x_t, make())]))

@@ -218,7 +218,8 @@ def test_cli_streamed_output_equals_the_npz_output(tmp_path):
     npz = np.load(tmp_path / "a.npz")
     np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), npz["output"])
     np.testing.assert_array_equal(np.load(tmp_path / "b.y.npy"), npz["y"])
-    np.testing.assert_array_equal(np.load(tmp_path / "b.state.npz")["final_0"], npz["final_0"])
+    np.testing.assert_array_equal(np.load(tmp_path / "b.state.npz")["final_0_h"],
+                                  npz["final_0_h"])
     result = runner.invoke(cli, ["run", str(cfg), "--resume"])
     assert result.exit_code == 2 and "--output PATH.npy" in result.output
 
@@ -262,8 +263,8 @@ def test_a_killed_cli_run_leaves_no_output_and_resumes_bit_for_bit(tmp_path):
     expected = np.load(tmp_path / "ref.npz")
     np.testing.assert_array_equal(np.load(out), expected["output"])
     np.testing.assert_array_equal(np.load(longrun.outputs(out)["y"]), expected["y"])
-    np.testing.assert_array_equal(np.load(longrun.outputs(out)["state"])["final_0"],
-                                  expected["final_0"])
+    np.testing.assert_array_equal(np.load(longrun.outputs(out)["state"])["final_0_h"],
+                                  expected["final_0_h"])
 
 
 PEAK_CONFIG = """

@@ -73,14 +73,19 @@ def test_streaming_errors_say_what_to_do():
     net = stack("gru")
     with pytest.raises(InputError, match="State"):
         net.step(np.zeros((1, 3)), np.zeros((2, 1, 5)))
-    with pytest.raises(ShapeError, match=r"state.h\[0\] has shape \(1, 1, 5\); expected \(1, 2, 5\)"):
+    with pytest.raises(ShapeError, match=r"state.layers\[0\]\['h'\] has shape \(1, 1, 5\); "
+                                         r"expected \(1, 2, 5\)"):
         net.step(np.zeros((2, 3)), net.initial_state(1))
     with pytest.raises(ShapeError, match="x_t"):
         net.step(np.zeros((1, 1, 3)), net.initial_state(1))
     with pytest.raises(ShapeError, match="batch"):
         net.initial_state(0)
-    with pytest.raises(ShapeError, match="state.h has 1 entries"):
-        net.step(np.zeros((1, 3)), rnnsim.State(net.initial_state(1).h[:1], (None,)))
+    with pytest.raises(ShapeError, match="state has 1 layers; this network has 2"):
+        net.step(np.zeros((1, 3)), rnnsim.State(net.initial_state(1).layers[:1]))
+    with pytest.raises(ShapeError, match=r"state.layers\[1\] holds \['c', 'h'\]; layer 1 \(gru\) "
+                                         r"has the states \['h'\]"):
+        first = net.initial_state(1).layers[0]
+        net.step(np.zeros((1, 3)), rnnsim.State((first, {**first, "c": first["h"]})))
     with pytest.raises(InputError, match="not both"):
         net.run(np.zeros((2, 1, 3)), net.initial_state(1), np.zeros((2, 1, 5)))
     bi = rnnsim.Network.from_config({"network": {"input_size": 3, "layers": [

@@ -218,37 +218,50 @@ class Cell:
         """Width of the hidden state h_t, the layer's output per direction."""
         return self.units
 
+    def state_sizes(self) -> dict[str, int]:
+        """The cell's states, name -> width per direction, in order: the first is the one the
+        layer outputs (``h``); an LSTM adds its cell state ``c``, a spiking cell might add a
+        membrane and a refractory counter. ``State`` and ``RunResult`` carry them all."""
+        return {"h": self.hidden_size}
+
     @property
     def cell_size(self) -> int | None:
-        """Width of a second (cell) state c_t, or None for cells without one."""
-        return None
+        """Width of the second state (an LSTM's c_t), or None for a cell with one state."""
+        sizes = list(self.state_sizes().values())
+        return sizes[1] if len(sizes) > 1 else None
 
-    def run(self, params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None = None,
+    def zero_states(self, batch: int, dtype) -> dict[str, np.ndarray]:
+        """Every state as zeros (D, batch, width)."""
+        return {name: np.zeros((self.directions, batch, width), dtype)
+                for name, width in self.state_sizes().items()}
+
+    def run(self, params: dict, x: np.ndarray, states: dict[str, np.ndarray],
             lengths: np.ndarray | None = None):
-        """Run all directions on ``x`` (T, B, k); ``h0`` is (D, B, hidden_size).
+        """Run all directions on ``x`` (T, B, k) from ``states`` (name -> (D, B, width), as
+        ``state_sizes``).
 
-        ``c0`` (D, B, cell_size) is given exactly when the cell has a cell state. ``lengths``
-        (B,) int64 are the steps of each sequence (None: all T); outputs past a sequence's end
-        are zero and its state stays as it was at its last step. Each direction's
-        ``run_direction`` receives ``h`` (B, hidden_size) (and ``c`` (B, cell_size)), which it
-        overwrites with the final states.
-        Returns ``(output (T, B, D*hidden_size), final h (D, B, hidden_size), final c or None)``.
+        ``lengths`` (B,) int64 are the steps of each sequence (None: all T); outputs past a
+        sequence's end are zero and its state stays as it was at its last step. Each
+        direction's ``run_direction`` receives its states by name (``h`` (B, hidden_size),
+        ``c``...), which it overwrites with the final ones.
+        Returns ``(output (T, B, D*hidden_size), final states by name)``.
         """
         T, B = x.shape[:2]
         if lengths is None:
             lengths = np.full(B, T, np.int64)
-        h = h0.copy()
-        c = None if c0 is None else c0.copy()
+        states = {name: value.copy() for name, value in states.items()}
         outs = []
         with compile_errors(self.activations):
             for d, suffix in enumerate(self.suffixes):
-                extra = {} if c is None else {"c": c[d]}
-                outs.append(self.run_direction(params, suffix, x, h[d], lengths,
-                                               reverse=d == 1, **extra))
+                outs.append(self.run_direction(params, suffix, x, lengths=lengths,
+                                               reverse=d == 1,
+                                               **{n: s[d] for n, s in states.items()}))
         output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
-        return output, h, c
+        return output, states
 
     def run_direction(self, params, suffix, x, h, lengths, reverse):
+        """One direction over ``x`` (T, B, k): the states arrive by name (``h`` (B, width)...)
+        and are overwritten with the final ones. Returns the output (T, B, hidden_size)."""
         raise NotImplementedError
 
     def recurrent_matrices(self, params: dict) -> dict:
@@ -282,9 +295,9 @@ class Cell:
         second phase of the step gathers from every unit)."""
         raise NotImplementedError
 
-    def run_cuda(self, run, params: dict, suffix: str, h, c):
-        """One direction on the GPU (``device.CudaRun`` ``run``); like ``run_direction``,
-        ``h`` (and ``c``) are overwritten with the final states. Returns the output."""
+    def run_cuda(self, run, params: dict, suffix: str, h):
+        """One direction on the GPU (``device.CudaRun`` ``run``); like ``run_direction``, the
+        states arrive by name and are overwritten with the final ones. Returns the output."""
         raise NotImplementedError
 
     @classmethod

@@ -51,7 +51,7 @@ class ElmanCell(Cell):
     def cuda_row_values(self) -> int:
         return self.units
 
-    def run_cuda(self, run, params, suffix, h, c):
+    def run_cuda(self, run, params, suffix, h):
         p = self.units
         per_block = run.plan.units_per_block(p)
         stage, shared = run.stage(p * per_block)

@@ -176,10 +176,9 @@ class ESNCell(Cell):
                              "(s_fb*y_{t-1}) + b)")
         return problems
 
-    @property
-    def cell_size(self) -> int | None:
-        """m with output feedback (the fed-back y is this layer's second state), else None."""
-        return self.feedback_size
+    def state_sizes(self) -> dict[str, int]:
+        """The reservoir state ``h``, and with output feedback the fed-back output ``y``."""
+        return {"h": self.units, **({"y": self.feedback_size} if self.feedback_size else {})}
 
     def parameter_shapes(self):
         N, k = self.units, self.input_size
@@ -215,26 +214,27 @@ class ESNCell(Cell):
         scaling = np.asarray(self.options.feedback.scaling, dtype=np.float64)
         return (params["Wfb"] * scaling).astype(dtype)
 
-    def run(self, params, x, h0, c0=None, lengths=None, teacher=None):
+    def run(self, params, x, states, lengths=None, teacher=None):
         """``Cell.run``; with output feedback ``params`` also holds ``head.W`` and ``head.b``,
-        ``c0`` (1, B, m) is y_{-1} and ``teacher`` (T, B, m), if given, is fed back in place of
-        the head's predictions (teacher forcing). The final c is each row's last fed-back y."""
+        ``states["y"]`` (1, B, m) is y_{-1} and ``teacher`` (T, B, m), if given, is fed back in
+        place of the head's predictions (teacher forcing). The final y is each row's last
+        fed-back output."""
         T, B = x.shape[:2]
         lengths = np.full(B, T, np.int64) if lengths is None else lengths
-        h = h0.copy()
-        y = None if c0 is None else c0.copy()
+        states = {name: value.copy() for name, value in states.items()}
+        h, y = states["h"], states.get("y")
         z = self._projection(params, x)
         with compile_errors(self.activations):
             if teacher is None:
                 self._run([self], [params], z, h[0], np.zeros(B, np.int64), lengths,
                           None if y is None else y[0])
-                return z, h, y
+                return z, states
             fed = np.concatenate([y[0][None], teacher[:-1]]).astype(z.dtype, copy=False)
             z += input_projection(fed, self._feedback_weights(params, z.dtype), None)
             self._run([self], [params], z, h[0], np.zeros(B, np.int64), lengths)
         rows = np.flatnonzero(lengths > 0)
         y[0, rows] = teacher[lengths[rows] - 1, rows]
-        return z, h, y
+        return z, states
 
     def generate(self, params: dict, h0: np.ndarray, y0: np.ndarray, steps: int):
         """Closed loop: the head's output y_{t-1} is the input u_t (head.units = input_size),
@@ -337,7 +337,7 @@ class ESNCell(Cell):
     def cuda_row_values(self) -> int:
         return self.units
 
-    def run_cuda(self, run, params, suffix, h, c):
+    def run_cuda(self, run, params, suffix, h):
         B = h.shape[0]
         z = self.cuda_projection(run, [self], [params], run.x, np.zeros(B, np.int64))
         self.cuda_recur(run, [self], [params], z, h, np.zeros(B, np.int64), run.lengths)

@@ -111,7 +111,7 @@ class GRUCell(Cell):
     def cuda_row_values(self) -> int:
         return self.units * (1 if self.options.reset_after is not False else 2)
 
-    def run_cuda(self, run, params, suffix, h, c):
+    def run_cuda(self, run, params, suffix, h):
         p = self.units
         per_block = run.plan.units_per_block(p)
         reset_after = self.options.reset_after is not False

@@ -106,9 +106,8 @@ class LSTMCell(Cell):
     def hidden_size(self) -> int:
         return self.options.proj_size or self.units
 
-    @property
-    def cell_size(self) -> int:
-        return self.units
+    def state_sizes(self) -> dict[str, int]:
+        return {"h": self.hidden_size, "c": self.units}
 
     def parameter_shapes(self):
         p, q = self.units, self.hidden_size

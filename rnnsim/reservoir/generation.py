@@ -36,7 +36,7 @@ def generate(net, steps: int, state=None, y0=None):
         raise InputError(f"generate: state must be a State (RunResult.state or "
                          f"net.initial_state(batch)), got {type(state).__name__}.")
     N, m = layer.units, net.head.units
-    h = np.asarray(state.h[0], dtype=net.dtype) if len(state.h) == 1 else np.zeros(0)
+    h = np.asarray(state.h[0], dtype=net.dtype) if len(state.layers) == 1 else np.zeros(0)
     if h.shape not in ((1, N),) and (h.ndim != 3 or h.shape[::2] != (1, N)):
         raise ShapeError(f"generate: state.h[0] has shape {h.shape}; expected (1, {N}) or "
                          f"(1, B, {N}). Use a State of this network.")
@@ -46,9 +46,9 @@ def generate(net, steps: int, state=None, y0=None):
     head = {k[5:]: v for k, v in net.params.items() if k.startswith("head.")}
     want = (m,) if unbatched else (B, m)
     if y0 is None and layer.feedback_size:
-        fed = state.c[0] if len(state.c) == 1 else None
+        fed = state.layers[0].get("y")
         if fed is None or np.shape(fed) != (1,) + want:
-            raise ShapeError(f"generate: state.c[0] (the fed-back output) has shape "
+            raise ShapeError(f"generate: the state's fed-back output y has shape "
                              f"{np.shape(fed)}; expected {(1,) + want}. Use a State of this "
                              "network.")
         y0 = np.asarray(fed)[0]
@@ -62,10 +62,9 @@ def generate(net, steps: int, state=None, y0=None):
     z, h, y = layer.generate(params, h0, np.ascontiguousarray(y0.reshape(1, B, m)),
                              int(steps))
     outputs = net.head.forward(head, z)
-    final_c = y if layer.feedback_size else None
+    final = {"h": h, **({"y": y} if layer.feedback_size else {})}
     if unbatched:
-        return RunResult(z[:, 0], (h[:, 0],), outputs[:, 0],
-                         (None if final_c is None else final_c[:, 0],))
+        return RunResult(z[:, 0], ({n: s[:, 0] for n, s in final.items()},), outputs[:, 0])
     if net.config.network.batch_first:
         z, outputs = np.ascontiguousarray(z.swapaxes(0, 1)), outputs.swapaxes(0, 1)
-    return RunResult(z, (h,), outputs, (final_c,))
+    return RunResult(z, (final,), outputs)

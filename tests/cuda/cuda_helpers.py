@@ -82,3 +82,17 @@ def assert_same(gpu, cpu, dtype):
     for a, b in zip(gpu, cpu):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_allclose(a, b, **TOLERANCE[dtype])
+
+
+def layer_states(layer, h0, c0):
+    """A cell's states by name from the first and (if it has one) second state arrays."""
+    names = list(layer.state_sizes())
+    return dict(zip(names, [h0] if c0 is None else [h0, c0]))
+
+
+def assert_same_run(got, expected):
+    """Two ``Cell.run`` results, (output, states by name), agree in float64."""
+    np.testing.assert_allclose(got[0], expected[0], **TOLERANCE["float64"])
+    assert list(got[1]) == list(expected[1])
+    for name in expected[1]:
+        np.testing.assert_allclose(got[1][name], expected[1][name], **TOLERANCE["float64"])

@@ -7,7 +7,8 @@ import pytest
 import rnnsim
 from rnnsim import PluginError, device, plugins
 
-from cuda_helpers import LAYERS, TOLERANCE, needs_gpu, pair, random_input
+from cuda_helpers import (LAYERS, assert_same_run, layer_states, needs_gpu, pair,
+                          random_input)
 
 pytestmark = needs_gpu
 
@@ -20,12 +21,10 @@ def test_units_spread_over_a_grid_of_blocks(name, unit_blocks, rows):
     cpu, gpu = pair([dict(LAYERS[name], units=37)], 5, "float64")
     x, h0, c0 = random_input(cpu, 50, 11)
     lengths = np.array([50, 1, 30, 0, 50, 49, 12, 50, 2, 50, 7])
-    args = (gpu.layer_params(0), x, h0[0], c0[0], lengths)
+    args = (gpu.layer_params(0), x, layer_states(gpu.layers[0], h0[0], c0[0]), lengths)
     plan = device.Plan(rows=rows, unit_blocks=unit_blocks, grid=True, threads=32)
     got = device.run_layer(gpu.layers[0], *args, plan=plan)
-    for a, b in zip(got, cpu.layers[0].run(*args)):
-        if b is not None:
-            np.testing.assert_allclose(a, b, **TOLERANCE["float64"])
+    assert_same_run(got, cpu.layers[0].run(*args))
 
 
 def test_large_layers_with_the_default_plans():

@@ -65,7 +65,7 @@ class UGRNNCell(Cell):
     def cuda_row_values(self) -> int:
         return self.units
 
-    def run_cuda(self, run, params, suffix, h, c):
+    def run_cuda(self, run, params, suffix, h):
         p = self.units
         per_block = run.plan.units_per_block(p)
         stage, shared = run.stage(2 * p * per_block)
