@@ -51,10 +51,14 @@ MUTANTS = [
              "    path.parent.mkdir(parents=True, exist_ok=True)\n    write(path)\n"
              "    return\n    handle, tmp =")],
            ["tests/test_io.py"], "io.write_atomic writes straight into the target"),
-    Mutant("model-save-in-place", "rnnsim/network.py",
-           [('tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))',
-             "path.mkdir(exist_ok=True)\n        tmp = path")],
+    Mutant("model-save-in-place", "rnnsim/io.py",
+           [("    path.parent.mkdir(parents=True, exist_ok=True)\n    recover_folder(path)\n",
+             "    path.mkdir(parents=True, exist_ok=True)\n    write(path)\n    return\n")],
            ["tests/test_io.py"], "Network.save writes into the model folder itself"),
+    Mutant("kernel-cache-key-without-helpers", "rnnsim/kernels/codegen.py",
+           [("+ sorted({_defining_text(fn) for fn in functions}) + constants", "+ []")],
+           ["tests/test_kernel_cache.py"], "the kernel cache key leaves out the functions an "
+           "activation calls (a stale kernel after editing a helper)"),
     Mutant("cpu-lstm-forget-bias-dropped", "rnnsim/cells/lstm.py",
            [("        padded = bias.shape[1]\n",
              "        bias[1] = 0\n        padded = bias.shape[1]\n")],
