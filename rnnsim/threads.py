@@ -8,6 +8,8 @@ the cores (``rnnsim analyze configs/mackey_glass.yaml``: 37 s with OpenBLAS's de
 """
 from __future__ import annotations
 
+import functools
+
 from threadpoolctl import threadpool_limits
 
 
@@ -18,8 +20,14 @@ def one_blas_thread() -> threadpool_limits:
 
 
 def with_one_blas_thread(fn):
-    """Decorate ``fn`` to run with BLAS on one thread."""
-    return threadpool_limits.wrap(limits=1, user_api="blas")(fn)
+    """Decorate ``fn`` to run with BLAS on one thread (the libraries are looked up when it
+    runs, not when the module defining it is imported)."""
+    @functools.wraps(fn)
+    def limited(*args, **kwargs):
+        with one_blas_thread():
+            return fn(*args, **kwargs)
+
+    return limited
 
 
 __all__ = ["one_blas_thread", "with_one_blas_thread"]

@@ -1,14 +1,15 @@
 """Built-in sweep metrics, registered through the same hook as a plugin's: each is
-``fn(net, seed) -> float`` for one point of a sweep."""
+``fn(net, seed) -> float`` for one point of a sweep.
+
+Each metric imports the modules it computes with when it runs: loading the plugins (every
+``Network``) then costs no import of the dynamics, reservoir or task modules.
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from .. import reservoir, sparse
-from ..dynamics import largest_lyapunov as lyapunov
 from ..errors import ConfigError
 from ..hookspecs import hookimpl
-from ..tasks import draw_input, mackey_glass_task
 
 # Washout of the nrmse metric's readout, as a fraction of the training steps.
 NRMSE_WASHOUT = 0.1
@@ -17,11 +18,15 @@ NRMSE_RIDGE = 1e-6
 
 def mean_abs_state(net, seed: int) -> float:
     """Mean |h| of the top layer over every step and sequence of the drive."""
+    from ..tasks import draw_input
+
     return float(np.mean(np.abs(net.run(draw_input(net, seed=seed)).output), dtype=np.float64))
 
 
 def final_state_norm(net, seed: int) -> float:
     """Euclidean norm of the top layer's final state (directions joined), mean over the batch."""
+    from ..tasks import draw_input
+
     final = net.run(draw_input(net, seed=seed)).final[-1].astype(np.float64)  # (D, B, p)
     return float(np.mean(np.linalg.norm(final.swapaxes(0, 1).reshape(final.shape[1], -1),
                                         axis=-1)))
@@ -29,6 +34,8 @@ def final_state_norm(net, seed: int) -> float:
 
 def spectral_radius(net, seed: int) -> float:
     """Largest |eigenvalue| of layer 0's recurrent matrix (its forward direction)."""
+    from .. import sparse
+
     layer = net.layers[0]
     if layer.gate_count() > 1:
         raise ConfigError(f"network.layers[0]: the {layer.name} cell has no single square "
@@ -45,6 +52,9 @@ def nrmse(net, seed: int) -> float:
     ``run.timesteps + 1`` steps, the readout fitted on the first 80% (washout 10% of those),
     tested on the rest. Needs ``head: {name: ridge}`` and ``input_size: 1``.
     """
+    from .. import reservoir
+    from ..tasks import mackey_glass_task
+
     u, y, split = mackey_glass_task(net)
     return reservoir.fit_and_score(net, u, y, split, washout=int(NRMSE_WASHOUT * split),
                                    ridge=NRMSE_RIDGE)["test_nrmse"]
@@ -52,6 +62,8 @@ def nrmse(net, seed: int) -> float:
 
 def memory_capacity(net, seed: int) -> float:
     """Jaeger's memory capacity on ``run.timesteps`` steps of seeded U(-1, 1) input."""
+    from .. import reservoir
+
     steps = net.config.run.timesteps
     return reservoir.memory_capacity(net, timesteps=steps, washout=min(200, steps // 5),
                                      seed=seed)
@@ -59,6 +71,8 @@ def memory_capacity(net, seed: int) -> float:
 
 def largest_lyapunov(net, seed: int) -> float:
     """Largest Lyapunov exponent of layer 0 over ``run.timesteps`` steps (rnnsim.dynamics)."""
+    from ..dynamics import largest_lyapunov as lyapunov
+
     return lyapunov(net, steps=net.config.run.timesteps, layer=0, seed=seed)
 
 
