@@ -69,21 +69,31 @@ class GainCell(ElmanCell):
 
 
 @pytest.fixture
-def gain_cell():
-    class Plugin:
-        @rnnsim.hookimpl
-        def register_cells(self, register):
-            register(GainCell)
+def cell_plugin():
+    """Register throwaway cell classes as a plugin: ``cell_plugin(cls, ...)``; always
+    unregistered afterwards."""
+    names = []
 
-    plugins.register_plugin(Plugin(), name="gain-cell")
+    def register_cells(*classes):
+        class Plugin:
+            @rnnsim.hookimpl
+            def register_cells(self, register):
+                for cls in classes:
+                    register(cls)
+
+        names.append(f"cells-{len(names)}")
+        plugins.register_plugin(Plugin(), name=names[-1])
+
     try:
-        yield
+        yield register_cells
     finally:
-        plugins.unregister_plugin("gain-cell")
+        for name in names:
+            plugins.unregister_plugin(name)
 
 
-def test_a_plugin_cell_brings_its_own_options(gain_cell, tmp_path):
+def test_a_plugin_cell_brings_its_own_options(cell_plugin, tmp_path):
     """Its keys are valid in configs, sweeps and saved models, and checked with key paths."""
+    cell_plugin(GainCell)
     cfg = {"network": {"input_size": 2, "dtype": "float64", "seed": 1,
                        "layers": [{"cell": "gained", "units": 3, "gain": 2.0}]}}
     net = rnnsim.Network.from_config(cfg)
@@ -125,23 +135,10 @@ class CountingCell(ElmanCell):
         return out
 
 
-@pytest.fixture
-def counting_cell():
-    class Plugin:
-        @rnnsim.hookimpl
-        def register_cells(self, register):
-            register(CountingCell)
-
-    plugins.register_plugin(Plugin(), name="counting-cell")
-    try:
-        yield
-    finally:
-        plugins.unregister_plugin("counting-cell")
-
-
-def test_a_cell_with_three_states_runs_streams_and_resumes(counting_cell, tmp_path):
+def test_a_cell_with_three_states_runs_streams_and_resumes(cell_plugin, tmp_path):
     """State and RunResult carry every state a cell declares, by name: run, continued runs,
     steps, runs streamed to disk and the CLI's output file."""
+    cell_plugin(CountingCell)
     cfg = {"network": {"input_size": 2, "dtype": "float64", "seed": 3,
                        "layers": [{"cell": "counting", "units": 3}, {"units": 2}]}}
     net = rnnsim.Network.from_config(cfg)
