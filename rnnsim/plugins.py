@@ -430,13 +430,17 @@ def _positional_arity(fn) -> int | None:
     return sum(p.kind in kinds for p in sig.parameters.values())
 
 
-def _initializer_registrar(add: Callable, source: Source) -> Callable:
-    def register(name, fn, description=""):
-        if not callable(fn):
-            raise _bad(source, f"initializer '{name}' with fn={fn!r}, which is not callable.")
-        add(Initializer(name, fn, description, source))
+def _function_registrar(kind: str, entry: type) -> Callable:
+    """The registrar of a kind registered as ``register(name, fn, description="")``."""
+    def registrar(add: Callable, source: Source) -> Callable:
+        def register(name, fn, description=""):
+            if not callable(fn):
+                raise _bad(source, f"{kind} '{name}' with fn={fn!r}, which is not callable.")
+            add(entry(name, fn, description, source))
 
-    return register
+        return register
+
+    return registrar
 
 
 def _head_registrar(add: Callable, source: Source) -> Callable:
@@ -462,15 +466,6 @@ def _cell_registrar(add: Callable, source: Source) -> Callable:
     return register
 
 
-def _metric_registrar(add: Callable, source: Source) -> Callable:
-    def register(name, fn, description=""):
-        if not callable(fn):
-            raise _bad(source, f"metric '{name}' with fn={fn!r}, which is not callable.")
-        add(Metric(name, fn, description, source))
-
-    return register
-
-
 @dataclass(frozen=True)
 class Kind:
     """A plugin kind: its name, its registry's attribute on ``Plugins``, the hook that
@@ -485,9 +480,10 @@ class Kind:
 KINDS = (
     Kind("cell", "cells", "register_cells", _cell_registrar),
     Kind("activation", "activations", "register_activations", _activation_registrar),
-    Kind("initializer", "initializers", "register_initializers", _initializer_registrar),
+    Kind("initializer", "initializers", "register_initializers",
+         _function_registrar("initializer", Initializer)),
     Kind("head", "heads", "register_heads", _head_registrar),
-    Kind("metric", "metrics", "register_metrics", _metric_registrar),
+    Kind("metric", "metrics", "register_metrics", _function_registrar("metric", Metric)),
 )
 
 

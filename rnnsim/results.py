@@ -29,12 +29,12 @@ class RunResult:
     @property
     def final(self) -> tuple[np.ndarray, ...]:
         """The final hidden state h of every layer (its first state)."""
-        return tuple(first_states(self.states))
+        return self.state.h
 
     @property
     def final_c(self) -> tuple[np.ndarray | None, ...]:
         """Every layer's second state (an LSTM's cell state c), None for a one-state cell."""
-        return tuple(second_states(self.states))
+        return self.state.c
 
     @property
     def state(self) -> "State":
@@ -89,21 +89,12 @@ class State:
 
     @property
     def h(self) -> tuple[np.ndarray, ...]:
-        return tuple(first_states(self.layers))
+        return tuple(next(iter(states.values())) for states in self.layers)
 
     @property
     def c(self) -> tuple[np.ndarray | None, ...]:
-        return tuple(second_states(self.layers))
-
-
-def first_states(layers):
-    """The first state of each layer's mapping."""
-    return [next(iter(states.values())) for states in layers]
-
-
-def second_states(layers):
-    """The second state of each layer's mapping, None where it has one state."""
-    return [list(states.values())[1] if len(states) > 1 else None for states in layers]
+        return tuple(list(states.values())[1] if len(states) > 1 else None
+                     for states in self.layers)
 
 
 def stacked(finals, name: str, attribute: str) -> np.ndarray:

@@ -11,7 +11,7 @@ import numba.np.ufunc.parallel as numba_parallel
 import numpy as np
 from pydantic import Field, ValidationError
 
-from .. import kernels
+from .. import device, kernels
 from ..activations import BoundActivation, compile_errors
 from ..kernels.cpu import tiles
 from ..config import CellOptions, LayerConfig, Spec, describe_error
@@ -293,12 +293,29 @@ class Cell:
     def cuda_row_values(self) -> int:
         """Values of GPU shared memory each batch row of a block needs (its state, and what a
         second phase of the step gathers from every unit)."""
-        raise NotImplementedError
+        return self.hidden_size
 
     def run_cuda(self, run, params: dict, suffix: str, h):
         """One direction on the GPU (``device.CudaRun`` ``run``); like ``run_direction``, the
-        states arrive by name and are overwritten with the final ones. Returns the output."""
-        raise NotImplementedError
+        states arrive by name and are overwritten with the final ones. Returns the output.
+
+        The default fits a cell whose one state h is its output: it launches the template's
+        first kernel as ``kernel(xp, Ut, h, out, lengths, steps, reverse, clip,
+        units_per_block, stage, *activation parameters)``, Ut (G, p, p) the G gate blocks
+        of U transposed (``device.transposed``), staged in shared memory when they fit."""
+        p, gates = self.units, self.gate_count()
+        per_block = run.plan.units_per_block(p)
+        stage, shared = run.stage(gates * p * per_block)
+        Ut = run.weights("U" + suffix, (params["U" + suffix],),
+                         lambda U: device.transposed(U, gates))
+        h_dev = run.upload(h)
+        clip = self.clip(run.dtype)
+        out = run.recur(params, suffix, p, run.module.KERNELS[0], shared,
+                        lambda xp, out, lengths, steps: (xp, Ut, h_dev, out, lengths, steps,
+                                                         run.reverse, clip, per_block, stage,
+                                                         *run.args))
+        h_dev.copy_to_host(h)
+        return out
 
     @classmethod
     def parse_options(cls, config: LayerConfig | Mapping, where: str = "layer",

@@ -3,7 +3,6 @@ import numpy as np
 
 from ..kernels.cpu import elman as template
 from ..kernels.cpu import tiles
-from .. import device
 from .base import Cell, ClipOptions, run_rows
 from .maps import LayerMap, rows
 
@@ -46,21 +45,4 @@ class ElmanCell(Cell):
         run_rows(self.kernels().elman_forward_serial, B, T, B * self.units * P.shape[1], x, P,
                  bias, h, out, lengths, reverse, self.clip(dtype), np.zeros((B, width), dtype),
                  np.zeros((B, width), dtype), self.activations[0].kernel_args(dtype))
-        return out
-
-    def cuda_row_values(self) -> int:
-        return self.units
-
-    def run_cuda(self, run, params, suffix, h):
-        p = self.units
-        per_block = run.plan.units_per_block(p)
-        stage, shared = run.stage(p * per_block)
-        Ut = run.weights("U" + suffix, (params["U" + suffix],), lambda U: device.transposed(U, 1))
-        h_dev = run.upload(h)
-        clip = self.clip(run.dtype)
-        out = run.recur(params, suffix, p, "elman_forward", shared,
-                        lambda xp, out, lengths, steps: (xp, Ut, h_dev, out, lengths, steps,
-                                                         run.reverse, clip, per_block, stage,
-                                                         *run.args))
-        h_dev.copy_to_host(h)
         return out

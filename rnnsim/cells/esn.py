@@ -334,9 +334,6 @@ class ESNCell(Cell):
         return [f"{where}.noise: the noise sequence restarts in every chunk, so chunks would "
                 "not continue one run"]
 
-    def cuda_row_values(self) -> int:
-        return self.units
-
     def run_cuda(self, run, params, suffix, h):
         B = h.shape[0]
         z = self.cuda_projection(run, [self], [params], run.x, np.zeros(B, np.int64))

@@ -10,7 +10,6 @@ kernel (``cpu.py``), the GPU kernel (``cuda.py``) and the dynamics map with its 
 import numpy as np
 
 import rnnsim
-from rnnsim import device
 from rnnsim.cells import Cell
 from rnnsim.cells.base import ClipOptions, GateOptions, input_projection
 from rnnsim.cells.maps import LayerMap, rows
@@ -60,24 +59,6 @@ class UGRNNCell(Cell):
         self.kernels().ugrnn_forward_serial(
             xp, np.ascontiguousarray(params["U" + suffix]), h, out, lengths, reverse,
             self.clip(x.dtype), *(a.kernel_args(x.dtype) for a in self.activations))
-        return out
-
-    def cuda_row_values(self) -> int:
-        return self.units
-
-    def run_cuda(self, run, params, suffix, h):
-        p = self.units
-        per_block = run.plan.units_per_block(p)
-        stage, shared = run.stage(2 * p * per_block)
-        Ut = run.weights("U" + suffix, (params["U" + suffix],),
-                         lambda U: device.transposed(U, 2))
-        h_dev = run.upload(h)
-        clip = self.clip(run.dtype)
-        out = run.recur(params, suffix, p, "ugrnn_forward", shared,
-                        lambda xp, out, lengths, steps: (xp, Ut, h_dev, out, lengths, steps,
-                                                         run.reverse, clip, per_block, stage,
-                                                         *run.args))
-        h_dev.copy_to_host(h)
         return out
 
 
