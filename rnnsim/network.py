@@ -336,18 +336,16 @@ class Network:
                                  f"{len(self.layers)}. Use a RunResult.state of this network.")
             return [self._layer_states(given, i, B, unbatched, check_finite)
                     for i, given in enumerate(h0.layers)]
-        names = [list(layer.state_sizes()) for layer in self.layers]
         first = self.coerce_states(h0, "h0", [layer.hidden_size for layer in self.layers], B,
                                    unbatched, check_finite)
         second = self.coerce_states(c0, "c0", [layer.cell_size for layer in self.layers], B,
                                     unbatched, check_finite)
         starts = []
-        for layer, layer_names, h, c in zip(self.layers, names, first, second):
-            states = layer.zero_states(B, self.dtype)
-            states[layer_names[0]] = h
-            if c is not None:
-                states[layer_names[1]] = c
-            starts.append(states)
+        for layer, h, c in zip(self.layers, first, second):
+            given = [h] if c is None else [h, c]
+            starts.append({name: given[k] if k < len(given) else
+                           np.zeros((layer.directions, B, width), self.dtype)
+                           for k, (name, width) in enumerate(layer.state_sizes().items())})
         return starts
 
     def layer_params(self, i: int) -> dict[str, np.ndarray]:
