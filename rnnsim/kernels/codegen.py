@@ -230,10 +230,20 @@ def _generate(template: str, fns: tuple[Callable, ...], target: str = "cpu") -> 
     ).hexdigest()[:20]
     name = template.replace(".", "_")
     stem = name if target == "cpu" else f"{target}_{name}"
-    module_name = f"rnnsim_kernels_{stem}_{digest}"
+    return load(f"{stem}_{digest}", lambda cache: body + footer.format(cache=cache), cacheable,
+                {"__rnnsim_activations__": fns})
+
+
+def load(stem: str, source: Callable[[bool], str], cacheable: bool,
+         namespace: dict | None = None) -> types.ModuleType:
+    """The generated module ``rnnsim_kernels_<stem>``: ``source(True)`` written into the cache
+    folder and imported from there (so numba's ``cache=True`` finds its machine code again),
+    or, where it cannot be cached, ``source(False)`` executed in memory with ``namespace``.
+    ``stem`` must hash everything the source depends on."""
+    module_name = f"rnnsim_kernels_{stem}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    path = _write(f"{stem}_{digest}.py", body + footer.format(cache=True)) if cacheable else None
+    path = _write(f"{stem}.py", source(True)) if cacheable else None
     if path is not None:
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
@@ -241,9 +251,9 @@ def _generate(template: str, fns: tuple[Callable, ...], target: str = "cpu") -> 
         spec.loader.exec_module(module)
         return module
     module = types.ModuleType(module_name)
-    module.__rnnsim_activations__ = fns
+    module.__dict__.update(namespace or {})
     sys.modules[module_name] = module
-    code = compile(body + footer.format(cache=False), f"<{module_name}>", "exec")
+    code = compile(source(False), f"<{module_name}>", "exec")
     exec(code, module.__dict__)
     return module
 
@@ -260,6 +270,7 @@ def _write(filename: str, source: str) -> Path | None:
         write_atomic(path, lambda tmp: tmp.write_text(source))
     except OSError:
         return None
-    loaded = {Path(m.__file__).stem for m in _built.values() if getattr(m, "__file__", None)}
+    loaded = {Path(m.__file__).stem for name, m in list(sys.modules.items())
+              if name.startswith("rnnsim_kernels_") and getattr(m, "__file__", None)}
     cache.prune(keep=loaded | {path.stem}, folder=folder)
     return path
