@@ -176,6 +176,8 @@ class Stepper:
                     calls.append(lambda segment=segment: segment(arena, self._desc))
             else:
                 calls.append(python_op(*item))
+        self.plan = ["compiled" if isinstance(item, bound.Segment) else "python"
+                     for item in plan]
         self._first = module.segment0
         self._rest = calls
         self._more = bool(calls) or self.net.head is not None
