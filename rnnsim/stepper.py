@@ -63,46 +63,25 @@ class _Binding:
         return np.ndarray(a.shape, a.dtype, buffer=self.arena, offset=offset, strides=a.strides)
 
 
-class Stepper:
-    """One network's step with everything bound; see ``Network.stepper``."""
+class BoundStep:
+    """The calls of one step (``Cell.step_ops`` lists) bound once: their arrays copied into
+    one arena, their kernel calls compiled into as few functions as the Python calls between
+    them allow.
 
-    def __init__(self, net, batch: int | None = None, state: State | None = None, *,
-                 check_finite: bool = True, nonfinite: str | None = None):
-        if any(layer.directions == 2 for layer in net.layers):
-            raise ConfigError("stepper: a bidirectional layer needs the whole sequence; use "
-                              "run on the full input, or make the layers unidirectional.")
-        if net.device != "cpu":
-            raise ConfigError(f"stepper: the compiled step runs on the CPU; this network runs "
-                              f"on '{net.device}'. Load it with device='cpu', or use run.")
-        problems = [problem for i, layer in enumerate(net.layers)
-                    for problem in layer.chunk_problems(f"network.layers[{i}]")]
-        if problems:
-            raise ConfigError("stepper: one step at a time would not continue one run: "
-                              + "; ".join(problems) + ".")
-        self.net = net
-        self.unbatched = batch is None
-        self.batch = 1 if batch is None else batch
-        self.mode = guards.nonfinite_mode(nonfinite, check_finite)
-        self.check_finite = check_finite
-        start = net.initial_state(batch) if state is None else state
-        B, dtype = self.batch, net.dtype
-        starts = net.start_states(start, None, B, self.unbatched, check_finite)
-        x = np.zeros((1, B, net.input_size), dtype)
-        inputs, outs, states, ops = [x], [], [], []
-        for i, layer in enumerate(net.layers):
-            out = np.zeros((1, B, layer.output_size), dtype)
-            layer_states = {name: np.array(value, dtype) for name, value in starts[i].items()}
-            ops += layer.step_ops(net.layer_params(i), inputs[-1], layer_states, out)
-            inputs.append(out)
-            outs.append(out)
-            states.append(layer_states)
-        self._bind(x, outs, states, ops)
+    x : (1, B, k) the input the first call reads; ops : [(fn, args)] in order; checked : the
+    arrays scanned for NaN/inf after the step (with ``check_output``); unbatched : the input
+    comes as (k,) instead of (B, k); check_input : refuse a non-finite input before any call.
+    ``first(x_t, arena, desc)`` loads x_t and runs the first compiled function; ``rest``
+    the remaining calls, each returning a status or None (``kernels.bound``); ``view(a)``
+    the arena's copy of an array of ``ops``.
+    """
 
-    def _bind(self, x, outs, states, ops) -> None:
+    def __init__(self, x: np.ndarray, ops: list, checked: list[np.ndarray], unbatched: bool,
+                 check_input: bool = True, check_output: bool = True):
         binding = _Binding()
         arrays: dict[tuple, int] = {}  # (offset, dtype, shape) -> index in program.arrays
         program_arrays: list[tuple[str, int, int]] = []
-        desc: list[int] = [int(self.check_finite), int(self.mode != "ignore")]
+        desc: list[int] = [int(check_input), int(check_output)]
         keep: list = []  # scalars made arrays: alive until the arena is copied
 
         def array_index(a: np.ndarray) -> int:
@@ -149,49 +128,95 @@ class Stepper:
                     if isinstance(a, np.ndarray):
                         binding.place(a)
                 plan.append((fn, args))
-        checked = [a for i, out in enumerate(outs)
-                   for a in [out, *list(states[i].values())[1:]]]
         if not isinstance(plan[-1], bound.Segment):
             segments.append(bound.Segment())
             plan.append(segments[-1])
         plan[-1].checks = [array_index(a) for a in checked]
-        program = bound.Program(program_arrays, segments, self.net.dtype.name,
-                                1 if self.unbatched else 2)
+        program = bound.Program(program_arrays, segments, x.dtype.name, 1 if unbatched else 2)
         module = bound.build(program)
         arena = binding.allocate()
-        self._arena, self._desc = arena, np.array(desc, np.int64)
-        self._x = binding.view(x)
-        self._outs = [binding.view(out) for out in outs]
-        self._states = [{name: binding.view(s) for name, s in layer.items()} for layer in states]
+        self.arena, self.desc = arena, np.array(desc, np.int64)
+        self.view = binding.view
 
         def python_op(fn, args):
             mapped = tuple(binding.view(a) if isinstance(a, np.ndarray) else a for a in args)
             return lambda: fn(*mapped)
 
-        calls = []
+        self.rest = []
         for item in plan:
             if isinstance(item, bound.Segment):
                 segment = getattr(module, f"segment{segments.index(item)}")
                 if item is not segments[0]:
-                    calls.append(lambda segment=segment: segment(arena, self._desc))
+                    self.rest.append(lambda segment=segment: segment(arena, self.desc))
             else:
-                calls.append(python_op(*item))
+                self.rest.append(python_op(*item))
         self.plan = ["compiled" if isinstance(item, bound.Segment) else "python"
                      for item in plan]
-        self._first = module.segment0
-        self._rest = calls
-        self._more = bool(calls) or self.net.head is not None
-        self._prepare()
+        self.first = module.segment0
+        # compile the first function for the exact input type (an input of the wrong shape
+        # returns before doing anything), then let it take no other: another type is coerced
+        # in Python instead of compiled anew
+        wrong = np.zeros((x.shape[2] + 1,) if unbatched else (x.shape[1], x.shape[2] + 1),
+                         x.dtype)
+        self.first(wrong, self.arena, self.desc)
+        self.first.disable_compile()
+
+    def __call__(self, x_t: np.ndarray) -> int:
+        """One step on ``x_t`` of the exact type; the status (0: done)."""
+        status = self.first(x_t, self.arena, self.desc)
+        for call in self.rest:
+            status = status or call()
+        return status or 0
+
+
+class Stepper:
+    """One network's step with everything bound; see ``Network.stepper``."""
+
+    def __init__(self, net, batch: int | None = None, state: State | None = None, *,
+                 check_finite: bool = True, nonfinite: str | None = None):
+        if any(layer.directions == 2 for layer in net.layers):
+            raise ConfigError("stepper: a bidirectional layer needs the whole sequence; use "
+                              "run on the full input, or make the layers unidirectional.")
+        if net.device != "cpu":
+            raise ConfigError(f"stepper: the compiled step runs on the CPU; this network runs "
+                              f"on '{net.device}'. Load it with device='cpu', or use run.")
+        problems = [problem for i, layer in enumerate(net.layers)
+                    for problem in layer.chunk_problems(f"network.layers[{i}]")]
+        if problems:
+            raise ConfigError("stepper: one step at a time would not continue one run: "
+                              + "; ".join(problems) + ".")
+        self.net = net
+        self.unbatched = batch is None
+        self.batch = 1 if batch is None else batch
+        self.mode = guards.nonfinite_mode(nonfinite, check_finite)
+        self.check_finite = check_finite
+        start = net.initial_state(batch) if state is None else state
+        B, dtype = self.batch, net.dtype
+        starts = net.start_states(start, None, B, self.unbatched, check_finite)
+        x = np.zeros((1, B, net.input_size), dtype)
+        inputs, outs, states, ops = [x], [], [], []
+        for i, layer in enumerate(net.layers):
+            out = np.zeros((1, B, layer.output_size), dtype)
+            layer_states = {name: np.array(value, dtype) for name, value in starts[i].items()}
+            ops += layer.step_ops(net.layer_params(i), inputs[-1], layer_states, out)
+            inputs.append(out)
+            outs.append(out)
+            states.append(layer_states)
+        self._bind(x, outs, states, ops)
+
+    def _bind(self, x, outs, states, ops) -> None:
+        checked = [a for i, out in enumerate(outs) for a in [out, *list(states[i].values())[1:]]]
+        step = BoundStep(x, ops, checked, self.unbatched, self.check_finite,
+                         self.mode != "ignore")
+        self.plan = step.plan
+        self._first, self._rest = step.first, step.rest
+        self._arena, self._desc = step.arena, step.desc
+        self._x = step.view(x)
+        self._outs = [step.view(out) for out in outs]
+        self._states = [{name: step.view(s) for name, s in layer.items()} for layer in states]
+        self._more = bool(self._rest) or self.net.head is not None
         top = self._outs[-1][0]
         self._output = top[0] if self.unbatched else top
-
-    def _prepare(self) -> None:
-        """Compile the first segment for the exact input type, then let it take no other
-        (another type is coerced in Python instead of compiling anew)."""
-        k = self.net.input_size
-        wrong = np.zeros((k + 1,) if self.unbatched else (self.batch, k + 1), self.net.dtype)
-        self._first(wrong, self._arena, self._desc)
-        self._first.disable_compile()
 
     def __call__(self, x_t) -> np.ndarray:
         """Advance every layer by one step on ``x_t`` (B, k), or (k,) for an unbatched
