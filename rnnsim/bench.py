@@ -171,13 +171,12 @@ def onnxruntime_runner(net, row: Row, threads: int):
     return lambda x: session.run(None, {"X": x})[0][:, 0]
 
 
-def onnx_session(net, row: Row, threads: int, states: bool = False):
-    """An ONNX Runtime session of a one-node RNN/LSTM/GRU model with the network's weights,
-    or None (no ONNX Runtime, no kernel for the type). With ``states`` the model also takes
-    ``initial_h`` (and ``initial_c``) and returns ``Y_h`` (and ``Y_c``): one step from a
-    state, the way an application streams through ONNX Runtime."""
+def onnx_model(net, row: Row, states: bool = False):
+    """A one-node RNN/LSTM/GRU ``onnx.ModelProto`` with the network's weights, or None (no
+    onnx package, an esn row). With ``states`` the model also takes ``initial_h`` (and
+    ``initial_c``) and returns ``Y_h`` (and ``Y_c``): one step from a state, the way an
+    application streams through an ONNX session."""
     try:
-        import onnxruntime
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
@@ -208,7 +207,20 @@ def onnx_session(net, row: Row, threads: int, states: bool = False):
         [node], "bench", inputs,
         [helper.make_tensor_value_info(name, element, None) for name in outputs],
         [numpy_helper.from_array(np.ascontiguousarray(v), name) for name, v in weights.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def onnx_session(net, row: Row, threads: int, states: bool = False):
+    """An ONNX Runtime session of ``onnx_model``, or None (no ONNX Runtime, no kernel for
+    the type)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    model = onnx_model(net, row, states)
+    if model is None:
+        return None
+    names = [value.name for value in model.graph.input[1:]]
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     # Idle intra-op threads otherwise spin on, for seconds: the next candidate of the round
@@ -219,7 +231,7 @@ def onnx_session(net, row: Row, threads: int, states: bool = False):
         session = onnxruntime.InferenceSession(model.SerializeToString(), options,
                                                providers=["CPUExecutionProvider"])
         session.run(None, {"X": np.zeros((1, 1, row.k), row.dtype),
-                           **{name: np.zeros((1, 1, p), row.dtype) for name in names}})
+                           **{name: np.zeros((1, 1, row.p), row.dtype) for name in names}})
     except Exception:  # no kernel for this type (ONNX Runtime's CPU RNNs are float32 only)
         return None
     return session

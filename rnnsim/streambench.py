@@ -4,7 +4,8 @@ rnnsim's compiled stepper (``Network.stepper``) against a PyTorch cell
 (``torch.nn.RNNCell``/``LSTMCell``/``GRUCell`` under ``inference_mode``, the state carried
 by hand) and a one-step ONNX Runtime session (the model takes ``initial_h``/``initial_c``
 and returns ``Y_h``/``Y_c``), all on the same weights, each checked first to give the same
-outputs over ``CHECK_STEPS`` steps. A call's cost is the minimum over many short rounds of
+outputs over ``CHECK_STEPS`` steps; ``rnnsim_onnx`` is the same one-step model through
+``rnnsim.from_onnx``. A call's cost is the minimum over many short rounds of
 the mean call time: on a shared machine the minimum is the call's own cost, the median
 mostly the other processes'.
 """
@@ -15,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .bench import TOLERANCE, Row, first_layer, network, onnx_session
+from .bench import TOLERANCE, Row, first_layer, network, onnx_model, onnx_session
 
 # (k, p) at B = 1: the streaming rows of each recurrent cell
 STREAM_SHAPES = [(8, 16), (8, 64), (32, 256)]
@@ -82,6 +83,27 @@ def onnx_stepper(net, row: Row, threads: int):
     return step
 
 
+def from_onnx_stepper(net, row: Row, threads: int):
+    """A function of x_t (1, k) stepping ``rnnsim.from_onnx`` of the same one-step model as
+    ONNX Runtime's (a one-step call runs rnnsim's compiled step), or None without onnx."""
+    from .interop.onnx import from_onnx
+
+    model = onnx_model(net, row, states=True)
+    if model is None:
+        return None
+    session = from_onnx(model)
+    names = ["initial_h", "initial_c"][:2 if row.cell == "lstm" else 1]
+    outputs = [name.replace("initial_", "Y_") for name in names]
+    box = {name: np.zeros((1, 1, row.p), np.float32) for name in names}
+
+    def step(x):
+        results = session.run({"X": x[None], **box}, outputs)
+        box.update(zip(names, results.values()))
+        return results["Y_h"][0]
+
+    return step
+
+
 def streaming(cells=None, shapes=None, rounds: int = 200, threads: int = 1) -> list[dict]:
     """One row per (cell, k, p) (default ``STREAM_CELLS`` x ``STREAM_SHAPES``): µs per step
     call of each candidate and peer / rnnsim."""
@@ -92,7 +114,8 @@ def streaming(cells=None, shapes=None, rounds: int = 200, threads: int = 1) -> l
             net = network(row)
             stepper = net.stepper(1)
             candidates = {"rnnsim": stepper, "torch": torch_stepper(net, row, threads),
-                          "onnxruntime": onnx_stepper(net, row, threads)}
+                          "onnxruntime": onnx_stepper(net, row, threads),
+                          "rnnsim_onnx": from_onnx_stepper(net, row, threads)}
             candidates = {name: fn for name, fn in candidates.items() if fn is not None}
             xs = np.random.default_rng(p).standard_normal((CHECK_STEPS, 1, k)).astype(np.float32)
             expected = net.run(xs).output
@@ -111,7 +134,8 @@ def streaming(cells=None, shapes=None, rounds: int = 200, threads: int = 1) -> l
 
 def streaming_table(rows: list[dict]) -> str:
     """The rows as Markdown: µs per call and peer / rnnsim (> 1: rnnsim faster)."""
-    peers = [name for name in ("torch", "onnxruntime") if any(name in r["us"] for r in rows)]
+    peers = [name for name in ("torch", "onnxruntime", "rnnsim_onnx")
+             if any(name in r["us"] for r in rows)]
     head = ["cell", "k", "p", "rnnsim stepper"]
     for peer in peers:
         head += [f"{peer} (µs)", f"{peer} / rnnsim"]

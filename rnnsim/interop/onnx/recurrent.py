@@ -11,6 +11,7 @@ from ...activations import BoundActivation, bind
 from ...config import LayerConfig, Spec
 from ...errors import ConfigError, InputError, ShapeError
 from ...plugins import get_plugins
+from ...stepper import BoundStep
 from .load import FLOAT_TYPES, Node, describe_array
 
 
@@ -128,6 +129,7 @@ class RecurrentNode:
                            for direction in self._kernel_params(weights)]
             self.dtype, self.input_size = weights["W"].dtype, weights["W"].shape[2]
         self.cells = self._cells()
+        self._steps: dict[int, tuple] = {}  # batch size -> a bound one-step call
 
     # ---- attributes ----------------------------------------------------------------------
 
@@ -260,12 +262,48 @@ class RecurrentNode:
         h = self._state("initial_h", values.get("initial_h"), dtype, B)
         c = (self._state("initial_c", values.get("initial_c"), dtype, B)
              if spec.cell == "lstm" else None)
+        if T == 1 and self.params is not None and values.get("sequence_lens") is None:
+            return self._outputs(self._one_step(x, h, c), h, c, None)
         outs = []
         for d, (cell, kernel_params) in enumerate(zip(self.cells, params)):
             reverse = d == 1 or self.direction == "reverse"
             extra = {} if c is None else {"c": c[d]}
             outs.append(cell.run_direction(kernel_params, "", x, h[d], lengths, reverse, **extra))
         return self._outputs(outs, h, c, values.get("sequence_lens"))
+
+    def _one_step(self, x, h, c) -> list[np.ndarray]:
+        """One timestep (x (1, B, k)) of every direction through a compiled step bound once
+        per batch size (``BoundStep``), h and c (D, B, p) updated in place: the cells' own
+        per-call work (weight checks, buffers, a dispatch on a dozen arguments) costs more
+        than a step. Returns each direction's output (1, B, p). In one step a reverse
+        direction is a forward one."""
+        B = x.shape[1]
+        if B not in self._steps:
+            self._steps[B] = self._bind_step(x)
+        step, outs, states = self._steps[B]
+        for d, mine in enumerate(states):
+            mine["h"][0] = h[d]
+            if c is not None:
+                mine["c"][0] = c[d]
+        step(x[0])
+        for d, mine in enumerate(states):
+            h[d] = mine["h"][0]
+            if c is not None:
+                c[d] = mine["c"][0]
+        return [out.copy() for out in outs]
+
+    def _bind_step(self, x) -> tuple:
+        B, k, p = x.shape[1], x.shape[2], self.hidden_size
+        x0 = np.zeros((1, B, k), x.dtype)
+        ops, outs, states = [], [], []
+        names = ("h", "c") if self.spec.cell == "lstm" else ("h",)
+        for cell, kernel_params in zip(self.cells, self.params):
+            outs.append(np.zeros((1, B, p), x.dtype))
+            states.append({name: np.zeros((1, B, p), x.dtype) for name in names})
+            ops += cell.step_ops(kernel_params, x0, states[-1], outs[-1])
+        step = BoundStep(x0, ops, [], unbatched=False, check_input=False, check_output=False)
+        return (step, [step.view(out) for out in outs],
+                [{name: step.view(s) for name, s in mine.items()} for mine in states])
 
     def _checked_x(self, X, dtype, k) -> np.ndarray:
         if X.ndim != 3 or X.shape[2] != k:
