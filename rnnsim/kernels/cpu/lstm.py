@@ -44,10 +44,10 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
     proj_size; bias : (4, pp) biases, pp = p padded to whole panels (``tiles.padded``); R : the
     projection (q, p) packed with gates=1, nr=4 (0 panels without); R_bias : (1, q padded to
     R's panels) zeros; peep : (3, pp) peepholes for i, f, o (zeros without); h : (B, q) and
-    c : (B, p) initial states, overwritten with the final ones; out : (T, B, q) receives h_t, zero past a row's length; lengths : (B,)
-    int64 steps of each row (<= T); reverse : run each row from its last step down to 0;
-    clip : np.inf for none (clipping to inf changes nothing, NaN included); input_forget :
-    couple the forget gate to the input gate; sync : (1,) int64 zeros shared by the members;
+    c : (B, p) initial states, overwritten with the final ones; out : (T, B, q) receives h_t,
+    zero past a row's length; lengths : (B,) int64 steps of each row (<= T); reverse : run
+    each row from its last step down to 0; clip : np.inf for none (clipping to inf changes
+    nothing, NaN included); input_forget : couple the forget gate to the input gate; sync : (1,) int64 zeros shared by the members;
     H, H_next : (B, k + (pp or q with R)) zeros, the rows' operands (``rows``); cs : (B, pp)
     zeros, the cell states; Y : (B or 0, pp) o * act0(c) before the projection; p0, p1, p2 :
     the activations' parameters.
