@@ -27,7 +27,7 @@ THREADED_WORK = 2_000_000
 # than threads and a step does at least this many multiply-adds: a barrier per step then costs
 # little, and each core streams only its share of the weights from its own cache. Decided by
 # size alone, so that the same call always runs the same code.
-TEAM_STEP_WORK = 10_000
+TEAM_STEP_WORK = 100_000
 # With more rows, the threads still share the units once a batch row's weights (multiply-adds
 # per row and step) outgrow the caches: each thread then reads half of them per step instead of
 # all of them for its rows.
