@@ -12,7 +12,7 @@ import yaml
 
 from . import config as config_mod
 from . import device as device_mod
-from . import guards
+from . import display, guards
 from .activations import bind
 from .config import Config, Spec
 from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
@@ -87,6 +87,13 @@ class Network:
         self._fast_math = bool(enabled)
         for layer in self.layers:
             layer.fast_math = self._fast_math
+
+    def __repr__(self) -> str:
+        return display.network_text(self)
+
+    def _repr_html_(self) -> str:
+        """The layer table for Jupyter: units, parameter shapes in k and p, counts."""
+        return display.network_html(self)
 
     @property
     def input_size(self) -> int:
