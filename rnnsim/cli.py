@@ -513,6 +513,26 @@ def plugins_command(as_json):
                            "error until one is uninstalled or blocked (RNNSIM_DISABLE_PLUGINS)")
 
 
+@cli.command("schema")
+@click.option("--output", "-o", "output_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the schema to this file (e.g. rnnsim.schema.json) instead of "
+                   "printing it.")
+@reports_errors
+def schema_command(output_path):
+    """Print the JSON Schema of config files, built from the installed plugins.
+
+    Editors validate and complete YAML with it: put the line
+    `# yaml-language-server: $schema=rnnsim.schema.json` (a path or URL) at the top of a config.
+    """
+    from . import schema
+
+    if output_path is None:
+        click.echo(schema.dumps(schema.json_schema()), nl=False)
+        return
+    schema.write(output_path)
+    click.echo(f"wrote {output_path}", err=True)
+
+
 @cli.command()
 @CONFIG
 @click.option("--timesteps", "-T", "steps", type=click.IntRange(min=1), multiple=True,
