@@ -16,7 +16,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 # The documentation site (site/): mkdocs --strict, notebooks executed, figures drawn (docs/hooks.py).
+# mkdocs-jupyter caches executed notebooks by their text only: start afresh, so that a change to
+# rnnsim shows in the notebooks' outputs.
 docs: $(VENV)/.installed-docs
+	rm -rf .cache/mkdocs-jupyter
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The peers: torch pinned to the CPU build (an unpinned torch pulls gigabytes of CUDA).

@@ -75,9 +75,12 @@ def network_text(net) -> str:
     return "\n".join(lines)
 
 
-_STYLE = ("<style>.rnnsim td,.rnnsim th{padding:2px 8px;text-align:left}"
-          ".rnnsim td.n{text-align:right;font-variant-numeric:tabular-nums}"
-          ".rnnsim tr.part td{font-weight:bold;border-top:1px solid #bbb}</style>")
+# The tables carry a class of their own, so that a documentation theme's table styles (which
+# apply to tables without one) leave them compact.
+_STYLE = ("<style>table.rnnsim{border-collapse:collapse}"
+          "table.rnnsim td,table.rnnsim th{padding:2px 10px;text-align:left}"
+          "table.rnnsim td.n{text-align:right;font-variant-numeric:tabular-nums}"
+          "table.rnnsim tr.part td{font-weight:bold;border-top:1px solid #bbb}</style>")
 
 
 def network_html(net) -> str:
@@ -85,19 +88,19 @@ def network_html(net) -> str:
     cfg = net.config.network
     body = []
     for title, rows in sections(net):
-        body.append(f'<tr class="part"><td colspan="5">{escape(title)}</td></tr>')
+        body.append(f'<tr class="part"><td colspan="4">{escape(title)}</td></tr>')
         for r in rows:
             sparse = " (sparse: nonzeros)" if r["sparse"] else ""
             body.append(f"<tr><td><code>{escape(r['symbol'])}</code></td>"
                         f"<td><code>{escape(r['name'])}</code></td>"
-                        f"<td>{escape(r['symbolic'])}</td><td>{_numeric(r['shape'])}</td>"
+                        f"<td>{escape(r['symbolic'])} = {_numeric(r['shape'])}</td>"
                         f'<td class="n">{r["count"]:,}{sparse}</td></tr>')
-    body.append(f'<tr class="part"><td colspan="4">total</td>'
+    body.append(f'<tr class="part"><td colspan="3">total</td>'
                 f'<td class="n">{_total(net):,}</td></tr>')
-    return (f'{_STYLE}<div class="rnnsim"><p><b>Network</b>: k = input_size = '
-            f"{cfg.input_size}, {len(net.layers)} layer(s), {cfg.dtype}, device "
-            f"{escape(net.device)}</p><table><thead><tr><th>symbol</th><th>parameter</th>"
-            "<th>shape</th><th></th><th>count</th></tr></thead><tbody>" + "".join(body) +
+    return (f"{_STYLE}<div><p><b>Network</b>: k = input_size = {cfg.input_size}, "
+            f"{len(net.layers)} layer(s), {cfg.dtype}, device {escape(net.device)}</p>"
+            '<table class="rnnsim"><thead><tr><th>symbol</th><th>parameter</th><th>shape</th>'
+            '<th>count</th></tr></thead><tbody>' + "".join(body) +
             f"</tbody></table><p>{_total(net):,} parameters; {NO_T}.</p></div>")
 
 
@@ -121,7 +124,7 @@ def result_html(result) -> str:
     """``result._repr_html_()``: a table of the arrays a run returned."""
     body = "".join(f"<tr><td><code>{escape(name)}</code></td><td>{tuple(a.shape)}</td>"
                    f"<td>{a.dtype}</td></tr>" for name, a in _arrays(result))
-    return (f'{_STYLE}<div class="rnnsim"><p><b>RunResult</b>: output (and a per-step y) have '
+    return (f'{_STYLE}<div><p><b>RunResult</b>: output (and a per-step y) have '
             "a time axis of T steps, as many as the input had; the final states have none: "
-            "they are where the run stopped</p><table><thead><tr><th>array</th><th>shape</th><th>dtype</th></tr>"
-            f"</thead><tbody>{body}</tbody></table></div>")
+            "they are where the run stopped</p><table class='rnnsim'><thead><tr><th>array</th>"
+            f"<th>shape</th><th>dtype</th></tr></thead><tbody>{body}</tbody></table></div>")

@@ -56,11 +56,13 @@ def test_html_table_has_a_row_per_parameter_and_the_total():
     net = Network.from_config(STACK)
     parser = Cells()
     parser.feed(net._repr_html_())
-    rows = [r for r in parser.rows if len(r) == 5 and r[0] != "symbol"]
+    rows = [r for r in parser.rows if len(r) == 4 and r[0] != "symbol"]
     table = net.parameter_table()
     assert [r[1] for r in rows] == [row["name"] for row in table]
-    assert [r[3] for r in rows] == [" x ".join(map(str, row["shape"])) for row in table]
-    assert [int(r[4].split()[0].replace(",", "")) for r in rows] == [row["count"] for row in table]
+    assert [r[2].split(" = ")[1] for r in rows] == [" x ".join(map(str, row["shape"]))
+                                                  for row in table]
+    assert [int(r[3].split()[0].replace(",", "")) for r in rows] == [row["count"] for row in table]
+    assert rows[0][2] == "4p x k = 16 x 3"
     total = next(r for r in parser.rows if r[0] == "total")
     assert total[1] == f"{sum(row['count'] for row in table):,}"
     titles = [r[0] for r in parser.rows if len(r) == 1]
