@@ -110,6 +110,8 @@ class Bar:
             left = (self.total - self.done) / rate
             parts.append(f"{duration(left)} left" if self.done < self.total else
                          f"{duration(elapsed)} total")
+        else:  # nothing done yet to measure a rate by: the time passing
+            parts.append(f"{duration(elapsed)} elapsed")
         return "  ".join(parts)
 
     def _draw(self) -> None:

@@ -61,6 +61,8 @@ def test_the_bar_shows_steps_rate_and_time_left():
     line = bar.line()
     assert line.startswith("run  250/1,000 steps   25%  ")
     assert "steps/s" in line and line.endswith(" left")
+    bar(0, 1000)
+    assert bar.line() == "run  0/1,000 steps    0%  0:00 elapsed"
     bar.close()
     assert stream.getvalue() == ""  # never shown, so nothing to end
     assert duration(59.6) == "1:00" and duration(3725) == "1:02:05"
