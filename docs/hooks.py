@@ -2,6 +2,7 @@
 config schema are made by the build and added to the site, never committed."""
 from __future__ import annotations
 
+import os
 import shlex
 import tempfile
 from pathlib import Path
@@ -22,9 +23,8 @@ OUTSIDE = {"../benchmarks/RESULTS.md": "benchmarks.md"}
 
 
 def draw(command: str) -> bytes:
-    """Run ``rnnsim COMMAND`` with OUT replaced by a temporary file; its bytes."""
-    import os
-
+    """Run ``rnnsim COMMAND`` (from the repository root) with OUT replaced by a temporary
+    file; its bytes. A failing command fails the build."""
     from rnnsim.cli import cli
 
     with tempfile.TemporaryDirectory() as folder:
