@@ -164,3 +164,13 @@ def test_a_line_printed_above_the_bar_erases_it_first():
     bar.close()  # drawn again below the row, and the line ended
     assert stream.getvalue().endswith("\n")
     assert stream.getvalue().split("a row\n")[1].startswith("\rbench  1/4 rows")
+
+
+def test_fit_shows_the_time_elapsed_on_a_terminal(tmp_path):
+    args = ["fit", str(ROOT / "configs" / "mackey_glass.yaml"), "--task", "mackey-glass",
+            "-T", "600", "--washout", "50"]
+    code, stdout, stderr = cli(args, tmp_path, terminal=True)
+    assert code == 0, stdout + stderr
+    assert "\rfit  0:0" in stderr and " elapsed" in stderr and "NRMSE" in stdout
+    code, _, stderr = cli(args + ["-q"], tmp_path, terminal=True)
+    assert code == 0 and stderr == ""
