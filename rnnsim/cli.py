@@ -628,7 +628,9 @@ def import_command(entry) -> click.Command:
                                    "networks are saved as model folders.")
         net.save(output_path)
         count = sum(v.size for v in net.params.values())
-        click.echo(f"wrote {output_path}: {len(net.layers)} {net.layers[0].name} layer(s), "
+        cells = ", ".join(layer.name for layer in net.layers)
+        head = f" and a {net.config.network.head.name} head" if net.head is not None else ""
+        click.echo(f"wrote {output_path}: {len(net.layers)} layer(s) ({cells}){head}, "
                    f"{count:,} parameters, dtype {net.dtype}; run it with `rnnsim run "
                    f"{output_path}`")
 

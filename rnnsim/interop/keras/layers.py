@@ -175,10 +175,6 @@ def to_network(layers: Sequence[KerasLayer], dtype: str | None = None) -> Networ
             raise ConfigError(f"{layer.where} follows the head '{head[0]['name']}': rnnsim "
                               "runs recurrent layers and then one Dense (or "
                               "TimeDistributed(Dense)) head.")
-        if not sequences:
-            raise ConfigError(f"{layer.where} follows a recurrent layer with "
-                              "return_sequences=False; only the last recurrent layer may drop "
-                              "the sequence.")
         if layer.class_name in HEADS:
             if not specs:
                 raise ConfigError(f"{layer.where} comes before any recurrent layer; rnnsim "
@@ -186,6 +182,10 @@ def to_network(layers: Sequence[KerasLayer], dtype: str | None = None) -> Networ
                                   "Bidirectional.")
             head = _head(layer, sequences, width)
             continue
+        if not sequences:
+            raise ConfigError(f"{layer.where} follows a recurrent layer with "
+                              "return_sequences=False; only the last recurrent layer may drop "
+                              "the sequence.")
         if layer.class_name == "Bidirectional":
             spec, found, k, sequences = _bidirectional(layer)
         elif layer.class_name in RECURRENT:
