@@ -39,9 +39,11 @@ def _chain(model: Any) -> tuple[list, Any, bool]:
     edges = list(getattr(model, "edges", []))
     for node in nodes:
         if type(node) not in (Reservoir, Ridge):
-            raise ConfigError(f"reservoirpy node '{node.name}' ({type(node).__name__}) has no "
-                              "rnnsim equivalent; rnnsim imports Reservoir nodes and a Ridge "
-                              "readout.")
+            raise ConfigError(f"reservoirpy node '{node.name or type(node).__name__}' "
+                              f"({type(node).__name__}) has no rnnsim equivalent; rnnsim imports "
+                              "a chain of Reservoir nodes and a Ridge readout (an Input node "
+                              "comes from input_to_readout, which rnnsim's ridge head cannot "
+                              "do).")
     direct = [(a, b) for a, delay, b in edges if delay == 0]
     delayed = [(a, delay, b) for a, delay, b in edges if delay != 0]
     order, ridges = [], [n for n in nodes if type(n) is Ridge]
