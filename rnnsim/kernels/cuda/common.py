@@ -76,3 +76,31 @@ def stage_columns(Wt, shared, c0, width):
         gj = e // width
         g = gj // J
         shared[e] = Wt[g, gj - g * J, c0 + e - gj * width]
+
+
+
+@cuda.jit(device=True)
+def load_inputs(xp, lengths, reverse, s, b0, rows, i, p, gates, acc):
+    """``acc[g*rows + r]`` = row b0+r's input projection of unit i in gate block g at its s-th
+    step (``xp[t, b, g*p + i]``), 0 once the row is done; g < ``gates``."""
+    B = xp.shape[1]
+    for g in range(gates):
+        for r in range(rows):
+            b = b0 + r
+            acc[g * rows + r] = 0
+            if b < B and s < lengths[b]:
+                acc[g * rows + r] = xp[step_time(s, lengths[b], reverse), b, g * p + i]
+
+
+@cuda.jit(device=True)
+def recurrent_sums(Ut, Us, stage, hs, i, l, nu, rows, first, gates, acc):
+    """``acc[g*rows + r] += sum_j U[(first+g)*p + i, j] hs[r*q + j]`` for g < ``gates``: unit
+    i's share of U h_{t-1} for the block's rows. Ut (G, q, p) holds U's gate blocks transposed;
+    with ``stage`` they are read from the block's columns in shared memory ``Us``
+    (``stage_columns``), where i is column l of nu."""
+    q = Ut.shape[1]
+    for j in range(q):
+        for g in range(gates):
+            w = Us[((first + g) * q + j) * nu + l] if stage else Ut[first + g, j, i]
+            for r in range(rows):
+                acc[g * rows + r] += w * hs[r * q + j]
