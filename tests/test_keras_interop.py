@@ -228,3 +228,15 @@ def test_cli_import_errors_name_the_problem(saved, tmp_path):
                               str(tmp_path / "m")])
     assert out.exit_code == 1 and "Conv1D" in out.output and "Traceback" not in out.output
     assert not (tmp_path / "m").exists()
+
+
+def test_bad_configs_are_named(saved, tmp_path):
+    _, _, weights_file, config_file = saved["gru_reset_after"]
+    with pytest.raises(InputError, match="cannot be read as a Keras model's JSON"):
+        load_keras(weights_file, "{not json")
+    with pytest.raises(InputError, match="none.json"):
+        load_keras(weights_file, tmp_path / "none.json")
+    config = json.loads(config_file.read_text())
+    del config["config"]["layers"][1]["config"]["units"]
+    with pytest.raises(ConfigError, match="not what Keras 3 writes.*units"):
+        load_keras(weights_file, config)

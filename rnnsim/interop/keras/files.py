@@ -41,6 +41,8 @@ def read_keras(path: str | os.PathLike, config: str | os.PathLike | dict | None 
     if not path.is_file():
         raise InputError(f"Keras file '{path}' does not exist. Check the path.")
     h5py = _h5py(path)
+    if config is not None:
+        config = _model_config(config)
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
@@ -48,8 +50,8 @@ def read_keras(path: str | os.PathLike, config: str | os.PathLike | dict | None 
                 if not {"config.json", "model.weights.h5"} <= names:
                     raise InputError(f"'{path}' is a zip file but not a Keras 3 .keras file "
                                      "(it lacks config.json or model.weights.h5).")
-                config = config if config is not None else json.loads(
-                    archive.read("config.json"))
+                config = config if config is not None else _model_config(
+                    archive.read("config.json").decode())
                 weights = io.BytesIO(archive.read("model.weights.h5"))
         else:
             weights = path
@@ -57,18 +59,27 @@ def read_keras(path: str | os.PathLike, config: str | os.PathLike | dict | None 
             groups = _layer_groups(store, path)
             if config is None:
                 return _inferred(groups, path)
-            return collect(_model_config(config),
-                           lambda name, entry: _weights_of(groups, name, path))
+            return collect(config, lambda name, entry: _weights_of(groups, name))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise InputError(f"Keras file '{path}' cannot be read: {type(exc).__name__}: "
                          f"{exc}.") from None
 
 
 def _model_config(config) -> dict:
+    """The model's config from a dict, a JSON text or a JSON file's path."""
     if isinstance(config, dict):
         return config
-    text = Path(config).read_text() if not str(config).lstrip().startswith("{") else config
-    return json.loads(text)
+    where = "the model config" if str(config).lstrip().startswith("{") else f"'{config}'"
+    try:
+        text = config if where == "the model config" else Path(config).read_text()
+        found = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{where} cannot be read as a Keras model's JSON: {exc}. Give the "
+                         "text of model.to_json() or a .keras file's config.json.") from None
+    if not isinstance(found, dict) or "class_name" not in found:
+        raise InputError(f"{where} is not a Keras model's JSON (no 'class_name'); give the "
+                         "text of model.to_json() or a .keras file's config.json.")
+    return found
 
 
 def _layer_groups(store, path: Path) -> dict:
@@ -94,7 +105,7 @@ def _vars(group) -> list[np.ndarray]:
     return [np.asarray(found[str(i)]) for i in range(len(found))]
 
 
-def _weights_of(groups: dict, name: str, path: Path) -> list[np.ndarray]:
+def _weights_of(groups: dict, name: str) -> list[np.ndarray]:
     if name not in groups:
         return []  # a layer without weights (InputLayer, Dropout) may have no group
     return _vars(groups[name])

@@ -167,6 +167,15 @@ def _head(layer: KerasLayer, per_step: bool, width: int) -> tuple[dict, dict]:
 def to_network(layers: Sequence[KerasLayer], dtype: str | None = None) -> Network:
     """The ``Network`` of a chain of Keras layers: recurrent layers, then at most one Dense or
     TimeDistributed(Dense) head. ``dtype`` defaults to the weights' own (float16 as float32)."""
+    try:
+        return _build(layers, dtype)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ConfigError(f"the Keras model's config or weights are not what Keras 3 writes "
+                          f"({type(exc).__name__}: {exc}); save the model with Keras 3 "
+                          "(model.save('model.keras')).") from None
+
+
+def _build(layers: Sequence[KerasLayer], dtype: str | None) -> Network:
     specs, params, head, sequences, width, input_size = [], {}, None, True, None, None
     for layer in layers:
         if layer.class_name in PASS_THROUGH:
