@@ -13,8 +13,9 @@ activations become device functions and each kernel gets the variants of
 A cell's equations are written once: scalar functions that take a unit's pre-activations and
 call the activations (``lstm_unit``), listed in a template's ``EQUATIONS``. The generated
 module compiles each for its target (inlined into the CPU kernels, a device function on the
-GPU), pasting the source of those defined in another module, so the CUDA template and the
-dynamics map run the CPU template's equations with the same activations bound.
+GPU), pasting the source of those defined in another module, so that the CUDA template runs
+the CPU template's equations with its own activations bound. (A cell's dynamics map keeps a
+float64 NumPy form of them beside its Jacobian; tests/test_dynamics.py ties it to the kernels.)
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ pre-activations (``load_inputs``, ``recurrent_sums``), applies the CPU template'
 from numba import cuda
 
 from rnnsim.kernels.cpu.rows import clipped
-from rnnsim.kernels.cuda.common import (clear_padding, load_inputs, load_state, recurrent_sums,
-                                        stage_columns, step_time, store_final)
+from rnnsim.kernels.cuda.common import (block_units, clear_padding, load_inputs, load_state,
+                                        recurrent_sums, stage_columns, step_time, store_final)
 from rnnsim_ugrnn.cpu import ugrnn_unit
 
 KERNELS = ("ugrnn_forward",)
@@ -23,8 +23,7 @@ def ugrnn_forward(xp, Ut, h, out, lengths, steps, reverse, clip, units_per_block
     reverse, clip as on the CPU; stage : the block's columns of Ut in shared memory."""
     T, B, p = out.shape
     real = xp.dtype.type
-    u0 = cuda.blockIdx.x * units_per_block
-    nu = min(units_per_block, p - u0)
+    u0, nu = block_units(units_per_block, p)
     b0 = cuda.blockIdx.y * ROWS  # noqa: F821 (ROWS and step_barrier are bound per variant)
     shared = cuda.shared.array(0, xp.dtype)
     hs = shared[:ROWS * p]  # noqa: F821
@@ -35,7 +34,6 @@ def ugrnn_forward(xp, Ut, h, out, lengths, steps, reverse, clip, units_per_block
     clear_padding(out, lengths, b0, ROWS, u0, nu)  # noqa: F821
     for s in range(steps):
         load_state(h, out, lengths, reverse, s, b0, ROWS, hs)  # noqa: F821
-        cuda.syncthreads()
         for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
             i = u0 + l
             load_inputs(xp, lengths, reverse, s, b0, ROWS, i, p, 2, z)  # noqa: F821

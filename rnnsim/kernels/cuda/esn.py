@@ -9,8 +9,8 @@ different weights run in one launch. With ROWS > 1 the rows of a block share the
 from numba import cuda
 
 from rnnsim.kernels.cpu.esn import leaky_unit
-from rnnsim.kernels.cuda.common import (clear_padding, load_inputs, load_state, recurrent_sums,
-                                        stage_columns, store_final)
+from rnnsim.kernels.cuda.common import (block_units, clear_padding, load_inputs, load_state,
+                                        recurrent_sums, stage_columns, store_final)
 
 KERNELS = ("esn_dense", "esn_csr")
 EQUATIONS = (leaky_unit,)
@@ -33,8 +33,7 @@ def esn_dense(z, h, Wt, lr, keep, member, lengths, steps, units_per_block, stage
     each block owns; stage : the block's columns of Wt[member[b0]] in shared memory. Shared
     memory: (ROWS*N + stage*N*units_per_block) values. p0 : act0's parameters."""
     T, B, N = z.shape
-    u0 = cuda.blockIdx.x * units_per_block
-    nu = min(units_per_block, N - u0)
+    u0, nu = block_units(units_per_block, N)
     b0 = cuda.blockIdx.y * ROWS  # noqa: F821 (ROWS and step_barrier are bound per variant)
     m = member[b0]
     shared = cuda.shared.array(0, z.dtype)
@@ -46,7 +45,6 @@ def esn_dense(z, h, Wt, lr, keep, member, lengths, steps, units_per_block, stage
     clear_padding(z, lengths, b0, ROWS, u0, nu)  # noqa: F821
     for s in range(steps):
         load_state(h, z, lengths, False, s, b0, ROWS, hs)  # noqa: F821
-        cuda.syncthreads()
         for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
             i = u0 + l
             load_inputs(z, lengths, False, s, b0, ROWS, i, N, 1, acc)  # noqa: F821
@@ -61,8 +59,7 @@ def esn_csr(z, h, data, indices, indptr, lr, keep, member, lengths, steps, units
     data, indices : (nnz,) of all members; indptr : (M, N+1) int64 offsets into them.
     Shared memory: ROWS*N values."""
     T, B, N = z.shape
-    u0 = cuda.blockIdx.x * units_per_block
-    nu = min(units_per_block, N - u0)
+    u0, nu = block_units(units_per_block, N)
     b0 = cuda.blockIdx.y * ROWS  # noqa: F821
     m = member[b0]
     hs = cuda.shared.array(0, z.dtype)
@@ -70,7 +67,6 @@ def esn_csr(z, h, data, indices, indptr, lr, keep, member, lengths, steps, units
     clear_padding(z, lengths, b0, ROWS, u0, nu)  # noqa: F821
     for s in range(steps):
         load_state(h, z, lengths, False, s, b0, ROWS, hs)  # noqa: F821
-        cuda.syncthreads()
         for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
             i = u0 + l
             load_inputs(z, lengths, False, s, b0, ROWS, i, N, 1, acc)  # noqa: F821

@@ -9,8 +9,9 @@ from numba import cuda
 
 from rnnsim.kernels.cpu.gru import gru_gates, gru_state
 from rnnsim.kernels.cpu.rows import clipped
-from rnnsim.kernels.cuda.common import (clear_padding, load_inputs, load_rows, load_state,
-                                        recurrent_sums, stage_columns, step_time, store_final)
+from rnnsim.kernels.cuda.common import (block_units, clear_padding, load_inputs, load_rows,
+                                        load_state, recurrent_sums, stage_columns, step_time,
+                                        store_final)
 
 KERNELS = ("gru_forward",)
 EQUATIONS = (clipped, gru_gates, gru_state)
@@ -33,8 +34,7 @@ def gru_forward(xp, Ut, bn, h, out, scratch, lengths, steps, reset_after, revers
     T, B, G = xp.shape
     p = G // 3
     real = xp.dtype.type
-    u0 = cuda.blockIdx.x * units_per_block
-    nu = min(units_per_block, p - u0)
+    u0, nu = block_units(units_per_block, p)
     b0 = cuda.blockIdx.y * ROWS  # noqa: F821 (ROWS and step_barrier are bound per variant)
     width = ROWS * p  # noqa: F821
     reset_width = 0 if reset_after else width
@@ -48,7 +48,6 @@ def gru_forward(xp, Ut, bn, h, out, scratch, lengths, steps, reset_after, revers
     clear_padding(out, lengths, b0, ROWS, u0, nu)  # noqa: F821
     for s in range(steps):
         load_state(h, out, lengths, reverse, s, b0, ROWS, hs)  # noqa: F821
-        cuda.syncthreads()
         for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
             i = u0 + l
             load_inputs(xp, lengths, reverse, s, b0, ROWS, i, p, 3, z)  # noqa: F821
@@ -70,7 +69,6 @@ def gru_forward(xp, Ut, bn, h, out, scratch, lengths, steps, reset_after, revers
         if not reset_after:
             step_barrier()  # noqa: F821 (every unit's r * h is in scratch[0])
             load_rows(scratch[0], lengths, s, b0, ROWS, rhs)  # noqa: F821
-            cuda.syncthreads()
             for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
                 i = u0 + l
                 xn = xp[:, :, 2 * p:]

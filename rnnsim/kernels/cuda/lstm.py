@@ -9,8 +9,9 @@ from numba import cuda
 
 from rnnsim.kernels.cpu.lstm import lstm_unit
 from rnnsim.kernels.cpu.rows import clipped
-from rnnsim.kernels.cuda.common import (clear_padding, load_inputs, load_rows, load_state,
-                                        recurrent_sums, stage_columns, step_time, store_final)
+from rnnsim.kernels.cuda.common import (block_units, clear_padding, load_inputs, load_rows,
+                                        load_state, recurrent_sums, stage_columns, step_time,
+                                        store_final)
 
 KERNELS = ("lstm_forward",)
 EQUATIONS = (clipped, lstm_unit)
@@ -36,8 +37,7 @@ def lstm_forward(xp, Ut, P, Rt, h, c, out, y, lengths, steps, reverse, clip, inp
     q = Ut.shape[1]
     real = xp.dtype.type
     project = Rt.shape[0] > 0
-    u0 = cuda.blockIdx.x * units_per_block
-    nu = min(units_per_block, p - u0)
+    u0, nu = block_units(units_per_block, p)
     o0 = cuda.blockIdx.x * outputs_per_block if project else u0
     no = max(0, min(outputs_per_block, q - o0)) if project else nu
     b0 = cuda.blockIdx.y * ROWS  # noqa: F821 (ROWS and step_barrier are bound per variant)
@@ -54,7 +54,6 @@ def lstm_forward(xp, Ut, P, Rt, h, c, out, y, lengths, steps, reverse, clip, inp
     clear_padding(out, lengths, b0, ROWS, o0, no)  # noqa: F821
     for s in range(steps):
         load_state(h, out, lengths, reverse, s, b0, ROWS, hs)  # noqa: F821
-        cuda.syncthreads()
         for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
             i = u0 + l
             load_inputs(xp, lengths, reverse, s, b0, ROWS, i, p, 4, z)  # noqa: F821
@@ -73,7 +72,6 @@ def lstm_forward(xp, Ut, P, Rt, h, c, out, y, lengths, steps, reverse, clip, inp
         if project:
             step_barrier()  # noqa: F821 (every unit's o * act0(c_t) is in y)
             load_rows(y, lengths, s, b0, ROWS, ys)  # noqa: F821
-            cuda.syncthreads()
             for l in range(cuda.threadIdx.x, no, cuda.blockDim.x):
                 i = o0 + l
                 for r in range(ROWS):  # noqa: F821
