@@ -138,7 +138,12 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
     from .io import read_array, read_optional_array, write_npz
     from .tasks import draw_input, drawn_input
 
-    net = _network(config, seed, device) if imported is None else _on_device(imported, device)
+    if imported is None:
+        net = _network(config, seed, device)
+    else:
+        from .network import on_device
+
+        net = on_device(imported, device)
     if fast_math is not None:
         net.fast_math = fast_math
     if input_path is None:
@@ -227,12 +232,6 @@ def _is_network(model) -> bool:
     from .network import Network
 
     return isinstance(model, Network)
-
-
-def _on_device(net: Network, device: str | None) -> Network:
-    from .network import Network
-
-    return net if device is None else Network(net.config, net.params, device=device)
 
 
 def run_graph(model, path: Path, input_path, output_path, allow_nonfinite, as_json,
@@ -435,12 +434,16 @@ def print_parameters(net: Network) -> None:
 @reports_errors
 def validate(config):
     """Check a config (keys, types, sizes, plugin names) without running it."""
-    from .network import open_network
+    from .network import imported_network, open_network
     from .sweep import parse_config
 
-    if Path(config).is_file():  # a YAML config, whose sweep: section is checked too
-        parse_config(config)
-    net = open_network(config)
+    imported = import_by_type(config)
+    if imported is not None:
+        net = imported_network(imported, config)
+    else:
+        if Path(config).is_file():  # a YAML config, whose sweep: section is checked too
+            parse_config(config)
+        net = open_network(config)
     click.echo(f"{config}: valid ({len(net.layers)} layer(s), "
                f"{sum(row['count'] for row in net.parameter_table()):,} parameters)")
 

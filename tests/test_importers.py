@@ -204,3 +204,5 @@ def test_a_graph_import_runs_as_it_is(tmp_path):
                                    "--json"])
     assert ran.exit_code == 0, ran.output
     assert json.loads(ran.output)["outputs"]["y"]["shape"] == [3, 1, 1, P]
+    explained = CliRunner().invoke(cli, ["explain", str(path)])
+    assert explained.exit_code == 1 and "runs as it is" in explained.output

@@ -213,6 +213,9 @@ def test_cli_import_then_run_and_run_by_suffix(saved, tmp_path):
         assert ran.exit_code == 0, ran.output
         with np.load(tmp_path / f"{name}.npz") as written:
             np.testing.assert_allclose(written["y"], expected, rtol=2e-5, atol=2e-6)
+    for command in (["validate"], ["explain", "-T", "3"]):
+        done = runner.invoke(cli, [*command, str(keras_file)])
+        assert done.exit_code == 0 and "lstm" in done.output, done.output
     info = runner.invoke(cli, ["info", str(keras_file), "--json"])
     assert info.exit_code == 0, info.output
     assert [row["cell"] for row in json.loads(info.output)["layers"]] == ["lstm", "gru"]
