@@ -54,6 +54,10 @@ MODELS = {
         L.GRU(3, use_bias=False, return_sequences=True), L.Dense(2, use_bias=False)),
     "last_step_only": lambda: sequential(L.GRU(4, activation="elu")),
     "functional_with_dropout": lambda: functional(),
+    "rnn_around_cells": lambda: sequential(
+        L.RNN(L.LSTMCell(4, recurrent_activation="hard_sigmoid"), return_sequences=True),
+        L.Bidirectional(L.RNN(L.GRUCell(3, reset_after=False), return_sequences=True)),
+        L.RNN(L.SimpleRNNCell(2, activation="relu"), return_sequences=True)),
 }
 
 
@@ -169,6 +173,8 @@ def test_weights_file_whose_order_the_shapes_do_not_decide(tmp_path):
      "activation 'exponential' has no rnnsim equivalent"),
     ([L.Bidirectional(L.GRU(3))], "Bidirectional with return_sequences=False"),
     ([L.LSTM(3), L.Dense(2), L.Dense(2)], "follows the head"),
+    ([L.RNN(L.StackedRNNCells([L.LSTMCell(3), L.LSTMCell(2)]), return_sequences=True)],
+     "wraps StackedRNNCells"),
 ])
 def test_unsupported_models_are_refused_by_name(layers, match):
     with pytest.raises(ConfigError, match=match):

@@ -56,6 +56,22 @@ class KerasLayer:
         return f"Keras layer '{self.config.get('name', '?')}' ({self.class_name})"
 
 
+def unwrapped(entry: dict) -> dict:
+    """``{"class_name", "config"}`` of a generic ``RNN`` layer around a SimpleRNNCell, LSTMCell
+    or GRUCell, as the equivalent SimpleRNN, LSTM or GRU layer; any other entry as it is."""
+    if entry["class_name"] != "RNN":
+        return entry
+    cell, cfg = entry["config"]["cell"], entry["config"]
+    name = cell["class_name"].removesuffix("Cell")
+    if name not in RECURRENT or cell["class_name"] == name:
+        raise ConfigError(f"Keras layer '{cfg.get('name', '?')}' (RNN) wraps "
+                          f"{cell['class_name']}; rnnsim runs RNN around SimpleRNNCell, LSTMCell "
+                          "or GRUCell (StackedRNNCells: use one layer per cell).")
+    layer_keys = ("name", "return_sequences", "go_backwards", "stateful", "return_state")
+    return {"class_name": name, "config": {**cell["config"],
+                                           **{k: cfg[k] for k in layer_keys if k in cfg}}}
+
+
 def activation(name, where: str):
     """The rnnsim spec of a Keras activation name."""
     if isinstance(name, str) and name in ACTIVATIONS:
@@ -121,7 +137,8 @@ def _bidirectional(layer: KerasLayer) -> tuple[dict, dict, int, bool]:
     if cfg.get("merge_mode", "concat") != "concat":
         raise ConfigError(f"{where}: merge_mode {cfg.get('merge_mode')!r} is not supported; "
                           "rnnsim concatenates the two directions (merge_mode='concat').")
-    forward, backward = cfg["layer"], cfg.get("backward_layer") or cfg["layer"]
+    forward = unwrapped(cfg["layer"])
+    backward = unwrapped(cfg.get("backward_layer") or cfg["layer"])
     names = {forward["class_name"], backward["class_name"]}
     if len(names) != 1 or not names <= set(RECURRENT):
         raise ConfigError(f"{where}: wraps {' and '.join(sorted(names))}; rnnsim runs "
@@ -178,6 +195,9 @@ def to_network(layers: Sequence[KerasLayer], dtype: str | None = None) -> Networ
 def _build(layers: Sequence[KerasLayer], dtype: str | None) -> Network:
     specs, params, head, sequences, width, input_size = [], {}, None, True, None, None
     for layer in layers:
+        if layer.class_name == "RNN":
+            found = unwrapped({"class_name": layer.class_name, "config": layer.config})
+            layer = KerasLayer(found["class_name"], found["config"], layer.weights)
         if layer.class_name in PASS_THROUGH:
             continue
         if head is not None:
@@ -203,7 +223,7 @@ def _build(layers: Sequence[KerasLayer], dtype: str | None) -> Network:
             sequences = bool(layer.config.get("return_sequences", False))
         else:
             raise ConfigError(f"{layer.where}: rnnsim does not import this layer type; "
-                              f"supported: {', '.join([*RECURRENT, 'Bidirectional', *HEADS])} "
+                              f"supported: {', '.join([*RECURRENT, 'RNN', 'Bidirectional', *HEADS])} "
                               f"and layers that do nothing at inference ({', '.join(PASS_THROUGH)}).")
         if width is not None and k != width:
             raise ShapeError(f"{layer.where}: its kernel takes {k} features, but the layer "
