@@ -249,3 +249,9 @@ def test_bad_configs_are_named(saved, tmp_path):
     del config["config"]["layers"][1]["config"]["units"]
     with pytest.raises(ConfigError, match="not what Keras 3 writes.*units"):
         load_keras(weights_file, config)
+
+
+def test_a_missing_h5py_says_how_to_install_it(saved, monkeypatch):
+    monkeypatch.setitem(sys.modules, "h5py", None)  # makes `import h5py` fail
+    with pytest.raises(InputError, match=r"needs the h5py package: pip install 'rnnsim\[keras\]'"):
+        load_keras(saved["gru_reset_after"][1])

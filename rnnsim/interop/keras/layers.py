@@ -105,10 +105,11 @@ def _recurrent(cfg: dict, weights: Sequence[np.ndarray], class_name: str, where:
                 ("recurrent_kernel", recurrent, (p, gates * p))]
     if bias:
         expected.append(("bias", np.asarray(weights[2]), bias_shape))
+    mode = "" if reset_after is None else f", reset_after={reset_after}"
     for label, value, shape in expected:
         if value.shape != shape:
             raise ShapeError(f"{where}: {label} has shape {value.shape}, expected {shape} for "
-                             f"units={p}{'' if reset_after is None else f', reset_after={reset_after}'}.")
+                             f"units={p}{mode}.")
     layer = {"cell": cell, "units": p, "bias": bias,
              "activation": activation(cfg.get("activation", "tanh"), where)}
     order = GRU_ORDER if cell == "gru" else tuple(range(gates))
@@ -222,9 +223,10 @@ def _build(layers: Sequence[KerasLayer], dtype: str | None) -> Network:
                                         layer.where)
             sequences = bool(layer.config.get("return_sequences", False))
         else:
+            supported = ", ".join([*RECURRENT, "RNN", "Bidirectional", *HEADS])
             raise ConfigError(f"{layer.where}: rnnsim does not import this layer type; "
-                              f"supported: {', '.join([*RECURRENT, 'RNN', 'Bidirectional', *HEADS])} "
-                              f"and layers that do nothing at inference ({', '.join(PASS_THROUGH)}).")
+                              f"supported: {supported} and layers that do nothing at inference "
+                              f"({', '.join(PASS_THROUGH)}).")
         if width is not None and k != width:
             raise ShapeError(f"{layer.where}: its kernel takes {k} features, but the layer "
                              f"before gives {width}.")
