@@ -71,7 +71,8 @@ def check_options(entry: Importer, options: dict[str, Any]) -> dict[str, Any]:
     if problems:
         accepted = ", ".join(entry.options) or "none"
         raise ConfigError(f"importer '{entry.name}': {'; '.join(problems)}. Its options: "
-                          f"{accepted}.")
+                          f"{accepted}; give them to `rnnsim import {entry.name} FILE -o "
+                          f"FOLDER` (--help lists them) or to rnnsim.import_file.")
     return found
 
 
