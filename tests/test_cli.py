@@ -113,7 +113,7 @@ def test_plugins_lists_every_kind_with_its_package():
     assert "cells:" in text and "metrics:" in text
     rows = json.loads(ok("plugins", "--json"))
     kinds = {row["kind"] for row in rows}
-    assert kinds == {"cell", "activation", "initializer", "head", "metric"}
+    assert kinds == {"cell", "activation", "initializer", "head", "metric", "importer"}
     assert all(row["package"] for row in rows)
     assert {"kind": "activation", "name": "tanh", "package": "rnnsim"}.items() <= \
         next(r for r in rows if r["name"] == "tanh").items()
@@ -399,3 +399,15 @@ def test_info_counts_the_stored_nonzeros_of_a_sparse_reservoir():
     assert f"{nonzeros:,}  nonzeros stored (sparse, 5.0%)" in line and "250,000" not in text
     assert f"layer 0: {500 + nonzeros + 500:,} parameters" in text
     assert f"{500 + nonzeros + 500 + 501:,} parameters" in ok("validate", config)
+
+
+def test_python_dash_m_runs_the_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "rnnsim", "--version"], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.startswith("rnnsim, version ")
+    done = subprocess.run([sys.executable, "-m", "rnnsim", "--help"], capture_output=True,
+                          text=True, check=True)
+    assert "Usage: rnnsim " in done.stdout
