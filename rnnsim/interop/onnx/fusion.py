@@ -50,7 +50,7 @@ class Graph:
         self.producer = {name: i for i, node in enumerate(nodes) for name in node.outputs if name}
         self.readers: dict[str, list[int]] = {}
         for i, node in enumerate(nodes):
-            for name in node.inputs:
+            for name in node.inputs + node.implicit:
                 if name:
                     self.readers.setdefault(name, []).append(i)
 
@@ -134,17 +134,18 @@ class FusedRecurrence:
                 "first_node": self.node_names[0], "last_node": self.node_names[1]}
 
 
-def fuse(nodes: list[Node], constants: dict, shapes: dict, origin: str) -> list:
+def fuse(nodes: list[Node], constants: dict, shapes: dict, outputs: list[str],
+         origin: str) -> list:
     """Replace, in ``nodes`` (in place), each recognised chain of steps by one fused node;
     return the ``FusedRecurrence`` of each. ``shapes``: tensor name -> (dtype, dims) known
-    before a run."""
+    before a run; ``outputs``: the graph's outputs (a step's inner tensor must not be one)."""
     fused = []
     for find in (_lstm_steps, _elman_steps):
         while True:  # after each fusion, look again in the rewritten node list
             graph = Graph(nodes, constants)
             for chain in _chains(graph, find(graph)):
                 found = _fuse_chain(graph, chain, shapes, origin)
-                if found is not None and _replace(nodes, graph, *found):
+                if found is not None and _replace(nodes, graph, set(outputs), *found):
                     fused.append(found[1])
                     break
             else:
@@ -461,7 +462,8 @@ def _agrees(graph: Graph, step: Step, cell: str, activation: str, W, U, b, dtype
 
 # ---- rewriting the node list ---------------------------------------------------------------
 
-def _replace(nodes: list[Node], graph: Graph, chain: list[Step], fused: FusedRecurrence) -> bool:
+def _replace(nodes: list[Node], graph: Graph, graph_outputs: set, chain: list[Step],
+             fused: FusedRecurrence) -> bool:
     """Put one node running ``fused`` in place of the chain's nodes, if nothing else reads
     their inner tensors and the node list stays in topological order; False if not."""
     inner = {i for step in chain for i in step.nodes}
@@ -471,8 +473,8 @@ def _replace(nodes: list[Node], graph: Graph, chain: list[Step], fused: FusedRec
     inputs = [step.x for step in chain] + list(chain[0].states_in)
     for index in inner:
         for name in nodes[index].outputs:
-            if name and name not in outputs and any(r not in inner
-                                                    for r in graph.readers.get(name, [])):
+            if name and name not in outputs and (name in graph_outputs or any(
+                    r not in inner for r in graph.readers.get(name, []))):
                 return False
     fused.inputs, fused.outputs = inputs, outputs
     node = Node(f"{fused.node_names[0]}..{fused.node_names[1]}", f"Fused{fused.cell.title()}",
@@ -492,7 +494,7 @@ def _topological(nodes: list[Node]) -> list[Node] | None:
     waits = [0] * len(nodes)
     readers: dict[int, list[int]] = {}
     for i, node in enumerate(nodes):
-        for before in {producer[n] for n in node.inputs if n in producer}:
+        for before in {producer[n] for n in node.inputs + node.implicit if n in producer}:
             waits[i] += 1
             readers.setdefault(before, []).append(i)
     ready = [i for i, count in enumerate(waits) if count == 0]

@@ -11,7 +11,8 @@ import numpy as np
 
 from ...errors import ConfigError, InputError, RnnsimError, ShapeError
 from .fusion import fuse
-from .load import Node, describe_array, import_onnx, load_external_data, read_attributes
+from .load import (Node, describe_array, implicit_inputs, import_onnx, load_external_data,
+                   read_attributes)
 from .ops import OPS
 from .recurrent import RECURRENT, RecurrentNode
 from .reference import RANDOM_OPS, STANDARD_DOMAINS, bind_reference
@@ -78,7 +79,8 @@ class OnnxModel:
         self.recurrent: list[RecurrentNode] = []
         nodes = [Node(proto_node.name or f"#{index}", proto_node.op_type,
                       tuple(proto_node.input), tuple(proto_node.output),
-                      read_attributes(onnx, proto_node), None)
+                      read_attributes(onnx, proto_node), None,
+                      implicit=implicit_inputs(onnx, proto_node))
                  for index, proto_node in enumerate(graph.node)]
         self._check_order(nodes, set(constants) | set(self.inputs))
         shapes = self._inferred_types(onnx, proto)
@@ -91,9 +93,10 @@ class OnnxModel:
                 node.run = lambda inputs, values, recurrent=recurrent: recurrent(inputs)
                 self.recurrent.append(recurrent)
             elif not mine:
-                node.run = next(others)
+                node.run, node.reference = next(others), True
             if (node.op not in RECURRENT and node.op not in RANDOM_OPS
-                    and all(name in constants for name in node.inputs if name)):
+                    and all(name in constants for name in node.inputs + node.implicit
+                            if name)):
                 self._fold(node, constants)
             else:
                 self.nodes.append(node)
@@ -101,7 +104,7 @@ class OnnxModel:
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
         self._constants = constants
-        self.fused = fuse(self.nodes, constants, shapes, origin)
+        self.fused = fuse(self.nodes, constants, shapes, self.output_names, origin)
         self._plans: dict[tuple[str, ...], list[Node]] = {}
 
     # ---- loading -------------------------------------------------------------------------
@@ -170,7 +173,7 @@ class OnnxModel:
 
     def _check_order(self, nodes: list[Node], known: set) -> None:
         for node in nodes:
-            for tensor in node.inputs:
+            for tensor in node.inputs + node.implicit:
                 if tensor and tensor not in known:
                     raise ConfigError(f"{self.origin}: {node.where} reads '{tensor}', which no "
                                       "earlier node, graph input or initializer provides (the "
@@ -217,7 +220,7 @@ class OnnxModel:
             for node in reversed(self.nodes):
                 if any(name in needed for name in node.outputs if name):
                     plan.append(node)
-                    needed.update(name for name in node.inputs if name)
+                    needed.update(name for name in node.inputs + node.implicit if name)
             plan.reverse()
             self._plans[wanted] = plan
         return plan
@@ -296,7 +299,8 @@ class OnnxModel:
         return {name: _owned(values[name]) for name in wanted}
 
     def describe(self) -> dict:
-        """Inputs, outputs, opset, operator counts and the recurrent nodes, as plain data."""
+        """Inputs, outputs, opset, operator counts (``reference_ops``: those run by
+        onnx.reference), the recurrent nodes and the fused recurrences, as plain data."""
         ops: dict[str, int] = {}
         for node in self.nodes:
             ops[node.op] = ops.get(node.op, 0) + 1
@@ -307,6 +311,7 @@ class OnnxModel:
                        for name, (dtype, dims) in self.inputs.items()],
             "outputs": self.output_names,
             "ops": ops,
+            "reference_ops": sorted({node.op for node in self.nodes if node.reference}),
             "recurrent": [node.describe() for node in self.recurrent],
             "fused": [fused.describe() for fused in self.fused],
         }
