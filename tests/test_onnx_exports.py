@@ -7,15 +7,14 @@ fuses back into one kernel run."""
 import warnings
 
 import numpy as np
-import onnx
 import onnxruntime
+import onnxscript  # noqa: F401 (what the dynamo exporter writes its graphs with: the test extra)
 import pytest
+import torch
 
 import rnnsim
 
-torch = pytest.importorskip("torch")
 nn = torch.nn
-pytest.importorskip("onnxscript")  # the dynamo exporter writes its graphs with it
 
 TOL = dict(rtol=2e-4, atol=2e-5)
 K, P, VOCAB, CELL_STEPS = 3, 5, 13, 6

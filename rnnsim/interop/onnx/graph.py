@@ -58,7 +58,11 @@ class OnnxModel:
         self.origin = origin
         self.opset = self._opset(proto)
         if len(proto.functions):  # a model's own functions hold standard operators: inline them
-            proto = onnx.inliner.inline_local_functions(proto)
+            try:
+                proto = onnx.inliner.inline_local_functions(proto)
+            except Exception as exc:  # noqa: BLE001 (the C++ inliner's complaints)
+                raise ConfigError(f"{origin}: the model's functions cannot be inlined: "
+                                  f"{exc}.") from None
         graph = proto.graph
         self._refuse_other_domains(graph)
         load_external_data(graph, folder, origin)
