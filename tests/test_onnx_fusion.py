@@ -196,3 +196,57 @@ def test_hidden_size_from_r_when_the_attribute_is_absent():
     with pytest.raises(ShapeError, match=r"node 'gru' \(GRU\): R has shape \(12, 4\); expected "
                                          r"\(num_directions=1, 3\*hidden_size, hidden_size\)"):
         net.run({**arrays, "R": np.zeros((12, 4), np.float32)})
+
+
+def sequence_elman(T=4, k=3, p=4, slicing="Split"):
+    """An Elman recurrence over X (T', B, k): x_t = Squeeze(Split(X)[t]) or, with ``slicing``
+    "Slice", X[t + 1] (a Slice from the second step on); Y = Concat(Unsqueeze(h_t))."""
+    rng = np.random.default_rng(8)
+    init = {"W": rng.standard_normal((k, p)).astype(np.float32) * 0.5,
+            "U": rng.standard_normal((p, p)).astype(np.float32) * 0.5,
+            "axis0": np.array([0], np.int64)}
+    if slicing == "Split":
+        nodes = [helper.make_node("Split", ["X", "ones"], [f"x{t}_" for t in range(T)], axis=0)]
+        init["ones"] = np.ones(T, np.int64)
+    else:
+        nodes = [helper.make_node("Slice", ["X", f"start{t}", f"end{t}", "axis0"], [f"x{t}_"])
+                 for t in range(T)]
+        for t in range(T):
+            init[f"start{t}"], init[f"end{t}"] = np.array([t + 1]), np.array([t + 2])
+    h = "h0"
+    for t in range(T):
+        nodes += [helper.make_node("Squeeze", [f"x{t}_", "axis0"], [f"x{t}"]),
+                  helper.make_node("MatMul", [f"x{t}", "W"], [f"xw{t}"]),
+                  helper.make_node("MatMul", [h, "U"], [f"hu{t}"]),
+                  helper.make_node("Add", [f"xw{t}", f"hu{t}"], [f"z{t}"]),
+                  helper.make_node("Tanh", [f"z{t}"], [f"h{t + 1}"]),
+                  helper.make_node("Unsqueeze", [f"h{t + 1}", "axis0"], [f"y{t}"])]
+        h = f"h{t + 1}"
+    nodes.append(helper.make_node("Concat", [f"y{t}" for t in range(T)], ["Y"], axis=0))
+    return make_model(nodes, {"X": (np.float32, ["T", "batch", k]),
+                              "h0": (np.float32, ["batch", p])},
+                      {"Y": np.float32, h: np.float32}, init)
+
+
+@pytest.mark.parametrize("slicing", ["Split", "Slice"])
+def test_fused_recurrence_reads_and_writes_whole_sequences(slicing):
+    """The time slices of X and the stacking of the h_t are absorbed: one node is left."""
+    model = sequence_elman(slicing=slicing)
+    net = rnnsim.from_onnx(model)
+    assert [node.op for node in net.nodes] == ["FusedElman"]
+    fused = net.describe()["fused"][0]
+    assert fused["reads_sequence"] and fused["writes_sequence"] and fused["steps"] == 4
+    rng = np.random.default_rng(9)
+    for T in ([4] if slicing == "Split" else [5, 9]):  # Slice reads X[1:5] of a longer X
+        feeds = {"X": rng.standard_normal((T, 2, 3)).astype(np.float32),
+                 "h0": rng.standard_normal((2, 4)).astype(np.float32)}
+        actual = net.run(feeds)
+        for name, value in ort_run(model, feeds).items():
+            np.testing.assert_allclose(actual[name], value, **ORT_TOL, err_msg=name)
+    if slicing == "Split":  # X longer than the Split's parts: the original nodes run
+        from onnx.reference import ReferenceEvaluator
+        feeds = {"X": rng.standard_normal((6, 2, 3)).astype(np.float32),
+                 "h0": rng.standard_normal((2, 4)).astype(np.float32)}
+        expected = ReferenceEvaluator(model).run(None, feeds)
+        for name, value in zip(net.output_names, expected):
+            np.testing.assert_allclose(net.run(feeds)[name], value, **ORT_TOL, err_msg=name)
