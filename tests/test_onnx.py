@@ -470,9 +470,10 @@ def test_file_round_trip_and_session_like_api(tmp_path):
 
 
 def test_operators_of_other_domains_are_listed_in_one_error():
-    nodes = [helper.make_node("FusedMatMul", ["x", "x"], ["a"], name="fm_a", domain="com.microsoft"),
+    ms = "com.microsoft"
+    nodes = [helper.make_node("FusedMatMul", ["x", "x"], ["a"], name="fm_a", domain=ms),
              helper.make_node("Mul", ["a", "a"], ["b"], name="square"),
-             helper.make_node("FusedMatMul", ["b", "b"], ["c"], name="fm_c", domain="com.microsoft"),
+             helper.make_node("FusedMatMul", ["b", "b"], ["c"], name="fm_c", domain=ms),
              helper.make_node("Gelu", ["c"], ["y"], name="gelu", domain="custom")]
     model = make_model(nodes, {"x": (np.float32, [2, 2])}, {"y": np.float32}, {})
     model.opset_import.extend([helper.make_opsetid("com.microsoft", 1),

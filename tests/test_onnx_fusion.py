@@ -250,3 +250,23 @@ def test_fused_recurrence_reads_and_writes_whole_sequences(slicing):
         expected = ReferenceEvaluator(model).run(None, feeds)
         for name, value in zip(net.output_names, expected):
             np.testing.assert_allclose(net.run(feeds)[name], value, **ORT_TOL, err_msg=name)
+
+
+def test_a_models_own_functions_are_inlined_and_run():
+    """A FunctionProto of the model (a local domain) holding standard operators."""
+    function = helper.make_function(
+        "local", "ScaleShift", ["v", "s"], ["out"],
+        [helper.make_node("Mul", ["v", "s"], ["scaled"]),
+         helper.make_node("Add", ["scaled", "s"], ["out"])],
+        [helper.make_opsetid("", 18)])
+    nodes = [helper.make_node("ScaleShift", ["x", "two"], ["y"], domain="local"),
+             helper.make_node("ReduceSum", ["y"], ["total"], keepdims=0)]
+    model = make_model(nodes, {"x": (np.float32, [2, 3])}, {"y": np.float32,
+                                                           "total": np.float32},
+                       {"two": np.array(2, np.float32)}, opset=18)
+    model.opset_import.append(helper.make_opsetid("local", 1))
+    model.functions.append(function)
+    feeds = {"x": np.random.default_rng(2).standard_normal((2, 3)).astype(np.float32)}
+    actual = rnnsim.from_onnx(model).run(feeds)
+    for name, value in ort_run(model, feeds).items():
+        np.testing.assert_allclose(actual[name], value, **ORT_TOL, err_msg=name)

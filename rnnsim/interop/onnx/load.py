@@ -21,7 +21,8 @@ def import_onnx(what: str):
     """The ``onnx`` package; an InputError saying how to install it, naming ``what`` needed it."""
     try:
         import onnx
-        import onnx.numpy_helper  # noqa: F401 (a submodule used below)
+        import onnx.inliner  # noqa: F401 (submodules used by the model's loader)
+        import onnx.numpy_helper  # noqa: F401
     except ImportError:
         raise InputError(f"reading {what} needs the onnx package: {INSTALL_HINT}.") from None
     return onnx
