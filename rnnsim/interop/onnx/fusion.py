@@ -20,8 +20,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .load import FLOAT_TYPES, Node
-from .recurrent import bind_activation, build_cell
+from .recurrent import ACTIVATIONS, RECURRENT, bind_activation, build_cell
 
+# The cells a fused recurrence runs on: those of ONNX's RNN and LSTM nodes.
+ELMAN, LSTM = RECURRENT["RNN"], RECURRENT["LSTM"]
 ELMAN_ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu"}
 # Nodes an input projection may pass through between x_t and the recurrent part.
 PROJECTIONS = frozenset({"MatMul", "Gemm", "Add", "Sub", "Mul"})
@@ -122,7 +124,7 @@ class FusedRecurrence:
         x = (np.ascontiguousarray(xs[0][self.offset:self.offset + T]) if self.sliced
              else np.stack(xs))
         h = np.array(states[0], order="C")
-        extra = {"c": np.array(states[1], order="C")} if self.cell == "lstm" else {}
+        extra = {"c": np.array(states[1], order="C")} if self.cell == LSTM.cell else {}
         out = self.kernel.run_direction(self.params, "", x, h, np.full(B, T, np.int64), False,
                                         **extra)
         return (tuple(out) + ((extra["c"],) if extra else ())
@@ -375,21 +377,22 @@ def _fuse_chain(graph: Graph, chain: list[Step], shapes: dict, origin: str):
     dtype = shapes.get(step.x, (None,))[0]
     if k is None or p is None or dtype not in FLOAT_TYPES:
         return None
-    cell = "lstm" if len(step.pre) == 4 else "elman"
+    cell = LSTM.cell if len(step.pre) == LSTM.gates else ELMAN.cell
     try:
         weights = _probe(graph, step, k, p, dtype)
         if weights is None:
             return None
         W, U, b = weights
-        activation = "tanh" if cell == "lstm" else ELMAN_ACTIVATIONS[
-            graph.nodes[graph.producer[step.states_out[0]]].op]
+        activation = ("tanh" if cell == LSTM.cell else
+                      ELMAN_ACTIVATIONS[graph.nodes[graph.producer[step.states_out[0]]].op])
         if not _agrees(graph, step, cell, activation, W, U, b, dtype):
             return None
         first, last = graph.nodes[chain[0].nodes[0]].name, graph.nodes[chain[-1].nodes[-1]].name
         where = f"{origin}: fused {cell} steps '{first}'..'{last}'"
-        activations = ([bind_activation("tanh", where), bind_activation("sigmoid", where),
-                        bind_activation("tanh", where)] if cell == "lstm"
-                       else [bind_activation(activation, where)])
+        defaults = [ACTIVATIONS[LSTM.activations[slot].lower()][0]
+                    for slot in LSTM.activation_slots]  # ONNX's defaults in kernel order
+        activations = [bind_activation(name, where)
+                       for name in (defaults if cell == LSTM.cell else [activation])]
         kernel = build_cell(cell, p, k, activations, {}, where)
     except Exception:  # noqa: BLE001 (any failure of a probe means: not a recurrence
         return None    # rnnsim runs as one; the nodes run as they are)
@@ -452,7 +455,7 @@ def _agrees(graph: Graph, step: Step, cell: str, activation: str, W, U, b, dtype
     h = rng.uniform(-1, 1, (B, p)).astype(dtype)
     feeds = {step.x: x, step.states_in[0]: h}
     z = x.astype(np.float64) @ W.T + h @ U.T + b
-    if cell == "lstm":
+    if cell == LSTM.cell:
         c = rng.standard_normal((B, p)).astype(dtype)
         if step.states_in[1] == step.states_in[0]:
             c = h
@@ -481,7 +484,7 @@ def _replace(nodes: list[Node], graph: Graph, graph_outputs: set, chain: list[St
     (Unsqueeze on axis 0, then Concat) it writes that tensor too."""
     inner = {i for step in chain for i in step.nodes}
     outputs = [step.states_out[0] for step in chain]
-    if fused.cell == "lstm":
+    if fused.cell == LSTM.cell:
         outputs.append(chain[-1].states_out[1])
     xs = [step.x for step in chain]
     if not _only_read_by(graph, inner, inner, set(outputs), graph_outputs):

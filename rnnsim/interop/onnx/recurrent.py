@@ -145,8 +145,8 @@ class RecurrentNode:
                            for direction in self._kernel_params(weights, self.hidden_size)]
             self.dtype, self.input_size = weights["W"].dtype, weights["W"].shape[2]
         self._cells: dict[int, list] = {}
-        if self.hidden_size is not None:
-            self.cells(self.hidden_size)
+        # the cells of the known hidden size ([] when each run's R gives it)
+        self.cells = [] if self.hidden_size is None else self.cells_for(self.hidden_size)
 
     # ---- attributes ----------------------------------------------------------------------
 
@@ -188,7 +188,7 @@ class RecurrentNode:
         return [[bound[d * per_direction + slot] for slot in spec.activation_slots]
                 for d in range(D)]
 
-    def cells(self, p: int) -> list:
+    def cells_for(self, p: int) -> list:
         """One rnnsim cell of ``p`` units per direction, each with that direction's
         activations (built once per size)."""
         cells = self._cells.get(p)
@@ -284,7 +284,7 @@ class RecurrentNode:
         c = (self._state("initial_c", values.get("initial_c"), dtype, B, p)
              if spec.cell == "lstm" else None)
         outs = []
-        for d, (cell, kernel_params) in enumerate(zip(self.cells(p), params)):
+        for d, (cell, kernel_params) in enumerate(zip(self.cells_for(p), params)):
             reverse = d == 1 or self.direction == "reverse"
             extra = {} if c is None else {"c": c[d]}
             outs.append(cell.run_direction(kernel_params, "", x, h[d], lengths, reverse, **extra))
