@@ -7,6 +7,7 @@ fuses back into one kernel run."""
 import warnings
 
 import numpy as np
+import onnx
 import onnxruntime
 import onnxscript  # noqa: F401 (what the dynamo exporter writes its graphs with: the test extra)
 import pytest
@@ -167,8 +168,20 @@ MODELS = {
                        [{1: "batch"}, {0: "batch"}]),
 }
 EXPORTERS = [("legacy", 14), ("legacy", 17), ("dynamo", 20)]
-# The recurrences the fusion must recognise in every export: name -> (cell, steps fused).
+# The recurrences the fusion must recognise in every export: name -> cell.
 FUSED = {"lstmcell-loop": "lstm", "rnncell-loop": "elman", "elman-unrolled": "elman"}
+# Operators an export must hold, so that the test keeps covering them: (name, exporter,
+# opset or None for all) -> operators. The rest of each graph is whatever torch writes.
+HOLDS = {("lstm-batch-first", "dynamo", None): {"Mul", "Reshape", "LSTM"},
+         ("classifier", "legacy", None): {"LogSoftmax", "Gather", "LSTM"},
+         ("mean-pool", "legacy", None): {"ReduceMean"},
+         ("max-pool", "legacy", None): {"ReduceMax"},
+         ("layernorm", "legacy", 14): {"ReduceMean", "Sub", "Pow", "Sqrt", "Div"},
+         ("layernorm", "legacy", 17): {"LayerNormalization"},
+         ("flatten", "legacy", None): {"Flatten"},
+         ("packed-gru", "legacy", None): {"Cast", "Range", "ReduceProd", "ScatterElements",
+                                          "TopK", "GRU"},
+         ("grucell-loop", "legacy", None): {"Split", "Sub", "Mul"}}
 
 
 def export(name: str, exporter: str, opset: int, path) -> None:
@@ -230,6 +243,9 @@ EXPORT_BATCH, EXPORT_STEPS = 2, 4
                          ids=[f"{n}-{e}{o}" for n, e, o in CASES])
 def test_export_runs_and_matches_onnxruntime_and_torch(exported, name, exporter, opset):
     path = exported(name, exporter, opset)
+    ops = {node.op_type for node in onnx.load(path).graph.node}
+    for key in ((name, exporter, opset), (name, exporter, None)):
+        assert HOLDS.get(key, set()) <= ops, (key, sorted(ops))
     net = rnnsim.from_onnx(path)
     torch.manual_seed(7)
     factory, inputs, _ = MODELS[name]
