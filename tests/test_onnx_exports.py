@@ -1,9 +1,10 @@
 """Models exported by the real exporters (``torch.onnx.export``, legacy and ``dynamo=True`` with
-dynamic shapes), run by ``rnnsim.from_onnx`` on inputs of other sizes than at export, against
+dynamic shapes; Keras 3's ``model.export(format="onnx")`` with the torch backend), run by ``rnnsim.from_onnx`` on inputs of other sizes than at export, against
 ONNX Runtime and PyTorch, with random weights: batch-first, stacked, embedding and state-input
 models, pooling and normalisation heads, variable-length models through
 ``pack_padded_sequence``, and recurrences written out step by step (cell loops), which rnnsim
 fuses back into one kernel run."""
+import os
 import warnings
 
 import numpy as np
@@ -267,3 +268,43 @@ def test_export_runs_and_matches_onnxruntime_and_torch(exported, name, exporter,
     if name in FUSED:
         fused = net.describe()["fused"]
         assert [(f["cell"], f["steps"]) for f in fused] == [(FUSED[name], CELL_STEPS)], fused
+
+
+# ---- Keras 3's own ONNX export (through torch): no recurrent node at all -------------------
+
+KERAS_LAYERS = ["SimpleRNN", "LSTM", "GRU"]
+
+
+@pytest.fixture(scope="module")
+def keras_exports(tmp_path_factory):
+    """Keras models (a recurrent layer returning sequences) exported by ``model.export``
+    with the torch backend, and the models, by layer name."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    assert keras.backend.backend() == "torch", "these exports need KERAS_BACKEND=torch"
+    folder = tmp_path_factory.mktemp("keras")
+    exports = {}
+    for kind in KERAS_LAYERS:
+        keras.utils.set_random_seed(sum(map(ord, kind)))
+        inputs = keras.Input((EXPORT_STEPS, K))
+        model = keras.Model(inputs, getattr(keras.layers, kind)(P, return_sequences=True)(inputs))
+        model(np.zeros((EXPORT_BATCH, EXPORT_STEPS, K), np.float32))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.export(str(folder / f"{kind}.onnx"), format="onnx", verbose=False)
+        exports[kind] = (folder / f"{kind}.onnx", model)
+    return exports
+
+
+@pytest.mark.parametrize("kind", KERAS_LAYERS)
+def test_keras_export_runs_and_matches_onnxruntime_and_keras(keras_exports, kind):
+    path, model = keras_exports[kind]
+    ops = {node.op_type for node in onnx.load(path).graph.node}
+    assert not ops & {"RNN", "LSTM", "GRU"} and {"Cast", "MatMul"} <= ops
+    net = rnnsim.from_onnx(path)
+    x = np.random.default_rng(3).standard_normal((3, EXPORT_STEPS, K)).astype(np.float32)
+    actual = net.run({net.input_names[0]: x})
+    (name, value), = ort_outputs(path, {net.input_names[0]: x}).items()
+    np.testing.assert_allclose(actual[name], value, **TOL)
+    np.testing.assert_allclose(actual[name], np.asarray(model.predict(x, verbose=0)), **TOL)
