@@ -170,7 +170,8 @@ MODELS = {
 }
 EXPORTERS = [("legacy", 14), ("legacy", 17), ("dynamo", 20)]
 # The recurrences the fusion must recognise in every export: name -> cell.
-FUSED = {"lstmcell-loop": "lstm", "rnncell-loop": "elman", "elman-unrolled": "elman"}
+FUSED = {"lstmcell-loop": "lstm", "grucell-loop": "gru", "rnncell-loop": "elman",
+         "elman-unrolled": "elman"}
 # Operators an export must hold, so that the test keeps covering them: (name, exporter,
 # opset or None for all) -> operators. The rest of each graph is whatever torch writes.
 HOLDS = {("lstm-batch-first", "dynamo", None): {"Mul", "Reshape", "LSTM"},

@@ -270,3 +270,49 @@ def test_a_models_own_functions_are_inlined_and_run():
     actual = rnnsim.from_onnx(model).run(feeds)
     for name, value in ort_run(model, feeds).items():
         np.testing.assert_allclose(actual[name], value, **ORT_TOL, err_msg=name)
+
+
+def unrolled_gru(T=4, k=3, p=4):
+    """A GRU written out by hand in the textbook spelling: h = (1 - z) * n + z * h_prev, with
+    n = tanh(x W_n + b_n + r * (h U_n + c_n))."""
+    rng = np.random.default_rng(10)
+    init = {"W": rng.standard_normal((k, 3 * p)), "U": rng.standard_normal((p, 3 * p)),
+            "b": rng.standard_normal(3 * p), "c": rng.standard_normal(3 * p),
+            "one": np.array(1.0), "thirds": np.array([p, p, p])}
+    init = {n: v.astype(np.int64 if n == "thirds" else np.float32) * (0.5 if n in "WU" else 1)
+            for n, v in init.items()}
+    nodes, inputs, h = [], {"h0": (np.float32, ["batch", p])}, "h0"
+    for t in range(T):
+        inputs[f"x{t}"] = (np.float32, ["batch", k])
+        s = lambda name: f"{name}{t}"  # noqa: E731
+        nodes += [helper.make_node("MatMul", [s("x"), "W"], [s("xw")]),
+                  helper.make_node("Add", [s("xw"), "b"], [s("xb")]),
+                  helper.make_node("MatMul", [h, "U"], [s("hu")]),
+                  helper.make_node("Add", [s("hu"), "c"], [s("hc")]),
+                  helper.make_node("Split", [s("xb"), "thirds"], [s("xr"), s("xz"), s("xn")],
+                                   axis=1),
+                  helper.make_node("Split", [s("hc"), "thirds"], [s("hr"), s("hz"), s("hn")],
+                                   axis=1),
+                  helper.make_node("Add", [s("xr"), s("hr")], [s("ar")]),
+                  helper.make_node("Sigmoid", [s("ar")], [s("r")]),
+                  helper.make_node("Add", [s("hz"), s("xz")], [s("az")]),
+                  helper.make_node("Sigmoid", [s("az")], [s("z")]),
+                  helper.make_node("Mul", [s("r"), s("hn")], [s("rh")]),
+                  helper.make_node("Add", [s("xn"), s("rh")], [s("an")]),
+                  helper.make_node("Tanh", [s("an")], [s("n")]),
+                  helper.make_node("Sub", ["one", s("z")], [s("keep")]),
+                  helper.make_node("Mul", [s("keep"), s("n")], [s("new")]),
+                  helper.make_node("Mul", [s("z"), h], [s("old")]),
+                  helper.make_node("Add", [s("new"), s("old")], [f"h{t + 1}"])]
+        h = f"h{t + 1}"
+    return make_model(nodes, inputs, {h: np.float32, "h2": np.float32}, init, opset=18)
+
+
+def test_hand_written_gru_is_fused_and_matches_onnxruntime():
+    model = unrolled_gru()
+    net = rnnsim.from_onnx(model)
+    assert [(f["cell"], f["steps"]) for f in net.describe()["fused"]] == [("gru", 4)]
+    feeds = feeds_for(model)
+    actual = net.run(feeds)
+    for name, value in ort_run(model, feeds).items():
+        np.testing.assert_allclose(actual[name], value, **ORT_TOL, err_msg=name)

@@ -1,9 +1,11 @@
 """Recurrences written out step by step (an unrolled ``MatMul/Add/Tanh`` chain, a loop over an
-``LSTMCell``) recognised as an Elman or LSTM cell repeated T times and run as one kernel call.
+``LSTMCell`` or ``GRUCell``) recognised as an Elman, LSTM or GRU cell repeated T times and run
+as one kernel call.
 
 A step is found by its shape: an Elman step ends in ``Tanh``/``Relu`` of a pre-activation that
 reads the previous step's output; an LSTM step ends in ``h = sigmoid(o) * tanh(c)`` with
-``c = sigmoid(f) * c_prev + sigmoid(i) * tanh(g)``. Everything between the step's inputs (the
+``c = sigmoid(f) * c_prev + sigmoid(i) * tanh(g)``; a GRU step has ``n = tanh(n_x + sigmoid(r)
+* n_h)`` and ends where the arithmetic on ``n``, ``z`` and the previous state does. Everything between the step's inputs (the
 step input ``x_t``, the previous states) and its pre-activations must be affine: its weights
 are read by running those nodes on unit inputs, and the step is fused only if its nodes, run
 on random inputs, then agree with the cell's formula. Steps must repeat the same nodes and
@@ -23,18 +25,21 @@ from .load import FLOAT_TYPES, Node
 from .recurrent import ACTIVATIONS, RECURRENT, bind_activation, build_cell
 
 # The cells a fused recurrence runs on: those of ONNX's RNN and LSTM nodes.
-ELMAN, LSTM = RECURRENT["RNN"], RECURRENT["LSTM"]
+ELMAN, LSTM, GRU = RECURRENT["RNN"], RECURRENT["LSTM"], RECURRENT["GRU"]
 ELMAN_ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu"}
 # Nodes an input projection may pass through between x_t and the recurrent part.
-PROJECTIONS = frozenset({"MatMul", "Gemm", "Add", "Sub", "Mul"})
+PROJECTIONS = frozenset({"MatMul", "Gemm", "Add", "Sub", "Mul", "Split"})
+ELEMENTWISE = frozenset({"Add", "Sub", "Mul"})
 MIN_STEPS = 2
 
 
 @dataclass
 class Step:
-    """One step of a recurrence: its state inputs and outputs, input, nodes and pre-activations
-    (Elman: one; LSTM: i, f, g, o)."""
+    """One step of a recurrence of ``op``'s cell: its state inputs and outputs, input, nodes
+    and pre-activations (Elman: one; LSTM: i, f, g, o; GRU: r, z, and the candidate's input
+    and recurrent parts)."""
 
+    op: object
     states_in: tuple[str, ...]
     states_out: tuple[str, ...]
     pre: tuple[str, ...]
@@ -92,7 +97,7 @@ class FusedRecurrence:
     """A chain of steps run as one kernel call; ``nodes`` the originals, run when the inputs
     do not have the shapes the fusion assumed."""
 
-    cell: str
+    cell: str  # the rnnsim cell (that of ONNX's RNN, LSTM or GRU node)
     activation: str
     steps: int
     input_size: int
@@ -152,7 +157,7 @@ def fuse(nodes: list[Node], constants: dict, shapes: dict, outputs: list[str],
     return the ``FusedRecurrence`` of each. ``shapes``: tensor name -> (dtype, dims) known
     before a run; ``outputs``: the graph's outputs (a step's inner tensor must not be one)."""
     fused = []
-    for find in (_lstm_steps, _elman_steps):
+    for find in (_lstm_steps, _gru_steps, _elman_steps):
         while True:  # after each fusion, look again in the rewritten node list
             graph = Graph(nodes, constants)
             for chain in _chains(graph, find(graph)):
@@ -171,7 +176,7 @@ def _elman_steps(graph: Graph) -> list[Step]:
     steps = []
     for node in graph.nodes:
         if node.op in ELMAN_ACTIVATIONS:
-            steps.append(Step((), (node.outputs[0],), (node.inputs[0],)))
+            steps.append(Step(ELMAN, (), (node.outputs[0],), (node.inputs[0],)))
     return steps
 
 
@@ -200,10 +205,67 @@ def _lstm_steps(graph: Graph) -> list[Step]:
             f = gate_f[0] or gate_f[1]
             c_prev = forget.inputs[gate_f.index(None)]
             i, g = gate_g
-            steps.append(Step((c_prev,), (node.outputs[0], c),
+            steps.append(Step(LSTM, (c_prev,), (node.outputs[0], c),
                               (i.inputs[0], f.inputs[0], g.inputs[0], o.inputs[0])))
             break
     return steps
+
+
+def _gru_steps(graph: Graph) -> list[Step]:
+    """n = tanh(n_x + sigmoid(r) * n_h), and the one tensor the step's elementwise arithmetic
+    on n leaves it by (h = (1 - z) * n + z * h_prev in any spelling), where z is the other
+    sigmoid that arithmetic reads."""
+    steps = []
+    for node in graph.nodes:
+        add = graph.made_by(node.inputs[0], "Add") if node.op == "Tanh" else None
+        if add is None or len(add.inputs) != 2:
+            continue
+        muls = [graph.made_by(name, "Mul") for name in add.inputs]
+        for mul, n_x in ((muls[0], add.inputs[1]), (muls[1], add.inputs[0])):
+            gates = [graph.made_by(name, "Sigmoid") for name in mul.inputs] if mul else []
+            if gates.count(None) != 1:
+                continue
+            r = gates[0] or gates[1]
+            n_h = mul.inputs[gates.index(None)]
+            exits, sigmoids = _elementwise_closure(graph, node.outputs[0])
+            sigmoids.discard(r.outputs[0])
+            if len(exits) == 1 and len(sigmoids) == 1:
+                z = graph.made_by(sigmoids.pop(), "Sigmoid")
+                steps.append(Step(GRU, (), (exits.pop(),),
+                                  (r.inputs[0], z.inputs[0], n_x, n_h)))
+            break
+    return steps
+
+
+def _elementwise_closure(graph: Graph, start: str) -> tuple[set, set]:
+    """From ``start`` down through Add/Sub/Mul up to the first tensors read by anything else
+    (or read by nothing): those exits, and the Sigmoid outputs the arithmetic leading to them
+    reads (found walking back from the exits through Add/Sub/Mul, up to tensors that other
+    nodes read too: the previous state, projections)."""
+    exits, todo, seen = set(), [start], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        readers = [graph.nodes[i] for i in graph.readers.get(name, [])]
+        if name != start and (not readers or any(r.op not in ELEMENTWISE for r in readers)):
+            exits.add(name)
+            continue  # the step's output: what reads it belongs to the next step
+        todo += [reader.outputs[0] for reader in readers]
+    sigmoids, todo, seen = set(), list(exits), set()
+    while todo:
+        name = todo.pop()
+        node = graph.made_by(name, *ELEMENTWISE)
+        if name in seen or node is None:
+            continue
+        seen.add(name)
+        for other in graph.dynamic_inputs(node):
+            if graph.made_by(other, "Sigmoid") is not None:
+                sigmoids.add(other)
+            elif all(graph.nodes[i].op in ELEMENTWISE for i in graph.readers.get(other, [])):
+                todo.append(other)
+    return exits, sigmoids
 
 
 def _split(graph: Graph, names, first: str, second: str):
@@ -377,26 +439,29 @@ def _fuse_chain(graph: Graph, chain: list[Step], shapes: dict, origin: str):
     dtype = shapes.get(step.x, (None,))[0]
     if k is None or p is None or dtype not in FLOAT_TYPES:
         return None
-    cell = LSTM.cell if len(step.pre) == LSTM.gates else ELMAN.cell
+    op, cell = step.op, step.op.cell
     try:
         weights = _probe(graph, step, k, p, dtype)
         if weights is None:
             return None
-        W, U, b = weights
-        activation = ("tanh" if cell == LSTM.cell else
-                      ELMAN_ACTIVATIONS[graph.nodes[graph.producer[step.states_out[0]]].op])
-        if not _agrees(graph, step, cell, activation, W, U, b, dtype):
+        params = dict(zip(("W", "U", "b"), weights))
+        if op is GRU:  # the candidate's recurrent part stays inside r * (...): PyTorch's form
+            params = {"W": params["W"][:3 * p], "U": np.concatenate(
+                [params["U"][:2 * p], params["U"][3 * p:]]), "b": params["b"][:3 * p],
+                "bn": params["b"][3 * p:]}
+        activation = (ELMAN_ACTIVATIONS[graph.nodes[graph.producer[step.states_out[0]]].op]
+                      if op is ELMAN else "tanh")
+        if not _agrees(graph, step, activation, params, dtype):
             return None
         first, last = graph.nodes[chain[0].nodes[0]].name, graph.nodes[chain[-1].nodes[-1]].name
         where = f"{origin}: fused {cell} steps '{first}'..'{last}'"
-        defaults = [ACTIVATIONS[LSTM.activations[slot].lower()][0]
-                    for slot in LSTM.activation_slots]  # ONNX's defaults in kernel order
-        activations = [bind_activation(name, where)
-                       for name in (defaults if cell == LSTM.cell else [activation])]
-        kernel = build_cell(cell, p, k, activations, {}, where)
+        names = ([activation] if op is ELMAN else  # ONNX's defaults, in kernel order
+                 [ACTIVATIONS[op.activations[slot].lower()][0] for slot in op.activation_slots])
+        kernel = build_cell(cell, p, k, [bind_activation(name, where) for name in names],
+                            {"reset_after": True} if op is GRU else {}, where)
     except Exception:  # noqa: BLE001 (any failure of a probe means: not a recurrence
         return None    # rnnsim runs as one; the nodes run as they are)
-    params = {"W": W, "U": U, "b": b}
+    params = {key: np.ascontiguousarray(value) for key, value in params.items()}
     for value in params.values():
         value.flags.writeable = False
     nodes = [graph.nodes[i] for s in chain for i in s.nodes]
@@ -447,24 +512,32 @@ def _probe(graph: Graph, step: Step, k: int, p: int, dtype):
     return W, U, np.ascontiguousarray(b)
 
 
-def _agrees(graph: Graph, step: Step, cell: str, activation: str, W, U, b, dtype) -> bool:
+def _agrees(graph: Graph, step: Step, activation: str, params: dict, dtype) -> bool:
     """The step's nodes on random inputs against the cell's formula with the weights read."""
     rng = np.random.default_rng(0)
+    W, U, b = params["W"], params["U"], params["b"]
     B, k, p = 3, W.shape[1], U.shape[1]
     x = rng.standard_normal((B, k)).astype(dtype)
     h = rng.uniform(-1, 1, (B, p)).astype(dtype)
     feeds = {step.x: x, step.states_in[0]: h}
-    z = x.astype(np.float64) @ W.T + h @ U.T + b
-    if cell == LSTM.cell:
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    xw, hu = x.astype(np.float64) @ W.T, h.astype(np.float64) @ U.T
+    if step.op is LSTM:
         c = rng.standard_normal((B, p)).astype(dtype)
         if step.states_in[1] == step.states_in[0]:
             c = h
         feeds[step.states_in[1]] = c
-        sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-        i, f, g, o = np.split(z, 4, axis=1)
+        i, f, g, o = np.split(xw + hu + b, 4, axis=1)
         c_new = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
         expected = [sigmoid(o) * np.tanh(c_new), c_new]
+    elif step.op is GRU:
+        r, z, n_x = np.split(xw + b, 3, axis=1)
+        u_r, u_z, u_n = np.split(hu, 3, axis=1)
+        r, z = sigmoid(r + u_r), sigmoid(z + u_z)
+        n = np.tanh(n_x + r * (u_n + params["bn"]))
+        expected = [(1 - z) * n + z * h]
     else:
+        z = xw + hu + b
         expected = [np.tanh(z) if activation == "tanh" else np.maximum(z, 0)]
     values = _run_step(graph, step, feeds)
     tol = 1e-4 if dtype == np.float32 else 1e-9
