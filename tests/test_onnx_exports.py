@@ -1,6 +1,7 @@
 """Models exported by the real exporters (``torch.onnx.export``, legacy and ``dynamo=True`` with
-dynamic shapes; Keras 3's ``model.export(format="onnx")`` with the torch backend), run by ``rnnsim.from_onnx`` on inputs of other sizes than at export, against
-ONNX Runtime and PyTorch, with random weights: batch-first, stacked, embedding and state-input
+dynamic shapes; Keras 3's ``model.export(format="onnx")`` with the torch backend), run by
+``rnnsim.from_onnx`` on inputs of other sizes than at export, against ONNX Runtime and PyTorch
+(or Keras), with random weights: batch-first, stacked, embedding and state-input
 models, pooling and normalisation heads, variable-length models through
 ``pack_padded_sequence``, and recurrences written out step by step (cell loops), which rnnsim
 fuses back into one kernel run."""

@@ -5,10 +5,11 @@ as one kernel call.
 A step is found by its shape: an Elman step ends in ``Tanh``/``Relu`` of a pre-activation that
 reads the previous step's output; an LSTM step ends in ``h = sigmoid(o) * tanh(c)`` with
 ``c = sigmoid(f) * c_prev + sigmoid(i) * tanh(g)``; a GRU step has ``n = tanh(n_x + sigmoid(r)
-* n_h)`` and ends where the arithmetic on ``n``, ``z`` and the previous state does. Everything between the step's inputs (the
-step input ``x_t``, the previous states) and its pre-activations must be affine: its weights
-are read by running those nodes on unit inputs, and the step is fused only if its nodes, run
-on random inputs, then agree with the cell's formula. Steps must repeat the same nodes and
+* n_h)`` and ends where the arithmetic on ``n``, ``z`` and the previous state does.
+Everything between the step's inputs (the step input ``x_t``, the previous states) and its
+pre-activations must be affine: its weights are read by running those nodes on unit inputs,
+and the step is fused only if its nodes, run on random inputs, then agree with the cell's
+formula. Steps must repeat the same nodes and
 weights, their inner tensors must not be read elsewhere, and no step input may depend on a
 fused step (a decoder feeding its output back is left alone). Whatever is not fused runs node
 by node, as before; a fused run whose inputs do not have the shapes seen at load runs the
