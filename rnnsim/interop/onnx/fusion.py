@@ -71,25 +71,22 @@ class Graph:
 
     def depends(self, outputs, sources) -> set[int]:
         """Indices of the nodes between ``sources`` and ``outputs``: ancestors of ``outputs``
-        that read one of ``sources`` directly or through each other."""
-        sources, found, seen = set(sources), set(), set()
-
-        def visit(name: str) -> bool:
-            index = self.producer.get(name)
-            if name in sources:
-                return True
-            if index is None:
-                return False
-            if index in seen:
-                return index in found
-            seen.add(index)
-            hits = [visit(n) for n in self.dynamic_inputs(self.nodes[index])]
-            if any(hits):
+        that read one of ``sources`` directly or through each other (walked without
+        recursion: unrolled graphs are deep)."""
+        sources = set(sources)
+        ancestors, todo = set(), [self.producer.get(n) for n in outputs if n not in sources]
+        while todo:
+            index = todo.pop()
+            if index is None or index in ancestors:
+                continue
+            ancestors.add(index)
+            todo += [self.producer.get(n) for n in self.dynamic_inputs(self.nodes[index])
+                     if n not in sources]
+        found = set()
+        for index in sorted(ancestors):  # node order is topological: inputs come first
+            if any(n in sources or self.producer.get(n) in found
+                   for n in self.dynamic_inputs(self.nodes[index])):
                 found.add(index)
-            return index in found
-
-        for name in outputs:
-            visit(name)
         return found
 
 
