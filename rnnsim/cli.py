@@ -310,9 +310,16 @@ def info_graph(model, path: Path, as_json: bool) -> None:
             click.echo(f"  activations ({direction}): {', '.join(names)}")
         weights = "  ".join(f"{key} {tuple(shape)}" for key, shape in node["weights"].items())
         click.echo(f"  weights: {weights or 'computed by the graph'}")
-    glue = ", ".join(f"{op} x{count}" for op, count in sorted(info["ops"].items())
-                     if op not in ("RNN", "LSTM", "GRU"))
-    click.echo(f"other operators (NumPy): {glue or 'none'}")
+    for fused in info["fused"]:
+        click.echo(f"fused: {fused['cell']} ({fused['activation']}) x {fused['steps']} steps, "
+                   f"input_size {fused['input_size']}, hidden_size {fused['hidden_size']}, "
+                   f"{fused['nodes']} nodes '{fused['first_node']}'..'{fused['last_node']}' run "
+                   "as one kernel call")
+    for label, reference in (("rnnsim's NumPy", False), ("onnx.reference", True)):
+        glue = ", ".join(f"{op} x{count}" for op, count in sorted(info["ops"].items())
+                         if op not in ("RNN", "LSTM", "GRU") and not op.startswith("Fused")
+                         and (op in info["reference_ops"]) == reference)
+        click.echo(f"other operators ({label}): {glue or 'none'}")
 
 
 def _int_list(value: str | None, option: str) -> list[int] | None:
