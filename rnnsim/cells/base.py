@@ -6,14 +6,11 @@ import os
 from typing import Mapping, Optional
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
-import numba.np.ufunc.parallel as numba_parallel
 import numpy as np
 from pydantic import Field, ValidationError
 
 from .. import device, kernels
 from ..activations import BoundActivation, compile_errors
-from ..kernels.cpu import tiles
 from ..config import CellOptions, LayerConfig, Spec, describe_error
 from ..errors import ConfigError
 
@@ -60,6 +57,8 @@ def run_rows(kernel, batch: int, steps: int, step_work: float, *args) -> None:
         calls = [(0, batch, member, threads) for member in range(threads)]
     else:
         size = -(-batch // threads)
+        from ..kernels.cpu import tiles
+
         if batch >= threads * tiles.ROWS:  # whole tiles of rows per thread
             size = -(-size // tiles.ROWS) * tiles.ROWS
         calls = [(first, min(batch, first + size), 0, 1) for first in range(0, batch, size)]
@@ -77,6 +76,9 @@ def thread_count() -> int:
     has set it either): numba's OpenMP layer started before PyTorch is imported makes
     PyTorch's multithreaded CPU operations about 100 times slower (docs/performance.md).
     """
+    import numba
+    import numba.np.ufunc.parallel as numba_parallel
+
     if not getattr(numba_parallel, "_is_initialized", True):
         return numba.config.NUMBA_NUM_THREADS
     return numba.get_num_threads()
@@ -162,6 +164,8 @@ class Cell:
         Read-only matrices (``a.flags.writeable = False``, all the way to the array owning the
         memory) seen before at the same address skip the comparison: they cannot have changed.
         """
+        from ..kernels.cpu import tiles  # numba, on first run
+
         W, U = (np.ascontiguousarray(m) for m in matrices)
         marks = (read_only_mark(W), read_only_mark(U))
         entry = self._packed.get(key)

@@ -1,8 +1,6 @@
 """The Elman (simple) recurrent cell."""
 import numpy as np
 
-from ..kernels.cpu import elman as template
-from ..kernels.cpu import tiles
 from .base import Cell, ClipOptions
 from .maps import LayerMap, rows
 
@@ -34,6 +32,8 @@ class ElmanCell(Cell):
     Options = ElmanOptions
 
     def forward_call(self, params, suffix, x, lengths, reverse, out, h):
+        from ..kernels.cpu import elman as template, tiles  # numba, on first run
+
         B = x.shape[1]
         dtype = x.dtype
         P = self.packed("U" + suffix, (params["W" + suffix], params["U" + suffix]), 1,

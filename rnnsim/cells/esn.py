@@ -13,7 +13,6 @@ from ..config import CellOptions
 from ..activations import compile_errors
 from ..errors import ConfigError
 from ..sparse import CSR
-from ..kernels.cpu import tiles
 from .. import device
 from .base import Cell, input_projection, thread_count
 from .maps import DENSE_MAX, LayerMap, matmul, rows
@@ -328,6 +327,8 @@ class ESNCell(Cell):
             indptr = np.zeros((M, N + 1), np.int64)
             work = N * N
             row_work = np.full(N, N)
+        from ..kernels.cpu import tiles  # numba, on first run
+
         width = tiles.block_rows(z)
         activation = self.activations[0].kernel_args(dtype)
         if self.sparse and M == 1 and F.shape[2] == 0 and B >= BATCHED_BLOCK_FILL * width:

@@ -4,8 +4,6 @@ from typing import Optional
 import numpy as np
 from pydantic import Field
 
-from ..kernels.cpu import gru as template
-from ..kernels.cpu import tiles
 from .. import device
 from .base import Cell, ClipOptions, GateOptions
 from .maps import LayerMap, rows
@@ -83,6 +81,8 @@ class GRUCell(Cell):
         return shapes
 
     def forward_call(self, params, suffix, x, lengths, reverse, out, h):
+        from ..kernels.cpu import gru as template, tiles  # numba, on first run
+
         B = x.shape[1]
         p, dtype, halves = self.units, x.dtype, template.HALVES
         W, U = params["W" + suffix], params["U" + suffix]

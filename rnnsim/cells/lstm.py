@@ -5,8 +5,6 @@ import numpy as np
 from pydantic import Field
 
 from ..config import Spec
-from ..kernels.cpu import lstm as template
-from ..kernels.cpu import tiles
 from .. import device
 from .base import Cell, ClipOptions, GateOptions
 from .maps import LayerMap, rows
@@ -121,6 +119,8 @@ class LSTMCell(Cell):
         return shapes
 
     def forward_call(self, params, suffix, x, lengths, reverse, out, h, c):
+        from ..kernels.cpu import lstm as template, tiles  # numba, on first run
+
         B, k = x.shape[1:]
         p, q, dtype, gates = self.units, self.hidden_size, x.dtype, template.GATES
         vectors = gates * template.HALVES
