@@ -832,11 +832,16 @@ def _grid_option(entries) -> dict[str, str] | None:
 @click.option("--scheduler", metavar="ADDRESS",
               help="Run the points on a Dask cluster: tcp://host:8786, or 'local' for a "
                    "throwaway local cluster (needs pip install 'rnnsim[dask]').")
+@click.option("--on-error", type=click.Choice(["fail", "record", "skip"]),
+              help="A point that fails (its network cannot be built, a metric raises): stop "
+                   "the sweep, record NaN and the error in an 'error' column, or leave it out "
+                   "of the table; failed points run again on the next call "
+                   "[default: sweep.on_error, else record].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table's rows as JSON.")
 @reports_errors
-def sweep_command(config, grid, metrics, output, repeats, seed, workers, scheduler, quiet,
-                  as_json):
+def sweep_command(config, grid, metrics, output, repeats, seed, workers, scheduler, on_error,
+                  quiet, as_json):
     """Run a config over a grid of values and write one table row of metrics per point."""
     grid = _grid_option(grid)
     from . import sweep as sweep_mod
@@ -857,13 +862,18 @@ def sweep_command(config, grid, metrics, output, repeats, seed, workers, schedul
 
         table = sweep_mod.run_sweep(parsed, grid, list(metrics) or None, output,
                                     repeats=repeats, seed=seed, workers=workers,
-                                    scheduler=scheduler, progress=None if quiet else progress)
+                                    scheduler=scheduler, progress=None if quiet else progress,
+                                    on_error=on_error)
+    for point, error in table.failed:
+        click.echo(f"warning: sweep point {point} failed: {error}", err=True)
     if as_json:
         click.echo(json.dumps(list(table), indent=2))
     elif not quiet:
         click.echo(f"wrote {table.path}: {len(table)} points ({table.computed} computed, "
-                   f"{table.resumed} resumed) in {time.perf_counter() - start:.1f} s; point "
-                   f"files in {sweep_mod.points_folder(table.path)}/")
+                   f"{table.resumed} resumed"
+                   f"{f', {len(table.failed)} failed' if table.failed else ''}) in "
+                   f"{time.perf_counter() - start:.1f} s; point files in "
+                   f"{sweep_mod.points_folder(table.path)}/")
 
 
 @cli.group("plot")

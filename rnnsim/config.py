@@ -131,6 +131,9 @@ class SweepConfig(_Strict):
     seed: Optional[int] = Field(default=None, ge=0, description="base of the per-point seeds "
                                 "(default: network.seed)")
     output: Optional[str] = Field(default=None, description="table to write: .csv or .parquet")
+    on_error: Literal["fail", "record", "skip"] = Field(
+        default="record", description="a point that fails: stop the sweep (fail), write NaN "
+        "and the error in an error column (record), or leave it out of the table (skip)")
 
 
 class Config(_Strict):
