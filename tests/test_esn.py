@@ -690,3 +690,21 @@ def test_network_fit_calls_the_heads_own_fit():
             rnnsim.Network.from_config(cfg)
     finally:
         plugins.unregister_plugin("mean-head")
+
+
+def test_ridge_gives_the_same_bits_whatever_the_blas_threads():
+    """A Dask worker and a sweep's process pool run BLAS on different thread counts; the
+    readout must not depend on it (it differed by ~5e-17 before the solve was pinned)."""
+    from threadpoolctl import threadpool_limits
+
+    from rnnsim.reservoir.readout import ridge_regression
+
+    rng = np.random.default_rng(0)
+    states, targets = np.tanh(rng.standard_normal((3000, 400))), rng.standard_normal((3000, 2))
+    fits = []
+    for threads in (1, 2, 4):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            fits.append(ridge_regression(states, targets, 1e-6))
+    for w, b in fits[1:]:
+        np.testing.assert_array_equal(w, fits[0][0])
+        np.testing.assert_array_equal(b, fits[0][1])

@@ -7,15 +7,18 @@ import time
 import numpy as np
 
 from ..errors import ConfigError, InputError, ShapeError
+from ..threads import with_one_blas_thread
 
 
+@with_one_blas_thread
 def ridge_regression(states: np.ndarray, targets: np.ndarray, ridge: float,
                      chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Readout weights minimising ||S W + b - Y||^2 + ridge ||W||^2, the bias unregularised.
 
     states : (n, N); targets : (n, m). Accumulates S^T S, S^T Y and the column sums in float64
-    over chunks of rows (no copy of ``states``), centres them, and solves the N x N system.
-    Returns ``W`` (N, m) and ``b`` (m,) in float64.
+    over chunks of rows (no copy of ``states``), centres them, and solves the N x N system,
+    with BLAS on one thread: the same bits whatever the caller's BLAS threads (a sweep's
+    process pool and a Dask worker differ there). Returns ``W`` (N, m) and ``b`` (m,) in float64.
     """
     n, N = states.shape
     m = targets.shape[1]
