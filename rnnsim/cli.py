@@ -674,26 +674,36 @@ ANALYZE_STEPS = 1000
 
 @cli.command("analyze")
 @CONFIG
-@click.option("--input", "input_path", type=click.Path(path_type=Path),
-              help="Input u of one sequence (T, k): drives the dynamics analysis and the "
-                   "echo-state check (and the NRMSE) [default: drawn N(0, 1) noise].")
+@click.option("--input", "input_spec", metavar="random|zeros|NUMBER|PATH", default="random",
+              help="The one input every analysis follows (exponents, gradient norms, the "
+                   "fixed-point starts, the echo-state check): drawn N(0, 1) noise (random), "
+                   "zeros, a constant (NUMBER, every feature; the fixed points are then "
+                   "searched under it), or a file (T, k).")
 @click.option("--target", "target_path", type=click.Path(path_type=Path),
-              help="Target y: fit the ridge readout on (u, y) and report its NRMSE.")
+              help="Target y: fit the ridge readout on (u, y) and report its NRMSE (needs "
+                   "--input PATH).")
 @click.option("--washout", type=click.IntRange(min=0), default=0,
               help="Leading steps left out of the regression and the NRMSE.")
 @click.option("--ridge", type=click.FloatRange(min=0), default=1e-6,
               help="L2 penalty on the readout weights.")
 @click.option("--steps", type=click.IntRange(min=1),
               help="Steps analysed after the warm-up: the drawn input's length, or with "
-                   "--input the first WARMUP + STEPS steps of the file (and of --target) "
-                   f"[default: {ANALYZE_STEPS} drawn steps, or the whole file].")
+                   "--input PATH the first WARMUP + STEPS steps of the file (and of --target) "
+                   f"[default: {ANALYZE_STEPS} steps, or the whole file].")
 @click.option("--warmup", type=click.IntRange(min=0), default=100,
               help="Leading steps before the Lyapunov exponents are averaged.")
 @click.option("--exponents", type=click.IntRange(min=1), default=10,
               help="How many of the largest Lyapunov exponents to compute (at most the "
                    "state size).")
 @click.option("--starts", type=click.IntRange(min=1), default=16,
-              help="Starts of the fixed-point search under zero input.")
+              help="Starts of the fixed-point search: states of the trajectory plus noise.")
+@click.option("--start-states", "start_path", type=click.Path(path_type=Path),
+              help="Start states (S, n) of layer 0's fixed-point search, instead of --starts.")
+@click.option("--fixed-points-out", "points_path",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the fixed points to this .npz: per layer and direction "
+                   "layer{i}.{direction}.states, .eigenvalues, .index (unstable directions), "
+                   ".stable, .q, .residual, .kind.")
 @click.option("--horizon", type=click.IntRange(min=1), default=100,
               help="Steps back from the last one over which the gradient norms "
                    "|ds_T/ds_t| are computed.")
@@ -701,36 +711,68 @@ ANALYZE_STEPS = 1000
               help="Seed of the drawn input, the initial states and the fixed-point starts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @reports_errors
-def analyze_command(config, input_path, target_path, washout, ridge, steps, warmup, exponents,
-                    starts, horizon, seed, as_json):
+def analyze_command(config, input_spec, target_path, washout, ridge, steps, warmup, exponents,
+                    starts, start_path, points_path, horizon, seed, as_json):
     """Print the dynamics of every layer (Lyapunov exponents, fixed points, gradient norms),
     and for a reservoir its spectral radii, memory capacity and echo-state check."""
-    if target_path is not None and input_path is None:
-        raise click.UsageError("--target needs --input.")
+    import numpy as np
+
     from . import dynamics, reservoir
     from .tasks import draw_sequence
-    from .io import read_array
+    from .io import read_array, write_atomic
     from .network import open_network
 
     net = open_network(config)
-    u = None if input_path is None else read_array(input_path)
+    length = warmup + (steps or ANALYZE_STEPS)
+    constant, u = None, None
+    if input_spec == "random":
+        x, label = draw_sequence(net, length, seed), f"drawn N(0, 1) input (seed {seed})"
+    elif input_spec == "zeros" or _is_number(input_spec):
+        constant = 0.0 if input_spec == "zeros" else float(input_spec)
+        x = np.full((length, net.input_size), constant)
+        label = "zero input" if constant == 0 else f"constant input {constant:g}"
+    else:
+        u = read_array(Path(input_spec))
+        if steps is not None:
+            u = _first_steps(u, warmup, steps, input_spec)
+        x, label = u, f"the input in {input_spec}"
+    if target_path is not None and u is None:
+        raise click.UsageError("--target needs --input PATH.")
     y = None if target_path is None else read_array(target_path, name="y")
-    if u is not None and steps is not None:
-        u = _first_steps(u, warmup, steps, input_path)
-        y = None if y is None else _first_steps(y, warmup, steps, target_path)
-    x = u if u is not None else draw_sequence(net, warmup + (steps or ANALYZE_STEPS), seed)
+    if y is not None and steps is not None:
+        y = _first_steps(y, warmup, steps, target_path)
+    start_states = None if start_path is None else read_array(start_path, name="start states")
     report = {}
     if any(layer.reservoir for layer in net.layers):
-        report = reservoir.analyze(net, u, y, washout=washout, ridge=ridge)
+        report = reservoir.analyze(net, u, y, washout=washout, ridge=ridge,
+                                   probe=np.asarray(x, net.dtype))
     report["dynamics"] = dynamics.analyze(net, x, warmup=warmup, starts=starts,
-                                          exponents=exponents, horizon=horizon, seed=seed)
+                                          exponents=exponents, horizon=horizon, seed=seed,
+                                          x_const=constant, start_states=start_states,
+                                          input_label=label)
+    if points_path is not None:
+        arrays = dynamics.fixed_point_file(report["dynamics"])
+
+        def save(tmp):
+            with tmp.open("wb") as handle:
+                np.savez(handle, **arrays)
+
+        write_atomic(points_path, save)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     if "echo_state" in report:
-        print_reservoir(report)
+        print_reservoir(report, label)
     for row in report["dynamics"]:
-        print_dynamics(row, "the given input" if u is not None else "drawn N(0, 1) input")
+        print_dynamics(row, label)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _first_steps(array, warmup: int, steps: int, path: Path):
@@ -742,7 +784,7 @@ def _first_steps(array, warmup: int, steps: int, path: Path):
     return array[:warmup + steps]
 
 
-def print_reservoir(report: dict) -> None:
+def print_reservoir(report: dict, source: str) -> None:
     for row in report["layers"]:
         click.echo(f"layer {row['layer']}: {row['units']} units, spectral radius "
                    f"{row['spectral_radius']:.6g}, effective (with leak) "
@@ -750,7 +792,8 @@ def print_reservoir(report: dict) -> None:
     click.echo(f"memory capacity {report['memory_capacity']:.4g}")
     esp = report["echo_state"]
     click.echo(f"echo-state property: {'holds' if esp['holds'] else 'NOT shown'} (trial "
-               f"spread {esp['initial_distance']:.3g} -> {esp['final_distance']:.3g})")
+               f"spread {esp['initial_distance']:.3g} -> {esp['final_distance']:.3g} over "
+               f"{esp['steps']} steps of {source})")
     if "nrmse" in report:
         click.echo(f"NRMSE {report['nrmse']:.4e}")
 
@@ -767,7 +810,8 @@ def print_dynamics(row: dict, source: str) -> None:
     lyap = row["lyapunov"]
     click.echo(f"dynamics of layer {row['layer']} ({row['cell']}{way}, {row['state_size']} "
                f"state variables), {lyap['steps']} steps of {source} after {lyap['warmup']} "
-               "warm-up steps:")
+               f"warm-up steps, from one initial state ({row['initial_state']}) for every "
+               "section:")
     largest = lyap["largest"]
     verdict = ("nearby trajectories separate: chaotic" if largest is not None and largest > 0
                else "nearby trajectories converge")
@@ -778,14 +822,16 @@ def print_dynamics(row: dict, source: str) -> None:
     points = fixed["points"]
     kinds = [p["kind"] for p in points]
     stable = sum(p["stable"] for p in points if p["kind"] == "fixed")
-    click.echo(f"  fixed points under zero input ({fixed['starts']} starts): "
+    under = ("zero input" if fixed["input"] == "zero"
+             else f"constant input {', '.join(format(v, 'g') for v in fixed['input'])}")
+    click.echo(f"  fixed points under {under} ({fixed['starts']} starts from the trajectory): "
                f"{kinds.count('fixed')} fixed ({stable} stable), {kinds.count('slow')} slow")
     for p in points:
         marginal = abs(p["spectral_radius"] - 1) <= dynamics.STABILITY_MARGIN
         stability = "marginal" if marginal else "stable" if p["stable"] else "unstable"
-        click.echo(f"    {p['kind']:<5} {stability:<8} "
+        click.echo(f"    {p['kind']:<5} {stability:<8} index {p['index']:<3} "
                    f"max|eigenvalue| {p['spectral_radius']:.6g}  max|s| "
-                   f"{p['max_abs_state']:.4g}  q {p['q']:.2g}")
+                   f"{p['max_abs_state']:.4g}  |F(s)-s| {p['residual']:.2g}")
     norms = row["gradient_norms"]["by_lag"]
     growth = row["gradient_norms"]["growth_per_step"]
     trend = ("" if growth is None else f", x{growth:.4g} per step: "

@@ -52,7 +52,7 @@ def echo_state_check(net, u, trials: int = 4, seed: int = 0) -> dict:
     first, last = spread(out[0]), spread(out[-1])
     holds = last <= max(1e-6 * first, 1e-9)
     return {"initial_distance": first, "final_distance": last,
-            "ratio": last / first if first else 0.0, "holds": bool(holds)}
+            "ratio": last / first if first else 0.0, "holds": bool(holds), "steps": len(u)}
 
 
 def recurrent_matrix(net, index: int = 0):
@@ -60,11 +60,13 @@ def recurrent_matrix(net, index: int = 0):
     return net.layers[index].recurrent_matrix(net.layer_params(index))
 
 
-def analyze(net, u=None, y=None, washout: int = 0, ridge: float = 1e-6) -> dict:
+def analyze(net, u=None, y=None, washout: int = 0, ridge: float = 1e-6,
+            probe=None) -> dict:
     """Spectral radii of every layer with a leak rate, memory capacity, echo-state check, NRMSE.
 
-    With ``u`` (T, k) the echo-state check runs on it (else on seeded noise); with ``y`` too,
-    the ridge head is fitted on (u, y) and its NRMSE reported.
+    The echo-state check runs on ``probe`` (T, k), else on ``u`` (T, k), else on 500 steps of
+    seeded U(-1, 1) noise; with ``y`` too, the ridge head is fitted on (u, y) and its NRMSE
+    reported. The report's ``echo_state.steps`` says how long the probe was.
     """
     layers = []
     for i, layer in enumerate(net.layers):
@@ -74,8 +76,8 @@ def analyze(net, u=None, y=None, washout: int = 0, ridge: float = 1e-6) -> dict:
         layers.append({"layer": i, "units": layer.units,
                        "spectral_radius": spectral_radius(w),
                        "effective_spectral_radius": spectral_radius(w, layer.leak_rate())})
-    probe = u if u is not None else np.random.default_rng(0).uniform(
-        -1, 1, (500, net.input_size))
+    probe = probe if probe is not None else u if u is not None else \
+        np.random.default_rng(0).uniform(-1, 1, (500, net.input_size))
     report = {"layers": layers, "memory_capacity": memory_capacity(net),
               "echo_state": echo_state_check(net, np.asarray(probe, dtype=net.dtype))}
     if y is not None:
