@@ -23,6 +23,7 @@ import numpy as np
 
 from .cells.maps import LayerMap
 from .errors import ConfigError, InputError, ShapeError
+from .progress import Stages, reporter
 from .threads import with_one_blas_thread
 
 # A fixed-point search stops once q is this small: the residual is at float64 rounding level.
@@ -33,6 +34,8 @@ STABILITY_MARGIN = 1e-6
 # steps half of them settle for.
 NOISY_STEPS = 20
 SETTLE_STEPS = 25
+# Levenberg-Marquardt iterations of the fixed-point search (its default ``max_iter``).
+FIXED_POINT_ITERATIONS = 50
 
 
 def layer_map(net, layer: int = 0, direction: int = 0) -> LayerMap:
@@ -115,7 +118,7 @@ def jacobians(net, x, layer: int = 0, h0=None, direction: int = 0) -> np.ndarray
 @with_one_blas_thread
 def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: int = 0,
                       k: int | None = None, seed: int = 0, direction: int = 0,
-                      h0=None) -> np.ndarray:
+                      h0=None, progress=None) -> np.ndarray:
     """The ``k`` largest Lyapunov exponents (nats per step), sorted descending, by the QR
     (Benettin) method: k tangent vectors are pushed through the Jacobians and
     re-orthonormalised every step; the logs of the diagonal of R are averaged after ``warmup``.
@@ -126,6 +129,7 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
     seed : seeds the initial tangent vectors, and the initial state (uniform in [-1, 1])
         unless ``h0`` (n,) gives it
     Exponents of directions the map collapses exactly (a zero slope) are -inf.
+    progress : None, ``progress(steps_done, steps)`` or a tqdm-compatible bar
     """
     if x is None:
         x = np.zeros((warmup + steps, net.input_size))
@@ -143,6 +147,7 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
         s = _initial(fmap, h0)
     basis = np.linalg.qr(rng.standard_normal((n, k)))[0]
     total = np.zeros(k)
+    report = reporter(progress)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         for t, d in enumerate(drives):
             basis, r = np.linalg.qr(fmap.jvp(s, d, basis))
@@ -153,6 +158,8 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
                                  "states stay bounded.")
             if t >= warmup:
                 total += np.log(np.abs(np.diagonal(r)))
+            if report is not None:
+                report(t + 1, len(drives))
     return np.sort(total / (len(drives) - warmup))[::-1]
 
 
@@ -164,7 +171,7 @@ def largest_lyapunov(net, x=None, steps: int = 1000, warmup: int = 100, layer: i
 
 @with_one_blas_thread
 def gradient_norms(net, x, layer: int = 0, h0=None, direction: int = 0, ord=2,
-                   horizon: int | None = None) -> np.ndarray:
+                   horizon: int | None = None, progress=None) -> np.ndarray:
     """||d s_T / d s_t|| for t = 0..T-1 along the trajectory of ``x`` (T, k): (T,) float64.
 
     Entry t is the norm (``ord`` as in ``numpy.linalg.norm``: 2, the spectral norm, or
@@ -172,6 +179,7 @@ def gradient_norms(net, x, layer: int = 0, h0=None, direction: int = 0, ord=2,
     s_t still moves the last state s_T. Decay with T - t means vanishing gradients, growth
     exploding ones. With ``horizon`` only the last ``horizon`` entries are computed (the rest
     are NaN): each entry costs a product of two n x n matrices and, for ord 2, an SVD.
+    progress : None, ``progress(entries_done, entries)`` or a tqdm-compatible bar
     """
     fmap, drives = _driven(net, x, layer, direction)
     s0 = _initial(fmap, h0)
@@ -179,9 +187,13 @@ def gradient_norms(net, x, layer: int = 0, h0=None, direction: int = 0, ord=2,
     previous = np.vstack([s0[None], fmap.run(s0, drives)[:-1]])
     norms = np.full(T, np.nan)
     product = np.eye(fmap.size)
-    for t in range(T - 1, max(T - (horizon or T), 0) - 1, -1):
+    report = reporter(progress)
+    first = max(T - (horizon or T), 0)
+    for t in range(T - 1, first - 1, -1):
         product = product @ fmap.jacobian(previous[t], drives[t])
         norms[t] = np.linalg.norm(product, ord)
+        if report is not None:
+            report(T - t, T - first)
     return norms
 
 
@@ -207,9 +219,9 @@ class FixedPoint:
 
 @with_one_blas_thread
 def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 1e-10,
-                      slow_tol: float = 1e-6, max_iter: int = 50, merge: float = 1e-3,
-                      layer: int = 0, direction: int = 0, trajectory=None,
-                      noise: float = 0.1) -> list[FixedPoint]:
+                      slow_tol: float = 1e-6, max_iter: int = FIXED_POINT_ITERATIONS,
+                      merge: float = 1e-3, layer: int = 0, direction: int = 0, trajectory=None,
+                      noise: float = 0.1, progress=None) -> list[FixedPoint]:
     """Fixed and slow points of a layer under a constant input (Sussillo and Barak 2013).
 
     q(s) = 1/2 |F(s) - s|^2 is minimised from every start by Levenberg-Marquardt steps with
@@ -235,6 +247,7 @@ def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 
         is linear in ``starts``.
     Whatever the starts, the origin and the state a noise-free run from the origin settles
     to are tried too.
+    progress : None, ``progress(iterations_done, max_iter)`` or a tqdm-compatible bar
     Returns the distinct points: fixed points first (by their largest |coordinate|), then
     slow points by q.
     """
@@ -256,7 +269,7 @@ def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 
             raise ShapeError(f"starts has shape {s0.shape}; expected (S, {fmap.size}) start "
                              "states, or a number of starts to draw.")
     s0 = np.vstack([s0, _analytic_candidates(fmap, d)])
-    points, q = _minimise_q(fmap, d, s0, max_iter)
+    points, q = _minimise_q(fmap, d, s0, max_iter, reporter(progress))
     points = _polish(fmap, d, points, q <= slow_tol)
     low, high = fmap.bounds()
     slack = 1e-9 * (1.0 + np.abs(points))
@@ -330,13 +343,14 @@ def _analytic_candidates(fmap: LayerMap, d: np.ndarray) -> np.ndarray:
     return np.vstack([np.zeros(fmap.size), rest])
 
 
-def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int):
+def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int, report=None):
     """Levenberg-Marquardt on q(s) = 1/2 |r|^2, r = F(s, d) - s, for all starts at once.
 
     Each start keeps its own damping mu: a step that lowers q is taken and mu shrinks,
     otherwise mu grows. A start stops at q <= Q_FLOOR, when a step lowers q by less than a
     relative 1e-10 (a minimum of q with q > 0: a slow point), when its steps no longer move
-    it, or when mu exceeds 1e12. Returns the final states (S, n) and their q (S,).
+    it, or when mu exceeds 1e12. Returns the final states (S, n) and their q (S,);
+    ``report(iterations_done, max_iter)`` follows the iterations.
     """
     s = s.copy()
     r = fmap(s, d) - s
@@ -344,7 +358,9 @@ def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int):
     mu = np.full(len(s), 1e-3)
     active = np.isfinite(q)
     eye = np.eye(fmap.size)
-    for _ in range(max_iter):
+    for iteration in range(max_iter):
+        if report is not None:
+            report(iteration, max_iter)
         active &= q > Q_FLOOR
         if not active.any():
             break
@@ -363,6 +379,8 @@ def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int):
         mu[a[~better]] *= 10.0
         still = np.max(np.abs(step), axis=-1) <= 1e-14 * (1 + np.max(np.abs(s[a]), axis=-1))
         active[a[settled | still | (mu[a] > 1e12)]] = False
+    if report is not None:
+        report(max_iter, max_iter)
     return s, q
 
 
@@ -402,19 +420,23 @@ def directions(net):
 
 @with_one_blas_thread
 def lyapunov_spectra(net, x, warmup: int = 100, exponents: int = 10,
-                     seed: int = 0) -> dict[str, np.ndarray]:
+                     seed: int = 0, progress=None) -> dict[str, np.ndarray]:
     """The ``exponents`` largest Lyapunov exponents (at most the state size) of every layer
-    and direction along the trajectory of ``x`` (T, k), by label (``directions``)."""
+    and direction along the trajectory of ``x`` (T, k), by label (``directions``).
+
+    progress : None, ``progress(steps_done, T * directions)`` or a tqdm-compatible bar
+    """
+    stages = Stages(reporter(progress), len(x) * len(directions(net)))
     return {label: lyapunov_spectrum(net, x, warmup=warmup, layer=i,
                                      k=min(exponents, layer_map(net, i, d).size), seed=seed,
-                                     direction=d)
+                                     direction=d, progress=stages.stage(len(x)))
             for i, d, label in directions(net)}
 
 
 @with_one_blas_thread
 def analyze(net, x, warmup: int = 100, starts: int = 16, exponents: int = 10,
             horizon: int = 100, seed: int = 0, x_const=None, start_states=None,
-            input_label: str = "the given input") -> list[dict]:
+            input_label: str = "the given input", progress=None) -> list[dict]:
     """The dynamics of every layer (and direction) as plain data, for ``rnnsim analyze``.
 
     Everything follows one trajectory: the input ``x`` (T, k) from one initial state per
@@ -425,22 +447,30 @@ def analyze(net, x, warmup: int = 100, starts: int = 16, exponents: int = 10,
     searched from ``starts`` states of the trajectory plus noise (or the (S, n)
     ``start_states`` of layer 0), each with its coordinates, eigenvalues and index.
     ``input_label`` says in the report what ``x`` is. Non-finite numbers become None.
+    progress : None, ``progress(done, total)`` or a tqdm-compatible bar; the work counted is
+        the Lyapunov steps, the fixed-point iterations and the gradient-norm steps
     """
     rows = []
     rng = np.random.default_rng(seed)
+    count = len(directions(net))
+    lyapunov, search, back = len(x), FIXED_POINT_ITERATIONS, min(horizon, len(x))
+    stages = Stages(reporter(progress), count * (lyapunov + search + back))
     for i, direction, label in directions(net):
         fmap = layer_map(net, i, direction)
         s0 = rng.uniform(-1.0, 1.0, fmap.size)
         spectrum = lyapunov_spectrum(net, x, warmup=warmup, layer=i,
                                      k=min(exponents, fmap.size), seed=seed,
-                                     direction=direction, h0=s0)
+                                     direction=direction, h0=s0,
+                                     progress=stages.stage(lyapunov))
         path = trajectory(net, x, layer=i, h0=s0, direction=direction)
         u = None if x_const is None or i else np.broadcast_to(
             np.asarray(x_const, np.float64), (net.input_size,))
         given = start_states if start_states is not None and i == 0 else None
         points = find_fixed_points(net, x_const=u, starts=starts if given is None else given,
-                                   seed=seed, layer=i, direction=direction, trajectory=path)
-        norms = gradient_norms(net, x, layer=i, h0=s0, direction=direction, horizon=horizon)
+                                   seed=seed, layer=i, direction=direction, trajectory=path,
+                                   max_iter=search, progress=stages.stage(search))
+        norms = gradient_norms(net, x, layer=i, h0=s0, direction=direction, horizon=horizon,
+                               progress=stages.stage(back))
         by_lag = norms[::-1][:min(horizon, len(norms))]
         rows.append({
             "layer": i, "direction": ("forward", "reverse")[direction],
