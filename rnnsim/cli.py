@@ -840,7 +840,10 @@ def print_reservoir(report: dict, source: str) -> None:
         click.echo(f"layer {row['layer']}: {row['units']} units, spectral radius "
                    f"{row['spectral_radius']:.6g}, effective (with leak) "
                    f"{row['effective_spectral_radius']:.6g}")
-    click.echo(f"memory capacity {report['memory_capacity']:.4g}")
+    held = report["memory_curve"]["test_fraction"]
+    click.echo(f"memory capacity {report['memory_capacity']:.4g} ("
+               + (f"held out: scored on {held:.0%} of the steps" if held else "in-sample")
+               + ")")
     esp = report["echo_state"]
     click.echo(f"echo-state property: {'holds' if esp['holds'] else 'NOT shown'} (trial "
                f"spread {esp['initial_distance']:.3g} -> {esp['final_distance']:.3g} over "
@@ -1063,6 +1066,25 @@ def plot_lyapunov(config, input_path, steps, warmup, exponents, seed, output_pat
         x = _first_steps(x, warmup, steps, input_path)
     spectra = dynamics.lyapunov_spectra(net, x, warmup=warmup, exponents=exponents, seed=seed)
     _write_plot(plot.lyapunov(spectra), output_path)
+
+
+@plot_group.command("memory")
+@CONFIG
+@click.option("--steps", type=click.IntRange(min=1), default=2000,
+              help="Steps of seeded U(-1, 1) input after the washout.")
+@PLOT_SEED
+@PLOT_OUTPUT
+@reports_errors
+def plot_memory(config, steps, seed, output_path):
+    """Draw the held-out forgetting curve r2(d) of a reservoir (options: the config's
+    run.memory_capacity)."""
+    from . import plot, reservoir
+    from .network import open_network
+
+    net = open_network(config)
+    curve = reservoir.memory_curve(net, timesteps=steps, seed=seed,
+                                   **reservoir.memory_options(net))
+    _write_plot(plot.memory(curve), output_path)
 
 
 @plot_group.command("sweep")

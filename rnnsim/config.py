@@ -114,11 +114,23 @@ class NetworkConfig(_Strict):
     head: Optional[HeadConfig] = None
 
 
+class MemoryCapacityConfig(_Strict):
+    """The memory-capacity measurement (`rnnsim analyze`, the memory_capacity metric)."""
+
+    max_delay: Optional[int] = Field(default=None, gt=0, description="longest delay (default "
+                                     "min(2 N, 200))")
+    washout: int = Field(default=200, ge=0, description="leading steps left out")
+    ridge: float = Field(default=1e-8, ge=0, description="L2 penalty of the delay readouts")
+    test_fraction: float = Field(default=0.5, ge=0, lt=1, description="share of the steps "
+                                 "held out to score the readouts (0: in-sample)")
+
+
 class RunConfig(_Strict):
     """Defaults for `rnnsim run` when no input file is given."""
 
     timesteps: int = Field(default=20, gt=0, description="T, steps per sequence")
     batch: int = Field(default=1, gt=0, description="B, sequences run together")
+    memory_capacity: MemoryCapacityConfig = Field(default_factory=MemoryCapacityConfig)
 
 
 class SweepConfig(_Strict):

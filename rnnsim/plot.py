@@ -154,6 +154,25 @@ def lyapunov(spectra):
     return fig
 
 
+def memory(curves):
+    """Forgetting curves: r2 of the delay-d readout against d, from ``memory_curve`` results
+    (one, or a mapping of labels to them); the legend gives each capacity (their sum)."""
+    if not isinstance(curves, Mapping) or "r2" in curves:
+        curves = {"": curves}
+    fig, (ax,) = _figure()
+    for label, curve in curves.items():
+        r2 = np.asarray(curve["r2"], np.float64)
+        capacity = float(np.sum(r2))
+        ax.plot(np.asarray(curve["delays"]), r2, marker="o", markersize=2,
+                label=f"{label} MC = {capacity:.3g}".strip())
+    ax.set(xlabel="delay d (steps)", ylabel="r^2 of u(t - d)", ylim=(-0.02, 1.02),
+           title="memory (held-out forgetting curve)")
+    _integer_ticks(ax.xaxis)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def sweep(table, x: str, y: str, metric: str):
     """A heat map of ``metric`` over the grid keys ``x`` and ``y`` of a sweep results table
     (a .csv or .parquet path written by ``rnnsim sweep``, or rows as dicts), averaged over

@@ -708,3 +708,37 @@ def test_ridge_gives_the_same_bits_whatever_the_blas_threads():
     for w, b in fits[1:]:
         np.testing.assert_array_equal(w, fits[0][0])
         np.testing.assert_array_equal(b, fits[0][1])
+
+
+def linear_reservoir(n, seed):
+    return rnnsim.Network.from_config({"network": {"input_size": 1, "dtype": "float64", "seed": seed,
+        "layers": [{"cell": "esn", "units": n, "activation": "identity", "leak_rate": 1.0,
+                    "init": {"recurrent": {"name": "normal", "spectral_radius": 0.8},
+                             "bias": "zeros"}}]}})
+
+
+def test_memory_curve_of_a_linear_reservoir_matches_the_gramian():
+    """x_t = W x_{t-1} + w u_t with i.i.d. u: the best linear estimate of u_{t-d} explains
+    r2(d) = (W^d w)^T G^-1 (W^d w) of its variance, G the controllability Gramian
+    (scipy's discrete Lyapunov solver), and the r2 of all delays d >= 0 sum to N."""
+    from scipy.linalg import solve_discrete_lyapunov
+
+    from rnnsim.reservoir import memory_capacity, memory_curve
+
+    n = 8
+    net = linear_reservoir(n, 5)
+    w, win = net.params["layers.0.W"], net.params["layers.0.Win"][:, 0]
+    gram = solve_discrete_lyapunov(w, np.outer(win, win))
+    columns = [np.linalg.matrix_power(w, d) @ win for d in range(1, 31)]
+    expected = np.array([c @ np.linalg.solve(gram, c) for c in columns])
+    assert expected.sum() + win @ np.linalg.solve(gram, win) == pytest.approx(n, abs=1e-4)
+    curve = memory_curve(net, max_delay=30, timesteps=40000, seed=1)
+    assert curve["test_fraction"] == 0.5 and curve["test_steps"] == 20000
+    np.testing.assert_allclose(curve["r2"], expected, atol=0.02)  # sampling error ~ 0.005
+    assert curve["capacity"] == pytest.approx(expected.sum(), abs=0.05)
+    # In-sample scoring overstates short runs; held out it does not.
+    short = dict(max_delay=30, timesteps=400, seed=2)
+    assert memory_capacity(net, test_fraction=0.0, **short) > expected.sum() + 0.1
+    assert memory_capacity(net, **short) < memory_capacity(net, test_fraction=0.0, **short)
+    with pytest.raises(rnnsim.InputError, match="washout of at least 30"):
+        memory_curve(net, max_delay=30, washout=10)

@@ -294,3 +294,23 @@ def test_cli_plot_lyapunov_takes_steps_with_an_input(tmp_path, monkeypatch):
     np.testing.assert_array_equal(seen[0], u[:30])
     assert "need 200 steps" in invoke("plot", "lyapunov", config, "--input", tmp_path / "u.npy",
                                       "--steps", 100, "-o", tmp_path / "m.png", code=2)
+
+
+def test_cli_plot_memory_draws_the_held_out_curve(tmp_path, monkeypatch):
+    path = tmp_path / "esn.yaml"
+    config = {"network": {"input_size": 1, "dtype": "float64", "seed": 2, "layers": [
+        {"cell": "esn", "units": 12, "activation": "tanh"}]},
+        "run": {"memory_capacity": {"max_delay": 15, "ridge": 1e-6, "washout": 50}}}
+    path.write_text(yaml.safe_dump(config))
+    seen = {}
+    real = plot.memory
+    monkeypatch.setattr(plot, "memory", lambda curve: seen.update(curve) or real(curve))
+    invoke("plot", "memory", path, "--steps", 600, "-o", tmp_path / "m.png")
+    assert (tmp_path / "m.png").stat().st_size > 0
+    from rnnsim.reservoir import memory_curve
+    net = rnnsim.Network.from_config(config)
+    expected = memory_curve(net, max_delay=15, timesteps=600, washout=50, ridge=1e-6)
+    np.testing.assert_array_equal(seen["r2"], expected["r2"])
+    assert list(seen["delays"]) == list(range(1, 16)) and seen["test_fraction"] == 0.5
+    (line,) = real(expected).axes[0].lines
+    np.testing.assert_array_equal(line.get_ydata(), expected["r2"])

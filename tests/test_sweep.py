@@ -529,3 +529,22 @@ def test_on_error_skip_and_fail_from_the_cli(tmp_path):
     assert read_table(out)[1]["error"].startswith("network: ConfigError")
     with pytest.raises(ConfigError, match="on_error must be one of fail, record, skip"):
         run_sweep(esn_config(), {UNITS: [4]}, ["spectral_radius"], out, on_error="ignore")
+
+
+def test_memory_capacity_options_are_swept(tmp_path):
+    """run.memory_capacity.max_delay / ridge / washout are grid keys; the metric uses them."""
+    from rnnsim.reservoir import memory_capacity
+
+    config = esn_config()
+    config["run"] = {"timesteps": 400}
+    grid = {"run.memory_capacity.max_delay": [4, 12], "run.memory_capacity.ridge": [1e-6],
+            "run.memory_capacity.washout": [30]}
+    table = run_sweep(config, grid, ["memory_capacity"], tmp_path / "t.csv", workers=1)
+    for row in table:
+        point = json.loads(json.dumps(config))
+        point["network"]["seed"] = row["seed"]
+        net = Network.from_config(point)
+        expected = memory_capacity(net, max_delay=row["run.memory_capacity.max_delay"],
+                                   timesteps=400, washout=30, ridge=1e-6, seed=row["seed"])
+        assert row["memory_capacity"] == expected
+    assert table[0]["memory_capacity"] < table[1]["memory_capacity"]
