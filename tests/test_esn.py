@@ -742,3 +742,30 @@ def test_memory_curve_of_a_linear_reservoir_matches_the_gramian():
     assert memory_capacity(net, **short) < memory_capacity(net, test_fraction=0.0, **short)
     with pytest.raises(rnnsim.InputError, match="washout of at least 30"):
         memory_curve(net, max_delay=30, washout=10)
+
+
+def test_fit_and_score_runs_the_reservoir_once(monkeypatch):
+    """One sequence without feedback: one run serves fit and prediction, with the scores of
+    fitting on a run of the training steps and predicting from a second run."""
+    from rnnsim.reservoir import fit_and_score, mackey_glass
+
+    config = {"network": {"input_size": 1, "dtype": "float64", "seed": 3, "layers": [
+        {"cell": "esn", "units": 40, "leak_rate": 0.4,
+         "init": {"recurrent": {"name": "sparse_random", "spectral_radius": 0.9}}}],
+        "head": {"name": "ridge", "units": 1}}}
+    series = mackey_glass(601)
+    u, y = series[:-1], series[1:]
+    net = rnnsim.Network.from_config(config)
+    runs = []
+    real_run = type(net).run
+    monkeypatch.setattr(type(net), "run", lambda self, *a, **k: runs.append(1) or
+                        real_run(self, *a, **k))
+    scores = fit_and_score(net, u, y, split=480, washout=50, ridge=1e-6)
+    assert len(runs) == 1
+    monkeypatch.undo()
+    other = rnnsim.Network.from_config(config)
+    other.fit(u[:480], y[:480], washout=50, ridge=1e-6)
+    prediction = other.run(u).y
+    np.testing.assert_allclose(net.params["head.W"], other.params["head.W"], rtol=1e-10)
+    expected = np.sqrt(np.mean((prediction[480:] - y[480:]) ** 2)) / np.std(y[480:])
+    assert scores["test_nrmse"] == pytest.approx(expected, rel=1e-9)
