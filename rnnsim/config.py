@@ -125,12 +125,20 @@ class MemoryCapacityConfig(_Strict):
                                  "held out to score the readouts (0: in-sample)")
 
 
+class LyapunovConfig(_Strict):
+    """The largest_lyapunov metric's options."""
+
+    warmup: int = Field(default=100, ge=0, description="steps run before the exponent is "
+                        "averaged (added to run.timesteps)")
+
+
 class RunConfig(_Strict):
     """Defaults for `rnnsim run` when no input file is given."""
 
     timesteps: int = Field(default=20, gt=0, description="T, steps per sequence")
     batch: int = Field(default=1, gt=0, description="B, sequences run together")
     memory_capacity: MemoryCapacityConfig = Field(default_factory=MemoryCapacityConfig)
+    lyapunov: LyapunovConfig = Field(default_factory=LyapunovConfig)
 
 
 class SweepConfig(_Strict):

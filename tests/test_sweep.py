@@ -548,3 +548,19 @@ def test_memory_capacity_options_are_swept(tmp_path):
                                    timesteps=400, washout=30, ridge=1e-6, seed=row["seed"])
         assert row["memory_capacity"] == expected
     assert table[0]["memory_capacity"] < table[1]["memory_capacity"]
+
+
+def test_the_lyapunov_warmup_is_swept(tmp_path):
+    from rnnsim.dynamics import largest_lyapunov
+
+    config = esn_config()
+    config["run"] = {"timesteps": 150}
+    table = run_sweep(config, {"run.lyapunov.warmup": [0, 300]}, ["largest_lyapunov"],
+                      tmp_path / "t.csv", workers=1)
+    for row in table:
+        point = json.loads(json.dumps(config))
+        point["network"]["seed"] = row["seed"]
+        expected = largest_lyapunov(Network.from_config(point), steps=150,
+                                    warmup=row["run.lyapunov.warmup"], seed=row["seed"])
+        assert row["largest_lyapunov"] == expected
+    assert table[0]["largest_lyapunov"] != table[1]["largest_lyapunov"]

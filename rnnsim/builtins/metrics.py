@@ -71,10 +71,12 @@ def memory_capacity(net, seed: int) -> float:
 
 
 def largest_lyapunov(net, seed: int) -> float:
-    """Largest Lyapunov exponent of layer 0 over ``run.timesteps`` steps (rnnsim.dynamics)."""
+    """Largest Lyapunov exponent of layer 0 under zero input over ``run.timesteps`` steps,
+    after ``run.lyapunov.warmup`` steps (rnnsim.dynamics)."""
     from ..dynamics import largest_lyapunov as lyapunov
 
-    return lyapunov(net, steps=net.config.run.timesteps, layer=0, seed=seed)
+    return lyapunov(net, steps=net.config.run.timesteps, warmup=net.config.run.lyapunov.warmup,
+                    layer=0, seed=seed)
 
 
 @hookimpl
