@@ -1091,15 +1091,22 @@ def plot_memory(config, steps, seed, output_path):
 @click.argument("table", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--x", "x_key", required=True, help="Grid key (column) along the x axis.")
 @click.option("--y", "y_key", required=True, help="Grid key (column) along the y axis.")
-@click.option("--metric", required=True, help="Metric (column) shown as colour, averaged "
-                                               "over the seeds of each grid cell.")
+@click.option("--metric", required=True, help="Metric (column) shown as colour, over the "
+                                               "seeds of each grid cell.")
+@click.option("--scale", type=click.Choice(["auto", "log", "linear"]), default="auto",
+              show_default=True, help="Colour scale; auto is log when every value is "
+                                      "positive and they span more than two decades.")
+@click.option("--log", "log_scale", is_flag=True, help="Same as --scale log.")
+@click.option("--stat", type=click.Choice(["median", "mean"]), default="median",
+              show_default=True, help="How the rows of a grid cell (its seeds) combine.")
 @PLOT_OUTPUT
 @reports_errors
-def plot_sweep(table, x_key, y_key, metric, output_path):
+def plot_sweep(table, x_key, y_key, metric, scale, log_scale, stat, output_path):
     """Draw a heat map of one metric of a sweep table (.csv or .parquet) over two grid keys."""
     from . import plot
 
-    _write_plot(plot.sweep(table, x_key, y_key, metric), output_path)
+    _write_plot(plot.sweep(table, x_key, y_key, metric, scale="log" if log_scale else scale,
+                           stat=stat), output_path)
 
 
 @cli.group("cache")
