@@ -797,26 +797,36 @@ ANALYZE_STEPS = 1000
 
 @cli.command("analyze")
 @CONFIG
-@click.option("--input", "input_path", type=click.Path(path_type=Path),
-              help="Input u of one sequence (T, k): drives the dynamics analysis and the "
-                   "echo-state check (and the NRMSE) [default: drawn N(0, 1) noise].")
+@click.option("--input", "input_spec", metavar="random|zeros|NUMBER|PATH", default="random",
+              help="The one input every analysis follows (exponents, gradient norms, the "
+                   "fixed-point starts, the echo-state check): drawn N(0, 1) noise (random), "
+                   "zeros, a constant (NUMBER, every feature; the fixed points are then "
+                   "searched under it), or a file (T, k).")
 @click.option("--target", "target_path", type=click.Path(path_type=Path),
-              help="Target y: fit the ridge readout on (u, y) and report its NRMSE.")
+              help="Target y: fit the ridge readout on (u, y) and report its NRMSE (needs "
+                   "--input PATH).")
 @click.option("--washout", type=click.IntRange(min=0), default=0,
               help="Leading steps left out of the regression and the NRMSE.")
 @click.option("--ridge", type=click.FloatRange(min=0), default=1e-6,
               help="L2 penalty on the readout weights.")
 @click.option("--steps", type=click.IntRange(min=1),
               help="Steps analysed after the warm-up: the drawn input's length, or with "
-                   "--input the first WARMUP + STEPS steps of the file (and of --target) "
-                   f"[default: {ANALYZE_STEPS} drawn steps, or the whole file].")
+                   "--input PATH the first WARMUP + STEPS steps of the file (and of --target) "
+                   f"[default: {ANALYZE_STEPS} steps, or the whole file].")
 @click.option("--warmup", type=click.IntRange(min=0), default=100,
               help="Leading steps before the Lyapunov exponents are averaged.")
 @click.option("--exponents", type=click.IntRange(min=1), default=10,
               help="How many of the largest Lyapunov exponents to compute (at most the "
                    "state size).")
 @click.option("--starts", type=click.IntRange(min=1), default=16,
-              help="Starts of the fixed-point search under zero input.")
+              help="Starts of the fixed-point search: states of the trajectory plus noise.")
+@click.option("--start-states", "start_path", type=click.Path(path_type=Path),
+              help="Start states (S, n) of layer 0's fixed-point search, instead of --starts.")
+@click.option("--fixed-points-out", "points_path",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the fixed points to this .npz: per layer and direction "
+                   "layer{i}.{direction}.states, .eigenvalues, .index (unstable directions), "
+                   ".stable, .q, .residual, .kind.")
 @click.option("--horizon", type=click.IntRange(min=1), default=100,
               help="Steps back from the last one over which the gradient norms "
                    "|ds_T/ds_t| are computed.")
@@ -825,38 +835,69 @@ ANALYZE_STEPS = 1000
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @QUIET
 @reports_errors
-def analyze_command(config, input_path, target_path, washout, ridge, steps, warmup, exponents,
-                    starts, horizon, seed, as_json, quiet):
+def analyze_command(config, input_spec, target_path, washout, ridge, steps, warmup, exponents,
+                    starts, start_path, points_path, horizon, seed, as_json, quiet):
     """Print the dynamics of every layer (Lyapunov exponents, fixed points, gradient norms),
     and for a reservoir its spectral radii, memory capacity and echo-state check."""
-    if target_path is not None and input_path is None:
-        raise click.UsageError("--target needs --input.")
+    import numpy as np
+
     from . import dynamics, progress, reservoir
     from .tasks import draw_sequence
-    from .io import read_array
+    from .io import read_array, write_atomic
     from .network import open_network
 
     net = open_network(config)
-    u = None if input_path is None else read_array(input_path)
+    length = warmup + (steps or ANALYZE_STEPS)
+    constant, u = None, None
+    if input_spec == "random":
+        x, label = draw_sequence(net, length, seed), f"drawn N(0, 1) input (seed {seed})"
+    elif input_spec == "zeros" or _is_number(input_spec):
+        constant = 0.0 if input_spec == "zeros" else float(input_spec)
+        x = np.full((length, net.input_size), constant)
+        label = "zero input" if constant == 0 else f"constant input {constant:g}"
+    else:
+        u = read_array(Path(input_spec))
+        if steps is not None:
+            u = _first_steps(u, warmup, steps, input_spec)
+        x, label = u, f"the input in {input_spec}"
+    if target_path is not None and u is None:
+        raise click.UsageError("--target needs --input PATH.")
     y = None if target_path is None else read_array(target_path, name="y")
-    if u is not None and steps is not None:
-        u = _first_steps(u, warmup, steps, input_path)
-        y = None if y is None else _first_steps(y, warmup, steps, target_path)
-    x = u if u is not None else draw_sequence(net, warmup + (steps or ANALYZE_STEPS), seed)
+    if y is not None and steps is not None:
+        y = _first_steps(y, warmup, steps, target_path)
+    start_states = None if start_path is None else read_array(start_path, name="start states")
     report = {}
     with progress.shown("analyze", quiet=quiet) as bar:
         if any(layer.reservoir for layer in net.layers):
-            report = reservoir.analyze(net, u, y, washout=washout, ridge=ridge)
+            report = reservoir.analyze(net, u, y, washout=washout, ridge=ridge,
+                                       probe=np.asarray(x, net.dtype))
         report["dynamics"] = dynamics.analyze(net, x, warmup=warmup, starts=starts,
                                               exponents=exponents, horizon=horizon, seed=seed,
-                                              progress=bar)
+                                              x_const=constant, start_states=start_states,
+                                              input_label=label, progress=bar)
+    if points_path is not None:
+        arrays = dynamics.fixed_point_file(report["dynamics"])
+
+        def save(tmp):
+            with tmp.open("wb") as handle:
+                np.savez(handle, **arrays)
+
+        write_atomic(points_path, save)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     if "echo_state" in report:
-        print_reservoir(report)
+        print_reservoir(report, label)
     for row in report["dynamics"]:
-        print_dynamics(row, "the given input" if u is not None else "drawn N(0, 1) input")
+        print_dynamics(row, label)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _first_steps(array, warmup: int, steps: int, path: Path):
@@ -868,15 +909,19 @@ def _first_steps(array, warmup: int, steps: int, path: Path):
     return array[:warmup + steps]
 
 
-def print_reservoir(report: dict) -> None:
+def print_reservoir(report: dict, source: str) -> None:
     for row in report["layers"]:
         click.echo(f"layer {row['layer']}: {row['units']} units, spectral radius "
                    f"{row['spectral_radius']:.6g}, effective (with leak) "
                    f"{row['effective_spectral_radius']:.6g}")
-    click.echo(f"memory capacity {report['memory_capacity']:.4g}")
+    held = report["memory_curve"]["test_fraction"]
+    click.echo(f"memory capacity {report['memory_capacity']:.4g} ("
+               + (f"held out: scored on {held:.0%} of the steps" if held else "in-sample")
+               + ")")
     esp = report["echo_state"]
     click.echo(f"echo-state property: {'holds' if esp['holds'] else 'NOT shown'} (trial "
-               f"spread {esp['initial_distance']:.3g} -> {esp['final_distance']:.3g})")
+               f"spread {esp['initial_distance']:.3g} -> {esp['final_distance']:.3g} over "
+               f"{esp['steps']} steps of {source})")
     if "nrmse" in report:
         click.echo(f"NRMSE {report['nrmse']:.4e}")
 
@@ -893,7 +938,8 @@ def print_dynamics(row: dict, source: str) -> None:
     lyap = row["lyapunov"]
     click.echo(f"dynamics of layer {row['layer']} ({row['cell']}{way}, {row['state_size']} "
                f"state variables), {lyap['steps']} steps of {source} after {lyap['warmup']} "
-               "warm-up steps:")
+               f"warm-up steps, from one initial state ({row['initial_state']}) for every "
+               "section:")
     largest = lyap["largest"]
     verdict = ("nearby trajectories separate: chaotic" if largest is not None and largest > 0
                else "nearby trajectories converge")
@@ -904,14 +950,16 @@ def print_dynamics(row: dict, source: str) -> None:
     points = fixed["points"]
     kinds = [p["kind"] for p in points]
     stable = sum(p["stable"] for p in points if p["kind"] == "fixed")
-    click.echo(f"  fixed points under zero input ({fixed['starts']} starts): "
+    under = ("zero input" if fixed["input"] == "zero"
+             else f"constant input {', '.join(format(v, 'g') for v in fixed['input'])}")
+    click.echo(f"  fixed points under {under} ({fixed['starts']} starts from the trajectory): "
                f"{kinds.count('fixed')} fixed ({stable} stable), {kinds.count('slow')} slow")
     for p in points:
         marginal = abs(p["spectral_radius"] - 1) <= dynamics.STABILITY_MARGIN
         stability = "marginal" if marginal else "stable" if p["stable"] else "unstable"
-        click.echo(f"    {p['kind']:<5} {stability:<8} "
+        click.echo(f"    {p['kind']:<5} {stability:<8} index {p['index']:<3} "
                    f"max|eigenvalue| {p['spectral_radius']:.6g}  max|s| "
-                   f"{p['max_abs_state']:.4g}  q {p['q']:.2g}")
+                   f"{p['max_abs_state']:.4g}  |F(s)-s| {p['residual']:.2g}")
     norms = row["gradient_norms"]["by_lag"]
     growth = row["gradient_norms"]["growth_per_step"]
     trend = ("" if growth is None else f", x{growth:.4g} per step: "
@@ -958,11 +1006,16 @@ def _grid_option(entries) -> dict[str, str] | None:
 @click.option("--scheduler", metavar="ADDRESS",
               help="Run the points on a Dask cluster: tcp://host:8786, or 'local' for a "
                    "throwaway local cluster (needs pip install 'rnnsim[dask]').")
+@click.option("--on-error", type=click.Choice(["fail", "record", "skip"]),
+              help="A point that fails (its network cannot be built, a metric raises): stop "
+                   "the sweep, record NaN and the error in an 'error' column, or leave it out "
+                   "of the table; failed points run again on the next call "
+                   "[default: sweep.on_error, else record].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table's rows as JSON.")
 @reports_errors
-def sweep_command(config, grid, metrics, output, repeats, seed, workers, scheduler, quiet,
-                  as_json):
+def sweep_command(config, grid, metrics, output, repeats, seed, workers, scheduler, on_error,
+                  quiet, as_json):
     """Run a config over a grid of values and write one table row of metrics per point."""
     grid = _grid_option(grid)
     from . import sweep as sweep_mod
@@ -983,13 +1036,18 @@ def sweep_command(config, grid, metrics, output, repeats, seed, workers, schedul
 
         table = sweep_mod.run_sweep(parsed, grid, list(metrics) or None, output,
                                     repeats=repeats, seed=seed, workers=workers,
-                                    scheduler=scheduler, progress=None if quiet else progress)
+                                    scheduler=scheduler, progress=None if quiet else progress,
+                                    on_error=on_error)
+    for point, error in table.failed:
+        click.echo(f"warning: sweep point {point} failed: {error}", err=True)
     if as_json:
         click.echo(json.dumps(list(table), indent=2))
     elif not quiet:
         click.echo(f"wrote {table.path}: {len(table)} points ({table.computed} computed, "
-                   f"{table.resumed} resumed) in {time.perf_counter() - start:.1f} s; point "
-                   f"files in {sweep_mod.points_folder(table.path)}/")
+                   f"{table.resumed} resumed"
+                   f"{f', {len(table.failed)} failed' if table.failed else ''}) in "
+                   f"{time.perf_counter() - start:.1f} s; point files in "
+                   f"{sweep_mod.points_folder(table.path)}/")
 
 
 @cli.group("plot")
@@ -1084,19 +1142,45 @@ def plot_lyapunov(config, input_path, steps, warmup, exponents, seed, output_pat
     _write_plot(plot.lyapunov(spectra), output_path)
 
 
+@plot_group.command("memory")
+@CONFIG
+@click.option("--steps", type=click.IntRange(min=1), default=2000,
+              help="Steps of seeded U(-1, 1) input after the washout.")
+@PLOT_SEED
+@PLOT_OUTPUT
+@reports_errors
+def plot_memory(config, steps, seed, output_path):
+    """Draw the held-out forgetting curve r2(d) of a reservoir (options: the config's
+    run.memory_capacity)."""
+    from . import plot, reservoir
+    from .network import open_network
+
+    net = open_network(config)
+    curve = reservoir.memory_curve(net, timesteps=steps, seed=seed,
+                                   **reservoir.memory_options(net))
+    _write_plot(plot.memory(curve), output_path)
+
+
 @plot_group.command("sweep")
 @click.argument("table", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--x", "x_key", required=True, help="Grid key (column) along the x axis.")
 @click.option("--y", "y_key", required=True, help="Grid key (column) along the y axis.")
-@click.option("--metric", required=True, help="Metric (column) shown as colour, averaged "
-                                               "over the seeds of each grid cell.")
+@click.option("--metric", required=True, help="Metric (column) shown as colour, over the "
+                                               "seeds of each grid cell.")
+@click.option("--scale", type=click.Choice(["auto", "log", "linear"]), default="auto",
+              show_default=True, help="Colour scale; auto is log when every value is "
+                                      "positive and they span more than two decades.")
+@click.option("--log", "log_scale", is_flag=True, help="Same as --scale log.")
+@click.option("--stat", type=click.Choice(["median", "mean"]), default="median",
+              show_default=True, help="How the rows of a grid cell (its seeds) combine.")
 @PLOT_OUTPUT
 @reports_errors
-def plot_sweep(table, x_key, y_key, metric, output_path):
+def plot_sweep(table, x_key, y_key, metric, scale, log_scale, stat, output_path):
     """Draw a heat map of one metric of a sweep table (.csv or .parquet) over two grid keys."""
     from . import plot
 
-    _write_plot(plot.sweep(table, x_key, y_key, metric), output_path)
+    _write_plot(plot.sweep(table, x_key, y_key, metric, scale="log" if log_scale else scale,
+                           stat=stat), output_path)
 
 
 @cli.group("cache")

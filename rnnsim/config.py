@@ -114,11 +114,31 @@ class NetworkConfig(_Strict):
     head: Optional[HeadConfig] = None
 
 
+class MemoryCapacityConfig(_Strict):
+    """The memory-capacity measurement (`rnnsim analyze`, the memory_capacity metric)."""
+
+    max_delay: Optional[int] = Field(default=None, gt=0, description="longest delay (default "
+                                     "min(2 N, 200))")
+    washout: int = Field(default=200, ge=0, description="leading steps left out")
+    ridge: float = Field(default=1e-8, ge=0, description="L2 penalty of the delay readouts")
+    test_fraction: float = Field(default=0.5, ge=0, lt=1, description="share of the steps "
+                                 "held out to score the readouts (0: in-sample)")
+
+
+class LyapunovConfig(_Strict):
+    """The largest_lyapunov metric's options."""
+
+    warmup: int = Field(default=100, ge=0, description="steps run before the exponent is "
+                        "averaged (added to run.timesteps)")
+
+
 class RunConfig(_Strict):
     """Defaults for `rnnsim run` when no input file is given."""
 
     timesteps: int = Field(default=20, gt=0, description="T, steps per sequence")
     batch: int = Field(default=1, gt=0, description="B, sequences run together")
+    memory_capacity: MemoryCapacityConfig = Field(default_factory=MemoryCapacityConfig)
+    lyapunov: LyapunovConfig = Field(default_factory=LyapunovConfig)
 
 
 class SweepConfig(_Strict):
@@ -131,6 +151,9 @@ class SweepConfig(_Strict):
     seed: Optional[int] = Field(default=None, ge=0, description="base of the per-point seeds "
                                 "(default: network.seed)")
     output: Optional[str] = Field(default=None, description="table to write: .csv or .parquet")
+    on_error: Literal["fail", "record", "skip"] = Field(
+        default="record", description="a point that fails: stop the sweep (fail), write NaN "
+        "and the error in an error column (record), or leave it out of the table (skip)")
 
 
 class Config(_Strict):

@@ -30,7 +30,8 @@ from .threads import with_one_blas_thread
 Q_FLOOR = 1e-28
 # A fixed point is stable when its Jacobian's eigenvalues lie this far inside the unit circle.
 STABILITY_MARGIN = 1e-6
-# Drawn starts of the fixed-point search: noise-driven steps, then settling steps per start.
+# Drawn starts of the fixed-point search: noise-driven steps per start, and the noise-free
+# steps half of them settle for.
 NOISY_STEPS = 20
 SETTLE_STEPS = 25
 # Levenberg-Marquardt iterations of the fixed-point search (its default ``max_iter``).
@@ -117,7 +118,7 @@ def jacobians(net, x, layer: int = 0, h0=None, direction: int = 0) -> np.ndarray
 @with_one_blas_thread
 def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: int = 0,
                       k: int | None = None, seed: int = 0, direction: int = 0,
-                      progress=None) -> np.ndarray:
+                      h0=None, progress=None) -> np.ndarray:
     """The ``k`` largest Lyapunov exponents (nats per step), sorted descending, by the QR
     (Benettin) method: k tangent vectors are pushed through the Jacobians and
     re-orthonormalised every step; the logs of the diagonal of R are averaged after ``warmup``.
@@ -125,7 +126,8 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
     x : one input sequence (T, k_in) driving the network, or None for zero input over
         ``warmup + steps`` steps (the autonomous dynamics)
     k : how many exponents (default: all, the state size n)
-    seed : seeds the initial state (uniform in [-1, 1]) and the initial tangent vectors
+    seed : seeds the initial tangent vectors, and the initial state (uniform in [-1, 1])
+        unless ``h0`` (n,) gives it
     Exponents of directions the map collapses exactly (a zero slope) are -inf.
     progress : None, ``progress(steps_done, steps)`` or a tqdm-compatible bar
     """
@@ -141,6 +143,8 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
                          f"{warmup}; give a longer input or a shorter warm-up.")
     rng = np.random.default_rng(seed)
     s = rng.uniform(-1.0, 1.0, n)
+    if h0 is not None:
+        s = _initial(fmap, h0)
     basis = np.linalg.qr(rng.standard_normal((n, k)))[0]
     total = np.zeros(k)
     report = reporter(progress)
@@ -195,40 +199,54 @@ def gradient_norms(net, x, layer: int = 0, h0=None, direction: int = 0, ord=2,
 
 @dataclass(frozen=True)
 class FixedPoint:
-    """A fixed (q <= tol) or slow point s* of F found by :func:`find_fixed_points`.
+    """A fixed or slow point s* of F found by :func:`find_fixed_points`.
 
-    state : (n,) float64; q : 1/2 |F(s*) - s*|^2; eigenvalues : (n,) complex, of dF/ds at s*,
-    by decreasing modulus; stable : every |eigenvalue| < 1 (by a margin, see
+    state : (n,) float64; q : 1/2 |F(s*) - s*|^2; residual : max |F(s*) - s*|;
+    eigenvalues : (n,) complex, of dF/ds at s*, by decreasing modulus; index : how many of
+    them lie outside the unit circle (unstable directions; 0 for an attractor, 1 for a
+    saddle with one unstable direction); stable : every |eigenvalue| < 1 (by a margin, see
     ``find_fixed_points``); kind : 'fixed' or 'slow'.
     """
 
     state: np.ndarray
     q: float
+    residual: float
     eigenvalues: np.ndarray
+    index: int
     stable: bool
     kind: str
 
 
 @with_one_blas_thread
-def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 1e-12,
-                      slow_tol: float = 1e-6, max_iter: int = FIXED_POINT_ITERATIONS, merge: float = 1e-3,
-                      layer: int = 0, direction: int = 0, progress=None) -> list[FixedPoint]:
+def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 1e-10,
+                      slow_tol: float = 1e-6, max_iter: int = FIXED_POINT_ITERATIONS,
+                      merge: float = 1e-3, layer: int = 0, direction: int = 0, trajectory=None,
+                      noise: float = 0.1, progress=None) -> list[FixedPoint]:
     """Fixed and slow points of a layer under a constant input (Sussillo and Barak 2013).
 
     q(s) = 1/2 |F(s) - s|^2 is minimised from every start by Levenberg-Marquardt steps with
-    the analytic Jacobian. Points with q <= ``tol`` are fixed points, those with
+    the analytic Jacobian, then polished by Newton steps on F(s) - s = 0. A candidate is kept
+    only inside the box of states the cell can reach (``LayerMap.bounds``: a gru state
+    outside (-1, 1) where a saturated update gate makes q tiny is no fixed point). Points
+    with max |F(s) - s| <= ``tol`` (1 + max|s|) are fixed points; the others with
     q <= ``slow_tol`` slow points; the rest are dropped. Points closer than
-    ``merge * (1 + max|s|)`` in every coordinate count as one (near a non-hyperbolic point,
-    an eigenvalue on the unit circle, q is flat and the starts stop apart). A point is stable
-    when every |eigenvalue| < 1 - ``STABILITY_MARGIN``, the accuracy of the slopes.
+    ``merge * (1 + max|s|)`` in every coordinate count as one. A point is stable when every
+    |eigenvalue| < 1 - ``STABILITY_MARGIN``, the accuracy of the slopes; its index counts
+    the eigenvalues with modulus > 1 + ``STABILITY_MARGIN``.
 
     x_const : the layer's input held constant, (input_size,) of that layer; default zeros.
         Configured esn noise is left out.
-    starts : how many starts to draw, or an array (S, n) of start states. Drawn start i is
-        the state of a run from a random state (uniform in [-1, 1]) driven for
-        ``NOISY_STEPS`` steps by the constant input plus standard-normal noise on every drive
-        (d_t = W x + b), then left to settle for ``i * SETTLE_STEPS`` noise-free steps: the
-        early starts lie where driven trajectories go, the late ones near the attractors.
+    starts : how many starts to draw, or an array (S, n) of start states. Drawn starts are
+        states of ``trajectory`` (T, n) (e.g. :func:`trajectory` of the driven network) at
+        evenly spaced steps, or by default the ends of independent runs from random states
+        (uniform in [-1, 1]) under the constant input with standard-normal noise on every
+        drive for ``NOISY_STEPS`` steps. A third of them are then left to settle for
+        ``SETTLE_STEPS`` noise-free steps (near the attractors), a third replaced by random
+        mixtures (a weight per coordinate) of two of them (between attractors, where
+        saddles lie), and all get Gaussian noise of ``noise`` times the states' RMS. The cost
+        is linear in ``starts``.
+    Whatever the starts, the origin and the state a noise-free run from the origin settles
+    to are tried too.
     progress : None, ``progress(iterations_done, max_iter)`` or a tqdm-compatible bar
     Returns the distinct points: fixed points first (by their largest |coordinate|), then
     slow points by q.
@@ -244,15 +262,24 @@ def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 
     if np.ndim(starts) == 0:
         if int(starts) < 1:
             raise InputError(f"starts = {starts}: give at least one start.")
-        s0 = _draw_starts(fmap, d, int(starts), rng)
+        s0 = _draw_starts(fmap, d, int(starts), rng, trajectory, noise)
     else:
         s0 = np.asarray(starts, np.float64)
         if s0.ndim != 2 or s0.shape[1] != fmap.size:
             raise ShapeError(f"starts has shape {s0.shape}; expected (S, {fmap.size}) start "
                              "states, or a number of starts to draw.")
+    s0 = np.vstack([s0, _analytic_candidates(fmap, d)])
     points, q = _minimise_q(fmap, d, s0, max_iter, reporter(progress))
+    points = _polish(fmap, d, points, q <= slow_tol)
+    low, high = fmap.bounds()
+    slack = 1e-9 * (1.0 + np.abs(points))
+    inside = np.all((points >= low - slack) & (points <= high + slack), axis=-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = fmap(points, d) - points
+        q = np.where(inside, 0.5 * np.sum(r * r, axis=-1), np.inf)
+    residual = np.max(np.abs(r), axis=-1)
     found: list[FixedPoint] = []
-    for i in np.argsort(q):
+    for i in np.argsort(q, kind="stable"):
         if not q[i] <= slow_tol:
             break
         s = points[i]
@@ -261,24 +288,59 @@ def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 
             continue
         eig = np.linalg.eigvals(fmap.jacobian(s, d))
         eig = eig[np.argsort(-np.abs(eig), kind="stable")]
-        found.append(FixedPoint(s.copy(), float(q[i]), eig,
+        fixed = residual[i] <= tol * (1 + np.max(np.abs(s)))
+        found.append(FixedPoint(s.copy(), float(q[i]), float(residual[i]), eig,
+                                int(np.sum(np.abs(eig) > 1 + STABILITY_MARGIN)),
                                 bool(np.all(np.abs(eig) < 1 - STABILITY_MARGIN)),
-                                "fixed" if q[i] <= tol else "slow"))
+                                "fixed" if fixed else "slow"))
     return sorted(found, key=lambda p: (p.kind != "fixed", 0.0 if p.kind == "fixed" else p.q,
                                         float(np.max(np.abs(p.state)))))
 
 
-def _draw_starts(fmap: LayerMap, d: np.ndarray, count: int, rng) -> np.ndarray:
+def fixed_point_arrays(points: list[FixedPoint], n: int) -> dict[str, np.ndarray]:
+    """The points as arrays, for ``np.savez`` (``rnnsim analyze --fixed-points-out``):
+    states (P, n), eigenvalues (P, n) complex, index, stable, q, residual (P,) and kind (P,)
+    strings."""
+    return {"states": np.array([p.state for p in points]).reshape(len(points), n),
+            "eigenvalues": np.array([p.eigenvalues for p in points],
+                                    np.complex128).reshape(len(points), n),
+            "index": np.array([p.index for p in points], np.int64),
+            "stable": np.array([p.stable for p in points], bool),
+            "q": np.array([p.q for p in points], np.float64),
+            "residual": np.array([p.residual for p in points], np.float64),
+            "kind": np.array([p.kind for p in points], dtype="U5")}
+
+
+def _draw_starts(fmap: LayerMap, d: np.ndarray, count: int, rng, trajectory,
+                 noise: float) -> np.ndarray:
     """``count`` start states: see ``find_fixed_points``."""
-    s = rng.uniform(-1.0, 1.0, (count, fmap.size))
-    for _ in range(NOISY_STEPS):
-        s = fmap(s, d + rng.standard_normal((count, d.size)))
-    starts = s.copy()
-    for i in range(1, count):
-        for _ in range(SETTLE_STEPS):
-            s = fmap(s, d)
-        starts[i] = s[i]
-    return starts
+    if trajectory is None:
+        s = rng.uniform(-1.0, 1.0, (count, fmap.size))
+        for _ in range(NOISY_STEPS):
+            s = fmap(s, d + rng.standard_normal((count, d.size)))
+        states = s
+    else:
+        states = np.asarray(trajectory, np.float64)
+        if states.ndim != 2 or states.shape[1] != fmap.size or not len(states):
+            raise ShapeError(f"trajectory has shape {states.shape}; expected (T, {fmap.size}),"
+                             " states of the layer.")
+        s = states[np.linspace(0, len(states) - 1, count).round().astype(int)].copy()
+    settle = np.arange(count) % 3 == 1
+    for _ in range(SETTLE_STEPS):
+        s[settle] = fmap(s[settle], d)
+    mixed = np.flatnonzero(np.arange(count) % 3 == 2)
+    weight = rng.uniform(0.0, 1.0, (len(mixed), fmap.size))
+    s[mixed] = weight * s[mixed] + (1 - weight) * s[rng.permutation(count)[:len(mixed)]]
+    scale = noise * np.sqrt(np.mean(states * states))
+    return s + scale * rng.standard_normal(s.shape)
+
+
+def _analytic_candidates(fmap: LayerMap, d: np.ndarray) -> np.ndarray:
+    """The origin, and where a noise-free run from it settles (the state at rest)."""
+    rest = np.zeros(fmap.size)
+    for _ in range(10 * SETTLE_STEPS):
+        rest = fmap(rest, d)
+    return np.vstack([np.zeros(fmap.size), rest])
 
 
 def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int, report=None):
@@ -322,6 +384,34 @@ def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int, rep
     return s, q
 
 
+def _polish(fmap: LayerMap, d: np.ndarray, s: np.ndarray, chosen: np.ndarray,
+            steps: int = 20):
+    """Newton steps on r(s) = F(s) - s for the ``chosen`` states: a step is taken while it
+    lowers max|r|. Returns the states, polished where chosen."""
+    s = s.copy()
+    eye = np.eye(fmap.size)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = fmap(s, d) - s
+        residual = np.max(np.abs(r), axis=-1)
+        active = chosen & np.isfinite(residual)
+        for _ in range(steps):
+            a = np.flatnonzero(active & (residual > 0))
+            if not len(a):
+                break
+            try:
+                step = -np.linalg.solve(fmap.jacobian(s[a], d) - eye, r[a][..., None])[..., 0]
+            except np.linalg.LinAlgError:
+                break
+            trial = s[a] + step
+            r_trial = fmap(trial, d) - trial
+            res_trial = np.max(np.abs(r_trial), axis=-1)
+            better = res_trial < residual[a]
+            won = a[better]
+            s[won], r[won], residual[won] = trial[better], r_trial[better], res_trial[better]
+            active[a[~better]] = False
+    return s
+
+
 def directions(net):
     """(layer index, direction, label) of every layer and direction: 'layer 1 (gru) reverse'."""
     return [(i, d, f"layer {i} ({cell.name})" + (" reverse" if d else ""))
@@ -345,43 +435,79 @@ def lyapunov_spectra(net, x, warmup: int = 100, exponents: int = 10,
 
 @with_one_blas_thread
 def analyze(net, x, warmup: int = 100, starts: int = 16, exponents: int = 10,
-            horizon: int = 100, seed: int = 0, progress=None) -> list[dict]:
+            horizon: int = 100, seed: int = 0, x_const=None, start_states=None,
+            input_label: str = "the given input", progress=None) -> list[dict]:
     """The dynamics of every layer (and direction) as plain data, for ``rnnsim analyze``.
 
-    Along the trajectory of ``x`` (T, k): the ``exponents`` largest Lyapunov exponents after
-    ``warmup`` steps and the spectral norms ||d s_T / d s_t|| for the last ``horizon`` steps
-    with their growth per step (a least-squares fit of their logs); under zero input: the
-    fixed and slow points found from ``starts`` starts. Non-finite numbers become None.
+    Everything follows one trajectory: the input ``x`` (T, k) from one initial state per
+    layer (uniform in [-1, 1], seeded by ``seed``). Along it: the ``exponents`` largest
+    Lyapunov exponents after ``warmup`` steps; the spectral norms ||d s_T / d s_t|| for the
+    last ``horizon`` steps with their growth per step (a least-squares fit of their logs);
+    and the fixed and slow points under the constant input ``x_const`` (default zeros),
+    searched from ``starts`` states of the trajectory plus noise (or the (S, n)
+    ``start_states`` of layer 0), each with its coordinates, eigenvalues and index.
+    ``input_label`` says in the report what ``x`` is. Non-finite numbers become None.
     progress : None, ``progress(done, total)`` or a tqdm-compatible bar; the work counted is
         the Lyapunov steps, the fixed-point iterations and the gradient-norm steps
     """
     rows = []
+    rng = np.random.default_rng(seed)
     count = len(directions(net))
     lyapunov, search, back = len(x), FIXED_POINT_ITERATIONS, min(horizon, len(x))
     stages = Stages(reporter(progress), count * (lyapunov + search + back))
-    spectra = lyapunov_spectra(net, x, warmup=warmup, exponents=exponents, seed=seed,
-                               progress=stages.stage(count * lyapunov))
     for i, direction, label in directions(net):
-        spectrum = spectra[label]
-        points = find_fixed_points(net, starts=starts, seed=seed, layer=i, direction=direction,
+        fmap = layer_map(net, i, direction)
+        s0 = rng.uniform(-1.0, 1.0, fmap.size)
+        spectrum = lyapunov_spectrum(net, x, warmup=warmup, layer=i,
+                                     k=min(exponents, fmap.size), seed=seed,
+                                     direction=direction, h0=s0,
+                                     progress=stages.stage(lyapunov))
+        path = trajectory(net, x, layer=i, h0=s0, direction=direction)
+        u = None if x_const is None or i else np.broadcast_to(
+            np.asarray(x_const, np.float64), (net.input_size,))
+        given = start_states if start_states is not None and i == 0 else None
+        points = find_fixed_points(net, x_const=u, starts=starts if given is None else given,
+                                   seed=seed, layer=i, direction=direction, trajectory=path,
                                    max_iter=search, progress=stages.stage(search))
-        norms = gradient_norms(net, x, layer=i, direction=direction, horizon=horizon,
+        norms = gradient_norms(net, x, layer=i, h0=s0, direction=direction, horizon=horizon,
                                progress=stages.stage(back))
         by_lag = norms[::-1][:min(horizon, len(norms))]
         rows.append({
             "layer": i, "direction": ("forward", "reverse")[direction],
-            "cell": net.layers[i].name, "state_size": layer_map(net, i, direction).size,
+            "cell": net.layers[i].name, "state_size": fmap.size,
+            "input": input_label, "steps": len(x),
+            "initial_state": f"uniform(-1, 1), seed {seed}",
             "lyapunov": {"steps": len(x) - warmup, "warmup": warmup,
                          "exponents": [_finite(e) for e in spectrum],
                          "largest": _finite(spectrum[0])},
-            "fixed_points": {"input": "zero", "starts": starts, "points": [
-                {"kind": p.kind, "q": p.q, "stable": p.stable,
-                 "spectral_radius": float(np.abs(p.eigenvalues[0])),
-                 "max_abs_state": float(np.max(np.abs(p.state)))} for p in points]},
+            "fixed_points": {
+                "input": "zero" if u is None or not np.any(u) else [float(v) for v in u],
+                "starts": starts if given is None else len(given), "points": [
+                    {"kind": p.kind, "q": p.q, "residual": p.residual, "stable": p.stable,
+                     "index": p.index, "spectral_radius": float(np.abs(p.eigenvalues[0])),
+                     "max_abs_state": float(np.max(np.abs(p.state))),
+                     "state": p.state.tolist(),
+                     "eigenvalues": [[float(e.real), float(e.imag)] for e in p.eigenvalues]}
+                    for p in points]},
             "gradient_norms": {"norm": "spectral", "by_lag": [_finite(v) for v in by_lag],
                                "growth_per_step": _growth(by_lag)},
         })
     return rows
+
+
+def fixed_point_file(rows: list[dict]) -> dict[str, np.ndarray]:
+    """The fixed points of :func:`analyze`'s rows as arrays for ``np.savez``: per layer and
+    direction, ``layer{i}.{direction}.`` + states (P, n), eigenvalues (P, n) complex, index,
+    stable, q, residual (P,) and kind (P,) strings."""
+    arrays = {}
+    for row in rows:
+        prefix, n = f"layer{row['layer']}.{row['direction']}.", row["state_size"]
+        points = [FixedPoint(np.array(p["state"]), p["q"], p["residual"],
+                             np.array([complex(*e) for e in p["eigenvalues"]]), p["index"],
+                             p["stable"], p["kind"]) for p in row["fixed_points"]["points"]]
+        arrays.update({prefix + key: value
+                       for key, value in fixed_point_arrays(points, n).items()})
+    return arrays
 
 
 def _finite(value) -> float | None:

@@ -154,11 +154,35 @@ def lyapunov(spectra):
     return fig
 
 
-def sweep(table, x: str, y: str, metric: str):
+def memory(curves):
+    """Forgetting curves: r2 of the delay-d readout against d, from ``memory_curve`` results
+    (one, or a mapping of labels to them); the legend gives each capacity (their sum)."""
+    if not isinstance(curves, Mapping) or "r2" in curves:
+        curves = {"": curves}
+    fig, (ax,) = _figure()
+    for label, curve in curves.items():
+        r2 = np.asarray(curve["r2"], np.float64)
+        capacity = float(np.sum(r2))
+        ax.plot(np.asarray(curve["delays"]), r2, marker="o", markersize=2,
+                label=f"{label} MC = {capacity:.3g}".strip())
+    ax.set(xlabel="delay d (steps)", ylabel="r^2 of u(t - d)", ylim=(-0.02, 1.02),
+           title="memory (held-out forgetting curve)")
+    _integer_ticks(ax.xaxis)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def sweep(table, x: str, y: str, metric: str, scale: str = "auto", stat: str = "median"):
     """A heat map of ``metric`` over the grid keys ``x`` and ``y`` of a sweep results table
-    (a .csv or .parquet path written by ``rnnsim sweep``, or rows as dicts), averaged over
-    the rows that share a grid cell (seeds and any other keys); cells without a finite value
-    stay blank."""
+    (a .csv or .parquet path written by ``rnnsim sweep``, or rows as dicts), the ``stat``
+    ('median', robust to one bad seed, or 'mean') of the rows that share a grid cell (seeds
+    and any other keys); cells without a finite value stay blank. ``scale`` is the colour
+    scale: 'log', 'linear', or 'auto' (log when every value is positive and they span more
+    than two decades)."""
+    if scale not in ("auto", "log", "linear") or stat not in ("median", "mean"):
+        raise InputError(f"scale must be auto, log or linear and stat median or mean; got "
+                         f"scale={scale!r}, stat={stat!r}.")
     if isinstance(table, (str, os.PathLike)):
         if not Path(table).is_file():
             raise InputError(f"the sweep table '{table}' does not exist.")
@@ -183,8 +207,15 @@ def sweep(table, x: str, y: str, metric: str):
             groups[(row[x], row[y])].append(float(value))
     xs, ys = _levels(r[x] for r in rows), _levels(r[y] for r in rows)
     grid = np.full((len(ys), len(xs)), np.nan)
+    reduce = np.median if stat == "median" else np.mean
     for (xv, yv), values in groups.items():
-        grid[ys.index(yv), xs.index(xv)] = np.mean(values)
+        grid[ys.index(yv), xs.index(xv)] = reduce(values)
+    finite = grid[np.isfinite(grid)]
+    positive = finite.size and finite.min() > 0
+    if scale == "log" and not positive:
+        raise InputError(f"--log: {metric} has values <= 0, which a log colour scale cannot "
+                         "show; use the linear scale.")
+    log = scale == "log" or (scale == "auto" and positive and finite.max() > 100 * finite.min())
     texts = {cell: f"{value:.3g}" for cell, value in np.ndenumerate(grid)
              if np.isfinite(value)} if grid.size <= ANNOTATED_CELLS else {}
     # Wide enough for the widest cell label at HEAT_FONT points in every column, and the
@@ -194,15 +225,21 @@ def sweep(table, x: str, y: str, metric: str):
     width = min(HEAT_MAX_WIDTH, max(6.4, HEAT_MARGIN + label_inches * len(xs)))
     fontsize = min(HEAT_FONT, HEAT_FONT * (width - HEAT_MARGIN) / len(xs) / label_inches)
     fig, (ax,) = _figure(figsize=(width, max(4.8, 1.8 + 0.3 * len(ys))))
-    image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+    from matplotlib.colors import LogNorm, Normalize
+
+    norm = (LogNorm if log else Normalize)(*((finite.min(), finite.max()) if finite.size
+                                             else (None, None)))
+    image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", norm=norm)
     ax.set_xticks(range(len(xs)), [_label(v) for v in xs], rotation=45, ha="right")
     ax.set_yticks(range(len(ys)), [_label(v) for v in ys])
+    middle = norm(np.nanmedian(grid)) if finite.size else 0.5
     for (row, column), text in texts.items():
         ax.text(column, row, text, ha="center", va="center", fontsize=fontsize,
-                color="white" if grid[row, column] < np.nanmean(grid) else "black")
+                color="white" if norm(grid[row, column]) < middle else "black")
     per_cell = max((len(v) for v in groups.values()), default=0)
-    ax.set(xlabel=x, ylabel=y, title=f"{metric} (mean of up to {per_cell} rows per cell)")
-    fig.colorbar(image, ax=ax, label=metric)
+    ax.set(xlabel=axis_label(x), ylabel=axis_label(y),
+           title=f"{metric} ({stat} of up to {per_cell} rows per cell)")
+    fig.colorbar(image, ax=ax, label=f"{metric} ({'log' if log else 'linear'} scale)")
     fig.tight_layout()
     return fig
 
@@ -224,8 +261,21 @@ def _levels(values) -> list:
 
 
 def _label(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-__all__ = ["eigenvalues", "lyapunov", "recurrent_matrices", "save", "state_symbol", "states",
-           "sweep"]
+def axis_label(key: str) -> str:
+    """A grid key path as an axis label: its last key first, where it sits after it:
+    ``network.layers[0].init.recurrent.spectral_radius`` -> ``spectral_radius (layer 0,
+    init.recurrent)``."""
+    parts = key.split(".")
+    if parts[0] == "network":
+        parts = parts[1:]
+    if len(parts) == 1:
+        return parts[0]
+    where = ".".join(parts[:-1]).replace("layers[", "layer ").replace("].", ", ").rstrip("]")
+    return f"{parts[-1]} ({where})"
+
+
+__all__ = ["axis_label", "eigenvalues", "lyapunov", "memory", "recurrent_matrices", "save",
+           "state_symbol", "states", "sweep"]

@@ -280,7 +280,9 @@ def test_a_ghost_of_a_fixed_point_is_a_slow_point():
     assert kinds["fixed"].stable and kinds["fixed"].state[0] > 0.8
     assert kinds["slow"].state[0] == pytest.approx(-0.58, abs=0.02)
     assert 1e-6 < kinds["slow"].q < 1e-4
-    assert dynamics.find_fixed_points(net, starts=np.array([[-0.5]])) == []
+    # From -0.5 alone the search slides off the ghost; the state at rest is tried anyway.
+    (rest,) = dynamics.find_fixed_points(net, starts=np.array([[-0.5]]))
+    assert rest.kind == "fixed" and rest.state[0] == pytest.approx(kinds["fixed"].state[0])
 
 
 @pytest.mark.parametrize("variant", ["gru", "lstm-peepholes-proj", "esn-sparse"])
@@ -365,10 +367,10 @@ def test_cli_analyze_text_and_input(tmp_path):
     out = invoke("analyze", config, "--input", tmp_path / "u.npy", "--starts", 2)
     assert out.count("Lyapunov exponents (per step)") == 2
     assert "reverse direction" in out and "150 steps" not in out and "50 steps" in out
-    assert "fixed points under zero input (2 starts)" in out
+    assert "fixed points under zero input (2 starts from the trajectory)" in out
     assert "gradient norm |ds_T/ds_t|" in out
     out = invoke("analyze", config, "--input", tmp_path / "u.npy", "--steps", 10)
-    assert "10 steps of the given input after 100 warm-up steps" in out
+    assert f"10 steps of the input in {tmp_path / 'u.npy'} after 100 warm-up steps" in out
     assert "need 200 steps" in invoke("analyze", config, "--input", tmp_path / "u.npy",
                                       "--steps", 100, code=2)
     out = invoke("analyze", config, "--input", tmp_path / "u.npy", "--warmup", 200, code=1)
@@ -417,3 +419,132 @@ def test_cli_json_stays_valid_with_infinite_exponents(tmp_path):
     assert row["fixed_points"]["points"][0]["stable"]
     out = invoke("analyze", config, "--steps", 50, "--starts", 2)
     assert "largest -inf: nearby trajectories converge" in out
+
+
+def decoupled_gru(u_z, u_n, b_r, b_z, b_n):
+    """A gru layer whose units do not interact: U diagonal per gate, U_r = 0, on zero input."""
+    p = len(b_n)
+    net = network("gru", units=p, input_size=1, init={"bias": "zeros"})
+    u = np.zeros((3 * p, p))
+    u[p:2 * p] = np.diag(u_z)
+    u[2 * p:] = np.diag(u_n)
+    net.params["layers.0.U"] = u
+    net.params["layers.0.b"] = np.concatenate([b_r, b_z, b_n])
+    return net
+
+
+def test_gru_fixed_points_and_saddles_match_a_numpy_reference():
+    """Three bistable gru units: every fixed point is a product of per-unit roots of
+    h = tanh(b_n + r u_n h), found here by bisection; a unit is unstable where the 1-D map's
+    slope (1 - z) n' + z exceeds 1. From drawn starts every point found must be one of the 27
+    with its index, and the search must reach every attractor and index-1 saddle, and
+    saddles of index 2 and 3 (25 of the 27 with this seed)."""
+    from scipy.optimize import brentq
+
+    u_z, u_n = np.array([0.5, -0.3, 0.2]), np.array([3.0, 2.5, 3.5])
+    b_r, b_z, b_n = np.full(3, 3.0), np.array([0.1, -0.2, 0.0]), np.array([0.05, -0.1, 0.02])
+    r = 1 / (1 + np.exp(-b_r))
+    roots, unstable = [], []
+    for i in range(3):
+        g = lambda h: np.tanh(b_n[i] + r[i] * u_n[i] * h) - h  # noqa: E731
+        grid = np.linspace(-1, 1, 2001)
+        signs = np.flatnonzero(np.sign(g(grid[:-1])) != np.sign(g(grid[1:])))
+        unit = np.array([brentq(g, grid[j], grid[j + 1], xtol=1e-15) for j in signs])
+        z = 1 / (1 + np.exp(-(b_z[i] + u_z[i] * unit)))
+        slope = (1 - z) * (1 - unit ** 2) * r[i] * u_n[i] + z
+        roots.append(unit)
+        unstable.append(slope > 1)
+    assert [len(unit) for unit in roots] == [3, 3, 3]
+    expected = {}
+    for a in range(3):
+        for b in range(3):
+            for c in range(3):
+                state = (roots[0][a], roots[1][b], roots[2][c])
+                expected[tuple(np.round(state, 8))] = sum(
+                    int(flags[j]) for flags, j in zip(unstable, (a, b, c)))
+    points = dynamics.find_fixed_points(decoupled_gru(u_z, u_n, b_r, b_z, b_n), starts=256)
+    assert all(p.kind == "fixed" and p.residual <= 1e-12 for p in points)
+    found = {tuple(np.round(p.state, 8)): p.index for p in points}
+    assert {key: expected.get(key) for key in found} == found
+    indices = sorted(found.values())
+    assert indices.count(0) == 8 and indices.count(1) == 12 and {2, 3} <= set(indices)
+
+
+def test_a_saturated_gru_gate_makes_no_fixed_point():
+    """With the update gate saturated (z -> 1 for large h) q is tiny far outside (-1, 1),
+    where no gru state can be: starts out there must not come back as points."""
+    net = decoupled_gru(np.full(4, 6.0), np.full(4, 0.5), np.zeros(4), np.zeros(4),
+                        np.full(4, 0.3))
+    starts = np.vstack([np.full((3, 4), 3.0), np.array([[2.5, 4.0, 3.0, 6.0]])])
+    points = dynamics.find_fixed_points(net, starts=starts, slow_tol=1e-3)
+    assert points and all(np.max(np.abs(p.state)) < 1 for p in points)
+    fmap = dynamics.layer_map(net)
+    assert np.all(fmap.bounds()[1] == 1.0) and np.all(fmap.bounds()[0] == -1.0)
+
+
+def test_a_chaotic_tanh_net_keeps_its_unstable_origin():
+    """g = 1.5, zero input: the origin is a fixed point with as many unstable directions as
+    eigenvalues of W outside the unit circle (NumPy eigvals); drawn starts never go there."""
+    n = 40
+    w = np.random.default_rng(2).standard_normal((n, n)) * 1.5 / np.sqrt(n)
+    net = elman(w, "tanh")
+    points = dynamics.find_fixed_points(net, starts=8)
+    (origin,) = [p for p in points if np.max(np.abs(p.state)) < 1e-12]
+    assert origin.kind == "fixed"
+    assert origin.index == int(np.sum(np.abs(np.linalg.eigvals(w)) > 1)) > 0
+    arrays = dynamics.fixed_point_arrays(points, n)
+    assert arrays["states"].shape == (len(points), n) and arrays["index"].dtype == np.int64
+    assert arrays["eigenvalues"].dtype == np.complex128
+
+
+def chaotic_config(tmp_path, gain=1.8):
+    """A tanh net with recurrent weights N(0, gain^2 / N) (the gain g of random-network
+    theory: kaiming_normal with mode fan_in) and no bias."""
+    path = tmp_path / "chaos.yaml"
+    path.write_text(yaml.safe_dump({"network": {"input_size": 1, "dtype": "float64", "seed": 1,
+        "layers": [{"cell": "elman", "units": 60, "activation": "tanh", "init": {
+            "recurrent": {"name": "kaiming_normal", "gain": gain}, "bias": "zeros"}}]}}))
+    return path
+
+
+def test_cli_analyze_follows_one_trajectory_and_says_which(tmp_path):
+    """g = 1.8, zero input: the gradient norms and the largest exponent come from the same
+    trajectory (random start, on the chaotic attractor), so the norms grow by about
+    exp(lambda) per step instead of by the unstable origin's |eigenvalue| 1.83."""
+    config = chaotic_config(tmp_path)
+    (row,) = json.loads(invoke("analyze", config, "--input", "zeros", "--steps", 2000,
+                               "--horizon", 300, "--exponents", 2, "--starts", 8,
+                               "--json"))["dynamics"]
+    assert row["input"] == "zero input" and row["initial_state"] == "uniform(-1, 1), seed 0"
+    largest = row["lyapunov"]["largest"]
+    assert 0 < largest < 0.3
+    assert math.log(row["gradient_norms"]["growth_per_step"]) == pytest.approx(largest, abs=0.05)
+    origin = [p for p in row["fixed_points"]["points"] if p["max_abs_state"] < 1e-12]
+    assert origin and origin[0]["index"] > 0 and row["fixed_points"]["input"] == "zero"
+    text = invoke("analyze", config, "--input", "0.25", "--steps", 50, "--starts", 4)
+    assert "50 steps of constant input 0.25" in text and "under constant input 0.25" in text
+
+
+def test_cli_analyze_writes_the_fixed_points(tmp_path):
+    config = chaotic_config(tmp_path, gain=1.5)
+    out = tmp_path / "pts.npz"
+    invoke("analyze", config, "--input", "zeros", "--steps", 200, "--starts", 8,
+           "--fixed-points-out", out)
+    with np.load(out) as saved:
+        states, eigenvalues = saved["layer0.forward.states"], saved["layer0.forward.eigenvalues"]
+        index, kind = saved["layer0.forward.index"], saved["layer0.forward.kind"]
+    assert states.shape[1] == 60 and eigenvalues.shape == states.shape and len(index) > 0
+    net = rnnsim.Network.from_config(yaml.safe_load(config.read_text()))
+    fmap = dynamics.layer_map(net)
+    d = fmap.drive(np.zeros((1, 1)), noise=False)[0]
+    for s, eig, unstable, k in zip(states, eigenvalues, index, kind):
+        expected = np.linalg.eigvals(fmap.jacobian(s, d))
+        np.testing.assert_allclose(np.sort(np.abs(eig)), np.sort(np.abs(expected)), rtol=1e-9)
+        assert unstable == np.sum(np.abs(expected) > 1 + dynamics.STABILITY_MARGIN)
+        if k == "fixed":
+            np.testing.assert_allclose(fmap(s, d), s, atol=1e-10)
+    starts = tmp_path / "starts.npy"
+    np.save(starts, np.zeros((1, 60)))
+    (row,) = json.loads(invoke("analyze", config, "--input", "zeros", "--steps", 50,
+                               "--start-states", starts, "--json"))["dynamics"]
+    assert row["fixed_points"]["starts"] == 1

@@ -690,3 +690,82 @@ def test_network_fit_calls_the_heads_own_fit():
             rnnsim.Network.from_config(cfg)
     finally:
         plugins.unregister_plugin("mean-head")
+
+
+def test_ridge_gives_the_same_bits_whatever_the_blas_threads():
+    """A Dask worker and a sweep's process pool run BLAS on different thread counts; the
+    readout must not depend on it (it differed by ~5e-17 before the solve was pinned)."""
+    from threadpoolctl import threadpool_limits
+
+    from rnnsim.reservoir.readout import ridge_regression
+
+    rng = np.random.default_rng(0)
+    states, targets = np.tanh(rng.standard_normal((3000, 400))), rng.standard_normal((3000, 2))
+    fits = []
+    for threads in (1, 2, 4):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            fits.append(ridge_regression(states, targets, 1e-6))
+    for w, b in fits[1:]:
+        np.testing.assert_array_equal(w, fits[0][0])
+        np.testing.assert_array_equal(b, fits[0][1])
+
+
+def linear_reservoir(n, seed):
+    return rnnsim.Network.from_config({"network": {"input_size": 1, "dtype": "float64", "seed": seed,
+        "layers": [{"cell": "esn", "units": n, "activation": "identity", "leak_rate": 1.0,
+                    "init": {"recurrent": {"name": "normal", "spectral_radius": 0.8},
+                             "bias": "zeros"}}]}})
+
+
+def test_memory_curve_of_a_linear_reservoir_matches_the_gramian():
+    """x_t = W x_{t-1} + w u_t with i.i.d. u: the best linear estimate of u_{t-d} explains
+    r2(d) = (W^d w)^T G^-1 (W^d w) of its variance, G the controllability Gramian
+    (scipy's discrete Lyapunov solver), and the r2 of all delays d >= 0 sum to N."""
+    from scipy.linalg import solve_discrete_lyapunov
+
+    from rnnsim.reservoir import memory_capacity, memory_curve
+
+    n = 8
+    net = linear_reservoir(n, 5)
+    w, win = net.params["layers.0.W"], net.params["layers.0.Win"][:, 0]
+    gram = solve_discrete_lyapunov(w, np.outer(win, win))
+    columns = [np.linalg.matrix_power(w, d) @ win for d in range(1, 31)]
+    expected = np.array([c @ np.linalg.solve(gram, c) for c in columns])
+    assert expected.sum() + win @ np.linalg.solve(gram, win) == pytest.approx(n, abs=1e-4)
+    curve = memory_curve(net, max_delay=30, timesteps=40000, seed=1)
+    assert curve["test_fraction"] == 0.5 and curve["test_steps"] == 20000
+    np.testing.assert_allclose(curve["r2"], expected, atol=0.02)  # sampling error ~ 0.005
+    assert curve["capacity"] == pytest.approx(expected.sum(), abs=0.05)
+    # In-sample scoring overstates short runs; held out it does not.
+    short = dict(max_delay=30, timesteps=400, seed=2)
+    assert memory_capacity(net, test_fraction=0.0, **short) > expected.sum() + 0.1
+    assert memory_capacity(net, **short) < memory_capacity(net, test_fraction=0.0, **short)
+    with pytest.raises(rnnsim.InputError, match="washout of at least 30"):
+        memory_curve(net, max_delay=30, washout=10)
+
+
+def test_fit_and_score_runs_the_reservoir_once(monkeypatch):
+    """One sequence without feedback: one run serves fit and prediction, with the scores of
+    fitting on a run of the training steps and predicting from a second run."""
+    from rnnsim.reservoir import fit_and_score, mackey_glass
+
+    config = {"network": {"input_size": 1, "dtype": "float64", "seed": 3, "layers": [
+        {"cell": "esn", "units": 40, "leak_rate": 0.4,
+         "init": {"recurrent": {"name": "sparse_random", "spectral_radius": 0.9}}}],
+        "head": {"name": "ridge", "units": 1}}}
+    series = mackey_glass(601)
+    u, y = series[:-1], series[1:]
+    net = rnnsim.Network.from_config(config)
+    runs = []
+    real_run = type(net).run
+    monkeypatch.setattr(type(net), "run", lambda self, *a, **k: runs.append(1) or
+                        real_run(self, *a, **k))
+    scores = fit_and_score(net, u, y, split=480, washout=50, ridge=1e-6)
+    assert len(runs) == 1
+    monkeypatch.undo()
+    other = rnnsim.Network.from_config(config)
+    other.fit(u[:480], y[:480], washout=50, ridge=1e-6)
+    prediction = other.run(u).y
+    np.testing.assert_allclose(net.params["head.W"], other.params["head.W"], rtol=1e-10)
+    expected = np.sqrt(np.mean((prediction[480:] - y[480:]) ** 2)) / np.std(y[480:])
+    assert scores["test_nrmse"] == pytest.approx(expected, rel=1e-9)

@@ -276,7 +276,7 @@ def test_cli_plot_sweep_accepts_the_grid_alias_that_sweep_accepts(tmp_path):
            "--metric", "spectral_radius", "-o", out)
     assert_image(out, "png")
     fig = plot.sweep(table, alias, "network.layers[0].units", "spectral_radius")
-    assert fig.axes[0].get_xlabel() == "network.layers[0].init.recurrent.spectral_radius"
+    assert fig.axes[0].get_xlabel() == "spectral_radius (layer 0, init.recurrent)"
     np.testing.assert_allclose(fig.axes[0].images[0].get_array(), [[0.5, 1.0], [0.5, 1.0]])
 
 
@@ -294,3 +294,61 @@ def test_cli_plot_lyapunov_takes_steps_with_an_input(tmp_path, monkeypatch):
     np.testing.assert_array_equal(seen[0], u[:30])
     assert "need 200 steps" in invoke("plot", "lyapunov", config, "--input", tmp_path / "u.npy",
                                       "--steps", 100, "-o", tmp_path / "m.png", code=2)
+
+
+def test_cli_plot_memory_draws_the_held_out_curve(tmp_path, monkeypatch):
+    path = tmp_path / "esn.yaml"
+    config = {"network": {"input_size": 1, "dtype": "float64", "seed": 2, "layers": [
+        {"cell": "esn", "units": 12, "activation": "tanh"}]},
+        "run": {"memory_capacity": {"max_delay": 15, "ridge": 1e-6, "washout": 50}}}
+    path.write_text(yaml.safe_dump(config))
+    seen = {}
+    real = plot.memory
+    monkeypatch.setattr(plot, "memory", lambda curve: seen.update(curve) or real(curve))
+    invoke("plot", "memory", path, "--steps", 600, "-o", tmp_path / "m.png")
+    assert (tmp_path / "m.png").stat().st_size > 0
+    from rnnsim.reservoir import memory_curve
+    net = rnnsim.Network.from_config(config)
+    expected = memory_curve(net, max_delay=15, timesteps=600, washout=50, ridge=1e-6)
+    np.testing.assert_array_equal(seen["r2"], expected["r2"])
+    assert list(seen["delays"]) == list(range(1, 16)) and seen["test_fraction"] == 0.5
+    (line,) = real(expected).axes[0].lines
+    np.testing.assert_array_equal(line.get_ydata(), expected["r2"])
+
+
+def test_sweep_heat_map_median_log_scale_and_labels(tmp_path):
+    """Four decades of NRMSE and one bad seed: the median ignores the seed, the colour scale
+    turns logarithmic (auto or --log), and the axes read as words, ticks to 3 digits."""
+    from matplotlib.colors import LogNorm
+
+    rows = []
+    for i, radius in enumerate(np.geomspace(0.1, 10, 5)):
+        for leak in (0.25, 1.0):
+            for seed, bad in ((1, 1.0), (2, 1.0), (3, 1e6)):
+                rows.append({"network.layers[0].init.recurrent.spectral_radius": float(radius),
+                             "network.layers[0].leak_rate": leak, "seed": seed,
+                             "nrmse": 10.0 ** -i * leak * bad})
+    fig = plot.sweep(rows, "network.layers[0].spectral_radius", "network.layers[0].leak_rate",
+                     "nrmse")
+    ax = fig.axes[0]
+    grid = np.ma.filled(ax.images[0].get_array(), np.nan)
+    np.testing.assert_allclose(grid[1], [10.0 ** -i for i in range(5)])  # the median
+    assert isinstance(ax.images[0].norm, LogNorm)
+    assert ax.get_xlabel() == "spectral_radius (layer 0, init.recurrent)"
+    assert ax.get_ylabel() == "leak_rate (layer 0)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.1", "0.316", "1", "3.16", "10"]
+    mean = plot.sweep(rows, "network.layers[0].spectral_radius", "network.layers[0].leak_rate",
+                      "nrmse", scale="linear", stat="mean")
+    assert not isinstance(mean.axes[0].images[0].norm, LogNorm)
+    assert np.ma.filled(mean.axes[0].images[0].get_array(), np.nan)[1, 0] > 3e5
+    table = tmp_path / "t.csv"
+    write_table(table, rows, list(rows[0]))
+    invoke("plot", "sweep", table, "--x", "network.layers[0].spectral_radius", "--y",
+           "network.layers[0].leak_rate", "--metric", "nrmse", "--log", "--stat", "mean",
+           "-o", tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 0
+    for row in rows[:3]:
+        row["nrmse"] = -1.0
+    with pytest.raises(InputError, match="log colour scale"):
+        plot.sweep(rows, "network.layers[0].spectral_radius", "network.layers[0].leak_rate",
+                   "nrmse", scale="log")

@@ -267,7 +267,8 @@ def test_largest_lyapunov_of_a_linear_network_is_log_radius(tmp_path):
 def test_gated_cells_have_no_spectral_radius(tmp_path):
     config = {"network": {"input_size": 1, "layers": [{"cell": "lstm", "units": 3}]}}
     with pytest.raises(ConfigError, match=r"sweep point .*no single square recurrent matrix"):
-        run_sweep(config, {UNITS: [3]}, ["spectral_radius"], tmp_path / "t.csv")
+        run_sweep(config, {UNITS: [3]}, ["spectral_radius"], tmp_path / "t.csv",
+                  on_error="fail")
 
 
 def test_metric_names_and_functions(tmp_path):
@@ -339,7 +340,8 @@ def test_an_interrupted_sweep_resumes(tmp_path):
     out = tmp_path / "t.csv"
     grid = {UNITS: [10, 11, 12, 13, 14]}
     with pytest.raises(InputError, match=r"sweep point network.layers\[0\].units=13.*simulated"):
-        run_sweep(esn_config(), grid, [counted, fails_on_wide], out, workers=1)
+        run_sweep(esn_config(), grid, [counted, fails_on_wide], out, workers=1,
+                  on_error="fail")
     assert not out.exists()
     assert len(list(points_folder(out).iterdir())) == 3
     CALLS.clear()
@@ -484,3 +486,81 @@ def test_the_docs_examples_are_valid():
     grid = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--grid")
     paths, points = expand(parse(ROOT / args[2]), grid)
     assert len(points) == 22 and paths[0] == RADIUS
+
+
+def test_failing_points_are_recorded_by_default(tmp_path):
+    """A point whose network cannot be built and one whose metric raises: NaN and the error
+    in the table, the other points and metrics kept; the failures run again next time."""
+    out = tmp_path / "t.csv"
+    grid = {UNITS: [4, 13], "network.layers[0].init.recurrent.name": ["uniform", "delay_line"]}
+    CALLS.clear()
+    table = run_sweep(esn_config(), grid, [counted, fails_on_wide], out, workers=1)
+    assert table.columns[-1] == "error" and len(table) == 4 and len(table.failed) == 3
+    by_point = {(row[UNITS], row["network.layers[0].init.recurrent.name"]): row
+                for row in read_table(out)}
+    assert by_point[4, "uniform"]["error"] is None and by_point[4, "uniform"]["fails_on_wide"] == 1
+    wide = by_point[13, "uniform"]
+    assert math.isnan(wide["fails_on_wide"]) and wide["counted"] == wide["seed"] % 1000
+    assert wide["error"] == "metric 'fails_on_wide': InputError: simulated failure"
+    for units in (4, 13):
+        row = by_point[units, "delay_line"]
+        assert math.isnan(row["counted"]) and math.isnan(row["fails_on_wide"])
+        assert row["error"].startswith("network: ConfigError: ") and "radius 0" in row["error"]
+    assert len(CALLS) == 2
+    CALLS.clear()
+    again = run_sweep(esn_config(), grid, [counted, fails_on_wide], out, workers=1)
+    assert CALLS == [] and again.resumed == 1 and len(again.failed) == 3
+
+
+def test_on_error_skip_and_fail_from_the_cli(tmp_path):
+    config = write_yaml(tmp_path, esn_config())
+    out = tmp_path / "t.csv"
+    grid = ["--grid", "network.layers[0].init.recurrent.name=uniform,delay_line",
+            "--metric", "spectral_radius", "-o", out, "-j", 1]
+    result = invoke("sweep", config, *grid, "--on-error", "skip")
+    assert "1 failed" in result.output and "delay_line" in result.output
+    assert [row["network.layers[0].init.recurrent.name"] for row in read_table(out)] == [
+        "uniform"]
+    assert "error" not in out.read_text().splitlines()[0]
+    result = invoke("sweep", config, *grid, "--on-error", "fail", code=1)
+    assert "sweep point network.layers[0].init.recurrent.name='delay_line', seed=" in \
+        result.output and "Traceback" not in result.output
+    invoke("sweep", config, *grid)
+    assert read_table(out)[1]["error"].startswith("network: ConfigError")
+    with pytest.raises(ConfigError, match="on_error must be one of fail, record, skip"):
+        run_sweep(esn_config(), {UNITS: [4]}, ["spectral_radius"], out, on_error="ignore")
+
+
+def test_memory_capacity_options_are_swept(tmp_path):
+    """run.memory_capacity.max_delay / ridge / washout are grid keys; the metric uses them."""
+    from rnnsim.reservoir import memory_capacity
+
+    config = esn_config()
+    config["run"] = {"timesteps": 400}
+    grid = {"run.memory_capacity.max_delay": [4, 12], "run.memory_capacity.ridge": [1e-6],
+            "run.memory_capacity.washout": [30]}
+    table = run_sweep(config, grid, ["memory_capacity"], tmp_path / "t.csv", workers=1)
+    for row in table:
+        point = json.loads(json.dumps(config))
+        point["network"]["seed"] = row["seed"]
+        net = Network.from_config(point)
+        expected = memory_capacity(net, max_delay=row["run.memory_capacity.max_delay"],
+                                   timesteps=400, washout=30, ridge=1e-6, seed=row["seed"])
+        assert row["memory_capacity"] == expected
+    assert table[0]["memory_capacity"] < table[1]["memory_capacity"]
+
+
+def test_the_lyapunov_warmup_is_swept(tmp_path):
+    from rnnsim.dynamics import largest_lyapunov
+
+    config = esn_config()
+    config["run"] = {"timesteps": 150}
+    table = run_sweep(config, {"run.lyapunov.warmup": [0, 300]}, ["largest_lyapunov"],
+                      tmp_path / "t.csv", workers=1)
+    for row in table:
+        point = json.loads(json.dumps(config))
+        point["network"]["seed"] = row["seed"]
+        expected = largest_lyapunov(Network.from_config(point), steps=150,
+                                    warmup=row["run.lyapunov.warmup"], seed=row["seed"])
+        assert row["largest_lyapunov"] == expected
+    assert table[0]["largest_lyapunov"] != table[1]["largest_lyapunov"]

@@ -189,3 +189,37 @@ def test_cli_import_file_errors(tmp_path):
     usage = runner.invoke(cli, ["import", "torch", str(tmp_path / "bad.npz"), "--mode", "lstm"])
     assert usage.exit_code == 2
 
+
+
+@pytest.mark.parametrize("head_name", ["linear", "last_step"])
+def test_a_linear_readout_comes_in_as_the_head(head_name):
+    """GRU -> Linear: the Linear's state dict becomes the head, so y is fc(output) per step
+    (or fc(output[-1])), computed here with NumPy on the module's own output."""
+    rng = np.random.default_rng(4)
+    p, k, m = 5, 3, 2
+    state = {"weight_ih_l0": rng.standard_normal((3 * p, k)),
+             "weight_hh_l0": rng.standard_normal((3 * p, p)),
+             "bias_ih_l0": rng.standard_normal(3 * p), "bias_hh_l0": rng.standard_normal(3 * p)}
+    fc = {"weight": rng.standard_normal((m, p)), "bias": rng.standard_normal(m)}
+    net = rnnsim.from_torch(state, head=fc, head_name=head_name, mode="GRU", input_size=k,
+                            hidden_size=p, dtype="float64")
+    x = rng.standard_normal((7, 1, k))
+    result = net.run(x)
+    states = result.output if head_name == "linear" else result.output[-1]
+    np.testing.assert_allclose(result.y, states @ fc["weight"].T + fc["bias"], rtol=1e-12)
+    with pytest.raises(ShapeError, match=r"head's weight has shape \(2, 4\)"):
+        rnnsim.from_torch(state, head={"weight": np.zeros((2, 4))}, mode="GRU", input_size=k,
+                          hidden_size=p)
+    with pytest.raises(ConfigError, match="head must be a torch.nn.Linear"):
+        rnnsim.from_torch(state, head=[1, 2], mode="GRU", input_size=k, hidden_size=p)
+
+
+def test_a_torch_model_with_a_linear_head_matches_torch():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    rnn, fc = torch.nn.LSTM(3, 6, batch_first=True), torch.nn.Linear(6, 4)
+    x = torch.randn(2, 9, 3)
+    with torch.no_grad():
+        expected = fc(rnn(x)[0]).numpy()
+    net = rnnsim.from_torch(rnn, head=fc)
+    np.testing.assert_allclose(net.run(x.numpy()).y, expected, rtol=1e-5, atol=1e-6)

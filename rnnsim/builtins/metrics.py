@@ -61,19 +61,22 @@ def nrmse(net, seed: int) -> float:
 
 
 def memory_capacity(net, seed: int) -> float:
-    """Jaeger's memory capacity on ``run.timesteps`` steps of seeded U(-1, 1) input."""
+    """Jaeger's memory capacity on ``run.timesteps`` steps of seeded U(-1, 1) input, held
+    out, with the config's ``run.memory_capacity`` options (max_delay, washout, ridge,
+    test_fraction: sweepable as grid keys)."""
     from .. import reservoir
 
-    steps = net.config.run.timesteps
-    return reservoir.memory_capacity(net, timesteps=steps, washout=min(200, steps // 5),
-                                     seed=seed)
+    return reservoir.memory_capacity(net, timesteps=net.config.run.timesteps, seed=seed,
+                                     **reservoir.memory_options(net))
 
 
 def largest_lyapunov(net, seed: int) -> float:
-    """Largest Lyapunov exponent of layer 0 over ``run.timesteps`` steps (rnnsim.dynamics)."""
+    """Largest Lyapunov exponent of layer 0 under zero input over ``run.timesteps`` steps,
+    after ``run.lyapunov.warmup`` steps (rnnsim.dynamics)."""
     from ..dynamics import largest_lyapunov as lyapunov
 
-    return lyapunov(net, steps=net.config.run.timesteps, layer=0, seed=seed)
+    return lyapunov(net, steps=net.config.run.timesteps, warmup=net.config.run.lyapunov.warmup,
+                    layer=0, seed=seed)
 
 
 @hookimpl
@@ -86,5 +89,6 @@ def register_metrics(register):
              "matrix")
     register("nrmse", nrmse, "test NRMSE of a ridge readout on one-step Mackey-Glass "
              "forecasting (head: ridge, input_size: 1)")
-    register("memory_capacity", memory_capacity, "Jaeger's memory capacity of the top layer")
+    register("memory_capacity", memory_capacity, "Jaeger's memory capacity of the top layer, "
+             "held out (options: run.memory_capacity)")
     register("largest_lyapunov", largest_lyapunov, "largest Lyapunov exponent of layer 0")

@@ -7,7 +7,7 @@ from pydantic import Field
 from ..config import Spec
 from .. import device
 from .base import Cell, ClipOptions, GateOptions
-from .maps import LayerMap, rows
+from .maps import LayerMap, activation_range, rows
 
 
 class LSTMMap(LayerMap):
@@ -40,6 +40,16 @@ class LSTMMap(LayerMap):
         return {"c": c, "i": i, "i_slope": i_slope, "f": f, "f_slope": f_slope, "g": g,
                 "g_slope": g_slope, "c_new": c_new, "o": o, "o_slope": o_slope, "a": a,
                 "a_slope": a_slope}
+
+    def bounds(self):
+        """h = o f_a(c) with o in (0, 1): within the range of f_a and 0 (unbounded with a
+        projection R); c is unbounded."""
+        q, p = self.layer.hidden_size, self.layer.units
+        low, high = activation_range(self.layer.activations[0])
+        if self.weight("R") is not None:
+            low, high = -np.inf, np.inf
+        return (np.concatenate([np.full(q, min(low, 0.0)), np.full(p, -np.inf)]),
+                np.concatenate([np.full(q, max(high, 0.0)), np.full(p, np.inf)]))
 
     def __call__(self, s, d):
         v = self._forward(s, d)

@@ -42,6 +42,22 @@ def rows(scale: np.ndarray, m: np.ndarray) -> np.ndarray:
     return scale[..., None] * m
 
 
+def activation_range(act: BoundActivation) -> tuple[float, float]:
+    """The closed range (low, high) of a scalar activation, found on a wide grid; an end that
+    still moves between |z| = 1e3 and 1e6 is unbounded (-inf or inf)."""
+    z = np.concatenate([[-1e6, -1e3], np.linspace(-60.0, 60.0, 4001), [1e3, 1e6]])
+    value = value_and_slope(act, z)[0]
+    low, high = float(np.min(value)), float(np.max(value))
+    far = value[[0, -1]]
+    near = value[[1, -2]]
+    grows = np.abs(far - near) > 1e-9 * (1.0 + np.abs(near))
+    if (grows & np.isclose(far, low)).any():
+        low = -np.inf
+    if (grows & np.isclose(far, high)).any():
+        high = np.inf
+    return low, high
+
+
 class LayerMap:
     """One layer's update ``F(s, d)`` in float64 and its Jacobian ``dF/ds``.
 
@@ -89,6 +105,15 @@ class LayerMap:
     def jacobian(self, s: np.ndarray, d: np.ndarray) -> np.ndarray:
         """``dF/ds`` at (s, d): (..., n, n)."""
         return self.jvp(s, d, np.eye(self.size))
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The box (low, high), each (n,), holding every state the layer reaches from a state
+        in it: a fixed point outside it cannot exist. By default the range of activation 0
+        for every coordinate (an elman h = f(...); gru and esn states mix f(...) and the old
+        state); +-inf where that activation is unbounded. Cells with other states override it.
+        """
+        low, high = activation_range(self.layer.activations[0])
+        return np.full(self.size, low), np.full(self.size, high)
 
     def run(self, s0: np.ndarray, drives: np.ndarray) -> np.ndarray:
         """The states s_1..s_T (T, n) from ``s0`` (n,) under ``drives`` (T, m)."""

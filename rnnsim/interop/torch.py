@@ -26,7 +26,8 @@ CONSTRUCTOR_KEYS = ("mode", "input_size", "hidden_size", "num_layers", "bias", "
                     "bidirectional", "proj_size", "nonlinearity", "dtype")
 
 
-def from_torch(module_or_state_dict: Any, **config) -> Network:
+def from_torch(module_or_state_dict: Any, head: Any = None, head_name: str = "linear",
+               **config) -> Network:
     """A ``Network`` with the weights of a ``torch.nn.RNN``/``LSTM``/``GRU`` or its state dict.
 
     module_or_state_dict : a live module, or a mapping of PyTorch parameter names to arrays,
@@ -34,6 +35,11 @@ def from_torch(module_or_state_dict: Any, **config) -> Network:
         'RNN_RELU', 'LSTM' or 'GRU', case-insensitive; ``input_size``, ``hidden_size``,
         ``num_layers``, ``bias``, ``batch_first``, ``bidirectional``, ``proj_size``,
         ``nonlinearity``) and optionally ``dtype``.
+
+    head : the ``torch.nn.Linear`` (or its state dict) the model applies after the recurrent module
+        (``fc(rnn(x)[0])``); it becomes the network's head ``head_name`` (``linear``, per
+        step; ``last_step`` for ``fc(output[-1])``; ``softmax``), so ``net.run(x).y`` is the
+        model's output.
 
     ``net.run(x, h0, c0)`` gives ``.output`` equal to the module's ``output``, ``.h_n`` its
     ``h_n`` and, for LSTM, ``.c_n`` its ``c_n``.
@@ -78,13 +84,40 @@ def from_torch(module_or_state_dict: Any, **config) -> Network:
         layer["activation"] = activation
     if proj:
         layer["proj_size"] = proj
-    cfg = parse({"network": {"input_size": int(args["input_size"]), "dtype": dtype,
-                             "batch_first": bool(args.get("batch_first", False)),
-                             "layers": [dict(layer) for _ in range(num_layers)]}})
+    network = {"input_size": int(args["input_size"]), "dtype": dtype,
+               "batch_first": bool(args.get("batch_first", False)),
+               "layers": [dict(layer) for _ in range(num_layers)]}
+    readout = None
+    if head is not None:
+        width = (proj or int(args["hidden_size"])) * (2 if bidirectional else 1)
+        readout = _linear_readout(head, width)
+        network["head"] = {"name": head_name, "units": len(readout["head.b"])}
+    cfg = parse({"network": network})
     expected = expected_shapes(gates, int(args["input_size"]), int(args["hidden_size"]),
                                num_layers, bias, bidirectional, proj)
     _check(state, expected, args)
-    return Network(cfg, _convert(state, cell, expected))
+    params = _convert(state, cell, expected)
+    if readout is not None:
+        params.update({name: value.astype(dtype) for name, value in readout.items()})
+    return Network(cfg, params)
+
+
+def _linear_readout(head, width: int) -> dict[str, np.ndarray]:
+    """``head.W`` (m, width) and ``head.b`` (m,) of a ``torch.nn.Linear`` on ``width``
+    features, or of its state dict (``weight``, optional ``bias``)."""
+    if hasattr(head, "state_dict"):
+        head = head.state_dict()
+    if not isinstance(head, Mapping) or "weight" not in head:
+        raise ConfigError(f"from_torch: head must be a torch.nn.Linear or its state dict "
+                          f"(weight, bias), not {type(head).__name__}.")
+    parts = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v,
+                           np.float64) for k, v in head.items()}
+    w = parts["weight"]
+    if w.ndim != 2 or w.shape[1] != width:
+        raise ShapeError(f"from_torch: the head's weight has shape {w.shape}; expected "
+                         f"(outputs, {width}), the recurrent module's features per step.")
+    b = parts.get("bias", np.zeros(w.shape[0]))
+    return {"head.W": w, "head.b": b}
 
 
 def _mode(args: dict) -> tuple[str, int, str | None]:

@@ -1,6 +1,8 @@
 """Benchmark series of reservoir computing."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -10,8 +12,14 @@ def mackey_glass(timesteps: int, tau: int = 17, beta: float = 0.2, gamma: float 
     """The Mackey-Glass series dx/dt = beta x(t-tau) / (1 + x(t-tau)^n) - gamma x(t).
 
     Integrated with RK4 at ``dt / substeps`` and sampled every ``dt``; the history before t = 0
-    is ``x0`` plus a small seeded perturbation. Returns ``(timesteps, 1)`` float64.
+    is ``x0`` plus a small seeded perturbation. Returns ``(timesteps, 1)`` float64, a fresh
+    copy of a series kept per process (a sweep's points ask for the same one again and again).
     """
+    return _integrated(int(timesteps), tau, beta, gamma, n, dt, x0, seed, substeps).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _integrated(timesteps, tau, beta, gamma, n, dt, x0, seed, substeps) -> np.ndarray:
     h = dt / substeps
     lag = int(round(tau / h))
     rng = np.random.default_rng(seed)
@@ -30,4 +38,6 @@ def mackey_glass(timesteps: int, tau: int = 17, beta: float = 0.2, gamma: float 
         k3 = deriv(x[i] + 0.5 * h * k2, mid)
         k4 = deriv(x[i] + h * k3, b)
         x[i + 1] = x[i] + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-    return x[lag + substeps:: substeps][:timesteps, None].copy()
+    series = x[lag + substeps:: substeps][:timesteps, None].copy()
+    series.flags.writeable = False
+    return series

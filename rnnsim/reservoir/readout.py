@@ -7,15 +7,18 @@ import time
 import numpy as np
 
 from ..errors import ConfigError, InputError, ShapeError
+from ..threads import with_one_blas_thread
 
 
+@with_one_blas_thread
 def ridge_regression(states: np.ndarray, targets: np.ndarray, ridge: float,
                      chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Readout weights minimising ||S W + b - Y||^2 + ridge ||W||^2, the bias unregularised.
 
     states : (n, N); targets : (n, m). Accumulates S^T S, S^T Y and the column sums in float64
-    over chunks of rows (no copy of ``states``), centres them, and solves the N x N system.
-    Returns ``W`` (N, m) and ``b`` (m,) in float64.
+    over chunks of rows (no copy of ``states``), centres them, and solves the N x N system,
+    with BLAS on one thread: the same bits whatever the caller's BLAS threads (a sweep's
+    process pool and a Dask worker differ there). Returns ``W`` (N, m) and ``b`` (m,) in float64.
     """
     n, N = states.shape
     m = targets.shape[1]
@@ -61,15 +64,25 @@ def fit(net, u, y, washout: int = 0, ridge: float = 1e-6, check_finite: bool = T
     if net.head is None:
         raise ConfigError("network.head: fit trains a ridge readout; add `head: {name: ridge, "
                           "units: <outputs>}` to the config.")
-    if not (isinstance(washout, int) and washout >= 0) or not (ridge >= 0):
-        raise InputError(f"washout must be an integer >= 0 and ridge >= 0; got washout="
-                         f"{washout!r}, ridge={ridge!r}.")
+    _check_fit_options(washout, ridge)
     target = _checked_target(net, y, tuple(np.shape(u)[:-1]), "target y", check_finite)
     teacher = target if has_feedback(net) else None
     result = net.run(u, teacher=teacher, check_finite=check_finite)
     unbatched = result.output.ndim == 2
     states = time_major(net, result.output, unbatched)
     target = time_major(net, target, unbatched)
+    return _fit_head(net, states, target, washout, ridge)
+
+
+def _check_fit_options(washout, ridge) -> None:
+    if not (isinstance(washout, int) and washout >= 0) or not (ridge >= 0):
+        raise InputError(f"washout must be an integer >= 0 and ridge >= 0; got washout="
+                         f"{washout!r}, ridge={ridge!r}.")
+
+
+def _fit_head(net, states: np.ndarray, target: np.ndarray, washout: int, ridge: float):
+    """Fit the head on time-major ``states`` (T, [B,] N) and ``target`` (T, [B,] m) after
+    ``washout`` steps; returns ``net``."""
     T = states.shape[0]
     if washout >= T:
         raise InputError(f"washout = {washout} leaves no step of the {T} to fit; use a "
@@ -87,13 +100,25 @@ def fit_and_score(net, u, y, split: int | None = None, washout: int = 0,
                   ridge: float = 1e-6) -> dict:
     """Fit the ridge head on the first ``split`` steps of (u, y) (all of them without), run on
     all of ``u`` and score: ``train_nrmse`` over steps washout..split, ``test_nrmse`` over the
-    rest (with ``split``), and ``fit_seconds``. With output feedback the run is free: the
-    head's own outputs are fed back."""
+    rest (with ``split``), and ``fit_seconds``. One sequence without output feedback is run
+    once (the fit and the prediction share its states); with output feedback the scoring run
+    is free: the head's own outputs are fed back."""
     start = time.perf_counter()
-    net.fit(u if split is None else u[:split], y if split is None else y[:split],
-            washout=washout, ridge=ridge)
-    scores = {"fit_seconds": time.perf_counter() - start}
-    prediction = net.run(u).y
+    if has_feedback(net) or np.ndim(u) != 2 or net.head is None:
+        net.fit(u if split is None else u[:split], y if split is None else y[:split],
+                washout=washout, ridge=ridge)
+        scores = {"fit_seconds": time.perf_counter() - start}
+        prediction = net.run(u).y
+    else:
+        # One sequence without feedback: the states of the training steps are the first
+        # steps of the run over all of u, so one run serves the fit and the prediction.
+        _check_fit_options(washout, ridge)
+        target = _checked_target(net, y, tuple(np.shape(u)[:-1]), "target y", True)
+        states = net.run(u).output
+        end = len(states) if split is None else split
+        _fit_head(net, states[:end], target[:end], washout, ridge)
+        scores = {"fit_seconds": time.perf_counter() - start}
+        prediction = net.head_forward(net.head_params(), states[:, None], None)[:, 0]
     target = np.asarray(y, np.float64).reshape(prediction.shape)
     end = len(target) if split is None else split
     scores["train_nrmse"] = nrmse(target[washout:end], prediction[washout:end])

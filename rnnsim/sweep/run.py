@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import inspect
+import math
 import multiprocessing
 import os
 from pathlib import Path
@@ -20,6 +21,9 @@ from .table import (TABLE_SUFFIXES, points_folder, read_point, require_pyarrow, 
 
 
 DASK_HINT = "install it with `pip install 'rnnsim[dask]'`"
+ON_ERROR = ("fail", "record", "skip")
+# The key under which evaluate_point returns a point's failures, and the table's column.
+ERRORS = "error"
 
 
 def resolve_metrics(metrics: Iterable[str | Callable | Metric]) -> list[Metric]:
@@ -49,36 +53,52 @@ def resolve_metrics(metrics: Iterable[str | Callable | Metric]) -> list[Metric]:
     return resolved
 
 
-def evaluate_point(config: Mapping, metrics: Sequence[Metric]) -> dict[str, float]:
-    """Build the point's network and compute every metric; what a worker process runs."""
-    net = Network.from_config(config)
+def evaluate_point(config: Mapping, metrics: Sequence[Metric]) -> dict[str, Any]:
+    """Build the point's network and compute every metric; what a worker process runs.
+
+    Returns metric name -> value. A metric that raises is left out, and so is every metric
+    when the network cannot be built: ``values[ERRORS]`` then lists ``(where, exception)``
+    pairs, for the caller's ``on_error`` policy.
+    """
+    try:
+        net = Network.from_config(config)
+    except Exception as exc:  # noqa: BLE001 - the point's failure, judged by on_error
+        return {ERRORS: [("network", exc)]}
     seed = net.config.network.seed
-    values = {}
+    values, errors = {}, []
     for metric in metrics:
         view = copy.copy(net)
         view.params = dict(net.params)  # a metric that fits the head leaves the next one alone
-        values[metric.name] = float(metric.fn(view, seed))
+        try:
+            values[metric.name] = float(metric.fn(view, seed))
+        except Exception as exc:  # noqa: BLE001 - named below, judged by on_error
+            errors.append((f"metric '{metric.name}'", exc))
+    if errors:
+        values[ERRORS] = errors
     return values
 
 
 class SweepTable(list):
     """The rows of a sweep's table (one dict per point, in grid order).
 
-    columns : the grid's key paths, ``seed``, then the metrics; path : the table written;
-    computed, resumed : how many points ran now and how many were read from point files.
+    columns : the grid's key paths, ``seed``, then the metrics (and ``error`` when a point
+    failed under ``on_error='record'``); path : the table written; computed, resumed : how
+    many points ran now and how many were read from point files; failed : ``(point, error)``
+    text pairs of the points that failed, whatever the policy.
     """
 
-    def __init__(self, rows, columns, path, computed, resumed):
+    def __init__(self, rows, columns, path, computed, resumed, failed=()):
         super().__init__(rows)
         self.columns, self.path = list(columns), Path(path)
-        self.computed, self.resumed = computed, resumed
+        self.computed, self.resumed, self.failed = computed, resumed, list(failed)
 
 
 def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, Any] | None = None,
               metrics: Sequence[str | Callable | Metric] | None = None,
               output: str | os.PathLike | None = None, *, repeats: int | None = None,
               seed: int | None = None, workers: int | None = None, scheduler: str | None = None,
-              progress: Callable[[int, int], None] | None = None) -> SweepTable:
+              progress: Callable[[int, int], None] | None = None,
+              on_error: str | None = None) -> SweepTable:
     """Run every point of ``grid`` on ``config`` and write the table of ``metrics``.
 
     config : YAML path, mapping or ``Config``; its ``sweep:`` section gives whatever of grid,
@@ -94,6 +114,12 @@ def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, A
     scheduler : a Dask scheduler address (``tcp://host:8786``) or ``'local'`` for a
         throwaway local cluster; None runs on this machine
     progress : called as ``progress(finished, total)`` as points finish
+    on_error : what a point whose network cannot be built, or a metric that raises, does:
+        ``'fail'`` stops the sweep with the error (finished points stay in their files);
+        ``'record'`` (default, or the sweep section's ``on_error``) writes NaN for the
+        metrics it lacks and the error's text in an ``error`` column; ``'skip'`` leaves the
+        point out of the table. Either way the point is tried again by the next run (only
+        finished metrics are kept), and ``table.failed`` lists it.
     """
     config = config if isinstance(config, Config) else parse_config(config)
     section = config.sweep
@@ -102,6 +128,9 @@ def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, A
     output = output if output is not None else section.output if section else None
     repeats = repeats if repeats is not None else section.repeats if section else 1
     seed = seed if seed is not None else section.seed if section else None
+    on_error = on_error if on_error is not None else section.on_error if section else "record"
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error must be one of {', '.join(ON_ERROR)}; got {on_error!r}.")
     missing = [name for name, value in (("grid", grid), ("metrics", metrics), ("output", output))
                if not value]
     if missing:
@@ -125,7 +154,7 @@ def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, A
         raise ConfigError("\n".join(errors))
     metrics, (paths, points) = outcomes
     folder = points_folder(output)
-    results, pending = {}, []
+    results, pending, failures = {}, [], {}
     for point in points:
         stored = read_point(folder / f"{point.key}.json") or {}
         results[point.key] = stored
@@ -138,6 +167,15 @@ def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, A
 
     def record(point: Point, values: dict) -> None:
         nonlocal finished
+        errors = values.pop(ERRORS, [])
+        if errors and on_error == "fail":
+            where, exc = errors[0]
+            if isinstance(exc, RnnsimError):
+                raise type(exc)(f"sweep point {point.describe()}: {where}: {exc}") from None
+            raise exc
+        if errors:
+            failures[point.key] = "; ".join(f"{where}: {type(exc).__name__}: {exc}"
+                                            for where, exc in errors)
         stored = results[point.key] = {**results[point.key], **values}
         write_point(folder / f"{point.key}.json",
                     {"format": POINT_FORMAT, "params": point.params, "seed": point.seed,
@@ -150,9 +188,16 @@ def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, A
     _run(pending, workers, scheduler, record)
     columns = [*paths, "seed", *[m.name for m in metrics]]
     rows = [{**point.params, "seed": point.seed,
-             **{m.name: results[point.key][m.name] for m in metrics}} for point in points]
+             **{m.name: results[point.key].get(m.name, math.nan) for m in metrics}}
+            for point in points if on_error != "skip" or point.key not in failures]
+    if failures and on_error == "record":
+        columns.append(ERRORS)
+        for point, row in zip(points, rows):
+            row[ERRORS] = failures.get(point.key)
     write_table(output, rows, columns)
-    return SweepTable(rows, columns, output, len(pending), total - len(pending))
+    failed = [(point.describe(), failures[point.key]) for point in points
+              if point.key in failures]
+    return SweepTable(rows, columns, output, len(pending), total - len(pending), failed)
 
 
 def _run(pending, workers: int, scheduler: str | None, record) -> None:
