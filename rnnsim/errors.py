@@ -21,6 +21,11 @@ class InputError(RnnsimError):
     """An input file or array cannot be used: missing, unreadable, or holding NaN/inf."""
 
 
+class OutputError(RnnsimError, OSError):
+    """A result cannot be written: a read-only or full disk, a folder in the way, or a folder
+    that holds files the write would delete. Whatever was there before is unchanged."""
+
+
 class NonfiniteError(RnnsimError):
     """A state became NaN or inf during a run; ``fault`` says where it first happened."""
 

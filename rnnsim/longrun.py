@@ -251,9 +251,16 @@ def _exclusive(out: Path):
         yield
         return
     lock = out.with_name(f".{out.name}.lock")
-    with open(lock, "w") as fh:
+    try:  # never through a symlink planted there, never truncating anything
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise InputError(f"cannot take the lock file '{lock}' for '{out}': "
+                         f"{exc.strerror or exc}" + (" (it is a symlink, which rnnsim does "
+                         "not follow)" if lock.is_symlink() else "") + ". Remove it, or write "
+                         "elsewhere.") from None
+    try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise InputError(f"another run is writing '{out}' (it holds '{lock}'); wait for it "
                              "to end, or write elsewhere.") from None
@@ -261,6 +268,8 @@ def _exclusive(out: Path):
             yield
         finally:
             lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, chunk_steps,
@@ -400,6 +409,7 @@ def _identity(net: Network, source, lengths, state: State, steps: int) -> dict:
                                             default=str).encode()).hexdigest(),
         "weights": _hash(*(net.params[name] for name in sorted(net.params))),
         "device": getattr(net, "device", "cpu"),
+        "fast math": net.fast_math,
         "input shape": list(source.shape),
         "input dtype": str(source.dtype),
         "lengths": _hash(lengths),

@@ -27,7 +27,6 @@ from .validation import as_real_array, checked_lengths
 SPECTRAL_RADIUS = "spectral_radius"
 # The model folder: the config, the weights, and the plugin that provided each name used.
 CONFIG_FILE, WEIGHTS_FILE, PLUGINS_FILE = "config.yaml", "weights.npz", "plugins.yaml"
-MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, PLUGINS_FILE)
 SOURCE_FIELDS = ("plugin", "package", "version")
 
 
@@ -558,15 +557,11 @@ class Network:
 
         ``plugins.yaml`` records, for every activation, initializer and head name the model
         uses, the plugin, package and version that provided it, so that loading the model where
-        one is missing says which package to install.
+        one is missing says which package to install. An existing folder is replaced only
+        when it holds nothing but these files (``OutputError`` otherwise: a project folder is
+        never swept away).
         """
         path = Path(path).resolve()
-        others = sorted(p.name for p in path.iterdir() if p.name not in MODEL_FILES) \
-            if path.is_dir() else []
-        if path.exists() and (not path.is_dir() or others):
-            raise InputError(f"cannot save to '{path}': it exists and is not an rnnsim model "
-                             f"folder{' (it holds ' + ', '.join(others[:3]) + ')' if others else ''}"
-                             "; saving replaces the whole folder. Choose a new path.")
 
         def write(folder: Path) -> None:
             (folder / CONFIG_FILE).write_text(yaml.safe_dump(self.config.dump(),
