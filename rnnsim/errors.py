@@ -1,4 +1,18 @@
 """Exceptions raised for mistakes a user can fix: each says what, where and how."""
+import reprlib
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 6
+_SHOWN.maxlevel = 2
+SHOWN_CHARS = 100
+
+
+def shown(value) -> str:
+    """``repr(value)`` cut to about ``SHOWN_CHARS`` characters, however large or deep ``value``
+    is (an error message must never expand what a user gave without bound)."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 
 class RnnsimError(Exception):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..config import Config
-from ..errors import ConfigError, RnnsimError
+from ..errors import ConfigError, RnnsimError, shown
 from ..network import Network
 from ..plugins import Metric, get_plugins
 from .grid import POINT_FORMAT, Point, expand, parse_config
@@ -40,7 +40,7 @@ def resolve_metrics(metrics: Iterable[str | Callable | Metric]) -> list[Metric]:
         elif callable(metric):
             resolved.append(Metric(metric.__name__, metric, inspect.getdoc(metric) or ""))
         else:
-            problems.append(f"metrics: expected a metric name or a function, got {metric!r}.")
+            problems.append(f"metrics: expected a metric name or a function, got {shown(metric)}.")
     names = [m.name for m in resolved]
     problems += [f"metrics: metric '{name}' is given twice." for name in sorted(set(names))
                  if names.count(name) > 1]
@@ -113,7 +113,7 @@ def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, A
     if output.suffix == ".parquet":
         require_pyarrow()
     if not (isinstance(repeats, int) and repeats >= 1):
-        raise ConfigError(f"sweep repeats must be an integer >= 1; got {repeats!r}.")
+        raise ConfigError(f"sweep repeats must be an integer >= 1; got {shown(repeats)}.")
     outcomes = []  # both checked, so that every mistake is reported at once
     for check in (lambda: resolve_metrics(metrics), lambda: expand(config, grid, repeats, seed)):
         try:

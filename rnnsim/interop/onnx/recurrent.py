@@ -9,7 +9,7 @@ import numpy as np
 
 from ...activations import BoundActivation, bind
 from ...config import LayerConfig, Spec
-from ...errors import ConfigError, InputError, ShapeError
+from ...errors import ConfigError, InputError, ShapeError, shown
 from ...plugins import get_plugins
 from .load import FLOAT_TYPES, Node, describe_array
 
@@ -96,7 +96,7 @@ class RecurrentNode:
                               f"the outputs {list(spec.outputs)}.")
         self.direction = attrs.get("direction", "forward")
         if self.direction not in DIRECTIONS:
-            raise ConfigError(f"{self.where}: direction {self.direction!r} is not one of "
+            raise ConfigError(f"{self.where}: direction {shown(self.direction)} is not one of "
                               f"{', '.join(DIRECTIONS)}.")
         self.directions = 2 if self.direction == "bidirectional" else 1
         self.layout = attrs.get("layout", 0)
@@ -113,7 +113,7 @@ class RecurrentNode:
         self.hidden_size = attrs.get("hidden_size", None if R is None else R.shape[-1])
         if not isinstance(self.hidden_size, int) or self.hidden_size <= 0:
             raise ConfigError(f"{self.where}: hidden_size must be a positive integer (got "
-                              f"{self.hidden_size!r}).")
+                              f"{shown(self.hidden_size)}).")
         self.activations = self._activations()
         self.names = {key: name for key, name in weight_names.items() if name}
         self.dtype = None
