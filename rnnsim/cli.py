@@ -207,7 +207,7 @@ def warm_up(net: Network, x, lengths, teacher) -> float | None:
 def run_onnx(path: Path, input_path, output_path, allow_nonfinite, as_json, others) -> None:
     """``rnnsim run MODEL.onnx``: the graph on the arrays of --input, outputs by name."""
     from .interop.onnx import from_onnx
-    from .io import read_array, write_npz
+    from .io import read_array, read_npz, write_npz
 
     given = [option for option, value in others.items() if value]
     if given:
@@ -218,7 +218,7 @@ def run_onnx(path: Path, input_path, output_path, allow_nonfinite, as_json, othe
                                "input, saved under the input's name.")
     model = from_onnx(path)
     if input_path.suffix.lower() == ".npz":
-        feeds = {name: read_array(input_path, name) for name in _npz_names(input_path)}
+        feeds = read_npz(input_path)
     elif len(model.input_names) == 1:
         feeds = {model.input_names[0]: read_array(input_path)}
     else:
@@ -244,16 +244,6 @@ def run_onnx(path: Path, input_path, output_path, allow_nonfinite, as_json, othe
                "or compilation")
     if output_path is not None:
         click.echo(f"wrote {output_path}")
-
-
-def _npz_names(path: Path) -> list[str]:
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return list(data.files)
-    except (OSError, ValueError, EOFError) as exc:
-        raise RnnsimError(f"input file '{path}' cannot be read as .npz: {exc}.") from None
 
 
 def info_onnx(path: Path, as_json: bool) -> None:

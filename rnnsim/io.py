@@ -139,9 +139,18 @@ def _npy_header(fh, size: int, label: str, in_memory: bool):
     return shape, fortran, dtype
 
 
+# A CSV number takes two bytes at least ("1,") and becomes 8 (float64), with about as much
+# again of parsing buffers: the memory a .csv needs, per byte of the file.
+CSV_BYTES_PER_BYTE = 8
+
+
 def _read_csv(path: Path) -> np.ndarray:
-    lines = path.read_text().splitlines()
-    first = lines[0].split(",") if lines else []
+    size = path.stat().st_size
+    guards.check_fits({f"input file '{path}' ({size:,} bytes of text)": CSV_BYTES_PER_BYTE * size},
+                      f"reading '{path}'", "Save large inputs as .npy: it is read piece by "
+                      "piece when the run streams to disk.", InputError)
+    with open(path) as fh:
+        first = fh.readline(1 << 16).split(",")
     skip = 1 if first and not _numeric(first[0]) else 0
     array = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
     if array.size == 0:

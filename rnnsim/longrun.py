@@ -286,7 +286,7 @@ def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, ch
     if chunk_steps is None and saved is not None:  # resume with the interrupted run's chunks
         chunk_steps = saved[0]["identity"].get("chunk steps")
     steps = _chunk_steps(net, chunk_steps, B)
-    bounds = _bounds(T, steps)
+    bounds = _Bounds(T, steps)
     identity = _identity(net, source, lengths, state, steps)
     done, digest = 0, hashlib.blake2b(digest_size=16)
     if saved is not None:
@@ -299,13 +299,13 @@ def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, ch
     per_step_head = net.head is not None and net.head.per_step
     writers = {}
     try:
-        if done < len(bounds) - 1:
+        if done < bounds.count:
             writers["output"] = _NpyWriter(partial / OUTPUT, out_shape, net.dtype, time_axis,
                                            create=done == 0)
             if per_step_head and done > 0:
                 writers["y"] = _NpyWriter(partial / Y, *_saved_layout(partial / Y), time_axis,
                                           create=False)
-        for i in range(done, len(bounds) - 1):
+        for i in range(done, bounds.count):
             t0, t1 = int(bounds[i]), int(bounds[i + 1])
             chunk = source.read(t0, t1)
             digest.update(np.ascontiguousarray(chunk).data)
@@ -378,10 +378,15 @@ def _chunk_steps(net: Network, chunk_steps, B: int) -> int:
     return int(chunk_steps)
 
 
-def _bounds(T: int, steps: int) -> np.ndarray:
-    """Chunk boundaries: ceil(T / steps) chunks of equal length (within one step)."""
-    count = -(-T // steps)
-    return np.arange(count + 1, dtype=np.int64) * T // count
+class _Bounds:
+    """Chunk boundaries: ``count`` = ceil(T / steps) chunks of equal length (within one
+    step); ``bounds[i]`` is computed when asked, so any T takes no memory."""
+
+    def __init__(self, T: int, steps: int):
+        self.T, self.count = T, -(-T // steps)
+
+    def __getitem__(self, i: int) -> int:
+        return i * self.T // self.count if self.count else 0
 
 
 def _output_shape(net: Network, x_shape, unbatched: bool) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ separate as ``bn``.
 """
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .. import guards
 from ..config import parse
 from ..errors import ConfigError, InputError, ShapeError
 from ..io import read_npz
@@ -193,14 +195,32 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise InputError(f"weights file '{path}' cannot be read as {suffix}: {exc}.") from None
 
 
+# Bytes per element of each safetensors dtype (as ``get_slice(name).get_dtype()`` names it).
+_SAFETENSORS_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2,
+                      "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8,
+                      "U64": 8, "F64": 8}
+_FIT_HINT = "Convert the weights on a machine with more memory, or keep fewer of them."
+
+
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a ``.safetensors`` file, read one at a time from a memory map once their
+    declared sizes are known to fit in memory."""
     try:
-        from safetensors.numpy import load_file
+        from safetensors import safe_open
     except ImportError:
         raise InputError(f"reading '{path}' needs the safetensors package: pip install "
                          "safetensors (or save the state dict as .npz).") from None
     try:
-        return load_file(str(path))
+        with safe_open(str(path), framework="numpy") as fh:
+            sizes = {}
+            for name in fh.keys():
+                part = fh.get_slice(name)
+                sizes[f"{name} {tuple(part.get_shape())}"] = (
+                    math.prod(part.get_shape()) * _SAFETENSORS_BYTES.get(part.get_dtype(), 8))
+            guards.check_fits(sizes, f"the tensors of '{path}'", _FIT_HINT, InputError)
+            return {name: fh.get_tensor(name) for name in fh.keys()}
+    except InputError:
+        raise
     except Exception as exc:  # SafetensorError and friends: a damaged or hostile file
         raise InputError(f"weights file '{path}' cannot be read as .safetensors: "
                          f"{type(exc).__name__}: {exc}.") from None
@@ -212,8 +232,10 @@ def _load_pt(path: Path) -> dict[str, np.ndarray]:
     except ImportError:
         raise InputError(f"reading '{path}' needs PyTorch: pip install torch, or save the "
                          "state dict as .npz or .safetensors where torch is installed.") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    guards.check_fits({f"'{path}'": path.stat().st_size}, f"the tensors of '{path}'",
+                      _FIT_HINT, InputError)
+    try:  # mapped, not read: the tensors are paged in as they are used
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # UnpicklingError (refused or damaged), zip and EOF errors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(f"weights file '{path}' cannot be read as a weights-only .pt state "

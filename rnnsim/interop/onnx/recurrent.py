@@ -3,6 +3,7 @@ mapped (ONNX stores LSTM gates as i, o, f, c and GRU gates as z, r, h; the kerne
 i, f, g, o and r, z, n), one cell per direction."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,8 +105,9 @@ class RecurrentNode:
             raise ConfigError(f"{self.where}: layout {self.layout} must be 0 (time first) or 1 "
                               "(batch first).")
         self.clip = attrs.get("clip")
-        if self.clip is not None and not self.clip > 0:
-            raise ConfigError(f"{self.where}: clip {self.clip} must be positive.")
+        if self.clip is not None and not (_finite_number(self.clip) and self.clip > 0):
+            raise ConfigError(f"{self.where}: clip {shown(self.clip)} must be positive and "
+                              "finite (a float attribute).")
         self.input_forget = bool(attrs.get("input_forget", 0))
         self.linear_before_reset = bool(attrs.get("linear_before_reset", 0))
         weight_names = dict(zip(spec.inputs, node.inputs))
@@ -140,9 +142,14 @@ class RecurrentNode:
         if spec.cell == "elman" and D == 1 and len(names) == 2:
             names = names[:1]  # ONNX Runtime's rule for the old default ["Tanh", "Tanh"]
         if len(names) != per_direction * D:
-            raise ConfigError(f"{self.where}: activations {names} must list {per_direction} "
-                              f"function(s) per direction ({per_direction * D} for direction "
+            raise ConfigError(f"{self.where}: activations {shown(names)} must list "
+                              f"{per_direction} function(s) per direction ({per_direction * D} for direction "
                               f"'{self.direction}').")
+        for key in ("activation_alpha", "activation_beta"):
+            values = attrs.get(key, [])
+            if not isinstance(values, list) or not all(_finite_number(v) for v in values):
+                raise ConfigError(f"{self.where}: {key} must be a list of finite numbers (a "
+                                  f"floats attribute), not {shown(values)}.")
         alphas = iter(attrs.get("activation_alpha", []))
         betas = iter(attrs.get("activation_beta", []))
         plugins = get_plugins()
@@ -150,7 +157,7 @@ class RecurrentNode:
         for i, name in enumerate(names):
             key = str(name).lower()
             if key not in ACTIVATIONS:
-                raise ConfigError(f"{self.where}: activations[{i}] {name!r} is not an ONNX "
+                raise ConfigError(f"{self.where}: activations[{i}] {shown(name)} is not an ONNX "
                                   "activation; use one of Relu, Tanh, Sigmoid, Affine, "
                                   "LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, "
                                   "Softsign, Softplus.")
@@ -163,8 +170,8 @@ class RecurrentNode:
                 params["beta"] = float(next(betas, default_beta))
             spec_ = Spec.model_validate({"name": rnnsim_name, **params})
             bound.append(bind(spec_, f"{self.where}: activations[{i}]", plugins))
-            shown = ", ".join(f"{key}={value:g}" for key, value in params.items())
-            labels.append(f"{name}({shown})" if shown else str(name))
+            described = ", ".join(f"{key}={value:g}" for key, value in params.items())
+            labels.append(f"{name}({described})" if described else str(name))
         self.activation_labels = [labels[d * per_direction:(d + 1) * per_direction]
                                   for d in range(D)]
         return [[bound[d * per_direction + slot] for slot in spec.activation_slots]
@@ -340,6 +347,11 @@ class RecurrentNode:
             "inputs": {key: name for key, name in self.names.items()},
             "weights": {key: list(shape) for key, shape in self.weight_shapes.items()},
         }
+
+
+def _finite_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:

@@ -1,0 +1,190 @@
+"""Faults and hostile input, round two: files that lie about their sizes, ONNX attributes of
+the wrong kind, damaged kernel caches, misbehaving plugins, and processes killed or left
+waiting. Each case ends in a named error (exit 1 from the CLI), never a traceback, a hang or
+lost data."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import rnnsim
+from rnnsim import ConfigError, InputError, NonfiniteError, ShapeError
+from rnnsim.cli import cli
+
+onnx = pytest.importorskip("onnx")
+from onnx import helper, numpy_helper  # noqa: E402
+
+RNNSIM = [sys.executable, "-c", "from rnnsim.cli import cli; cli()"]
+
+
+def rnn_model(attrs=None, p=4, k=2, initializers=None, nodes=()):
+    """One ONNX RNN node (tanh by default) with random W and R; input X (T, B, k)."""
+    rng = np.random.default_rng(1)
+    weights = {"W": rng.standard_normal((1, p, k)).astype(np.float32) * 0.5,
+               "R": rng.standard_normal((1, p, p)).astype(np.float32) * 0.5}
+    weights.update(initializers or {})
+    node = helper.make_node("RNN", ["X", "W", "R"], ["Y"], name="rnn", hidden_size=p,
+                            **(attrs or {}))
+    graph = helper.make_graph(
+        [*nodes, node], "g",
+        [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [None, None, k])],
+        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, n) for n, v in weights.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    return model
+
+
+def x_feed(T=5, B=2, k=2):
+    return {"X": np.random.default_rng(2).standard_normal((T, B, k)).astype(np.float32)}
+
+
+# ---- ONNX: attributes, outputs, external data, constant shapes (items 5, 10, 11) ----------
+
+@pytest.mark.parametrize("attrs,message", [
+    ({"activations": ["LeakyRelu"], "activation_alpha": [float("nan")]},
+     "activation_alpha must be a list of finite numbers"),
+    ({"activations": ["LeakyRelu"], "activation_alpha": ["a", "b"]},
+     "activation_alpha must be a list of finite numbers"),
+    ({"activations": ["Affine"], "activation_beta": [float("inf")]},
+     "activation_beta must be a list of finite numbers"),
+    ({"clip": "big"}, "clip 'big' must be positive and finite"),
+    ({"clip": float("nan")}, "clip nan must be positive and finite"),
+    ({"clip": numpy_helper.from_array(np.ones(3, np.float32))}, "clip array.* must be positive"),
+])
+def test_onnx_attributes_of_the_wrong_kind_are_refused_at_load(attrs, message):
+    with pytest.raises(ConfigError, match=message):
+        rnnsim.from_onnx(rnn_model(attrs))
+
+
+def test_a_diverging_onnx_node_raises_instead_of_writing_nan(tmp_path):
+    """A huge weight overflows float32 to inf, then inf - inf gives NaN: named, not written."""
+    big = {"W": np.full((1, 4, 2), 3e38, np.float32)}
+    model = rnn_model({"activations": ["Affine"], "activation_alpha": [10.0]}, initializers=big)
+    net = rnnsim.from_onnx(model)
+    with pytest.raises(NonfiniteError, match=r"node 'rnn' \(RNN\) output 'Y' holds NaN or inf"):
+        net.run(x_feed())
+    assert not np.isfinite(net.run(x_feed(), check_finite=False)["Y"]).all()
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "feeds.npz", **x_feed())
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "m.onnx"), "--input",
+                                      str(tmp_path / "feeds.npz"), "--output",
+                                      str(tmp_path / "out.npz")])
+    assert result.exit_code == 1 and "NaN or inf" in result.output, result.output
+    assert not (tmp_path / "out.npz").exists()
+
+
+def external_model(tmp_path, **entries):
+    """A model whose W lives in weights.bin, its external_data entries then replaced."""
+    folder = tmp_path / "model"
+    folder.mkdir(exist_ok=True)
+    onnx.save(rnn_model(), folder / "m.onnx", save_as_external_data=True,
+              all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    model = onnx.load(folder / "m.onnx", load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.name == "W")
+    for entry in tensor.external_data:
+        if entry.key in entries:
+            entry.value = entries.pop(entry.key)
+    for key, value in entries.items():
+        tensor.external_data.add(key=key, value=value)
+    onnx.save(model, folder / "hostile.onnx")
+    return folder / "hostile.onnx"
+
+
+@pytest.mark.parametrize("entries,message", [
+    ({"location": "weights\0.bin"}, "NUL byte"),
+    ({"offset": "ten"}, "must be whole numbers of bytes"),
+    ({"length": "1.5"}, "must be whole numbers of bytes"),
+    ({"length": "4"}, "its length is 4 bytes, but the tensor's shape and type need 32"),
+])
+def test_hostile_onnx_external_data_entries_are_named_errors(tmp_path, entries, message):
+    path = external_model(tmp_path, **entries)
+    with pytest.raises(InputError, match=message):
+        rnnsim.from_onnx(path)
+    result = CliRunner().invoke(cli, ["info", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_onnx_external_data_beyond_the_memory_is_refused_before_reading(tmp_path,
+                                                                        monkeypatch):
+    path = external_model(tmp_path)
+    assert rnnsim.from_onnx(path).run(x_feed())["Y"].shape == (5, 1, 2, 4)
+    monkeypatch.setenv("RNNSIM_MEMORY_LIMIT", "40")
+    with pytest.raises(InputError, match="need about .* more than the 40 B available"):
+        rnnsim.from_onnx(path)
+
+
+@pytest.mark.parametrize("op", ["ConstantOfShape", "Expand"])
+def test_onnx_shapes_asking_for_terabytes_allocate_nothing(op):
+    shape = numpy_helper.from_array(np.array([10 ** 6, 10 ** 6], np.int64), "shape")
+    const = helper.make_node("Constant", [], ["shape"], name="shape", value=shape)
+    if op == "ConstantOfShape":
+        node = helper.make_node(op, ["shape"], ["big"], name="big")
+        inputs = {}
+    else:
+        node = helper.make_node(op, ["one", "shape"], ["big"], name="big")
+        inputs = {"one": np.ones((1, 1), np.float32)}
+    model = rnn_model(initializers=inputs, nodes=[const, node])
+    model.graph.output.append(helper.make_tensor_value_info("big", onnx.TensorProto.FLOAT,
+                                                            None))
+    with pytest.raises(ConfigError, match=rf"node 'big' \({op}\) fails.*3.6 TiB"):
+        rnnsim.from_onnx(model)
+
+
+def test_a_damaged_zip_as_onnx_feeds_is_a_named_error(tmp_path):
+    onnx.save(rnn_model(), tmp_path / "m.onnx")
+    np.savez(tmp_path / "feeds.npz", **x_feed())
+    data = bytearray((tmp_path / "feeds.npz").read_bytes())
+    data[len(data) // 2:] = b"\0" * (len(data) - len(data) // 2)
+    (tmp_path / "feeds.npz").write_bytes(bytes(data))
+    result = CliRunner().invoke(cli, ["run", str(tmp_path / "m.onnx"), "--input",
+                                      str(tmp_path / "feeds.npz")])
+    assert result.exit_code == 1 and "feeds.npz" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+# ---- weights files read with a size check (item 10) ----------------------------------------
+
+def test_safetensors_beyond_the_memory_are_refused_before_reading(tmp_path, monkeypatch):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    from rnnsim.interop.torch import load_state_dict
+
+    arrays = {"weight_ih_l0": np.ones((8, 3), np.float32), "bias": np.arange(5.0)}
+    safetensors_numpy.save_file(arrays, str(tmp_path / "w.safetensors"))
+    loaded = load_state_dict(tmp_path / "w.safetensors")
+    for name, value in arrays.items():
+        np.testing.assert_array_equal(loaded[name], value)
+    monkeypatch.setenv("RNNSIM_MEMORY_LIMIT", "100")
+    with pytest.raises(InputError, match=r"weight_ih_l0 \(8, 3\): 96 B.*more than the 100 B"):
+        load_state_dict(tmp_path / "w.safetensors")
+
+
+def test_the_memory_guard_sees_ulimit_v():
+    """RLIMIT_AS below the machine's memory is what a run may use."""
+    code = ("import resource; from rnnsim import guards; "
+            "before = guards.available_bytes(); "
+            "size = [int(l.split()[1]) * 1024 for l in open('/proc/self/status') "
+            "        if l.startswith('VmSize:')][0]; "
+            "resource.setrlimit(resource.RLIMIT_AS, (size + (300 << 20), resource.RLIM_INFINITY)); "
+            "after = guards.available_bytes(); "
+            "print(before > after, 0 < after <= 300 << 20)")
+    env = {k: v for k, v in os.environ.items() if k != "RNNSIM_MEMORY_LIMIT"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.stdout.split() == ["True", "True"], out.stderr
+
+
+def test_a_streamed_run_of_2_63_steps_allocates_nothing(tmp_path):
+    (tmp_path / "c.yaml").write_text("network: {input_size: 1, layers: [{units: 4}]}\n")
+    result = subprocess.run(
+        [*RNNSIM, "run", str(tmp_path / "c.yaml"), "-T", str(2 ** 63 - 1), "--output",
+         str(tmp_path / "o.npy")], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "RNNSIM_MEMORY_LIMIT": "2G"})
+    assert result.returncode == 1 and "EiB on disk" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
