@@ -3,6 +3,7 @@ the wrong kind, damaged kernel caches, misbehaving plugins, and processes killed
 waiting. Each case ends in a named error (exit 1 from the CLI), never a traceback, a hang or
 lost data."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -188,3 +189,30 @@ def test_a_streamed_run_of_2_63_steps_allocates_nothing(tmp_path):
         env={**os.environ, "RNNSIM_MEMORY_LIMIT": "2G"})
     assert result.returncode == 1 and "EiB on disk" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---- plugins that end the process at import (item 12) --------------------------------------
+
+@pytest.mark.parametrize("body,said", [
+    ("import sys\nsys.exit(3)\n", r"called sys.exit\(3\)"),
+    ("raise KeyboardInterrupt\n", "KeyboardInterrupt"),
+    ("class Escape(BaseException):\n    pass\nraise Escape('gone')\n", "Escape: gone"),
+])
+def test_a_plugin_ending_the_process_at_import_is_a_named_error(tmp_path, body, said):
+    """An installed package (a real entry point, found by importlib.metadata) whose module
+    exits, or raises KeyboardInterrupt or a BaseException, while rnnsim imports it."""
+    (tmp_path / "rnnsim_rude.py").write_text(body)
+    info = tmp_path / "rnnsim_rude-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rnnsim-rude\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[rnnsim]\nrude = rnnsim_rude\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([*RNNSIM, "plugins"], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "plugin 'rude' (package rnnsim-rude 1.0" in result.stderr
+    assert re.search(said, result.stderr) and "Traceback" not in result.stderr
+    skipped = subprocess.run([*RNNSIM, "--skip-broken-plugins", "plugins"], capture_output=True,
+                             text=True, env=env, timeout=120)
+    assert skipped.returncode == 0 and "tanh" in skipped.stdout, skipped.stderr
