@@ -40,6 +40,10 @@ class OutputError(RnnsimError, OSError):
     that holds files the write would delete. Whatever was there before is unchanged."""
 
 
+class CacheError(RnnsimError):
+    """The kernel cache folder is not private to its user: a file planted in it would run."""
+
+
 class NonfiniteError(RnnsimError):
     """A state became NaN or inf during a run; ``fault`` says where it first happened."""
 

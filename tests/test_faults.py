@@ -216,3 +216,74 @@ def test_a_plugin_ending_the_process_at_import_is_a_named_error(tmp_path, body, 
     skipped = subprocess.run([*RNNSIM, "--skip-broken-plugins", "plugins"], capture_output=True,
                              text=True, env=env, timeout=120)
     assert skipped.returncode == 0 and "tanh" in skipped.stdout, skipped.stderr
+
+
+# ---- the kernel cache: damaged entries, a folder others may write in (items 11, 13) ---------
+
+RUN_KERNEL = ("import numpy as np, rnnsim; net = rnnsim.Network.from_config({'network': "
+              "{'input_size': 2, 'seed': 4, 'layers': [{'units': 3}]}}); "
+              "print(repr(float(net.run(np.ones((6, 2))).output.sum())))")
+
+
+def run_kernel(cache: Path, check=True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RNNSIM_CACHE_DIR": str(cache)}
+    done = subprocess.run([sys.executable, "-W", "always", "-c", RUN_KERNEL],
+                          capture_output=True, text=True, env=env, timeout=300)
+    if check:
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def warm_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("warm") / "cache"
+    return cache, run_kernel(cache).stdout
+
+
+def damage(cache: Path, kind: str) -> list[Path]:
+    pattern = {"source": "*.py", "index": "__pycache__/*.nbi",
+               "empty data": "__pycache__/*.nbc"}[kind]
+    files = sorted(cache.glob(pattern))
+    for path in files:
+        if kind == "source":
+            path.write_bytes(b"\xff\xfe not UTF-8 \xc3\x28" + path.read_bytes()[:50])
+        elif kind == "empty data":
+            path.write_bytes(b"")
+        else:
+            path.write_bytes(b"\x80\x04 damaged" + os.urandom(64))
+    return files
+
+
+@pytest.mark.parametrize("kind", ["source", "index", "empty data"])
+def test_a_damaged_kernel_cache_entry_is_discarded_and_compiled_again(
+        warm_cache, tmp_path, kind):
+    import shutil
+
+    warm, expected = warm_cache
+    cache = tmp_path / "cache"
+    shutil.copytree(warm, cache)
+    cache.chmod(0o700)
+    assert damage(cache, kind)
+    damaged = run_kernel(cache)
+    assert damaged.stdout == expected
+    if kind != "source":  # a damaged source is rewritten; numba then ignores the stale index
+        assert "is damaged" in damaged.stderr and "compiled again" in damaged.stderr
+    if kind == "index":  # the entry was written again, whole
+        again = run_kernel(cache)
+        assert again.stdout == expected and "damaged" not in again.stderr, again.stderr
+
+
+def test_the_cache_folder_is_private_and_one_others_may_write_is_refused(tmp_path):
+    cache = tmp_path / "new" / "cache"
+    assert run_kernel(cache).returncode == 0
+    assert cache.stat().st_mode & 0o777 == 0o700
+    cache.chmod(0o777)
+    refused = run_kernel(cache, check=False)
+    assert refused.returncode == 1 and "CacheError" in refused.stderr, refused.stderr
+    assert "may be written by every user" in refused.stderr and "chmod 700" in refused.stderr
+    result = subprocess.run([*RNNSIM, "run", "-T", "3", str(Path(__file__).parents[1] / "configs"
+                                                              / "quickstart.yaml")],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "RNNSIM_CACHE_DIR": str(cache)})
+    assert result.returncode == 1 and "may be written by every user" in result.stderr
+    assert "Traceback" not in result.stderr

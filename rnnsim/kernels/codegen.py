@@ -16,8 +16,10 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 import types
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -239,6 +241,8 @@ def _generate(template: str, fns: tuple[Callable, ...], target: str = "cpu") -> 
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
+        for value in vars(module).values():
+            _discard_damaged_entries(value)
         return module
     module = types.ModuleType(module_name)
     module.__rnnsim_activations__ = fns
@@ -248,16 +252,42 @@ def _generate(template: str, fns: tuple[Callable, ...], target: str = "cpu") -> 
     return module
 
 
+def _discard_damaged_entries(dispatcher) -> None:
+    """Make the on-disk cache of ``dispatcher`` (a jitted kernel, else nothing) treat an entry
+    it cannot load (a damaged or truncated index or data file) as missing: the entry is
+    removed with a warning and the kernel compiled again."""
+    disk = getattr(dispatcher, "_cache", None)
+    index = getattr(getattr(disk, "_cache_file", None), "_index_path", None)
+    if index is None:
+        return
+    load = disk.load_overload
+
+    def load_or_discard(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception as exc:  # anything numba's loader raises on damaged files
+            try:
+                os.unlink(index)
+            except OSError:
+                pass
+            warnings.warn(f"the kernel cache entry '{index}' is damaged ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}); it was discarded and the kernel is compiled "
+                          "again.", RuntimeWarning, stacklevel=2)
+            return None
+
+    disk.load_overload = load_or_discard
+
+
 def _write(filename: str, source: str) -> Path | None:
     """Write ``source`` atomically into the cache folder, then keep the folder under its cap;
     None if the folder is not writable. A file already there is marked as used now."""
-    folder = cache.cache_dir()
-    path = folder / filename
     try:
-        if path.exists() and path.read_text() == source:
+        folder = cache.private_dir()
+        path = folder / filename
+        if path.exists() and path.read_bytes() == source.encode():
             cache.touch(path)
             return path
-        write_atomic(path, lambda tmp: tmp.write_text(source))
+        write_atomic(path, lambda tmp: tmp.write_bytes(source.encode()))
     except OSError:
         return None
     loaded = {Path(m.__file__).stem for m in _built.values() if getattr(m, "__file__", None)}
