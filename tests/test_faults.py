@@ -287,3 +287,61 @@ def test_the_cache_folder_is_private_and_one_others_may_write_is_refused(tmp_pat
                             env={**os.environ, "RNNSIM_CACHE_DIR": str(cache)})
     assert result.returncode == 1 and "may be written by every user" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---- sweeps: workers die with their parent; a scheduler that never answers (items 8, 9) ----
+
+SWEEP_CONFIG = """
+network:
+  input_size: 1
+  seed: 3
+  layers: [{cell: esn, units: 8}]
+run: {timesteps: 50}
+sweep:
+  grid:
+    network.layers[0].units: "4:403:58"
+  metrics: [spectral_radius]
+"""
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.update(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_workers_of_a_killed_sweep_end_with_it(tmp_path):
+    """SIGKILL to the sweep's process while its workers start: none is left waiting."""
+    (tmp_path / "sweep.yaml").write_text(SWEEP_CONFIG)
+    main = subprocess.Popen([*RNNSIM, "sweep", str(tmp_path / "sweep.yaml"), "-j", "2", "-q",
+                             "-o", str(tmp_path / "t.csv")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    spawned: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(spawned) < 3 and main.poll() is None and time.monotonic() < deadline:
+            spawned |= children(main.pid)  # two workers and the resource tracker
+            time.sleep(0.02)
+    finally:
+        main.kill()
+        main.wait()
+    assert len(spawned) >= 3, "the sweep never started its workers"
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in spawned) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in spawned if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "processes outlived the sweep they worked for"

@@ -7,6 +7,8 @@ import copy
 import inspect
 import multiprocessing
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -167,7 +169,8 @@ def _run(pending, workers: int, scheduler: str | None, record) -> None:
     else:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(min(workers, len(pending)), context,
-                                                    initializer=init_worker) as pool:
+                                                    initializer=init_worker,
+                                                    initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(evaluate_point, point.config, todo): point
                        for point, todo in pending}
             try:
@@ -224,12 +227,25 @@ def _evaluated(point: Point, compute: Callable[[], dict]) -> dict:
         raise type(exc)(f"sweep point {point.describe()}: {exc}") from None
 
 
-def init_worker() -> None:
+def init_worker(parent: int | None = None) -> None:
     """Worker-process setup: one numba thread and one BLAS thread each, so N workers use N
-    cores."""
+    cores; with ``parent`` (the sweep's process id) the worker ends as soon as that process is
+    gone, killed included (each worker holds its task queue open itself, so it would wait on
+    it forever)."""
     import numba
+
+    if parent is not None:
+        threading.Thread(target=_exit_without, args=(parent,), daemon=True,
+                         name="rnnsim-parent-watch").start()
 
     from ..threads import one_blas_thread
 
     numba.set_num_threads(1)
     one_blas_thread()
+
+
+def _exit_without(parent: int, every: float = 0.2) -> None:
+    """End this process once its parent is no longer ``parent``."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
