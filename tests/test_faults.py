@@ -345,3 +345,50 @@ def test_workers_of_a_killed_sweep_end_with_it(tmp_path):
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, "processes outlived the sweep they worked for"
+
+
+@pytest.fixture
+def fake_scheduler():
+    """A TCP server that accepts and then stays silent, or sends bytes that are not Dask's."""
+    import socket
+    import threading
+
+    servers = []
+
+    def start(mode):
+        server = socket.create_server(("127.0.0.1", 0))
+        servers.append(server)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                servers.append(conn)
+                if mode == "garbage":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n" + b"\xff" * 4096)
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"tcp://127.0.0.1:{server.getsockname()[1]}"
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+@pytest.mark.parametrize("mode", ["silent", "garbage"])
+def test_a_scheduler_that_is_no_dask_scheduler_is_a_named_error_in_time(tmp_path,
+                                                                        fake_scheduler, mode):
+    pytest.importorskip("distributed")
+    (tmp_path / "sweep.yaml").write_text(SWEEP_CONFIG)
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+    start = time.monotonic()
+    result = subprocess.run([*RNNSIM, "sweep", str(tmp_path / "sweep.yaml"), "-q",
+                             "--scheduler", fake_scheduler(mode), "-o", str(tmp_path / "t.csv")],
+                            capture_output=True, text=True, env=env, timeout=90)
+    assert result.returncode == 1, result.stderr
+    assert "cannot reach the Dask scheduler" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert time.monotonic() - start < 60
+    assert not (tmp_path / "t.csv").exists()

@@ -2,6 +2,7 @@
 or on a Dask cluster, finished points kept, the table written."""
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import copy
 import inspect
@@ -199,8 +200,10 @@ def _run_dask(pending, workers: int, scheduler: str, record) -> None:
                 raise ConfigError(f"--scheduler '{scheduler}': {exc}; give the scheduler's "
                                   "address, e.g. tcp://host:8786, or 'local'.") from None
             address = scheduler
+            _check_scheduler(distributed, address)
         try:
-            client = distributed.Client(address, timeout="10s", set_as_default=False)
+            client = distributed.Client(address, timeout=_connect_timeout(),
+                                        set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"cannot reach the Dask scheduler at '{scheduler}': {exc}. Start "
                               "one with `dask scheduler` and `dask worker ADDRESS`, or use "
@@ -217,6 +220,42 @@ def _run_dask(pending, workers: int, scheduler: str, record) -> None:
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def _connect_timeout() -> float:
+    """Seconds to wait for a scheduler: Dask's ``distributed.comm.timeouts.connect`` (30 s
+    unless set, e.g. ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``)."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
+
+
+def _check_scheduler(distributed, address: str) -> None:
+    """Ask ``address`` who it is, within the connect timeout overall: a server that never
+    answers, or answers anything but a Dask scheduler's identity, is a ``ConfigError`` before
+    a ``Client`` (which could wait on it forever) is made."""
+    timeout = _connect_timeout()
+
+    async def identity():
+        comm = await distributed.comm.connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        reply = asyncio.run(asyncio.wait_for(identity(), timeout))
+    except Exception as exc:  # timeouts, refused connections, garbage decoded as frames
+        problem = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError)
+                   else f"{type(exc).__name__}: {str(exc)[:200]}")
+        raise ConfigError(f"cannot reach the Dask scheduler at '{address}': {problem}. Start "
+                          "one with `dask scheduler` and `dask worker ADDRESS`, or use "
+                          "--scheduler local.") from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise ConfigError(f"'{address}' answered, but not as a Dask scheduler (it said "
+                          f"{shown(reply)}). Check the address and port.")
 
 
 def _evaluated(point: Point, compute: Callable[[], dict]) -> dict:
