@@ -392,3 +392,25 @@ def test_a_scheduler_that_is_no_dask_scheduler_is_a_named_error_in_time(tmp_path
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
     assert time.monotonic() - start < 60
     assert not (tmp_path / "t.csv").exists()
+
+
+# ---- outputs that cannot be written (item 11) ----------------------------------------------
+
+def test_cli_output_onto_a_folder_or_a_full_disk_is_a_named_error(tmp_path, monkeypatch):
+    config = str(Path(__file__).parents[1] / "configs" / "quickstart.yaml")
+    (tmp_path / "out.npz").mkdir()
+    runner = CliRunner()
+    folder = runner.invoke(cli, ["run", config, "-T", "3", "--output", str(tmp_path / "out.npz")])
+    assert folder.exit_code == 1 and "it is a folder" in folder.output, folder.output
+    assert runner.invoke(cli, ["run", config, "-T", "3", "--output",
+                               str(tmp_path / "ok.npz")]).exit_code == 0
+    before = (tmp_path / "ok.npz").read_bytes()
+
+    def full(*args, **kwds):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    disk = runner.invoke(cli, ["run", config, "-T", "3", "--output", str(tmp_path / "ok.npz")])
+    assert disk.exit_code == 1 and "No space left on device" in disk.output, disk.output
+    assert "unchanged" in disk.output and (tmp_path / "ok.npz").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.npz", "out.npz"]
