@@ -147,7 +147,7 @@ CSV_BYTES_PER_BYTE = 8
 def _read_csv(path: Path) -> np.ndarray:
     size = path.stat().st_size
     guards.check_fits({f"input file '{path}' ({size:,} bytes of text)": CSV_BYTES_PER_BYTE * size},
-                      f"reading '{path}'", "Save large inputs as .npy: it is read piece by "
+                      f"the numbers in '{path}'", "Save large inputs as .npy: it is read piece by "
                       "piece when the run streams to disk.", InputError)
     with open(path) as fh:
         first = fh.readline(1 << 16).split(",")
@@ -324,7 +324,7 @@ def _new_temporary(path: Path, folder: bool) -> tuple[Path, int | None]:
     """(a new temporary beside ``path``, the descriptor locking it). A temporary removed
     before it was locked, by another writer taking it for abandoned, is made again."""
     prefix, suffix = f".{path.name}.{TEMP_MARK}", TEMP_SUFFIX
-    while True:
+    for _ in range(100):
         try:
             if folder:
                 tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
@@ -332,13 +332,14 @@ def _new_temporary(path: Path, folder: bool) -> tuple[Path, int | None]:
                 handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
                 os.close(handle)
                 tmp = Path(name)
-            if fcntl is None:
-                return tmp, None
-            fd = os.open(tmp, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
         except OSError as exc:
             raise _output_error(path, exc) from None
+        if fcntl is None:
+            return tmp, None
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except FileNotFoundError:  # taken for abandoned and removed: make another
+            continue
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
@@ -346,6 +347,8 @@ def _new_temporary(path: Path, folder: bool) -> tuple[Path, int | None]:
         except FileNotFoundError:
             pass
         os.close(fd)
+    raise OutputError(f"cannot write '{path}': its temporary files keep vanishing (another "
+                      "process removes them). Write elsewhere.")
 
 
 def _remove_abandoned(path: Path) -> None:

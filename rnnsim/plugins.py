@@ -263,6 +263,8 @@ def raised(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"called sys.exit({shown(exc.code)})"
     text = str(exc)
+    if not text:
+        return type(exc).__name__
     return f"{type(exc).__name__}: " + (text if len(text) <= 300 else text[:297] + "...")
 
 

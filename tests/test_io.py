@@ -203,3 +203,17 @@ def test_write_failures_are_output_errors_and_keep_the_old_file(fault, tmp_path,
         rio.write_npz(path, {"x": np.arange(5.0)})
     assert (tmp_path / "out.npz").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) in (["out.npz"], ["dir.npz", "out.npz"])
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_folder_that_refuses_new_files_is_an_output_error_not_a_loop(kind):
+    """In /proc every create fails with ENOENT (even as root): the writer must give up."""
+    call = ("rio.write_atomic(Path('/proc/rnnsim-out.bin'), lambda tmp: tmp.write_bytes(b'x'))"
+            if kind == "file" else
+            "rio.write_folder_atomic(Path('/proc/rnnsim-model'), lambda tmp: None)")
+    code = ("from pathlib import Path\nfrom rnnsim import io as rio, OutputError\n"
+            f"try:\n    {call}\nexcept OutputError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert "cannot write '/proc/rnnsim-" in done.stdout, done.stderr

@@ -287,7 +287,8 @@ def from_onnx(source: str | os.PathLike | Any) -> "OnnxModel":
         raise InputError(f"ONNX model '{path}' {what}. Check the path.")
     # protobuf parses the whole file at once: the file and the model it holds, in memory
     guards.check_fits({f"ONNX model '{path}', twice": 2 * path.stat().st_size},
-                      f"reading '{path}'", "Keep large weights in external data files.",
+                      f"'{path}' and the model parsed from it",
+                      "Keep large weights in external data files.",
                       InputError)
     try:
         proto = onnx.load_model(path, load_external_data=False)

@@ -47,7 +47,7 @@ def load_external_data(onnx, graph, folder: Path | None, origin: str) -> None:
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
-        where = (f"{origin}: tensor '{shown(tensor.name)}' keeps its data in external file "
+        where = (f"{origin}: tensor {shown(tensor.name)} keeps its data in external file "
                  f"{shown(location)}")
         if folder is None:
             raise InputError(f"{where}; load the model from its file so the folder is known.")
@@ -93,7 +93,7 @@ def _read_external(target: Path, info: dict, declared: int, where: str) -> bytes
                          f"type need {declared:,}. The model or its data file is damaged.")
     # read once into the tensor, parsed once into an array: twice its size at the peak
     guards.check_fits({f"{where} ({length:,} bytes), twice": 2 * length},
-                      "reading the ONNX model's external data",
+                      "the external data and the array made of it",
                       "Run it where more memory is free.", InputError)
     with open(target, "rb") as fh:
         fh.seek(offset)

@@ -40,7 +40,7 @@ def _fitting(shape, dtype) -> tuple[int, ...]:
         raise ValueError(f"the shape {shape} has a negative dimension")
     guards.check_fits({f"its output {shape} of {np.dtype(dtype)}":
                        math.prod(shape) * np.dtype(dtype).itemsize},
-                      "the output", "Check the shape input.", ValueError)
+                      "its values", "Check the shape input.", ValueError)
     return shape
 
 
