@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: run test bench clean
+.PHONY: run test docs bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/rnnsim run configs/quickstart.yaml
@@ -14,6 +14,13 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+
+# The documentation site (site/): mkdocs --strict, notebooks executed, figures drawn (docs/hooks.py).
+# mkdocs-jupyter caches executed notebooks by their text only: start afresh, so that a change to
+# rnnsim shows in the notebooks' outputs.
+docs: $(VENV)/.installed-docs
+	rm -rf .cache/mkdocs-jupyter
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The peers: torch pinned to the CPU build (an unpinned torch pulls gigabytes of CUDA).
 bench: $(VENV)/.installed
@@ -33,5 +40,9 @@ $(VENV)/.installed-test: $(VENV)/.installed $(PLUGINS)
 	$(BIN)/python -m pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $@
 
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis site .cache

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -135,12 +136,16 @@ def check_compiles(activations, dtype) -> None:
         _checked.add(key)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def numba_reason(exc: BaseException) -> str:
     """numba's message without its pipeline preamble and pass trail: the reason, then the
     file, line and source it points at (another exception: its type and message)."""
     if not isinstance(exc, kernels.KernelCompileError):
         return f"{type(exc).__name__}: {exc}"
-    lines = [line.rstrip() for line in str(exc).strip().splitlines()]
+    plain = _ANSI.sub("", str(exc))  # numba colours its messages where colorama is installed
+    lines = [line.rstrip() for line in plain.strip().splitlines()]
     lines = [line for line in lines if not line.startswith(("Failed in ", "During: "))]
     return "\n".join(line for i, line in enumerate(lines)
                      if line or (i and lines[i - 1])).strip() or type(exc).__name__

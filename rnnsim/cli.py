@@ -60,6 +60,8 @@ def cli(skip_broken_plugins):
 
 
 CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path))
+QUIET = click.option("--quiet", "-q", is_flag=True,
+                     help="Show no progress (shown on stderr only when it is a terminal).")
 
 
 @cli.command()
@@ -109,10 +111,11 @@ CONFIG = click.argument("config", type=click.Path(dir_okay=True, path_type=Path)
                    "(error bound: docs/performance.md) [default: the config's "
                    "network.fast_math].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
+@QUIET
 @reports_errors
 def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timesteps, batch, seed,
         save_path, allow_nonfinite, lengths, device, teacher_path, generate_steps, fast_math,
-        as_json):
+        as_json, quiet):
     """Run a network from a YAML config, a saved model folder or an .onnx model."""
     if config.suffix.lower() == ".onnx":
         return run_onnx(config, input_path, output_path, allow_nonfinite, as_json, {
@@ -129,7 +132,7 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
                                "give --output PATH.npy.")
     if streamed and (teacher_path or generate_steps):
         raise click.UsageError("--teacher and --generate run in memory: give --output PATH.npz.")
-    from . import longrun
+    from . import longrun, progress
     from .io import read_array, read_optional_array, write_npz
     from .tasks import draw_input, drawn_input
 
@@ -144,18 +147,21 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
         if lengths is None and input_path.suffix.lower() == ".npz":
             lengths = read_optional_array(input_path, "lengths")
     teacher = None if teacher_path is None else read_array(teacher_path, name="y")
-    load_seconds = warm_up(net, x, lengths, teacher)
-    start = time.perf_counter()
-    options = {"lengths": lengths, "check_finite": not allow_nonfinite, "nonfinite": nonfinite}
-    if streamed:
-        result = net.run(x, out=output_path, chunk_steps=chunk_steps, resume=resume, **options)
-    else:
-        result = net.run(x, teacher=teacher, **options)
-    seconds = time.perf_counter() - start
-    arrays = {} if streamed else result_arrays(net, result)
-    if generate_steps is not None:
-        generated = net.generate(generate_steps, result.state)
-        arrays.update(generated_output=generated.output, generated_y=generated.y)
+    with progress.shown("run", quiet=quiet) as bar:
+        load_seconds = warm_up(net, x, lengths, teacher)
+        start = time.perf_counter()
+        options = {"lengths": lengths, "check_finite": not allow_nonfinite,
+                   "nonfinite": nonfinite, "progress": bar}
+        if streamed:
+            result = net.run(x, out=output_path, chunk_steps=chunk_steps, resume=resume,
+                             **options)
+        else:
+            result = net.run(x, teacher=teacher, **options)
+        seconds = time.perf_counter() - start
+        arrays = {} if streamed else result_arrays(net, result)
+        if generate_steps is not None:
+            generated = net.generate(generate_steps, result.state)
+            arrays.update(generated_output=generated.output, generated_y=generated.y)
     if output_path is not None and not streamed:
         write_npz(output_path, arrays)
     if save_path is not None:
@@ -449,21 +455,38 @@ def info(config, as_json):
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also draw a bar chart into this PNG file (needs matplotlib).")
 @click.option("--markdown", is_flag=True, help="Print the final table as Markdown.")
+@QUIET
 @reports_errors
-def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_path, markdown):
+def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_path, markdown,
+                  quiet):
     """Time rnnsim against every installed peer (PyTorch, ONNX Runtime, reservoirpy) on the CPU.
 
     Same process, same threads (numba's), same inputs; outputs are checked to agree first.
     Prints µs per step, peer / rnnsim ratios and rnnsim's GFLOP/s against this machine's
     GEMM peak (see docs/performance.md).
     """
-    from . import bench
+    from . import bench, progress
     from .io import write_atomic
 
     chosen = ("float32", "float64") if dtypes == "both" else (dtypes,)
+    names = [c.strip() for c in cells.split(",") if c.strip()]
+    total = len(bench.rows_of(names, chosen, quick))
     click.echo(bench.HEADER)
-    results = bench.run_matrix([c.strip() for c in cells.split(",") if c.strip()], chosen,
-                               quick=quick, repeats=repeats, progress=click.echo)
+    with progress.shown("bench", unit="rows", quiet=quiet) as bar:
+        done = []
+        if bar is not None:
+            bar(0, total)
+
+        def row_done(line: str) -> None:
+            done.append(line)
+            if bar is None:
+                click.echo(line)
+                return
+            bar(len(done), total)
+            bar.above(lambda: click.echo(line))
+
+        results = bench.run_matrix(names, chosen, quick=quick, repeats=repeats,
+                                   progress=row_done)
     if cold_start:
         results["cold_start"] = bench.cold_start()
         for entry in results["cold_start"]:
@@ -501,6 +524,26 @@ def plugins_command(as_json):
                 click.echo(f"  {'':<18} CLASH: also registered by "
                            f"{', '.join(row['clashes_with'])}; using '{row['name']}' is an "
                            "error until one is uninstalled or blocked (RNNSIM_DISABLE_PLUGINS)")
+
+
+@cli.command("schema")
+@click.option("--output", "-o", "output_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the schema to this file (e.g. rnnsim.schema.json) instead of "
+                   "printing it.")
+@reports_errors
+def schema_command(output_path):
+    """Print the JSON Schema of config files, built from the installed plugins.
+
+    Editors validate and complete YAML with it: put the line
+    `# yaml-language-server: $schema=rnnsim.schema.json` (a path or URL) at the top of a config.
+    """
+    from . import schema
+
+    if output_path is None:
+        click.echo(schema.dumps(schema.json_schema()), nl=False)
+        return
+    schema.write(output_path)
+    click.echo(f"wrote {output_path}", err=True)
 
 
 @cli.command()
@@ -570,10 +613,12 @@ def import_group():
 @click.option("--output", "-o", "output_path", required=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Model folder to write (config.yaml and weights.npz).")
+@QUIET
 @reports_errors
 def import_torch(weights, mode, input_size, hidden_size, num_layers, bias, batch_first,
-                 bidirectional, proj_size, nonlinearity, dtype, output_path):
+                 bidirectional, proj_size, nonlinearity, dtype, output_path, quiet):
     """Convert a PyTorch RNN/LSTM/GRU state dict (.npz, .safetensors or .pt) into a model."""
+    from . import progress
     from .interop.torch import from_torch, load_state_dict
 
     args = {"mode": mode, "input_size": input_size, "hidden_size": hidden_size,
@@ -581,8 +626,9 @@ def import_torch(weights, mode, input_size, hidden_size, num_layers, bias, batch
             "bidirectional": bidirectional, "proj_size": proj_size, "dtype": dtype}
     if nonlinearity is not None:
         args["nonlinearity"] = nonlinearity
-    net = from_torch(load_state_dict(weights), **args)
-    net.save(output_path)
+    with progress.shown("import", quiet=quiet):
+        net = from_torch(load_state_dict(weights), **args)
+        net.save(output_path)
     count = sum(v.size for v in net.params.values())
     click.echo(f"wrote {output_path}: {len(net.layers)} {net.layers[0].name} layer(s), "
                f"{count:,} parameters, dtype {net.dtype}; run it with `rnnsim run "
@@ -625,20 +671,23 @@ def _fit_data(net: Network, input_path, target_path, task, timesteps):
 @click.option("--output", "-o", "model_path", type=click.Path(path_type=Path),
               help="Save the trained model (config and weights) into this folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@QUIET
 @reports_errors
 def fit_command(config, input_path, target_path, task, timesteps, washout, ridge, model_path,
-                as_json):
+                as_json, quiet):
     """Train the ridge readout of an echo-state network and report its NRMSE.
 
     With output feedback the readout is fitted on teacher-forced states (the target fed back)
     and scored on a free run (its own outputs fed back).
     """
+    from . import progress
     from .network import open_network
     from .reservoir import fit_and_score, has_feedback
 
     net = open_network(config)
     u, y, split = _fit_data(net, input_path, target_path, task, timesteps)
-    fitted = fit_and_score(net, u, y, split, washout=washout, ridge=ridge)
+    with progress.shown("fit", quiet=quiet):  # the time elapsed: one run, one solve
+        fitted = fit_and_score(net, u, y, split, washout=washout, ridge=ridge)
     seconds, end = fitted.pop("fit_seconds"), len(u) if split is None else split
     scores = {"source": str(config), "timesteps": int(len(u)), "washout": washout,
               "ridge": ridge, "seconds": seconds, "feedback": has_feedback(net), **fitted}
@@ -690,14 +739,15 @@ ANALYZE_STEPS = 1000
 @click.option("--seed", type=click.IntRange(min=0), default=0,
               help="Seed of the drawn input, the initial states and the fixed-point starts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@QUIET
 @reports_errors
 def analyze_command(config, input_path, target_path, washout, ridge, steps, warmup, exponents,
-                    starts, horizon, seed, as_json):
+                    starts, horizon, seed, as_json, quiet):
     """Print the dynamics of every layer (Lyapunov exponents, fixed points, gradient norms),
     and for a reservoir its spectral radii, memory capacity and echo-state check."""
     if target_path is not None and input_path is None:
         raise click.UsageError("--target needs --input.")
-    from . import dynamics, reservoir
+    from . import dynamics, progress, reservoir
     from .tasks import draw_sequence
     from .io import read_array
     from .network import open_network
@@ -710,10 +760,12 @@ def analyze_command(config, input_path, target_path, washout, ridge, steps, warm
         y = None if y is None else _first_steps(y, warmup, steps, target_path)
     x = u if u is not None else draw_sequence(net, warmup + (steps or ANALYZE_STEPS), seed)
     report = {}
-    if any(layer.reservoir for layer in net.layers):
-        report = reservoir.analyze(net, u, y, washout=washout, ridge=ridge)
-    report["dynamics"] = dynamics.analyze(net, x, warmup=warmup, starts=starts,
-                                          exponents=exponents, horizon=horizon, seed=seed)
+    with progress.shown("analyze", quiet=quiet) as bar:
+        if any(layer.reservoir for layer in net.layers):
+            report = reservoir.analyze(net, u, y, washout=washout, ridge=ridge)
+        report["dynamics"] = dynamics.analyze(net, x, warmup=warmup, starts=starts,
+                                              exponents=exponents, horizon=horizon, seed=seed,
+                                              progress=bar)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

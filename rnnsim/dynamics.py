@@ -23,6 +23,7 @@ import numpy as np
 
 from .cells.maps import LayerMap
 from .errors import ConfigError, InputError, ShapeError
+from .progress import Stages, reporter
 from .threads import with_one_blas_thread
 
 # A fixed-point search stops once q is this small: the residual is at float64 rounding level.
@@ -32,6 +33,8 @@ STABILITY_MARGIN = 1e-6
 # Drawn starts of the fixed-point search: noise-driven steps, then settling steps per start.
 NOISY_STEPS = 20
 SETTLE_STEPS = 25
+# Levenberg-Marquardt iterations of the fixed-point search (its default ``max_iter``).
+FIXED_POINT_ITERATIONS = 50
 
 
 def layer_map(net, layer: int = 0, direction: int = 0) -> LayerMap:
@@ -113,7 +116,8 @@ def jacobians(net, x, layer: int = 0, h0=None, direction: int = 0) -> np.ndarray
 
 @with_one_blas_thread
 def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: int = 0,
-                      k: int | None = None, seed: int = 0, direction: int = 0) -> np.ndarray:
+                      k: int | None = None, seed: int = 0, direction: int = 0,
+                      progress=None) -> np.ndarray:
     """The ``k`` largest Lyapunov exponents (nats per step), sorted descending, by the QR
     (Benettin) method: k tangent vectors are pushed through the Jacobians and
     re-orthonormalised every step; the logs of the diagonal of R are averaged after ``warmup``.
@@ -123,6 +127,7 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
     k : how many exponents (default: all, the state size n)
     seed : seeds the initial state (uniform in [-1, 1]) and the initial tangent vectors
     Exponents of directions the map collapses exactly (a zero slope) are -inf.
+    progress : None, ``progress(steps_done, steps)`` or a tqdm-compatible bar
     """
     if x is None:
         x = np.zeros((warmup + steps, net.input_size))
@@ -138,6 +143,7 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
     s = rng.uniform(-1.0, 1.0, n)
     basis = np.linalg.qr(rng.standard_normal((n, k)))[0]
     total = np.zeros(k)
+    report = reporter(progress)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         for t, d in enumerate(drives):
             basis, r = np.linalg.qr(fmap.jvp(s, d, basis))
@@ -148,6 +154,8 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
                                  "states stay bounded.")
             if t >= warmup:
                 total += np.log(np.abs(np.diagonal(r)))
+            if report is not None:
+                report(t + 1, len(drives))
     return np.sort(total / (len(drives) - warmup))[::-1]
 
 
@@ -159,7 +167,7 @@ def largest_lyapunov(net, x=None, steps: int = 1000, warmup: int = 100, layer: i
 
 @with_one_blas_thread
 def gradient_norms(net, x, layer: int = 0, h0=None, direction: int = 0, ord=2,
-                   horizon: int | None = None) -> np.ndarray:
+                   horizon: int | None = None, progress=None) -> np.ndarray:
     """||d s_T / d s_t|| for t = 0..T-1 along the trajectory of ``x`` (T, k): (T,) float64.
 
     Entry t is the norm (``ord`` as in ``numpy.linalg.norm``: 2, the spectral norm, or
@@ -167,6 +175,7 @@ def gradient_norms(net, x, layer: int = 0, h0=None, direction: int = 0, ord=2,
     s_t still moves the last state s_T. Decay with T - t means vanishing gradients, growth
     exploding ones. With ``horizon`` only the last ``horizon`` entries are computed (the rest
     are NaN): each entry costs a product of two n x n matrices and, for ord 2, an SVD.
+    progress : None, ``progress(entries_done, entries)`` or a tqdm-compatible bar
     """
     fmap, drives = _driven(net, x, layer, direction)
     s0 = _initial(fmap, h0)
@@ -174,9 +183,13 @@ def gradient_norms(net, x, layer: int = 0, h0=None, direction: int = 0, ord=2,
     previous = np.vstack([s0[None], fmap.run(s0, drives)[:-1]])
     norms = np.full(T, np.nan)
     product = np.eye(fmap.size)
-    for t in range(T - 1, max(T - (horizon or T), 0) - 1, -1):
+    report = reporter(progress)
+    first = max(T - (horizon or T), 0)
+    for t in range(T - 1, first - 1, -1):
         product = product @ fmap.jacobian(previous[t], drives[t])
         norms[t] = np.linalg.norm(product, ord)
+        if report is not None:
+            report(T - t, T - first)
     return norms
 
 
@@ -198,8 +211,8 @@ class FixedPoint:
 
 @with_one_blas_thread
 def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 1e-12,
-                      slow_tol: float = 1e-6, max_iter: int = 50, merge: float = 1e-3,
-                      layer: int = 0, direction: int = 0) -> list[FixedPoint]:
+                      slow_tol: float = 1e-6, max_iter: int = FIXED_POINT_ITERATIONS, merge: float = 1e-3,
+                      layer: int = 0, direction: int = 0, progress=None) -> list[FixedPoint]:
     """Fixed and slow points of a layer under a constant input (Sussillo and Barak 2013).
 
     q(s) = 1/2 |F(s) - s|^2 is minimised from every start by Levenberg-Marquardt steps with
@@ -216,6 +229,7 @@ def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 
         ``NOISY_STEPS`` steps by the constant input plus standard-normal noise on every drive
         (d_t = W x + b), then left to settle for ``i * SETTLE_STEPS`` noise-free steps: the
         early starts lie where driven trajectories go, the late ones near the attractors.
+    progress : None, ``progress(iterations_done, max_iter)`` or a tqdm-compatible bar
     Returns the distinct points: fixed points first (by their largest |coordinate|), then
     slow points by q.
     """
@@ -236,7 +250,7 @@ def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 
         if s0.ndim != 2 or s0.shape[1] != fmap.size:
             raise ShapeError(f"starts has shape {s0.shape}; expected (S, {fmap.size}) start "
                              "states, or a number of starts to draw.")
-    points, q = _minimise_q(fmap, d, s0, max_iter)
+    points, q = _minimise_q(fmap, d, s0, max_iter, reporter(progress))
     found: list[FixedPoint] = []
     for i in np.argsort(q):
         if not q[i] <= slow_tol:
@@ -267,13 +281,14 @@ def _draw_starts(fmap: LayerMap, d: np.ndarray, count: int, rng) -> np.ndarray:
     return starts
 
 
-def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int):
+def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int, report=None):
     """Levenberg-Marquardt on q(s) = 1/2 |r|^2, r = F(s, d) - s, for all starts at once.
 
     Each start keeps its own damping mu: a step that lowers q is taken and mu shrinks,
     otherwise mu grows. A start stops at q <= Q_FLOOR, when a step lowers q by less than a
     relative 1e-10 (a minimum of q with q > 0: a slow point), when its steps no longer move
-    it, or when mu exceeds 1e12. Returns the final states (S, n) and their q (S,).
+    it, or when mu exceeds 1e12. Returns the final states (S, n) and their q (S,);
+    ``report(iterations_done, max_iter)`` follows the iterations.
     """
     s = s.copy()
     r = fmap(s, d) - s
@@ -281,7 +296,9 @@ def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int):
     mu = np.full(len(s), 1e-3)
     active = np.isfinite(q)
     eye = np.eye(fmap.size)
-    for _ in range(max_iter):
+    for iteration in range(max_iter):
+        if report is not None:
+            report(iteration, max_iter)
         active &= q > Q_FLOOR
         if not active.any():
             break
@@ -300,6 +317,8 @@ def _minimise_q(fmap: LayerMap, d: np.ndarray, s: np.ndarray, max_iter: int):
         mu[a[~better]] *= 10.0
         still = np.max(np.abs(step), axis=-1) <= 1e-14 * (1 + np.max(np.abs(s[a]), axis=-1))
         active[a[settled | still | (mu[a] > 1e12)]] = False
+    if report is not None:
+        report(max_iter, max_iter)
     return s, q
 
 
@@ -311,31 +330,43 @@ def directions(net):
 
 @with_one_blas_thread
 def lyapunov_spectra(net, x, warmup: int = 100, exponents: int = 10,
-                     seed: int = 0) -> dict[str, np.ndarray]:
+                     seed: int = 0, progress=None) -> dict[str, np.ndarray]:
     """The ``exponents`` largest Lyapunov exponents (at most the state size) of every layer
-    and direction along the trajectory of ``x`` (T, k), by label (``directions``)."""
+    and direction along the trajectory of ``x`` (T, k), by label (``directions``).
+
+    progress : None, ``progress(steps_done, T * directions)`` or a tqdm-compatible bar
+    """
+    stages = Stages(reporter(progress), len(x) * len(directions(net)))
     return {label: lyapunov_spectrum(net, x, warmup=warmup, layer=i,
                                      k=min(exponents, layer_map(net, i, d).size), seed=seed,
-                                     direction=d)
+                                     direction=d, progress=stages.stage(len(x)))
             for i, d, label in directions(net)}
 
 
 @with_one_blas_thread
 def analyze(net, x, warmup: int = 100, starts: int = 16, exponents: int = 10,
-            horizon: int = 100, seed: int = 0) -> list[dict]:
+            horizon: int = 100, seed: int = 0, progress=None) -> list[dict]:
     """The dynamics of every layer (and direction) as plain data, for ``rnnsim analyze``.
 
     Along the trajectory of ``x`` (T, k): the ``exponents`` largest Lyapunov exponents after
     ``warmup`` steps and the spectral norms ||d s_T / d s_t|| for the last ``horizon`` steps
     with their growth per step (a least-squares fit of their logs); under zero input: the
     fixed and slow points found from ``starts`` starts. Non-finite numbers become None.
+    progress : None, ``progress(done, total)`` or a tqdm-compatible bar; the work counted is
+        the Lyapunov steps, the fixed-point iterations and the gradient-norm steps
     """
     rows = []
-    spectra = lyapunov_spectra(net, x, warmup=warmup, exponents=exponents, seed=seed)
+    count = len(directions(net))
+    lyapunov, search, back = len(x), FIXED_POINT_ITERATIONS, min(horizon, len(x))
+    stages = Stages(reporter(progress), count * (lyapunov + search + back))
+    spectra = lyapunov_spectra(net, x, warmup=warmup, exponents=exponents, seed=seed,
+                               progress=stages.stage(count * lyapunov))
     for i, direction, label in directions(net):
         spectrum = spectra[label]
-        points = find_fixed_points(net, starts=starts, seed=seed, layer=i, direction=direction)
-        norms = gradient_norms(net, x, layer=i, direction=direction, horizon=horizon)
+        points = find_fixed_points(net, starts=starts, seed=seed, layer=i, direction=direction,
+                                   max_iter=search, progress=stages.stage(search))
+        norms = gradient_norms(net, x, layer=i, direction=direction, horizon=horizon,
+                               progress=stages.stage(back))
         by_lag = norms[::-1][:min(horizon, len(norms))]
         rows.append({
             "layer": i, "direction": ("forward", "reverse")[direction],

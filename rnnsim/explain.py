@@ -6,22 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .display import symbolic
 from .network import Network, RunResult
 from .plot import save
-
-
-def _dim(d: int, ref: tuple[str, int]) -> str:
-    """``d`` in terms of the named size ``ref``: 'p', '4p', or the number itself."""
-    name, value = ref
-    if d == value:
-        return name
-    return f"{d // value}{name}" if value > 0 and d % value == 0 else str(d)
-
-
-def _symbolic(shape, fan_out: tuple[str, int], fan_in: tuple[str, int]) -> str:
-    if len(shape) == 1:
-        return _dim(shape[0], fan_out)
-    return f"{_dim(shape[0], fan_out)} x {_dim(shape[1], fan_in)}"
 
 
 def describe(net: Network) -> list[str]:
@@ -52,9 +39,9 @@ def _parameter_lines(rows, sizes) -> list[str]:
     """One line per parameter; ``sizes(row)`` names its (fan_out, fan_in) sizes."""
     lines = []
     for r in rows:
-        symbolic = _symbolic(r["shape"], *sizes(r))
+        shape = symbolic(r["shape"], *sizes(r))
         numeric = " x ".join(map(str, r["shape"]))
-        lines.append(f"  {r['symbol']:<12} {symbolic:<8} = {numeric:<10} {r['count']:>8,}")
+        lines.append(f"  {r['symbol']:<12} {shape:<8} = {numeric:<10} {r['count']:>8,}")
     lines.append(f"  {'parameters':<12} {'':<8}   {'':<10} {sum(r['count'] for r in rows):>8,}"
                  " (none depends on T)")
     return lines

@@ -38,6 +38,7 @@ from . import guards
 from .version import __version__
 from .errors import ConfigError, InputError, NonfiniteError, NonfiniteWarning, ShapeError
 from .io import read_npz, write_npz
+from .progress import reporter
 from .results import RunResult, State
 from .validation import as_real_array, checked_lengths
 
@@ -210,7 +211,8 @@ def partial_folder(out: str | os.PathLike) -> Path:
 
 def run_to_file(net: Network, x, out: str | os.PathLike, h0=None, c0=None, *, lengths=None,
                 check_finite: bool = True, nonfinite: str | None = None,
-                chunk_steps: int | None = None, resume: bool = False) -> RunResult:
+                chunk_steps: int | None = None, resume: bool = False,
+                progress=None) -> RunResult:
     """Run ``net`` on ``x`` a chunk of steps at a time, streaming the output to ``out`` (.npy).
 
     x : laid out as for ``Network.run``: an array, a memmap (``np.load(path, mmap_mode='r')``:
@@ -219,6 +221,8 @@ def run_to_file(net: Network, x, out: str | os.PathLike, h0=None, c0=None, *, le
     chunk_steps : steps per chunk (default: about 64 MiB of buffers per chunk); the steps are
         split into equal chunks of at most this many
     resume : continue an interrupted run to the same ``out`` from its last complete chunk
+    progress : None, ``progress(steps_done, T)`` called after each chunk (and once at the
+        start), or a tqdm-compatible bar (``rnnsim.progress.reporter``)
     Returns a ``RunResult`` whose ``output`` (and per-step ``y``) are read-only memmaps of the
     written files.
     """
@@ -233,7 +237,7 @@ def run_to_file(net: Network, x, out: str | os.PathLike, h0=None, c0=None, *, le
     try:
         with _exclusive(out):
             return _run_to_file(net, x, out, h0, c0, lengths, check_finite, nonfinite,
-                                chunk_steps, resume)
+                                chunk_steps, resume, reporter(progress))
     except OSError as exc:  # no space left, no permission, a file vanished
         raise InputError(f"the run streamed to '{out}' failed: {exc.strerror or exc} "
                          f"({exc.filename or out}). The chunks finished so far are kept in "
@@ -273,7 +277,7 @@ def _exclusive(out: Path):
 
 
 def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, chunk_steps,
-                 resume) -> RunResult:
+                 resume, progress) -> RunResult:
     mode = guards.nonfinite_mode(nonfinite, check_finite)
     source, unbatched = _source(net, x)
     time_axis = 0 if unbatched else source.time_axis
@@ -297,6 +301,8 @@ def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, ch
     out_shape = _output_shape(net, source.shape, unbatched)
     _check_disk(net, out, out_shape, done == 0)
     per_step_head = net.head is not None and net.head.per_step
+    if progress is not None:
+        progress(int(bounds[done]), T)
     writers = {}
     try:
         if done < bounds.count:
@@ -325,6 +331,8 @@ def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, ch
             for writer in writers.values():
                 writer.sync()
             _save_progress(partial, identity, i + 1, digest.hexdigest(), state)
+            if progress is not None:
+                progress(t1, T)
     finally:
         for writer in writers.values():
             writer.close()

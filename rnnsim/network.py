@@ -12,7 +12,8 @@ import yaml
 
 from . import config as config_mod
 from . import device as device_mod
-from . import guards
+from . import display, guards
+from . import progress as progress_mod
 from .activations import bind
 from .config import Config, Spec
 from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError, shown
@@ -86,6 +87,13 @@ class Network:
         self._fast_math = bool(enabled)
         for layer in self.layers:
             layer.fast_math = self._fast_math
+
+    def __repr__(self) -> str:
+        return display.network_text(self)
+
+    def _repr_html_(self) -> str:
+        """The layer table for Jupyter: units, parameter shapes in k and p, counts."""
+        return display.network_html(self)
 
     @property
     def input_size(self) -> int:
@@ -367,7 +375,8 @@ class Network:
 
     def run(self, x, h0=None, c0=None, *, lengths=None, check_finite: bool = True,
             nonfinite: str | None = None, out: str | os.PathLike | None = None,
-            chunk_steps: int | None = None, resume: bool = False, teacher=None) -> RunResult:
+            chunk_steps: int | None = None, resume: bool = False, teacher=None,
+            progress=None) -> RunResult:
         """Run the network on ``x`` and return a ``RunResult``.
 
         x : (T, B, k), or (B, T, k) with ``batch_first``, or (T, k) for one sequence
@@ -392,6 +401,9 @@ class Network:
             See ``rnnsim.longrun.run_to_file``; the result's output is then a read-only memmap.
         teacher : for a top esn layer with output ``feedback``: targets laid out like the head's
             y, fed back in place of the head's own predictions (teacher forcing, as in ``fit``)
+        progress : None, ``progress(steps_done, T)``, or a tqdm-compatible bar
+            (``rnnsim.progress.reporter``): called after each chunk of a run streamed to disk,
+            at the start and the end of a run in memory (one kernel call per layer)
         """
         if out is not None and teacher is not None:
             raise InputError("run: teacher forcing runs in memory; leave out out= or teacher.")
@@ -399,7 +411,8 @@ class Network:
             from .longrun import run_to_file
 
             return run_to_file(self, x, out, h0, c0, lengths=lengths, check_finite=check_finite,
-                               nonfinite=nonfinite, chunk_steps=chunk_steps, resume=resume)
+                               nonfinite=nonfinite, chunk_steps=chunk_steps, resume=resume,
+                               progress=progress)
         if chunk_steps is not None or resume:
             raise InputError("run: chunk_steps and resume apply to a run streamed to disk; "
                              "give out='out.npy' too.")
@@ -410,6 +423,9 @@ class Network:
         if teacher is not None:
             teacher = reservoir.teacher_signal(self, teacher, T, B, unbatched, check_finite)
         starts = self.start_states(h0, c0, B, unbatched, check_finite)
+        report = progress_mod.reporter(progress)
+        if report is not None:
+            report(0, T)
         watch = guards.NonfiniteWatch(mode, x)
         finals = []
         for i, (layer, states) in enumerate(zip(self.layers, starts)):
@@ -432,6 +448,8 @@ class Network:
         output = self._to_user_layout(x, unbatched)
         if unbatched:
             finals = [{n: s[:, 0] for n, s in states.items()} for states in finals]
+        if report is not None:
+            report(T, T)
         return RunResult(output, tuple(finals), y)
 
     def head_forward(self, params: dict, x: np.ndarray, lengths) -> np.ndarray:

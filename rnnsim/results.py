@@ -6,10 +6,11 @@ from typing import Mapping
 
 import numpy as np
 
+from . import display
 from .errors import ShapeError
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
     """What ``Network.run`` returns.
 
@@ -25,6 +26,13 @@ class RunResult:
     output: np.ndarray
     states: tuple[dict[str, np.ndarray], ...]
     y: np.ndarray | None
+
+    def __repr__(self) -> str:
+        return display.result_text(self)
+
+    def _repr_html_(self) -> str:
+        """The arrays of the run, with their shapes, for Jupyter."""
+        return display.result_html(self)
 
     @property
     def final(self) -> tuple[np.ndarray, ...]:

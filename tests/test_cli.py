@@ -399,3 +399,15 @@ def test_info_counts_the_stored_nonzeros_of_a_sparse_reservoir():
     assert f"{nonzeros:,}  nonzeros stored (sparse, 5.0%)" in line and "250,000" not in text
     assert f"layer 0: {500 + nonzeros + 500:,} parameters" in text
     assert f"{500 + nonzeros + 500 + 501:,} parameters" in ok("validate", config)
+
+
+def test_python_dash_m_runs_the_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "rnnsim", "--version"], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.startswith("rnnsim, version ")
+    done = subprocess.run([sys.executable, "-m", "rnnsim", "--help"], capture_output=True,
+                          text=True, check=True)
+    assert "Usage: rnnsim " in done.stdout

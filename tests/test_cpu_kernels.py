@@ -113,7 +113,6 @@ def threads(monkeypatch):
     """Run every call on ``n`` threads however small (``set(n)``)."""
     monkeypatch.setattr(base, "THREADED_WORK", 0)
     monkeypatch.setattr(base, "TEAM_STEP_WORK", 0)
-    monkeypatch.setattr(base, "cores_free", lambda threads: True)
 
     def set_threads(n):
         monkeypatch.setattr(base, "thread_count", lambda: n)

@@ -1,7 +1,8 @@
 """The package's layering, read from its source: no import cycle (not even through imports
-inside functions), no module reaching into another's private names, and no module outside a
-cell's own files naming a cell."""
+inside functions), no module reaching into another's private names, no module outside a
+cell's own files naming a cell, and each cell's equations written once."""
 import ast
+import importlib
 import inspect
 import re
 from pathlib import Path
@@ -116,3 +117,35 @@ def test_every_cell_comes_through_the_hook_with_what_it_owns(entry):
     cls = get_plugins().cells.get(entry, "test").cls
     assert cls.name == entry and cls.template
     assert callable(cls.parameter_shapes) and callable(cls.run_direction)
+
+
+def template_module(name: str, target: str):
+    return importlib.import_module(name if "." in name else f"rnnsim.kernels.{target}.{name}")
+
+
+def own_functions(module):
+    for value in vars(module).values():
+        fn = getattr(value, "py_func", value)
+        if inspect.isfunction(fn) and fn.__module__ == module.__name__:
+            yield fn
+
+
+@pytest.mark.parametrize("entry", sorted(get_plugins().cells.entries))
+def test_a_cells_equations_are_written_once(entry):
+    """Only the CPU template's EQUATIONS call the activations; the GPU template runs the same
+    functions (codegen compiles them as device functions), never a copy of its own."""
+    cls = get_plugins().cells.get(entry, "test").cls
+    cpu = template_module(cls.template, "cpu")
+    equations = set(cpu.EQUATIONS)
+    templates = [cpu]
+    if cls.cuda_template:
+        cuda = template_module(cls.cuda_template, "cuda")
+        assert any(fn in equations for fn in cuda.EQUATIONS)
+        templates.append(cuda)
+        equations |= set(cuda.EQUATIONS)
+    for module in templates:
+        for fn in own_functions(module):
+            if fn not in equations:
+                assert not any(re.fullmatch(r"act\d+", n) for n in fn.__code__.co_names), (
+                    f"{module.__name__}.{fn.__name__} applies an activation itself: its "
+                    f"equations belong in the CPU template's EQUATIONS")

@@ -24,10 +24,10 @@ from ..errors import ConfigError
 # costs tens of microseconds.
 THREADED_WORK = 2_000_000
 # Threads share the units of the same rows (``kernels/cpu/team.py``) when there are fewer rows
-# than threads, a step does at least this many multiply-adds and the cores are free: a barrier
-# per step then costs little, and each core streams only its share of the weights from its own
-# cache. On a busy machine every step would wait for the last thread to get a core.
-TEAM_STEP_WORK = 10_000
+# than threads and a step does at least this many multiply-adds: a barrier per step then costs
+# little, and each core streams only its share of the weights from its own cache. Decided by
+# size alone, so that the same call always runs the same code.
+TEAM_STEP_WORK = 100_000
 # With more rows, the threads still share the units once a batch row's weights (multiply-adds
 # per row and step) outgrow the caches: each thread then reads half of them per step instead of
 # all of them for its rows.
@@ -52,8 +52,7 @@ def run_rows(kernel, batch: int, steps: int, step_work: float, *args) -> None:
         kernel(0, batch, 0, 1, sync, *args)
         return
     few = batch < threads
-    team = (few or step_work / batch >= TEAM_ROW_WORK) and step_work >= TEAM_STEP_WORK and \
-        cores_free(threads)
+    team = (few or step_work / batch >= TEAM_ROW_WORK) and step_work >= TEAM_STEP_WORK
     if few and not team:
         kernel(0, batch, 0, 1, sync, *args)
         return
@@ -69,17 +68,6 @@ def run_rows(kernel, batch: int, steps: int, step_work: float, *args) -> None:
     kernel(*calls[0], sync, *args)
     for future in futures:
         future.result()
-
-
-def cores_free(threads: int) -> bool:
-    """Whether at most ``threads`` tasks are runnable right now, this one included (Linux's
-    /proc/loadavg); True where that cannot be read."""
-    try:
-        with open("/proc/loadavg") as loadavg:
-            runnable = int(loadavg.read().split()[3].split("/")[0])
-    except (OSError, ValueError, IndexError):
-        return True
-    return runnable <= threads
 
 
 def thread_count() -> int:

@@ -95,7 +95,8 @@ class ESNOptions(CellOptions):
     feedback: Optional[FeedbackConfig] = Field(default=None, description="feed the head's "
                                                "output y_{t-1} back in (true: default scaling)")
 
-    @field_validator("feedback", mode="before")
+    @field_validator("feedback", mode="before",
+                     json_schema_input_type=Union[bool, FeedbackConfig, None])
     @classmethod
     def _feedback_flag(cls, value: Any) -> Any:
         return ({} if value else None) if isinstance(value, bool) else value

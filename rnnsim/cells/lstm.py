@@ -159,7 +159,7 @@ class LSTMCell(Cell):
         projected = "R" + suffix in params
         stage, shared = run.stage(4 * q * per_block)
         Ut = run.weights("U" + suffix, (params["U" + suffix],), lambda U: device.transposed(U, 4))
-        P = run.weights("P" + suffix, (params.get("P" + suffix, np.zeros((0, p))),))
+        P = run.weights("P" + suffix, (params.get("P" + suffix, np.zeros((3, p))),))
         Rt = run.weights("R" + suffix, (params.get("R" + suffix, np.zeros((q, 0))),),
                          lambda R: R.T)
         h_dev, c_dev = run.upload(h), run.upload(c)

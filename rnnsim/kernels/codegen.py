@@ -9,15 +9,24 @@ per kernel). The file's name hashes everything it depends on, so numba's
 The ``cuda`` target does the same for ``kernels/cuda/<cell>.py`` with ``numba.cuda``: the
 activations become device functions and each kernel gets the variants of
 ``kernels/cuda/variants.py`` (imported only then, so the CPU path never imports numba.cuda).
+
+A cell's equations are written once: scalar functions that take a unit's pre-activations and
+call the activations (``lstm_unit``), listed in a template's ``EQUATIONS``. The generated
+module compiles each for its target (inlined into the CPU kernels, a device function on the
+GPU), pasting the source of those defined in another module, so that the CUDA template runs
+the CPU template's equations with its own activations bound. (A cell's dynamics map keeps a
+float64 NumPy form of them beside its Jacobian; tests/test_dynamics.py ties it to the kernels.)
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
 import inspect
 import os
 import sys
+import textwrap
 import types
 import warnings
 from pathlib import Path
@@ -86,10 +95,11 @@ for _name in KERNELS:
             _variant(globals()[_name], "_" + _suffix, _names))
 '''
 
-# target -> (template package, header, footer, how an activation is compiled)
+# target -> (template package, header, footer, how an activation is compiled, how an equation is)
 _TARGETS = {
-    "cpu": ("cpu", _HEADER, _FOOTER, "_numba.njit(**_ACT_JIT)"),
-    "cuda": ("cuda", _CUDA_HEADER, _CUDA_FOOTER, "_cuda.jit(device=True, **_ACT_JIT)"),
+    "cpu": ("cpu", _HEADER, _FOOTER, "_numba.njit(**_ACT_JIT)", '_numba.njit(inline="always")'),
+    "cuda": ("cuda", _CUDA_HEADER, _CUDA_FOOTER, "_cuda.jit(device=True, **_ACT_JIT)",
+             "_cuda.jit(device=True, **_ACT_JIT)"),
 }
 
 
@@ -200,8 +210,23 @@ def build(template: str, activations: Sequence[Callable], target: str = "cpu") -
     return _built[key]
 
 
+def _equations(template_module: types.ModuleType, compile_equation: str) -> str:
+    """Source binding each function of the template's ``EQUATIONS``, compiled for the target:
+    those defined in another module are pasted first (without their decorators), so that they
+    call this module's activations."""
+    lines = ["\n\n# ---- equations ----"]
+    for fn in getattr(template_module, "EQUATIONS", ()):
+        fn = getattr(fn, "py_func", fn)
+        if fn.__module__ != template_module.__name__:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+            tree.body[0].decorator_list = []
+            lines.append("\n" + ast.unparse(tree))
+        lines.append(f"{fn.__name__} = {compile_equation}({fn.__name__})")
+    return "\n".join(lines) + "\n"
+
+
 def _generate(template: str, fns: tuple[Callable, ...], target: str = "cpu") -> types.ModuleType:
-    package, header, footer, compile_activation = _TARGETS[target]
+    package, header, footer, compile_activation, compile_equation = _TARGETS[target]
     template_module = importlib.import_module(
         template if "." in template else f"{__package__}.{package}.{template}")
     template_source = inspect.getsource(template_module)
@@ -219,6 +244,7 @@ def _generate(template: str, fns: tuple[Callable, ...], target: str = "cpu") -> 
         + "\n".join(bindings)
         + "\n\n# ---- template ----\n"
         + template_source
+        + _equations(template_module, compile_equation)
     )
     functions, constants = reached(fns + tuple(
         value for value in vars(template_module).values() if inspect.isfunction(value)))

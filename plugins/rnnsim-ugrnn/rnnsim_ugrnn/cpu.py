@@ -1,11 +1,25 @@
 """The UGRNN recurrence on the CPU, a kernel template compiled by rnnsim's codegen.
 
 ``act0`` (the candidate's activation) and ``act1`` (the gate's) are bound by codegen to the
-configured activations; they are inlined into the loop.
+configured activations. ``ugrnn_unit``, listed in ``EQUATIONS``, is the cell's equations: codegen
+inlines it here and compiles it as a device function for the CUDA template (``cuda.py``).
 """
 import numpy as np
 
+from rnnsim.kernels.cpu.rows import clipped
+
 KERNELS = ("ugrnn_forward",)
+
+
+def ugrnn_unit(zc, zg, h, clip, real, p0, p1):
+    """One unit's h_t = g h_{t-1} + (1 - g) c, c = act0(zc), g = act1(zg), from the
+    pre-activations zc, zg and h_{t-1} = ``h`` (``real``: the kernel's float type)."""
+    c = real(act0(clipped(zc, clip), *p0))  # noqa: F821 (bound by codegen)
+    g = real(act1(clipped(zg, clip), *p1))  # noqa: F821
+    return g * h + (real(1.0) - g) * c
+
+
+EQUATIONS = (ugrnn_unit,)
 
 
 def ugrnn_forward(xp, U, h, out, lengths, reverse, clip, p0, p1):
@@ -18,8 +32,7 @@ def ugrnn_forward(xp, U, h, out, lengths, reverse, clip, p0, p1):
     activations' parameters.
     """
     T, B, p = out.shape
-    real = xp.dtype.type  # activations' results in the kernel's precision
-    one = real(1.0)
+    real = xp.dtype.type
     state = np.empty(p, xp.dtype)
     z = np.empty(2 * p, xp.dtype)
     for b in range(B):
@@ -31,11 +44,9 @@ def ugrnn_forward(xp, U, h, out, lengths, reverse, clip, p0, p1):
                 acc = xp[t, b, i]
                 for j in range(p):
                     acc += U[i, j] * state[j]
-                z[i] = min(max(acc, -clip), clip)
+                z[i] = acc
             for i in range(p):
-                c = real(act0(z[i], *p0))  # noqa: F821 (bound by codegen)
-                g = real(act1(z[p + i], *p1))  # noqa: F821
-                out[t, b, i] = g * state[i] + (one - g) * c
+                out[t, b, i] = ugrnn_unit(z[i], z[p + i], state[i], clip, real, p0, p1)
             state[:] = out[t, b]
         out[n:, b] = 0
         h[b] = state

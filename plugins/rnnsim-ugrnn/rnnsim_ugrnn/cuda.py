@@ -1,17 +1,20 @@
 """The UGRNN recurrence on the GPU (numba.cuda), a kernel template compiled by rnnsim's codegen.
 
 Laid out as rnnsim's own CUDA kernels: blocks own ``units_per_block`` units of ``ROWS`` batch
-rows; each step reads the previous outputs of every unit (``load_state``) and ends at
-``step_barrier`` (a block or grid barrier, bound per variant with ``ROWS``).
+rows; each step reads the previous outputs of every unit (``load_state``), sums each unit's
+pre-activations (``load_inputs``, ``recurrent_sums``), applies the CPU template's equations
+(``ugrnn_unit``) and ends at ``step_barrier`` (a block or grid barrier, bound per variant with
+``ROWS``).
 """
-import math
-
 from numba import cuda
 
-from rnnsim.kernels.cuda.common import (clear_padding, load_state, stage_columns, step_time,
-                                        store_final)
+from rnnsim.kernels.cpu.rows import clipped
+from rnnsim.kernels.cuda.common import (block_units, clear_padding, load_inputs, load_state,
+                                        recurrent_sums, stage_columns, step_time, store_final)
+from rnnsim_ugrnn.cpu import ugrnn_unit
 
 KERNELS = ("ugrnn_forward",)
+EQUATIONS = (clipped, ugrnn_unit)
 
 
 def ugrnn_forward(xp, Ut, h, out, lengths, steps, reverse, clip, units_per_block, stage, p0, p1):
@@ -19,46 +22,26 @@ def ugrnn_forward(xp, Ut, h, out, lengths, steps, reverse, clip, units_per_block
     p) initial states, overwritten with the final ones; out : (T, B, p); lengths, steps,
     reverse, clip as on the CPU; stage : the block's columns of Ut in shared memory."""
     T, B, p = out.shape
-    u0 = cuda.blockIdx.x * units_per_block
-    nu = min(units_per_block, p - u0)
+    real = xp.dtype.type
+    u0, nu = block_units(units_per_block, p)
     b0 = cuda.blockIdx.y * ROWS  # noqa: F821 (ROWS and step_barrier are bound per variant)
-    clipping = clip < math.inf
     shared = cuda.shared.array(0, xp.dtype)
     hs = shared[:ROWS * p]  # noqa: F821
     Us = shared[ROWS * p:]  # noqa: F821
-    zc = cuda.local.array(ROWS, xp.dtype)  # noqa: F821
-    zg = cuda.local.array(ROWS, xp.dtype)  # noqa: F821
+    z = cuda.local.array(2 * ROWS, xp.dtype)  # noqa: F821 (gate g of row r at g*ROWS + r)
     if stage:
         stage_columns(Ut, Us, u0, nu)
     clear_padding(out, lengths, b0, ROWS, u0, nu)  # noqa: F821
     for s in range(steps):
         load_state(h, out, lengths, reverse, s, b0, ROWS, hs)  # noqa: F821
-        cuda.syncthreads()
         for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
             i = u0 + l
-            for r in range(ROWS):  # noqa: F821
-                b = b0 + r
-                zc[r] = 0
-                zg[r] = 0
-                if b < B and s < lengths[b]:
-                    t = step_time(s, lengths[b], reverse)
-                    zc[r] = xp[t, b, i]
-                    zg[r] = xp[t, b, p + i]
-            for j in range(p):
-                wc = Us[j * nu + l] if stage else Ut[0, j, i]
-                wg = Us[(p + j) * nu + l] if stage else Ut[1, j, i]
-                for r in range(ROWS):  # noqa: F821
-                    zc[r] += wc * hs[r * p + j]
-                    zg[r] += wg * hs[r * p + j]
+            load_inputs(xp, lengths, reverse, s, b0, ROWS, i, p, 2, z)  # noqa: F821
+            recurrent_sums(Ut, Us, stage, hs, i, l, nu, ROWS, 0, 2, z)  # noqa: F821
             for r in range(ROWS):  # noqa: F821
                 b = b0 + r
                 if b < B and s < lengths[b]:
-                    a, e = zc[r], zg[r]
-                    if clipping:
-                        a = min(max(a, -clip), clip)
-                        e = min(max(e, -clip), clip)
-                    c = act0(a, *p0)  # noqa: F821 (bound by codegen)
-                    g = act1(e, *p1)  # noqa: F821
-                    out[step_time(s, lengths[b], reverse), b, i] = g * hs[r * p + i] + (1 - g) * c
+                    out[step_time(s, lengths[b], reverse), b, i] = ugrnn_unit(
+                        z[r], z[ROWS + r], hs[r * p + i], clip, real, p0, p1)  # noqa: F821
         step_barrier()  # noqa: F821
     store_final(h, out, lengths, reverse, b0, ROWS, u0, nu)  # noqa: F821

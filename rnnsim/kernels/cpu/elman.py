@@ -4,9 +4,19 @@ Each step runs panel by panel (``tiles``): a register tile of b + [x_t a_{t-1}] 
 few batch rows and one panel's units, then their activation for all the tile's rows at once.
 """
 from rnnsim.kernels.cpu import rows, team, tiles
+from rnnsim.kernels.cpu.rows import clipped
 
 KERNELS = ("elman_forward",)
 HALVES = 4  # sub-panels per panel: P packed with gates=1, nr=4
+
+
+def elman_unit(z, clip, real, p0):
+    """One unit's a_t from its pre-activation z = W x_t + U a_{t-1} + b (``real``: the
+    kernel's float type)."""
+    return real(act0(clipped(z, clip), *p0))  # noqa: F821 (bound by codegen)
+
+
+EQUATIONS = (elman_unit,)
 
 
 def elman_forward(first, last, member, members, sync, x, P, bias, h, out, lengths, reverse,
@@ -24,6 +34,7 @@ def elman_forward(first, last, member, members, sync, x, P, bias, h, out, length
     k = x.shape[2]
     p = h.shape[1]
     units = P.shape[2]
+    real = x.dtype.type
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
     G = tiles.scratch(x, (1, tiles.ROWS, units))  # a panel's tile
@@ -41,7 +52,7 @@ def elman_forward(first, last, member, members, sync, x, P, bias, h, out, length
                 tile = tiles.panel_tile(H, b, last, P, pan, bias, G, k, 1, HALVES, HALVES, -1)
                 pre = G.reshape(tiles.ROWS * units)
                 for j in range(tile * units):  # branch-free, so that it vectorises
-                    results[j] = act0(rows.clipped(pre[j], clip), *p0)  # noqa: F821
+                    results[j] = elman_unit(pre[j], clip, real, p0)
                 for m in range(tile):
                     if s < lengths[b + m]:
                         rows.copy(results[m * units:(m + 1) * units],

@@ -39,6 +39,15 @@ KERNEL_OPTIONS = {name: {"fastmath": GATHER_FASTMATH} for name in KERNELS}
 ROW_JIT = {**JIT, "fastmath": GATHER_FASTMATH}
 
 
+def leaky_unit(z, prev, lr, keep, p0):
+    """One unit's x_t = keep x_{t-1} + lr act0(z) from its pre-activation z and x_{t-1} =
+    ``prev`` (keep = 1 - lr)."""
+    return keep * prev + lr * act0(z, *p0)  # noqa: F821 (bound by codegen)
+
+
+EQUATIONS = (leaky_unit,)
+
+
 @numba.njit(inline="always", **ROW_JIT)
 def advance(z, h, WT, data, indices, indptr, lr, keep, F, y, t, b, mb, lo, hi, p0):
     """Units lo..hi of batch row b at step t: z[t, b, lo:hi] becomes x_t there."""
@@ -72,7 +81,7 @@ def advance(z, h, WT, data, indices, indptr, lr, keep, F, y, t, b, mb, lo, hi, p
             for i in range(lo, hi):
                 row[i] += Wj[i] * pj
     for i in range(lo, hi):
-        row[i] = keep[mb, i] * prev[i] + lr[mb, i] * act0(row[i], *p0)  # noqa: F821
+        row[i] = leaky_unit(row[i], prev[i], lr[mb, i], keep[mb, i], p0)
 
 
 @numba.njit(inline="always", **ROW_JIT)
@@ -149,7 +158,7 @@ def esn_batched(z, h, data, indices, indptr, lr, keep, lengths, S, p0):
                                         indptr[0, i + 1])
                 for j in range(width):
                     total = (acc[0, j] + acc[1, j]) + (acc[2, j] + acc[3, j])
-                    nxt[i, j] = keep[0, i] * prev[i, j] + lr[0, i] * act0(total, *p0)  # noqa: F821
+                    nxt[i, j] = leaky_unit(total, prev[i, j], lr[0, i], keep[0, i], p0)
             for j in range(rows):
                 if t < lengths[first + j]:
                     z[t, first + j] = nxt[:, j]

@@ -11,10 +11,27 @@ the tile's rows in one loop. With ``reset_after`` the tile keeps n's input and r
 parts apart; without it a second pass tiles [x_t, r * h_{t-1}] with [W_n U_n].
 """
 from rnnsim.kernels.cpu import rows, team, tiles
+from rnnsim.kernels.cpu.rows import clipped
 
 KERNELS = ("gru_forward",)
 HALVES = 2  # sub-panels per panel: P packed with gates=3 (reset_after) or 2 (r, z), nr=6 or 4
 N_GATE = 2  # with reset_after, gate n's recurrent part goes to an extra gate of the tile
+
+
+def gru_gates(zr, zz, clip, real, p1):
+    """One unit's reset and update gates (r, z) from their pre-activations (``real``: the
+    kernel's float type)."""
+    return (real(act1(clipped(zr, clip), *p1)),  # noqa: F821 (bound by codegen)
+            real(act1(clipped(zz, clip), *p1)))  # noqa: F821
+
+
+def gru_state(zn, z, h, clip, real, p0):
+    """One unit's h_t = (1 - z) n + z h_{t-1} = ``h``, n = act0(zn), from the candidate's
+    pre-activation zn (the reset gate already applied)."""
+    return (real(1.0) - z) * real(act0(clipped(zn, clip), *p0)) + z * h  # noqa: F821
+
+
+EQUATIONS = (gru_gates, gru_state)
 
 
 def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, out, lengths,
@@ -38,7 +55,6 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, o
     gates = 3 if reset_after else 2
     units = P.shape[2] // gates
     real = x.dtype.type  # activations' results and constants in the kernel's precision
-    one = real(1.0)
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
     out_lo, out_hi = min(pan_lo * units, p), min(pan_hi * units, p)
@@ -66,15 +82,14 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, o
                     rows.copy(H[b + m, k + u0:k + u0 + units], h_prev[m * units:(m + 1) * units])
                 if reset_after:
                     for j in range(tile * units):  # branch-free, so that it vectorises
-                        ar = real(act1(rows.clipped(tile_gates[0, j], clip), *p1))  # noqa: F821
-                        az = real(act1(rows.clipped(tile_gates[1, j], clip), *p1))  # noqa: F821
-                        gn = rows.clipped(tile_gates[2, j] + ar * tile_gates[3, j], clip)
-                        results[0, j] = (one - az) * real(act0(gn, *p0)) + az * h_prev[j]  # noqa: F821
+                        r, z = gru_gates(tile_gates[0, j], tile_gates[1, j], clip, real, p1)
+                        results[0, j] = gru_state(tile_gates[2, j] + r * tile_gates[3, j], z,
+                                                  h_prev[j], clip, real, p0)
                 else:
                     for j in range(tile * units):
-                        ar = real(act1(rows.clipped(tile_gates[0, j], clip), *p1))  # noqa: F821
-                        results[0, j] = real(act1(rows.clipped(tile_gates[1, j], clip), *p1))  # noqa: F821
-                        results[1, j] = ar * h_prev[j]
+                        r, z = gru_gates(tile_gates[0, j], tile_gates[1, j], clip, real, p1)
+                        results[0, j] = z
+                        results[1, j] = r * h_prev[j]
                 for m in range(tile):
                     row = b + m
                     if s >= lengths[row]:
@@ -101,9 +116,8 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, o
                                   h_prev[m * units:(m + 1) * units])
                         rows.copy(Z[b + m, u0:u0 + units], z_prev[m * units:(m + 1) * units])
                     for j in range(tile * units):
-                        z = z_prev[j]
-                        gn = rows.clipped(tile_gates[0, j], clip)
-                        results[0, j] = (one - z) * real(act0(gn, *p0)) + z * h_prev[j]  # noqa: F821
+                        results[0, j] = gru_state(tile_gates[0, j], z_prev[j], h_prev[j], clip,
+                                                  real, p0)
                     for m in range(tile):
                         if s < lengths[b + m]:
                             rows.copy(results[0, m * units:(m + 1) * units],

@@ -11,11 +11,29 @@ few batch rows and one panel's units of all four gates, then those units' gate n
 for all the tile's rows in one loop.
 """
 from rnnsim.kernels.cpu import rows, team, tiles
+from rnnsim.kernels.cpu.rows import clipped
 
 KERNELS = ("lstm_forward",)
 GATES = 4
 HALVES = 2  # sub-panels per panel: P packed with gates=4, nr=8
 PROJECTION_HALVES = 4  # R packed with gates=1, nr=4
+
+
+def lstm_unit(zi, zf, zg, zo, pi, pf, po, c, clip, input_forget, real, p0, p1, p2):
+    """One unit's step, (c_t, h_t before a projection), from its gates' pre-activations
+    zi..zo (W x_t + U h_{t-1} + b), its peepholes pi, pf, po and c = c_{t-1}; ``real`` is the
+    kernel's float type. Branch-free (f is computed even where ``input_forget`` replaces it),
+    so that a loop over units vectorises."""
+    one = real(1.0)
+    i = real(act1(clipped(zi + pi * c, clip), *p1))  # noqa: F821 (bound by codegen)
+    f = real(act1(clipped(zf + pf * c, clip), *p1))  # noqa: F821
+    f = one - i if input_forget else f
+    c = f * c + i * real(act2(clipped(zg, clip), *p2))  # noqa: F821
+    o = real(act1(clipped(zo + po * c, clip), *p1))  # noqa: F821
+    return c, o * real(act0(c, *p0))  # noqa: F821
+
+
+EQUATIONS = (lstm_unit,)
 
 
 def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep, h, c, out,
@@ -26,10 +44,10 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
     proj_size; bias : (4, pp) biases, pp = p padded to whole panels (``tiles.padded``); R : the
     projection (q, p) packed with gates=1, nr=4 (0 panels without); R_bias : (1, q padded to
     R's panels) zeros; peep : (3, pp) peepholes for i, f, o (zeros without); h : (B, q) and
-    c : (B, p) initial states, overwritten with the final ones; out : (T, B, q) receives h_t, zero past a row's length; lengths : (B,)
-    int64 steps of each row (<= T); reverse : run each row from its last step down to 0;
-    clip : np.inf for none (clipping to inf changes nothing, NaN included); input_forget :
-    couple the forget gate to the input gate; sync : (1,) int64 zeros shared by the members;
+    c : (B, p) initial states, overwritten with the final ones; out : (T, B, q) receives h_t,
+    zero past a row's length; lengths : (B,) int64 steps of each row (<= T); reverse : run
+    each row from its last step down to 0; clip : np.inf for none (clipping to inf changes
+    nothing, NaN included); input_forget : couple the forget gate to the input gate; sync : (1,) int64 zeros shared by the members;
     H, H_next : (B, k + (pp or q with R)) zeros, the rows' operands (``rows``); cs : (B, pp)
     zeros, the cell states; Y : (B or 0, pp) o * act0(c) before the projection; p0, p1, p2 :
     the activations' parameters.
@@ -41,7 +59,6 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
     outputs = R.shape[2]
     project = R.shape[0] > 0
     real = x.dtype.type  # activations' results and constants in the kernel's precision
-    one = real(1.0)
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
     # the member's outputs: those of its panels of R with a projection, else of P
@@ -75,17 +92,11 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
                 for m in range(tile):
                     rows.copy(cs[b + m, u0:u0 + units], c_prev[m * units:(m + 1) * units])
                 for j in range(tile * units):  # branch-free, so that it vectorises
-                    ci = c_prev[j]
-                    gi = rows.clipped(gates[0, j] + peeps[0, j] * ci, clip)
-                    gf = rows.clipped(gates[1, j] + peeps[1, j] * ci, clip)
-                    gg = rows.clipped(gates[2, j], clip)
-                    ai = real(act1(gi, *p1))  # noqa: F821 (bound by codegen)
-                    af = real(act1(gf, *p1))  # noqa: F821
-                    af = one - ai if input_forget else af
-                    ci = af * ci + ai * real(act2(gg, *p2))  # noqa: F821
-                    go = rows.clipped(gates[3, j] + peeps[2, j] * ci, clip)
+                    ci, hi = lstm_unit(gates[0, j], gates[1, j], gates[2, j], gates[3, j],
+                                       peeps[0, j], peeps[1, j], peeps[2, j], c_prev[j], clip,
+                                       input_forget, real, p0, p1, p2)
                     c_next[j] = ci
-                    h_next[j] = real(act1(go, *p1)) * real(act0(ci, *p0))  # noqa: F821
+                    h_next[j] = hi
                 for m in range(tile):
                     row = b + m
                     if s >= lengths[row]:

@@ -25,8 +25,16 @@ def clear_padding(out, lengths, b0, rows, c0, width):
 
 
 @cuda.jit(device=True)
+def block_units(units_per_block, p):
+    """(first unit, number of units) of this block's share of p units."""
+    u0 = cuda.blockIdx.x * units_per_block
+    return u0, min(units_per_block, p - u0)
+
+
+@cuda.jit(device=True)
 def load_state(h, out, lengths, reverse, s, b0, rows, hs):
-    """``hs[r*q:(r+1)*q]`` = row b0+r's state before its s-th step, or zeros if it is done.
+    """``hs[r*q:(r+1)*q]`` = row b0+r's state before its s-th step, or zeros if it is done;
+    returns once the whole block has loaded it.
 
     The state is ``h[b]`` at s = 0 and the output of the row's previous step after that, so
     the blocks of a grid launch see each other's units; h : (B, q); out : (T, B, q).
@@ -42,11 +50,13 @@ def load_state(h, out, lengths, reverse, s, b0, rows, hs):
                 hs[e] = h[b, j]
             else:
                 hs[e] = out[step_time(s - 1, lengths[b], reverse), b, j]
+    cuda.syncthreads()
 
 
 @cuda.jit(device=True)
 def load_rows(scratch, lengths, s, b0, rows, values):
-    """``values[r*w:(r+1)*w]`` = ``scratch[b0+r]`` (w wide) for active rows, else zeros."""
+    """``values[r*w:(r+1)*w]`` = ``scratch[b0+r]`` (w wide) for active rows, else zeros;
+    returns once the whole block has loaded them."""
     B, w = scratch.shape
     for e in range(cuda.threadIdx.x, rows * w, cuda.blockDim.x):
         r = e // w
@@ -54,6 +64,7 @@ def load_rows(scratch, lengths, s, b0, rows, values):
         values[e] = 0
         if b < B and s < lengths[b]:
             values[e] = scratch[b, e - r * w]
+    cuda.syncthreads()
 
 
 @cuda.jit(device=True)
@@ -76,3 +87,31 @@ def stage_columns(Wt, shared, c0, width):
         gj = e // width
         g = gj // J
         shared[e] = Wt[g, gj - g * J, c0 + e - gj * width]
+
+
+
+@cuda.jit(device=True)
+def load_inputs(xp, lengths, reverse, s, b0, rows, i, p, gates, acc):
+    """``acc[g*rows + r]`` = row b0+r's input projection of unit i in gate block g at its s-th
+    step (``xp[t, b, g*p + i]``), 0 once the row is done; g < ``gates``."""
+    B = xp.shape[1]
+    for g in range(gates):
+        for r in range(rows):
+            b = b0 + r
+            acc[g * rows + r] = 0
+            if b < B and s < lengths[b]:
+                acc[g * rows + r] = xp[step_time(s, lengths[b], reverse), b, g * p + i]
+
+
+@cuda.jit(device=True)
+def recurrent_sums(Ut, Us, stage, hs, i, l, nu, rows, first, gates, acc):
+    """``acc[g*rows + r] += sum_j U[(first+g)*p + i, j] hs[r*q + j]`` for g < ``gates``: unit
+    i's share of U h_{t-1} for the block's rows. Ut (G, q, p) holds U's gate blocks transposed;
+    with ``stage`` they are read from the block's columns in shared memory ``Us``
+    (``stage_columns``), where i is column l of nu."""
+    q = Ut.shape[1]
+    for j in range(q):
+        for g in range(gates):
+            w = Us[((first + g) * q + j) * nu + l] if stage else Ut[first + g, j, i]
+            for r in range(rows):
+                acc[g * rows + r] += w * hs[r * q + j]

@@ -1,12 +1,13 @@
 """Elman recurrence on the GPU: a_t = act0(W x_t + b + U a_{t-1}), W x_t + b precomputed."""
-import math
-
 from numba import cuda
 
-from rnnsim.kernels.cuda.common import (clear_padding, load_state, stage_columns, step_time,
-                                        store_final)
+from rnnsim.kernels.cpu.elman import elman_unit
+from rnnsim.kernels.cpu.rows import clipped
+from rnnsim.kernels.cuda.common import (block_units, clear_padding, load_inputs, load_state,
+                                        recurrent_sums, stage_columns, step_time, store_final)
 
 KERNELS = ("elman_forward",)
+EQUATIONS = (clipped, elman_unit)
 
 
 def elman_forward(xp, Ut, h, out, lengths, steps, reverse, clip, units_per_block, stage, p0):
@@ -21,10 +22,9 @@ def elman_forward(xp, Ut, h, out, lengths, steps, reverse, clip, units_per_block
     p0 : act0's parameters.
     """
     T, B, p = xp.shape
-    u0 = cuda.blockIdx.x * units_per_block
-    nu = min(units_per_block, p - u0)
+    real = xp.dtype.type
+    u0, nu = block_units(units_per_block, p)
     b0 = cuda.blockIdx.y * ROWS  # noqa: F821 (ROWS and step_barrier are bound per variant)
-    clipping = clip < math.inf
     shared = cuda.shared.array(0, xp.dtype)
     hs = shared[:ROWS * p]  # noqa: F821
     Us = shared[ROWS * p:]  # noqa: F821
@@ -34,24 +34,14 @@ def elman_forward(xp, Ut, h, out, lengths, steps, reverse, clip, units_per_block
     clear_padding(out, lengths, b0, ROWS, u0, nu)  # noqa: F821
     for s in range(steps):
         load_state(h, out, lengths, reverse, s, b0, ROWS, hs)  # noqa: F821
-        cuda.syncthreads()
         for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
             i = u0 + l
-            for r in range(ROWS):  # noqa: F821
-                b = b0 + r
-                acc[r] = 0
-                if b < B and s < lengths[b]:
-                    acc[r] = xp[step_time(s, lengths[b], reverse), b, i]
-            for j in range(p):
-                w = Us[j * nu + l] if stage else Ut[0, j, i]
-                for r in range(ROWS):  # noqa: F821
-                    acc[r] += w * hs[r * p + j]
+            load_inputs(xp, lengths, reverse, s, b0, ROWS, i, p, 1, acc)  # noqa: F821
+            recurrent_sums(Ut, Us, stage, hs, i, l, nu, ROWS, 0, 1, acc)  # noqa: F821
             for r in range(ROWS):  # noqa: F821
                 b = b0 + r
                 if b < B and s < lengths[b]:
-                    a = acc[r]
-                    if clipping:
-                        a = min(max(a, -clip), clip)
-                    out[step_time(s, lengths[b], reverse), b, i] = act0(a, *p0)  # noqa: F821
+                    out[step_time(s, lengths[b], reverse), b, i] = elman_unit(acc[r], clip, real,
+                                                                              p0)
         step_barrier()  # noqa: F821
     store_final(h, out, lengths, reverse, b0, ROWS, u0, nu)  # noqa: F821

@@ -8,9 +8,22 @@ different weights run in one launch. With ROWS > 1 the rows of a block share the
 """
 from numba import cuda
 
-from rnnsim.kernels.cuda.common import clear_padding, load_state, stage_columns, store_final
+from rnnsim.kernels.cpu.esn import leaky_unit
+from rnnsim.kernels.cuda.common import (block_units, clear_padding, load_inputs, load_state,
+                                        recurrent_sums, stage_columns, store_final)
 
 KERNELS = ("esn_dense", "esn_csr")
+EQUATIONS = (leaky_unit,)
+
+
+@cuda.jit(device=True)
+def advance(z, hs, lr, keep, lengths, s, b0, m, i, acc, p0):
+    """z[s, b, i] = x_t of unit i for the block's active rows, from its sums ``acc``."""
+    B, N = z.shape[1], z.shape[2]
+    for r in range(acc.shape[0]):
+        b = b0 + r
+        if b < B and s < lengths[b]:
+            z[s, b, i] = leaky_unit(acc[r], hs[r * N + i], lr[m, i], keep[m, i], p0)
 
 
 def esn_dense(z, h, Wt, lr, keep, member, lengths, steps, units_per_block, stage, p0):
@@ -20,8 +33,7 @@ def esn_dense(z, h, Wt, lr, keep, member, lengths, steps, units_per_block, stage
     each block owns; stage : the block's columns of Wt[member[b0]] in shared memory. Shared
     memory: (ROWS*N + stage*N*units_per_block) values. p0 : act0's parameters."""
     T, B, N = z.shape
-    u0 = cuda.blockIdx.x * units_per_block
-    nu = min(units_per_block, N - u0)
+    u0, nu = block_units(units_per_block, N)
     b0 = cuda.blockIdx.y * ROWS  # noqa: F821 (ROWS and step_barrier are bound per variant)
     m = member[b0]
     shared = cuda.shared.array(0, z.dtype)
@@ -33,23 +45,11 @@ def esn_dense(z, h, Wt, lr, keep, member, lengths, steps, units_per_block, stage
     clear_padding(z, lengths, b0, ROWS, u0, nu)  # noqa: F821
     for s in range(steps):
         load_state(h, z, lengths, False, s, b0, ROWS, hs)  # noqa: F821
-        cuda.syncthreads()
         for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
             i = u0 + l
-            for r in range(ROWS):  # noqa: F821
-                b = b0 + r
-                acc[r] = 0
-                if b < B and s < lengths[b]:
-                    acc[r] = z[s, b, i]
-            for j in range(N):
-                w = Ws[j * nu + l] if stage else Wt[m, j, i]
-                for r in range(ROWS):  # noqa: F821
-                    acc[r] += w * hs[r * N + j]
-            for r in range(ROWS):  # noqa: F821
-                b = b0 + r
-                if b < B and s < lengths[b]:
-                    z[s, b, i] = (keep[m, i] * hs[r * N + i]
-                                  + lr[m, i] * act0(acc[r], *p0))  # noqa: F821
+            load_inputs(z, lengths, False, s, b0, ROWS, i, N, 1, acc)  # noqa: F821
+            recurrent_sums(Wt[m:m + 1], Ws, stage, hs, i, l, nu, ROWS, 0, 1, acc)  # noqa: F821
+            advance(z, hs, lr, keep, lengths, s, b0, m, i, acc, p0)
         step_barrier()  # noqa: F821
     store_final(h, z, lengths, False, b0, ROWS, u0, nu)  # noqa: F821
 
@@ -59,8 +59,7 @@ def esn_csr(z, h, data, indices, indptr, lr, keep, member, lengths, steps, units
     data, indices : (nnz,) of all members; indptr : (M, N+1) int64 offsets into them.
     Shared memory: ROWS*N values."""
     T, B, N = z.shape
-    u0 = cuda.blockIdx.x * units_per_block
-    nu = min(units_per_block, N - u0)
+    u0, nu = block_units(units_per_block, N)
     b0 = cuda.blockIdx.y * ROWS  # noqa: F821
     m = member[b0]
     hs = cuda.shared.array(0, z.dtype)
@@ -68,23 +67,14 @@ def esn_csr(z, h, data, indices, indptr, lr, keep, member, lengths, steps, units
     clear_padding(z, lengths, b0, ROWS, u0, nu)  # noqa: F821
     for s in range(steps):
         load_state(h, z, lengths, False, s, b0, ROWS, hs)  # noqa: F821
-        cuda.syncthreads()
         for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
             i = u0 + l
-            for r in range(ROWS):  # noqa: F821
-                b = b0 + r
-                acc[r] = 0
-                if b < B and s < lengths[b]:
-                    acc[r] = z[s, b, i]
+            load_inputs(z, lengths, False, s, b0, ROWS, i, N, 1, acc)  # noqa: F821
             for k in range(indptr[m, i], indptr[m, i + 1]):
                 w = data[k]
                 j = indices[k]
                 for r in range(ROWS):  # noqa: F821
                     acc[r] += w * hs[r * N + j]
-            for r in range(ROWS):  # noqa: F821
-                b = b0 + r
-                if b < B and s < lengths[b]:
-                    z[s, b, i] = (keep[m, i] * hs[r * N + i]
-                                  + lr[m, i] * act0(acc[r], *p0))  # noqa: F821
+            advance(z, hs, lr, keep, lengths, s, b0, m, i, acc, p0)
         step_barrier()  # noqa: F821
     store_final(h, z, lengths, False, b0, ROWS, u0, nu)  # noqa: F821

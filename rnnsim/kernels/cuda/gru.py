@@ -5,14 +5,16 @@ act0 is the candidate activation (n), act1 the gate activation (r, z). With ``re
 applies before the recurrent matmul, n = act0(xn + U_n (r * h) + bn), which needs every
 unit's r * h: a second phase of the step, after a barrier. ``clip`` as in the CPU kernel.
 """
-import math
-
 from numba import cuda
 
-from rnnsim.kernels.cuda.common import (clear_padding, load_rows, load_state, stage_columns,
-                                        step_time, store_final)
+from rnnsim.kernels.cpu.gru import gru_gates, gru_state
+from rnnsim.kernels.cpu.rows import clipped
+from rnnsim.kernels.cuda.common import (block_units, clear_padding, load_inputs, load_rows,
+                                        load_state, recurrent_sums, stage_columns, step_time,
+                                        store_final)
 
 KERNELS = ("gru_forward",)
+EQUATIONS = (clipped, gru_gates, gru_state)
 
 
 def gru_forward(xp, Ut, bn, h, out, scratch, lengths, steps, reset_after, reverse, clip,
@@ -31,9 +33,8 @@ def gru_forward(xp, Ut, bn, h, out, scratch, lengths, steps, reset_after, revers
     """
     T, B, G = xp.shape
     p = G // 3
-    clipping = clip < math.inf
-    u0 = cuda.blockIdx.x * units_per_block
-    nu = min(units_per_block, p - u0)
+    real = xp.dtype.type
+    u0, nu = block_units(units_per_block, p)
     b0 = cuda.blockIdx.y * ROWS  # noqa: F821 (ROWS and step_barrier are bound per variant)
     width = ROWS * p  # noqa: F821
     reset_width = 0 if reset_after else width
@@ -41,79 +42,44 @@ def gru_forward(xp, Ut, bn, h, out, scratch, lengths, steps, reset_after, revers
     hs = shared[:width]
     rhs = shared[width:width + reset_width]
     Us = shared[width + reset_width:]
-    ar = cuda.local.array(ROWS, xp.dtype)  # noqa: F821
-    az = cuda.local.array(ROWS, xp.dtype)  # noqa: F821
-    an = cuda.local.array(ROWS, xp.dtype)  # noqa: F821
+    z = cuda.local.array(3 * ROWS, xp.dtype)  # noqa: F821 (gate g of row r at g*ROWS + r)
     if stage:
         stage_columns(Ut, Us, u0, nu)
     clear_padding(out, lengths, b0, ROWS, u0, nu)  # noqa: F821
     for s in range(steps):
         load_state(h, out, lengths, reverse, s, b0, ROWS, hs)  # noqa: F821
-        cuda.syncthreads()
         for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
             i = u0 + l
+            load_inputs(xp, lengths, reverse, s, b0, ROWS, i, p, 3, z)  # noqa: F821
             for r in range(ROWS):  # noqa: F821
-                ar[r] = 0
-                az[r] = 0
-                an[r] = 0
-            for j in range(p):
-                if stage:
-                    wr = Us[j * nu + l]
-                    wz = Us[(p + j) * nu + l]
-                    wn = Us[(2 * p + j) * nu + l]
-                else:
-                    wr = Ut[0, j, i]
-                    wz = Ut[1, j, i]
-                    wn = Ut[2, j, i]
-                for r in range(ROWS):  # noqa: F821
-                    hv = hs[r * p + j]
-                    ar[r] += wr * hv
-                    az[r] += wz * hv
-                    if reset_after:
-                        an[r] += wn * hv
+                z[2 * ROWS + r] = bn[i]  # noqa: F821 (n's recurrent part: U_n h + bn)
+            recurrent_sums(Ut, Us, stage, hs, i, l, nu, ROWS, 0,  # noqa: F821
+                           3 if reset_after else 2, z)
             for r in range(ROWS):  # noqa: F821
                 b = b0 + r
                 if b < B and s < lengths[b]:
                     t = step_time(s, lengths[b], reverse)
-                    gr = xp[t, b, i] + ar[r]
-                    gz = xp[t, b, p + i] + az[r]
-                    if clipping:
-                        gr = min(max(gr, -clip), clip)
-                        gz = min(max(gz, -clip), clip)
-                    reset = act1(gr, *p1)  # noqa: F821 (bound by codegen)
-                    update = act1(gz, *p1)  # noqa: F821
+                    reset, update = gru_gates(z[r], z[ROWS + r], clip, real, p1)  # noqa: F821
                     if reset_after:
-                        n = xp[t, b, 2 * p + i] + reset * (an[r] + bn[i])
-                        if clipping:
-                            n = min(max(n, -clip), clip)
-                        out[t, b, i] = (
-                            (1.0 - update) * act0(n, *p0) + update * hs[r * p + i])  # noqa: F821
+                        n = xp[t, b, 2 * p + i] + reset * z[2 * ROWS + r]  # noqa: F821
+                        out[t, b, i] = gru_state(n, update, hs[r * p + i], clip, real, p0)
                     else:
                         scratch[0, b, i] = reset * hs[r * p + i]
                         scratch[1, b, i] = update
         if not reset_after:
             step_barrier()  # noqa: F821 (every unit's r * h is in scratch[0])
             load_rows(scratch[0], lengths, s, b0, ROWS, rhs)  # noqa: F821
-            cuda.syncthreads()
             for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
                 i = u0 + l
+                xn = xp[:, :, 2 * p:]
+                load_inputs(xn, lengths, reverse, s, b0, ROWS, i, p, 1, z)  # noqa: F821
                 for r in range(ROWS):  # noqa: F821
-                    b = b0 + r
-                    an[r] = 0
-                    if b < B and s < lengths[b]:
-                        an[r] = xp[step_time(s, lengths[b], reverse), b, 2 * p + i] + bn[i]
-                for j in range(p):
-                    w = Us[(2 * p + j) * nu + l] if stage else Ut[2, j, i]
-                    for r in range(ROWS):  # noqa: F821
-                        an[r] += w * rhs[r * p + j]
+                    z[r] += bn[i]
+                recurrent_sums(Ut, Us, stage, rhs, i, l, nu, ROWS, 2, 1, z)  # noqa: F821
                 for r in range(ROWS):  # noqa: F821
                     b = b0 + r
                     if b < B and s < lengths[b]:
-                        n = an[r]
-                        if clipping:
-                            n = min(max(n, -clip), clip)
-                        update = scratch[1, b, i]
-                        out[step_time(s, lengths[b], reverse), b, i] = (
-                            (1.0 - update) * act0(n, *p0) + update * hs[r * p + i])  # noqa: F821
+                        out[step_time(s, lengths[b], reverse), b, i] = gru_state(
+                            z[r], scratch[1, b, i], hs[r * p + i], clip, real, p0)
         step_barrier()  # noqa: F821
     store_final(h, out, lengths, reverse, b0, ROWS, u0, nu)  # noqa: F821
