@@ -242,6 +242,18 @@ def _(f):
     return Spec([*RNNSIM, "validate", write(f / "c.yaml", text)])
 
 
+@case(7, "a YAML alias inside the value it refers to")
+def _(f):
+    return Spec([*RNNSIM, "validate", write(f / "c.yaml", "network: &a {layers: [*a]}\n")])
+
+
+@case(7, "YAML aliases nesting 5,400 levels deep")
+def _(f):
+    text = "".join(f"l{i}: &l{i} " + "[" * 90 + (f"*l{i - 1}" if i else "1") + "]" * 90 + "\n"
+                   for i in range(60))
+    return Spec([*RNNSIM, "validate", write(f / "c.yaml", text + "network: *l59\n")])
+
+
 @case(7, "a 100 MB YAML")
 def _(f):
     path = f / "big.yaml"

@@ -198,10 +198,8 @@ class SafeLoader(yaml.SafeLoader):
 
     def compose_document(self):
         node = super().compose_document()
-        if node is not None and _expanded_size(node, {}) > MAX_YAML_VALUES:
-            raise YAMLBoundError(
-                None, None, f"its aliases (*name) expand to more than {MAX_YAML_VALUES:,} "
-                "values; write the values out, or use fewer aliases", node.start_mark)
+        if node is not None:
+            _check_expanded(node)
         return node
 
     def construct_mapping(self, node, deep=False):
@@ -223,17 +221,44 @@ class SafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _expanded_size(node, sizes: dict) -> int:
-    """How many values ``node`` stands for, aliases expanded (``sizes`` caches per node)."""
-    if id(node) not in sizes:
+def _check_expanded(root) -> None:
+    """A ``YAMLBoundError`` when ``root`` with its aliases expanded holds more than
+    ``MAX_YAML_VALUES`` values or nests deeper than ``MAX_YAML_DEPTH``, or when an alias sits
+    inside the value it refers to. Each node is visited once, without recursion (aliases can
+    nest far deeper than the text)."""
+    sizes: dict[int, tuple[int, int]] = {}  # node -> (values, depth) once expanded
+    open_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if id(node) in sizes:
+            stack.pop()
+            continue
         if isinstance(node, yaml.MappingNode):
             children = [n for pair in node.value for n in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = node.value
         else:
-            children = []
-        sizes[id(node)] = 1 + sum(_expanded_size(n, sizes) for n in children)
-    return sizes[id(node)]
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        pending = [c for c in children if id(c) not in sizes]
+        if not pending:
+            sizes[id(node)] = (1 + sum(sizes[id(c)][0] for c in children),
+                               1 + max((sizes[id(c)][1] for c in children), default=0))
+            open_nodes.discard(id(node))
+            stack.pop()
+        elif id(node) in open_nodes:  # its children are done, or one of them is itself
+            raise YAMLBoundError(None, None, "an alias refers to a value that contains it; "
+                                 "write the value out", node.start_mark)
+        else:
+            open_nodes.add(id(node))
+            stack.extend(pending)
+    values, depth = sizes[id(root)]
+    if values > MAX_YAML_VALUES:
+        raise YAMLBoundError(None, None, f"its aliases (*name) expand to more than "
+                             f"{MAX_YAML_VALUES:,} values; write the values out, or use fewer "
+                             "aliases", root.start_mark)
+    if depth > MAX_YAML_DEPTH:
+        raise YAMLBoundError(None, None, f"its aliases (*name) nest values more than "
+                             f"{MAX_YAML_DEPTH} levels deep; a config needs a few",
+                             root.start_mark)
 
 
 def _without_base_60(construct):
@@ -270,7 +295,11 @@ def read_yaml_file(path: str | Path, origin: str, error=ConfigError):
     ``load_yaml``; ``error`` naming ``origin`` when it cannot be read."""
     try:
         with open(path, "rb") as fh:
-            text = fh.read(MAX_YAML_BYTES + 1).decode()
+            raw = fh.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise error(f"{origin} is larger than {MAX_YAML_BYTES >> 20} MiB, more than any "
+                        "config needs. Check that it is the file you meant.")
+        text = raw.decode()
     except FileNotFoundError:
         raise error(f"{origin} does not exist. Check the path.") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -146,9 +146,10 @@ CSV_BYTES_PER_BYTE = 8
 
 def _read_csv(path: Path) -> np.ndarray:
     size = path.stat().st_size
-    guards.check_fits({f"input file '{path}' ({size:,} bytes of text)": CSV_BYTES_PER_BYTE * size},
-                      f"the numbers in '{path}'", "Save large inputs as .npy: it is read piece by "
-                      "piece when the run streams to disk.", InputError)
+    guards.check_fits({f"input file '{path}' ({size:,} bytes of text)":
+                       CSV_BYTES_PER_BYTE * size},
+                      f"the numbers in '{path}'", "Save large inputs as .npy: it is read piece "
+                      "by piece when the run streams to disk.", InputError)
     with open(path) as fh:
         first = fh.readline(1 << 16).split(",")
     skip = 1 if first and not _numeric(first[0]) else 0
@@ -398,7 +399,7 @@ def _guarded(path: Path, step) -> None:
 
 def _output_error(path: Path, exc: OSError) -> OutputError:
     hint = {errno.ENOSPC: "Free some disk space and try again.",
-            errno.EDQUOT: "Free some disk space and try again.",
+            getattr(errno, "EDQUOT", errno.ENOSPC): "Free some disk space and try again.",
             errno.EACCES: "Write into a folder you may write to.",
             errno.EPERM: "Write into a folder you may write to.",
             errno.EROFS: "The file system is read-only: write elsewhere.",

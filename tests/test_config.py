@@ -164,3 +164,16 @@ def test_a_yaml_file_beyond_the_size_cap_is_refused_unread(tmp_path):
         fh.write(("# " + "x" * 1022 + "\n") * (17 << 10))
     with pytest.raises(ConfigError, match="larger than 16 MiB"):
         parse(path)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("network: &a [*a]\n", "an alias refers to a value that contains it"),
+    ("a: &a {b: *a}\nnetwork: {}\n", "an alias refers to a value that contains it"),
+    ("".join(f"l{i}: &l{i} " + "[" * 90 + (f"*l{i - 1}" if i else "1") + "]" * 90 + "\n"
+             for i in range(60)), "nest values more than 100 levels deep"),
+])
+def test_aliases_that_recurse_or_nest_too_deep_are_config_errors(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        parse(path)

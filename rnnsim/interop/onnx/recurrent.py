@@ -143,8 +143,8 @@ class RecurrentNode:
             names = names[:1]  # ONNX Runtime's rule for the old default ["Tanh", "Tanh"]
         if len(names) != per_direction * D:
             raise ConfigError(f"{self.where}: activations {shown(names)} must list "
-                              f"{per_direction} function(s) per direction ({per_direction * D} for direction "
-                              f"'{self.direction}').")
+                              f"{per_direction} function(s) per direction "
+                              f"({per_direction * D} for direction '{self.direction}').")
         for key in ("activation_alpha", "activation_beta"):
             values = attrs.get(key, [])
             if not isinstance(values, list) or not all(_finite_number(v) for v in values):
