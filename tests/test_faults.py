@@ -166,6 +166,33 @@ def test_safetensors_beyond_the_memory_are_refused_before_reading(tmp_path, monk
         load_state_dict(tmp_path / "w.safetensors")
 
 
+def safetensors_bytes(header: dict, data: bytes) -> bytes:
+    import json
+
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + data
+
+
+@pytest.mark.parametrize("header,data,message", [
+    ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 4, "of 4"),
+    ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8, "bytes 0 to 8"),
+    ({"w": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, "expected a dtype"),
+    ({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\0" * 8, "whole numbers"),
+    ({"w": {"dtype": "F32", "shape": "2", "data_offsets": [0, 8]}}, b"\0" * 8, "whole numbers"),
+    ([1, 2], b"", "not a JSON object"),
+])
+def test_hostile_safetensors_headers_are_named_errors(tmp_path, header, data, message):
+    from rnnsim.interop.torch import load_state_dict
+
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(safetensors_bytes(header, data))
+    with pytest.raises(InputError, match=f"cannot be read as .safetensors: .*{message}"):
+        load_state_dict(path)
+    path.write_bytes((1 << 62).to_bytes(8, "little") + b"{}")
+    with pytest.raises(InputError, match="a header of 4611686018427387904 bytes"):
+        load_state_dict(path)
+
+
 def test_the_memory_guard_sees_ulimit_v():
     """RLIMIT_AS below the machine's memory is what a run may use."""
     code = ("import resource; from rnnsim import guards; "

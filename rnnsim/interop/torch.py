@@ -7,6 +7,7 @@ separate as ``bn``.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import zipfile
@@ -17,7 +18,7 @@ import numpy as np
 
 from .. import guards
 from ..config import parse
-from ..errors import ConfigError, InputError, ShapeError
+from ..errors import ConfigError, InputError, ShapeError, shown
 from ..io import read_npz
 from ..network import Network
 
@@ -173,8 +174,9 @@ def _convert(state, cell: str, expected) -> dict[str, np.ndarray]:
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A PyTorch state dict saved as ``.npz``, ``.safetensors`` or ``.pt``, as NumPy arrays.
 
-    ``.safetensors`` needs the ``safetensors`` package and ``.pt`` needs torch (loaded with
-    ``weights_only=True``, so no pickled code runs).
+    ``.safetensors`` is read by rnnsim itself (no package needed) and ``.pt`` needs torch
+    (loaded with ``weights_only=True``, so no pickled code runs). Each is checked against the
+    memory before its tensors are read.
     """
     path = Path(path)
     if not path.is_file():
@@ -195,35 +197,60 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise InputError(f"weights file '{path}' cannot be read as {suffix}: {exc}.") from None
 
 
-# Bytes per element of each safetensors dtype (as ``get_slice(name).get_dtype()`` names it).
-_SAFETENSORS_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2,
-                      "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8,
-                      "U64": 8, "F64": 8}
+# The safetensors element types NumPy holds, by the name the file's header gives them.
+SAFETENSORS_DTYPES = {"BOOL": "?", "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2",
+                      "F16": "<f2", "U32": "<u4", "I32": "<i4", "F32": "<f4", "U64": "<u8",
+                      "I64": "<i8", "F64": "<f8"}
 _FIT_HINT = "Convert the weights on a machine with more memory, or keep fewer of them."
 
 
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """The tensors of a ``.safetensors`` file, read one at a time from a memory map once their
-    declared sizes are known to fit in memory."""
+    """The tensors of a ``.safetensors`` file (an 8-byte header length, a JSON header of
+    dtype, shape and byte range per tensor, then the data), checked against the file's size
+    and the memory before anything is allocated, then read tensor by tensor with plain file
+    reads: the file's pages do not stay in the process, so the peak is the tensors' size."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        raw = fh.read(8)
+        length = int.from_bytes(raw, "little") if len(raw) == 8 else -1
+        if not 0 < length <= min(size - 8, 100 << 20):
+            raise ValueError(f"a header of {length} bytes in a file of {size}")
+        header = json.loads(fh.read(length))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        header.pop("__metadata__", None)
+        layout = {name: _safetensors_entry(name, entry, size - 8 - length)
+                  for name, entry in header.items()}
+        guards.check_fits({f"{name} {shape}": math.prod(shape) * dtype.itemsize
+                           for name, (dtype, shape, _) in layout.items()},
+                          f"the tensors of '{path}'", _FIT_HINT, InputError)
+        tensors = {}
+        for name, (dtype, shape, start) in layout.items():
+            array = np.empty(math.prod(shape), dtype)  # flat: a view of its bytes always casts
+            fh.seek(8 + length + start)
+            if fh.readinto(memoryview(array).cast("B")) != array.nbytes:
+                raise ValueError(f"tensor {shown(name)} is cut short")
+            tensors[name] = array.reshape(shape)
+    return tensors
+
+
+def _safetensors_entry(name: str, entry, data_bytes: int) -> tuple[np.dtype, tuple, int]:
+    """(dtype, shape, first byte) of a header entry, checked: a known dtype, a shape of whole
+    non-negative numbers, a byte range of exactly its size inside the data."""
     try:
-        from safetensors import safe_open
-    except ImportError:
-        raise InputError(f"reading '{path}' needs the safetensors package: pip install "
-                         "safetensors (or save the state dict as .npz).") from None
-    try:
-        with safe_open(str(path), framework="numpy") as fh:
-            sizes = {}
-            for name in fh.keys():
-                part = fh.get_slice(name)
-                sizes[f"{name} {tuple(part.get_shape())}"] = (
-                    math.prod(part.get_shape()) * _SAFETENSORS_BYTES.get(part.get_dtype(), 8))
-            guards.check_fits(sizes, f"the tensors of '{path}'", _FIT_HINT, InputError)
-            return {name: fh.get_tensor(name) for name in fh.keys()}
-    except InputError:
-        raise
-    except Exception as exc:  # SafetensorError and friends: a damaged or hostile file
-        raise InputError(f"weights file '{path}' cannot be read as .safetensors: "
-                         f"{type(exc).__name__}: {exc}.") from None
+        dtype = np.dtype(SAFETENSORS_DTYPES[entry["dtype"]])
+        shape = tuple(entry["shape"])
+        start, end = entry["data_offsets"]
+        if not all(isinstance(d, int) and d >= 0 for d in (*shape, start, end)):
+            raise TypeError
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"tensor {shown(name)} has the entry {shown(entry)}: expected a dtype "
+                         f"among {', '.join(SAFETENSORS_DTYPES)}, a shape and data_offsets of "
+                         "whole numbers") from None
+    if end - start != math.prod(shape) * dtype.itemsize or end > data_bytes:
+        raise ValueError(f"tensor {shown(name)} of {entry['dtype']} {shape} declares bytes "
+                         f"{start} to {end} of {data_bytes}")
+    return dtype, shape, start
 
 
 def _load_pt(path: Path) -> dict[str, np.ndarray]:
