@@ -36,7 +36,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
+# torch, pinned as for bench: the backend the Keras tests run on (KERAS_BACKEND=torch), and the
+# exporter of the models tests/test_onnx_exports.py runs.
 $(VENV)/.installed-test: $(VENV)/.installed $(PLUGINS)
+	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $@
 

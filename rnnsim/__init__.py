@@ -35,6 +35,31 @@ def from_onnx(path):
     return load_onnx(path)
 
 
+def from_keras(model_or_layer, dtype=None):
+    """A ``Network`` from a live Keras 3 model or recurrent layer (batch_first, as Keras); see
+    ``rnnsim.interop.keras.from_keras``. For a saved file: ``import_file('model.keras')``."""
+    from .interop.keras import from_keras as convert
+
+    return convert(model_or_layer, dtype)
+
+
+def from_reservoirpy(model, dtype="float64"):
+    """A ``Network`` from a reservoirpy Reservoir, or stacked Reservoirs read out by a Ridge
+    (with feedback); see ``rnnsim.interop.reservoirpy.from_reservoirpy``."""
+    from .interop.reservoirpy import from_reservoirpy as convert
+
+    return convert(model, dtype)
+
+
+def import_file(path, format=None, **options):
+    """A ``Network`` (or a graph model, for ONNX) from another framework's file, by the
+    importer named ``format`` or the one for the file's type; see
+    ``rnnsim.importers.import_file``."""
+    from .importers import import_file as load_file
+
+    return load_file(path, format, **options)
+
+
 def __getattr__(name: str):
     """``Network``, ``load``... and submodules such as ``rnnsim.config``, imported on first
     use."""
@@ -53,5 +78,7 @@ def __dir__():
 
 __all__ = [
     "ConfigError", "Head", "InputError", "Network", "NonfiniteError", "NonfiniteWarning",
-    "OutputError", "PluginError", "RnnsimError", "RunResult", "ShapeError", "State", "__version__", "from_onnx", "from_torch", "hookimpl", "load",
+    "OutputError", "PluginError", "RnnsimError", "RunResult", "ShapeError", "State", "__version__",
+    "from_keras", "from_onnx", "from_reservoirpy", "from_torch", "hookimpl", "import_file",
+    "load",
 ]

@@ -116,9 +116,11 @@ QUIET = click.option("--quiet", "-q", is_flag=True,
 def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timesteps, batch, seed,
         save_path, allow_nonfinite, lengths, device, teacher_path, generate_steps, fast_math,
         as_json, quiet):
-    """Run a network from a YAML config, a saved model folder or an .onnx model."""
-    if config.suffix.lower() == ".onnx":
-        return run_onnx(config, input_path, output_path, allow_nonfinite, as_json, {
+    """Run a network from a YAML config, a saved model folder or another framework's file
+    (.onnx, .keras, ...: the importer is picked by the file's type)."""
+    imported = import_by_type(config)
+    if imported is not None and not _is_network(imported):
+        return run_graph(imported, config, input_path, output_path, allow_nonfinite, as_json, {
             "--chunk-steps": chunk_steps, "--resume": resume, "--nonfinite": nonfinite,
             "--timesteps": timesteps, "--batch": batch, "--seed": seed, "--save": save_path,
             "--lengths": lengths, "--device": device, "--teacher": teacher_path,
@@ -136,7 +138,12 @@ def run(config, input_path, output_path, chunk_steps, resume, nonfinite, timeste
     from .io import read_array, read_optional_array, write_npz
     from .tasks import draw_input, drawn_input
 
-    net = _network(config, seed, device)
+    if imported is None:
+        net = _network(config, seed, device)
+    else:
+        from .network import on_device
+
+        net = on_device(imported, device)
     if fast_math is not None:
         net.fast_math = fast_math
     if input_path is None:
@@ -210,25 +217,43 @@ def warm_up(net: Network, x, lengths, teacher) -> float | None:
     return time.perf_counter() - start
 
 
-def run_onnx(path: Path, input_path, output_path, allow_nonfinite, as_json, others) -> None:
-    """``rnnsim run MODEL.onnx``: the graph on the arrays of --input, outputs by name."""
-    from .interop.onnx import from_onnx
+def import_by_type(path: Path):
+    """The model another framework's file imports as, by its type; None for a YAML config or
+    a model folder (or a file no importer claims, read as a YAML config)."""
+    if path.is_dir() or path.suffix.lower() in (".yaml", ".yml"):
+        return None
+    from .importers import find_importer, import_file
+
+    entry = find_importer(path)
+    return None if entry is None else import_file(path, entry.name)
+
+
+def _is_network(model) -> bool:
+    from .network import Network
+
+    return isinstance(model, Network)
+
+
+def run_graph(model, path: Path, input_path, output_path, allow_nonfinite, as_json,
+              others) -> None:
+    """``rnnsim run MODEL.onnx``: an imported graph on the arrays of --input, outputs by
+    name."""
     from .io import read_array, read_npz, write_npz
 
     given = [option for option, value in others.items() if value]
     if given:
-        raise click.UsageError(f"{', '.join(given)} do(es) not apply to an ONNX model: it runs "
+        raise click.UsageError(f"{', '.join(given)} do(es) not apply to {path}: a graph runs "
                                "on the arrays of --input as they are.")
     if input_path is None:
-        raise click.UsageError("an ONNX model needs --input FEEDS.npz, one array per graph "
-                               "input, saved under the input's name.")
-    model = from_onnx(path)
+        raise click.UsageError(f"{path} needs --input FEEDS.npz, one array per graph input, "
+                               "saved under the input's name.")
+    input_names = [row["name"] for row in model.describe()["inputs"]]
     if input_path.suffix.lower() == ".npz":
         feeds = read_npz(input_path)
-    elif len(model.input_names) == 1:
-        feeds = {model.input_names[0]: read_array(input_path)}
+    elif len(input_names) == 1:
+        feeds = {input_names[0]: read_array(input_path)}
     else:
-        raise click.UsageError(f"{path} has inputs {model.input_names}: give an .npz with one "
+        raise click.UsageError(f"{path} has inputs {input_names}: give an .npz with one "
                                "array per input name.")
     start = time.perf_counter()
     outputs = model.run(feeds, check_finite=not allow_nonfinite)
@@ -242,7 +267,8 @@ def run_onnx(path: Path, input_path, output_path, allow_nonfinite, as_json, othe
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    click.echo(f"ONNX model {path}: {len(model.recurrent)} recurrent node(s) on rnnsim kernels")
+    recurrent = model.describe().get("recurrent", ())
+    click.echo(f"{path}: {len(recurrent)} recurrent node(s) on rnnsim kernels")
     for kind in ("inputs", "outputs"):
         for name, row in summary[kind].items():
             click.echo(f"  {kind[:-1]:<7} {name:<16} {row['dtype']:<8} {tuple(row['shape'])}")
@@ -252,11 +278,9 @@ def run_onnx(path: Path, input_path, output_path, allow_nonfinite, as_json, othe
         click.echo(f"wrote {output_path}")
 
 
-def info_onnx(path: Path, as_json: bool) -> None:
+def info_graph(model, path: Path, as_json: bool) -> None:
     """``rnnsim info MODEL.onnx``: inputs, outputs and every recurrent node with its shapes."""
-    from .interop.onnx import from_onnx
-
-    info = from_onnx(path).describe()
+    info = model.describe()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -276,9 +300,16 @@ def info_onnx(path: Path, as_json: bool) -> None:
             click.echo(f"  activations ({direction}): {', '.join(names)}")
         weights = "  ".join(f"{key} {tuple(shape)}" for key, shape in node["weights"].items())
         click.echo(f"  weights: {weights or 'computed by the graph'}")
-    glue = ", ".join(f"{op} x{count}" for op, count in sorted(info["ops"].items())
-                     if op not in ("RNN", "LSTM", "GRU"))
-    click.echo(f"other operators (NumPy): {glue or 'none'}")
+    for fused in info["fused"]:
+        click.echo(f"fused: {fused['cell']} ({fused['activation']}) x {fused['steps']} steps, "
+                   f"input_size {fused['input_size']}, hidden_size {fused['hidden_size']}, "
+                   f"{fused['nodes']} nodes '{fused['first_node']}'..'{fused['last_node']}' run "
+                   "as one kernel call")
+    for label, reference in (("rnnsim's NumPy", False), ("onnx.reference", True)):
+        glue = ", ".join(f"{op} x{count}" for op, count in sorted(info["ops"].items())
+                         if op not in ("RNN", "LSTM", "GRU") and not op.startswith("Fused")
+                         and (op in info["reference_ops"]) == reference)
+        click.echo(f"other operators ({label}): {glue or 'none'}")
 
 
 def _int_list(value: str | None, option: str) -> list[int] | None:
@@ -400,12 +431,16 @@ def print_parameters(net: Network) -> None:
 @reports_errors
 def validate(config):
     """Check a config (keys, types, sizes, plugin names) without running it."""
-    from .network import open_network
+    from .network import imported_network, open_network
     from .sweep import parse_config
 
-    if Path(config).is_file():  # a YAML config, whose sweep: section is checked too
-        parse_config(config)
-    net = open_network(config)
+    imported = import_by_type(config)
+    if imported is not None:
+        net = imported_network(imported, config)
+    else:
+        if Path(config).is_file():  # a YAML config, whose sweep: section is checked too
+            parse_config(config)
+        net = open_network(config)
     click.echo(f"{config}: valid ({len(net.layers)} layer(s), "
                f"{sum(row['count'] for row in net.parameter_table()):,} parameters)")
 
@@ -416,11 +451,12 @@ def validate(config):
 @reports_errors
 def info(config, as_json):
     """Show every layer's parameter shapes and counts: none depends on the timesteps T."""
-    if config.suffix.lower() == ".onnx":
-        return info_onnx(config, as_json)
+    imported = import_by_type(config)
+    if imported is not None and not _is_network(imported):
+        return info_graph(imported, config, as_json)
     from .network import open_network
 
-    net = open_network(config)
+    net = open_network(config) if imported is None else imported
     if as_json:
         rows = [dict(r, shape=list(r["shape"])) for r in net.parameter_table()]
         layers = [{"cell": l.name, "units": l.units, "input_size": l.input_size,
@@ -506,7 +542,8 @@ def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_pat
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 @reports_errors
 def plugins_command(as_json):
-    """List every registered cell, activation, initializer, head and metric with its package."""
+    """List every registered cell, activation, initializer, head, metric and importer with its
+    package."""
     from . import plugins as plugins_mod
 
     rows = plugins_mod.describe()
@@ -516,7 +553,8 @@ def plugins_command(as_json):
     for kind in plugins_mod.KINDS:
         click.echo(f"{kind.attribute}:")
         for row in (r for r in rows if r["kind"] == kind.name):
-            params = ", ".join(f"{k}={v}" for k, v in row.get("params", {}).items())
+            params = ", ".join([*(f"{k}={v}" for k, v in row.get("params", {}).items()),
+                                *row.get("suffixes", ())])
             package = f"{row['package']} {row['version']}".strip()
             click.echo(f"  {row['name']:<18} {package:<16} {row['description']}"
                        + (f" [{params}]" if params else ""))
@@ -585,54 +623,80 @@ def new_plugin(name, directory):
     click.echo(f"created {folder}: `pip install -e {folder}` and run `pytest {folder}`")
 
 
-@cli.group("import")
+class ImportGroup(click.Group):
+    """`rnnsim import FORMAT`: one command per registered importer (``register_importers``)."""
+
+    def list_commands(self, ctx):
+        from .plugins import get_plugins
+
+        return sorted(entry.name for entry in get_plugins().importers)
+
+    def get_command(self, ctx, name):
+        from .importers import importer
+
+        try:
+            return import_command(importer(name))
+        except RnnsimError as exc:
+            raise click.UsageError(str(exc)) from None
+
+
+OPTION_TYPES = {"str": click.STRING, "int": click.INT, "float": click.FLOAT,
+                "path": click.Path(dir_okay=False, path_type=Path)}
+
+
+def _import_option(key: str, spec: dict):
+    """The click option of one importer option: ``--key-name``, or ``--flag/--no-flag``."""
+    flag = "--" + key.replace("_", "-")
+    kind = spec.get("type", "str")
+    choices = spec.get("choices")
+    return click.option(f"{flag}/--no-{flag[2:]}" if kind == "bool" else flag, key,
+                        help=spec["help"], default=spec.get("default"),
+                        required=bool(spec.get("required")),
+                        type=click.Choice(choices, case_sensitive=False) if choices else
+                        None if kind == "bool" else OPTION_TYPES[kind])
+
+
+def import_command(entry) -> click.Command:
+    """The `rnnsim import NAME` command of a registered importer."""
+
+    @reports_errors
+    def callback(path, output_path, quiet, **options):
+        from . import progress
+        from .importers import import_file
+
+        with progress.shown("import", quiet=quiet):
+            net = import_file(path, entry.name, **{k: v for k, v in options.items()
+                                                   if v is not None})
+            if not _is_network(net):
+                raise click.UsageError(f"'{path}' imports as a graph ({entry.name}), which runs "
+                                       f"as it is: `rnnsim run {path} --input FEEDS.npz`. Only "
+                                       "networks are saved as model folders.")
+            net.save(output_path)
+        count = sum(v.size for v in net.params.values())
+        cells = ", ".join(layer.name for layer in net.layers)
+        head = f" and a {net.config.network.head.name} head" if net.head is not None else ""
+        click.echo(f"wrote {output_path}: {len(net.layers)} layer(s) ({cells}){head}, "
+                   f"{count:,} parameters, dtype {net.dtype}; run it with `rnnsim run "
+                   f"{output_path}`")
+
+    params = [click.argument("path", type=click.Path(dir_okay=False, path_type=Path)),
+              *(_import_option(key, spec) for key, spec in entry.options.items()),
+              click.option("--output", "-o", "output_path", required=True,
+                           type=click.Path(file_okay=False, path_type=Path),
+                           help="Model folder to write (config.yaml and weights.npz)."),
+              QUIET]
+    for decorator in reversed(params):
+        callback = decorator(callback)
+    package = f"{entry.source.package} {entry.source.version}".strip()
+    return click.command(entry.name, short_help=entry.description,
+                         help=f"Import {entry.name} files into a model folder: "
+                              f"{entry.description} (importer '{entry.name}' from "
+                              f"{package}).")(callback)
+
+
+@cli.group("import", cls=ImportGroup)
 def import_group():
     """Turn another framework's trained weights into an rnnsim model folder."""
-
-
-@import_group.command("torch")
-@click.argument("weights", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--mode", required=True,
-              type=click.Choice(["RNN", "RNN_TANH", "RNN_RELU", "LSTM", "GRU"],
-                                case_sensitive=False),
-              help="The torch.nn module the weights come from (its mode, any case).")
-@click.option("--input-size", required=True, type=click.IntRange(min=1),
-              help="The module's input_size (k).")
-@click.option("--hidden-size", required=True, type=click.IntRange(min=1),
-              help="The module's hidden_size (p).")
-@click.option("--num-layers", default=1, type=click.IntRange(min=1), help="The module's num_layers.")
-@click.option("--bias/--no-bias", default=True, help="Whether the module has biases.")
-@click.option("--batch-first", is_flag=True, help="The module was built with batch_first=True.")
-@click.option("--bidirectional", is_flag=True, help="The module is bidirectional.")
-@click.option("--proj-size", default=0, type=click.IntRange(min=0),
-              help="LSTM proj_size (0: no projection).")
-@click.option("--nonlinearity", type=click.Choice(["tanh", "relu"]),
-              help="RNN nonlinearity [default: tanh].")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]),
-              help="Precision of the model [default: the weights' own].")
-@click.option("--output", "-o", "output_path", required=True,
-              type=click.Path(file_okay=False, path_type=Path),
-              help="Model folder to write (config.yaml and weights.npz).")
-@QUIET
-@reports_errors
-def import_torch(weights, mode, input_size, hidden_size, num_layers, bias, batch_first,
-                 bidirectional, proj_size, nonlinearity, dtype, output_path, quiet):
-    """Convert a PyTorch RNN/LSTM/GRU state dict (.npz, .safetensors or .pt) into a model."""
-    from . import progress
-    from .interop.torch import from_torch, load_state_dict
-
-    args = {"mode": mode, "input_size": input_size, "hidden_size": hidden_size,
-            "num_layers": num_layers, "bias": bias, "batch_first": batch_first,
-            "bidirectional": bidirectional, "proj_size": proj_size, "dtype": dtype}
-    if nonlinearity is not None:
-        args["nonlinearity"] = nonlinearity
-    with progress.shown("import", quiet=quiet):
-        net = from_torch(load_state_dict(weights), **args)
-        net.save(output_path)
-    count = sum(v.size for v in net.params.values())
-    click.echo(f"wrote {output_path}: {len(net.layers)} {net.layers[0].name} layer(s), "
-               f"{count:,} parameters, dtype {net.dtype}; run it with `rnnsim run "
-               f"{output_path}`")
 
 
 TASKS = ("mackey-glass",)

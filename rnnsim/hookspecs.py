@@ -78,3 +78,25 @@ def register_metrics(register: Callable) -> None:
 
     Returns nothing; registering a name twice is an error naming both plugins.
     """
+
+
+@hookspec
+def register_importers(register: Callable) -> None:
+    """Register importers of other frameworks' model files, named in `rnnsim import FORMAT`
+    and picked by file type in `rnnsim run FILE`, `rnnsim info FILE` and
+    ``rnnsim.import_file``.
+
+    register : ``register(name, load, suffixes=(), description="", options=None, sniff=None)``
+        ``load(path, **options)`` reads the file and returns an ``rnnsim.Network``, or a graph
+        model with ``run(feeds) -> dict`` and ``describe() -> dict`` that runs as it is; it
+        raises ``rnnsim.InputError``/``ConfigError`` for a file it cannot import, and imports
+        its framework inside the call (saying how to install it when it is missing).
+        ``suffixes`` are the file name endings it reads ('.keras', '.weights.h5'); the longest
+        matching ending picks the importer. ``sniff(path) -> bool`` optionally recognises a
+        file by its content when no suffix matches. ``options`` maps each keyword of ``load``
+        to ``{"help": str, "type": "str"|"int"|"float"|"bool"|"path", "choices": [...],
+        "default": value, "required": bool}``; each becomes ``--name`` on
+        `rnnsim import FORMAT`.
+
+    Returns nothing; registering a name twice is an error naming both plugins.
+    """

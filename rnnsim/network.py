@@ -674,9 +674,31 @@ def read_saved_names(path: Path) -> SavedNames:
 
 
 def open_network(path: str | os.PathLike, device: str | None = None) -> Network:
-    """A model folder loaded, or a YAML config built with fresh weights (on ``device``, default:
-    the config's)."""
-    return load(path, device) if Path(path).is_dir() else Network.from_config(path, device)
+    """A model folder loaded, a YAML config built with fresh weights, or another framework's
+    file imported by the importer for its type (on ``device``, default: the model's own)."""
+    path = Path(path)
+    if path.is_dir():
+        return load(path, device)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        from .importers import find_importer, import_file
+
+        entry = find_importer(path)
+        if entry is not None:
+            return on_device(imported_network(import_file(path, entry.name), path), device)
+    return Network.from_config(path, device)
+
+
+def imported_network(model, path) -> Network:
+    """``model`` if an importer made a ``Network`` of ``path``; a ConfigError for a graph."""
+    if not isinstance(model, Network):
+        raise ConfigError(f"'{path}' imports as a graph that runs as it is: use `rnnsim run "
+                          f"{path} --input FEEDS.npz` or `rnnsim info {path}`.")
+    return model
+
+
+def on_device(net: Network, device: str | None) -> Network:
+    """``net``, or the same weights on ``device`` when it is given."""
+    return net if device is None else Network(net.config, net.params, device=device)
 
 
 def _checked_params(params, shapes, dtype, sparse=frozenset()) -> dict[str, np.ndarray]:

@@ -1,5 +1,5 @@
 """Plugin manager, entry-point loading and the registries of every plugin kind: cells,
-activations, initializers, heads and sweep metrics (``KINDS``).
+activations, initializers, heads, sweep metrics and importers (``KINDS``).
 
 Built-ins go through exactly the same path as third-party plugins: they are modules listed in
 ``DEFAULT_PLUGINS`` whose hookimpls call ``register``. A new kind is one entry in ``KINDS`` (its
@@ -30,6 +30,7 @@ DEFAULT_PLUGINS = (
     "rnnsim.builtins.heads",
     "rnnsim.builtins.reservoir",
     "rnnsim.builtins.metrics",
+    "rnnsim.builtins.importers",
 )
 
 
@@ -103,6 +104,30 @@ class Metric:
     fn: Callable
     description: str
     source: Source = field(default=Source("local", "local", ""), compare=False)
+
+
+# The keys of an importer option and the types it may take.
+OPTION_KEYS = ("help", "type", "choices", "default", "required")
+OPTION_TYPES = ("str", "int", "float", "bool", "path")
+
+
+@dataclass(frozen=True)
+class Importer:
+    """A file importer: ``load(path, **options)`` returns a ``Network``, or a graph model
+    (``run(feeds) -> dict``, ``describe() -> dict``) that runs as it is.
+
+    ``suffixes`` are the file name endings it reads (lower case, '.keras'); ``sniff(path)``,
+    when given, says whether a file it has no suffix for is one it reads. ``options`` maps each
+    keyword of ``load`` to ``{"help", "type", "choices", "default", "required"}``.
+    """
+
+    name: str
+    load: Callable
+    description: str
+    source: Source
+    suffixes: tuple[str, ...] = ()
+    sniff: Callable | None = None
+    options: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -476,6 +501,28 @@ def _cell_registrar(add: Callable, source: Source) -> Callable:
     return register
 
 
+def _importer_registrar(add: Callable, source: Source) -> Callable:
+    def register(name, load, suffixes=(), description="", options=None, sniff=None):
+        if not callable(load) or (sniff is not None and not callable(sniff)):
+            raise _bad(source, f"importer '{name}' whose load or sniff is not callable.")
+        if isinstance(suffixes, str) or not all(
+                isinstance(s, str) and s.startswith(".") for s in suffixes):
+            raise _bad(source, f"importer '{name}' with suffixes={suffixes!r}: give a list of "
+                       "file name endings such as ['.keras'].")
+        options = {key: dict(value) for key, value in (options or {}).items()}
+        for key, spec in options.items():
+            unknown = sorted(set(spec) - set(OPTION_KEYS))
+            if not str(key).isidentifier() or unknown or "help" not in spec \
+                    or spec.get("type", "str") not in OPTION_TYPES:
+                raise _bad(source, f"importer '{name}' with option {key!r}={spec!r}: an option "
+                           f"is an identifier mapped to {{'help': ..., 'type': one of "
+                           f"{OPTION_TYPES}, 'choices', 'default', 'required'}}.")
+        add(Importer(name, load, description, source, tuple(s.lower() for s in suffixes),
+                     sniff, options))
+
+    return register
+
+
 @dataclass(frozen=True)
 class Kind:
     """A plugin kind: its name, its registry's attribute on ``Plugins``, the hook that
@@ -485,15 +532,19 @@ class Kind:
     attribute: str
     hook: str
     registrar: Callable[[Callable, Source], Callable]
+    details: Callable[[Any], dict] = lambda entry: {}
 
 
 KINDS = (
     Kind("cell", "cells", "register_cells", _cell_registrar),
-    Kind("activation", "activations", "register_activations", _activation_registrar),
+    Kind("activation", "activations", "register_activations", _activation_registrar,
+         lambda entry: {"params": entry.params, "elementwise": entry.elementwise}),
     Kind("initializer", "initializers", "register_initializers",
          _function_registrar("initializer", Initializer)),
     Kind("head", "heads", "register_heads", _head_registrar),
     Kind("metric", "metrics", "register_metrics", _function_registrar("metric", Metric)),
+    Kind("importer", "importers", "register_importers", _importer_registrar,
+         lambda entry: {"suffixes": list(entry.suffixes), "options": sorted(entry.options)}),
 )
 
 
@@ -501,7 +552,7 @@ def describe() -> list[dict]:
     """Every registered name with its kind, package and version, for `rnnsim plugins`; a name
     several plugins registered has a row for each, with ``clashes_with`` naming the others."""
     rows = []
-    for registry in get_plugins().registries():
+    for kind, registry in zip(KINDS, get_plugins().registries()):
         for entry in registry.registered():
             others = [e for e in registry.clashes.get(entry.name, ()) if e is not entry]
             row = {
@@ -513,9 +564,7 @@ def describe() -> list[dict]:
                 "description": entry.description,
                 # the other plugins that registered the same name: using it is an error
                 "clashes_with": [f"{e.source.plugin} ({_package(e.source)})" for e in others],
+                **kind.details(entry),
             }
-            if registry.kind == "activation":
-                row["params"] = entry.params
-                row["elementwise"] = entry.elementwise
             rows.append(row)
     return rows

@@ -113,7 +113,7 @@ def test_plugins_lists_every_kind_with_its_package():
     assert "cells:" in text and "metrics:" in text
     rows = json.loads(ok("plugins", "--json"))
     kinds = {row["kind"] for row in rows}
-    assert kinds == {"cell", "activation", "initializer", "head", "metric"}
+    assert kinds == {"cell", "activation", "initializer", "head", "metric", "importer"}
     assert all(row["package"] for row in rows)
     assert {"kind": "activation", "name": "tanh", "package": "rnnsim"}.items() <= \
         next(r for r in rows if r["name"] == "tanh").items()

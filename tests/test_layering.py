@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rnnsim"
 # name them: the PyTorch and ONNX importers map torch.nn.LSTM or an ONNX GRU node onto a cell,
 # the benchmark runs the peers' own RNN/LSTM/GRU/reservoir beside it, and the config schema
 # names the default cell.
-NAMING_ALLOWED = {"interop/torch.py", "interop/onnx/recurrent.py", "bench.py", "config.py"}
+NAMING_ALLOWED = {"interop/torch.py", "interop/onnx/recurrent.py", "interop/keras/layers.py",
+                  "interop/reservoirpy.py", "bench.py", "config.py"}
 
 
 def modules() -> dict[str, Path]:

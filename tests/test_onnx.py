@@ -14,7 +14,7 @@ import onnx_reference
 import rnnsim
 from rnnsim import ConfigError, InputError, ShapeError
 from rnnsim.cli import cli
-from rnnsim.interop.onnx import ops as onnx_ops, recurrent as onnx_recurrent
+from rnnsim.interop.onnx import graph as onnx_graph, ops as onnx_ops, recurrent as onnx_recurrent
 
 INPUTS = {"RNN": ["X", "W", "R", "B", "sequence_lens", "initial_h"],
           "GRU": ["X", "W", "R", "B", "sequence_lens", "initial_h"],
@@ -272,10 +272,11 @@ def test_torch_exports_at_several_opsets_match_torch_and_onnxruntime(filename):
         np.testing.assert_allclose(actual[name], arrays[name], **ORT_TOL, err_msg=name)
 
 
-def test_exports_cover_every_supported_operator():
+def test_exports_cover_every_operator_of_the_fast_path():
     used = {node.op_type for name in EXPORT_FILES for node in onnx.load(EXPORTS / name).graph.node}
     used |= {node.op_type for node in glue_graph(13).graph.node}
-    assert used == set(onnx_recurrent.RECURRENT) | set(onnx_ops.OPS)
+    used |= {node.op_type for node in fast_path_graph().graph.node}
+    assert set(onnx_recurrent.RECURRENT) | set(onnx_ops.OPS) <= used
 
 
 NEWEST = [name for name in EXPORT_FILES if name.endswith("-opset17.onnx")]
@@ -295,12 +296,14 @@ def test_exports_converted_to_newer_opsets(filename, opset):
         np.testing.assert_allclose(actual[name], arrays[name], **ORT_TOL, err_msg=name)
 
 
-def test_opset_7_export_with_removed_operators_is_refused():
-    """torch writes ConstantFill (an operator ONNX dropped) and Cast at opset 7."""
+def test_operators_onnx_does_not_define_are_refused_in_one_error():
+    """torch writes ConstantFill (an experimental operator ONNX dropped) at opset 7; Cast runs."""
     nodes = [helper.make_node("ConstantFill", ["x"], ["h"], name="fill"),
-             helper.make_node("Cast", ["h"], ["y"], name="cast", to=TensorProto.FLOAT)]
+             helper.make_node("Cast", ["h"], ["c"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Frobnicate", ["c"], ["y"], name="frob")]
     model = make_model(nodes, {"x": (np.float32, [1])}, {"y": np.float32}, {}, opset=7)
-    with pytest.raises(ConfigError, match=r"Cast \(node 'cast'\); ConstantFill \(node 'fill'\)"):
+    with pytest.raises(ConfigError, match=r"not standard ONNX operators at the model's opset "
+                                          r".*ConstantFill .*'fill'; Frobnicate .*'frob'"):
         rnnsim.from_onnx(model)
 
 
@@ -373,6 +376,48 @@ def glue_graph(opset):
     return make_model(nodes, {"ids": (np.int64, ["batch", "steps"])}, outputs, init, opset)
 
 
+def fast_path_graph(opset=13):
+    """The fast-path operators the exports above do not use, with shape arithmetic."""
+    rng = np.random.default_rng(3)
+    init = {"scale": rng.standard_normal(4).astype(np.float32),
+            "shift": rng.standard_normal(4).astype(np.float32),
+            "two": np.array([2], np.int64), "minus_one": np.array([-1], np.int64)}
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+             helper.make_node("Mul", ["b", "two"], ["b2"]),
+             helper.make_node("Sub", ["b2", "b"], ["b_again"]),
+             helper.make_node("Concat", ["b_again", "minus_one"], ["shape2"], axis=0),
+             helper.make_node("Reshape", ["x", "shape2"], ["flat"]),
+             helper.make_node("Mul", ["x", "scale"], ["scaled"]),
+             helper.make_node("Sub", ["scaled", "shift"], ["moved"]),
+             helper.make_node("LogSoftmax", ["moved"], ["log_probs"], axis=-1 if opset >= 13
+                              else 1),
+             helper.make_node("Softmax", ["moved"], ["probs"], axis=1)]
+    init["zero"] = np.array([0], np.int64)
+    return make_model(nodes, {"x": (np.float32, ["batch", 3, 4])},
+                      {"flat": np.float32, "log_probs": np.float32, "probs": np.float32},
+                      init, opset)
+
+
+@pytest.mark.parametrize("opset", [11, 13, 17])
+def test_fast_path_agrees_with_onnx_reference_and_onnxruntime(opset, monkeypatch):
+    """Each fast-path operator against ONNX Runtime, and (opset 13 on, where onnx.reference
+    implements Softmax's current form) against the same graph run by onnx.reference alone."""
+    rng = np.random.default_rng(1)
+    cases = [(glue_graph(opset), {"ids": rng.integers(0, 11, (2, 6))}),
+             (fast_path_graph(opset), {"x": rng.standard_normal((2, 3, 4)).astype(np.float32)})]
+    for model, feeds in cases:
+        fast = rnnsim.from_onnx(model).run(feeds)
+        for name, value in ort_run(model, feeds).items():
+            np.testing.assert_allclose(fast[name], value, **ORT_TOL, err_msg=name)
+        if opset >= 13:
+            monkeypatch.setattr(onnx_graph, "OPS", {})
+            for name, value in rnnsim.from_onnx(model).run(feeds).items():
+                np.testing.assert_allclose(fast[name], value, rtol=1e-6, atol=1e-6,
+                                           err_msg=name)
+            monkeypatch.undo()
+
+
 @pytest.mark.parametrize("opset", [9, 11, 12, 13, 14, 17])
 def test_glue_and_heads_match_onnxruntime(opset):
     model = glue_graph(opset)
@@ -424,17 +469,21 @@ def test_file_round_trip_and_session_like_api(tmp_path):
     assert info["recurrent"][0]["activations"] == [["Sigmoid", "Tanh", "Tanh"]]
 
 
-def test_unsupported_operators_are_listed_in_one_error():
-    nodes = [helper.make_node("Cast", ["x"], ["a"], name="cast_a", to=TensorProto.FLOAT),
+def test_operators_of_other_domains_are_listed_in_one_error():
+    ms = "com.microsoft"
+    nodes = [helper.make_node("FusedMatMul", ["x", "x"], ["a"], name="fm_a", domain=ms),
              helper.make_node("Mul", ["a", "a"], ["b"], name="square"),
-             helper.make_node("Cast", ["b"], ["c"], name="cast_c", to=TensorProto.FLOAT),
-             helper.make_node("Relu", ["c"], ["y"], name="ok")]
-    model = make_model(nodes, {"x": (np.float32, [2])}, {"y": np.float32}, {})
+             helper.make_node("FusedMatMul", ["b", "b"], ["c"], name="fm_c", domain=ms),
+             helper.make_node("Gelu", ["c"], ["y"], name="gelu", domain="custom")]
+    model = make_model(nodes, {"x": (np.float32, [2, 2])}, {"y": np.float32}, {})
+    model.opset_import.extend([helper.make_opsetid("com.microsoft", 1),
+                               helper.make_opsetid("custom", 1)])
     with pytest.raises(ConfigError) as error:
         rnnsim.from_onnx(model)
     message = str(error.value)
-    assert "Cast (nodes 'cast_a', 'cast_c'); Mul (node 'square')" in message
-    assert "'ok'" not in message and "Supported: GRU, LSTM, RNN" in message
+    assert ("com.microsoft.FusedMatMul (nodes 'fm_a', 'fm_c'); custom.Gelu (node 'gelu')"
+            in message)
+    assert "'square'" not in message and "standard ONNX domains" in message
 
 
 def test_missing_onnx_package_says_how_to_install(monkeypatch, tmp_path):

@@ -36,22 +36,6 @@ class CubePlugin:
         register("halves", lambda shape, rng, dtype: np.full(shape, 0.5, dtype=dtype))
 
 
-@pytest.fixture
-def temporary():
-    """Register throwaway plugins; always unregistered afterwards."""
-    names = []
-
-    def add(plugin, name, package="test-package"):
-        plugins.register_plugin(plugin, name=name, package=package)
-        names.append(name)
-
-    try:
-        yield add
-    finally:
-        for name in names:
-            plugins.unregister_plugin(name)
-
-
 def test_a_throwaway_plugin_runs_in_the_kernel(temporary):
     temporary(CubePlugin(), "cube")
     x = np.linspace(-2, 2, 9)

@@ -97,7 +97,8 @@ for _name in KERNELS:
 
 # target -> (template package, header, footer, how an activation is compiled, how an equation is)
 _TARGETS = {
-    "cpu": ("cpu", _HEADER, _FOOTER, "_numba.njit(**_ACT_JIT)", '_numba.njit(inline="always")'),
+    "cpu": ("cpu", _HEADER, _FOOTER, "_numba.njit(**_ACT_JIT)",
+            '_numba.njit(inline="always", **_ACT_JIT)'),
     "cuda": ("cuda", _CUDA_HEADER, _CUDA_FOOTER, "_cuda.jit(device=True, **_ACT_JIT)",
              "_cuda.jit(device=True, **_ACT_JIT)"),
 }

@@ -10,10 +10,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ... import guards
-from ...errors import ConfigError, InputError, NonfiniteError, ShapeError
-from .load import Node, describe_array, import_onnx, load_external_data, read_attributes
+from ...errors import ConfigError, InputError, NonfiniteError, RnnsimError, ShapeError
+from .fusion import fuse
+from .load import (Node, describe_array, implicit_inputs, import_onnx, load_external_data,
+                   read_attributes)
 from .ops import OPS
 from .recurrent import RECURRENT, RecurrentNode
+from .reference import RANDOM_OPS, STANDARD_DOMAINS, bind_reference
 
 
 MIN_OPSET = 7
@@ -21,14 +24,25 @@ MIN_OPSET = 7
 
 
 
-def _run_glue(node: Node, inputs: list) -> tuple:
-    """Run a NumPy operator; NumPy's complaints about the inputs become a ShapeError."""
+def _run_node(node: Node, inputs: list, values: dict) -> tuple:
+    """Run a node; NumPy's (or onnx.reference's) complaints about the inputs become a
+    ShapeError naming the node and its inputs. Recurrent and fused nodes check their inputs
+    themselves, with errors naming them."""
     try:
-        return node.run(inputs)
-    except (ValueError, IndexError, TypeError, KeyError) as exc:
+        return node.run(inputs, values)
+    except RnnsimError:
+        raise
+    except Exception as exc:  # noqa: BLE001
         shapes = ", ".join(f"'{n}' {describe_array(v)}" for n, v in zip(node.inputs, inputs)
-                           if v is not None)
+                           if isinstance(v, np.ndarray))
         raise ShapeError(f"{node.where} failed on inputs {shapes}: {exc}.") from None
+
+
+def _owned(value):
+    """A graph output the caller may keep and change: constants are copied."""
+    if isinstance(value, np.ndarray) and not value.flags.writeable:
+        return value.copy()
+    return value
 
 
 class OnnxModel:
@@ -43,9 +57,15 @@ class OnnxModel:
     def __init__(self, proto, origin: str, folder: Path | None):
         onnx = import_onnx(origin)
         self.origin = origin
-        graph = proto.graph
         self.opset = self._opset(proto)
-        self._refuse_unsupported(graph)
+        if len(proto.functions):  # a model's own functions hold standard operators: inline them
+            try:
+                proto = onnx.inliner.inline_local_functions(proto)
+            except Exception as exc:  # noqa: BLE001 (the C++ inliner's complaints)
+                raise ConfigError(f"{origin}: the model's functions cannot be inlined: "
+                                  f"{exc}.") from None
+        graph = proto.graph
+        self._refuse_other_domains(graph)
         load_external_data(onnx, graph, folder, origin)
         constants = {}
         for tensor in graph.initializer:
@@ -62,20 +82,34 @@ class OnnxModel:
         self.output_names = [output.name for output in graph.output]
         self.nodes: list[Node] = []
         self.recurrent: list[RecurrentNode] = []
-        known = set(constants) | set(self.inputs)
-        for index, proto_node in enumerate(graph.node):
-            node = self._node(onnx, proto_node, index, constants, known)
-            known.update(name for name in node.outputs if name)
-            if node.op in OPS and all(name in constants for name in node.inputs if name):
+        nodes = [Node(proto_node.name or f"#{index}", proto_node.op_type,
+                      tuple(proto_node.input), tuple(proto_node.output),
+                      read_attributes(onnx, proto_node), None,
+                      implicit=implicit_inputs(onnx, proto_node))
+                 for index, proto_node in enumerate(graph.node)]
+        self._check_order(nodes, set(constants) | set(self.inputs))
+        shapes = self._inferred_types(onnx, proto)
+        own = [node.op in RECURRENT or self._bind_own(node) for node in nodes]
+        others = iter(bind_reference(onnx, proto, [proto_node for proto_node, mine in
+                                                   zip(graph.node, own) if not mine], origin))
+        for node, mine in zip(nodes, own):
+            if node.op in RECURRENT:  # bound here, to the weights folded so far
+                recurrent = RecurrentNode(node, RECURRENT[node.op], constants, origin, shapes)
+                node.run = lambda inputs, values, recurrent=recurrent: recurrent(inputs)
+                self.recurrent.append(recurrent)
+            elif not mine:
+                node.run, node.reference = next(others), True
+            if (node.op not in RECURRENT and node.op not in RANDOM_OPS
+                    and all(name in constants for name in node.inputs + node.implicit
+                            if name)):
                 self._fold(node, constants)
             else:
                 self.nodes.append(node)
-        missing = [name for name in self.output_names if name not in known]
-        if missing:
-            raise ConfigError(f"{origin}: graph output(s) {missing} are produced by no node.")
         for value in constants.values():
-            value.flags.writeable = False
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
         self._constants = constants
+        self.fused = fuse(self.nodes, constants, shapes, self.output_names, origin)
         self._plans: dict[tuple[str, ...], list[Node]] = {}
 
     # ---- loading -------------------------------------------------------------------------
@@ -92,20 +126,40 @@ class OnnxModel:
                               "onnx.version_converter.convert_version(model, 14).")
         return int(versions[0])
 
-    def _refuse_unsupported(self, graph) -> None:
+    def _refuse_other_domains(self, graph) -> None:
+        """Operators outside the standard domains, listed in one ConfigError."""
         unsupported: dict[str, list[str]] = {}
         for index, node in enumerate(graph.node):
-            default_domain = node.domain in ("", "ai.onnx")
-            if not default_domain or (node.op_type not in OPS and node.op_type not in RECURRENT):
-                op = node.op_type if default_domain else f"{node.domain}.{node.op_type}"
-                unsupported.setdefault(op, []).append(node.name or f"#{index}")
+            if node.domain not in STANDARD_DOMAINS:
+                unsupported.setdefault(f"{node.domain}.{node.op_type}", []).append(
+                    node.name or f"#{index}")
         if unsupported:
             listed = "; ".join(f"{op} (node{'s' if len(names) > 1 else ''} "
                                f"{', '.join(repr(n) for n in names)})"
                                for op, names in sorted(unsupported.items()))
-            supported = ", ".join(sorted(RECURRENT) + sorted(OPS))
-            raise ConfigError(f"{self.origin} uses operators rnnsim does not run: {listed}. "
-                              f"Supported: {supported}.")
+            raise ConfigError(f"{self.origin} uses operators outside the standard ONNX domains, "
+                              f"which rnnsim does not run: {listed}. rnnsim runs every operator "
+                              "of the default domain (ai.onnx) and of ai.onnx.ml; export the "
+                              "model without custom or runtime-specific operators (e.g. without "
+                              "ONNX Runtime's graph optimizations saved into the file).")
+
+    def _inferred_types(self, onnx, proto) -> dict[str, tuple[np.dtype, tuple | None]]:
+        """Dtype and dimensions of every tensor ONNX's shape inference can type (the graph's
+        inputs at least): what the recurrent nodes and the fusion read before a run."""
+        infos = list(proto.graph.input)
+        try:
+            inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+            infos += list(inferred.graph.value_info) + list(inferred.graph.output)
+        except Exception:  # noqa: BLE001 (shape inference is a help here, never required)
+            pass
+        types = {}
+        for info in infos:
+            if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
+                try:
+                    types[info.name] = self._input_type(onnx, info)
+                except ConfigError:
+                    continue
+        return types
 
     def _input_type(self, onnx, value_info) -> tuple[np.dtype, tuple | None]:
         tensor_type = value_info.type.tensor_type
@@ -122,38 +176,38 @@ class OnnxModel:
                      for d in tensor_type.shape.dim)
         return dtype, dims
 
-    def _node(self, onnx, proto_node, index, constants, known) -> Node:
-        name = proto_node.name or f"#{index}"
-        op = proto_node.op_type
-        node = Node(name, op, tuple(proto_node.input), tuple(proto_node.output),
-                    read_attributes(onnx, proto_node), None)
-        for tensor in node.inputs:
-            if tensor and tensor not in known:
-                raise ConfigError(f"{self.origin}: {node.where} reads '{tensor}', which no "
-                                  "earlier node, graph input or initializer provides (the "
-                                  "nodes must be in topological order).")
-        if op in RECURRENT:
-            recurrent = RecurrentNode(node, RECURRENT[op], constants, self.origin)
-            node.run = recurrent
-            self.recurrent.append(recurrent)
-            return node
-        spec = OPS[op]
-        unknown = sorted(set(node.attrs) - spec.attributes)
-        if unknown:
-            raise ConfigError(f"{self.origin}: {node.where} has attribute(s) {unknown} that "
-                              f"rnnsim does not implement; it reads {sorted(spec.attributes)}.")
-        if not spec.min_inputs <= len(node.inputs) <= spec.max_inputs:
-            raise ConfigError(f"{self.origin}: {node.where} has {len(node.inputs)} inputs; "
-                              f"{op} takes {spec.min_inputs} to {spec.max_inputs}.")
-        node.run = lambda inputs, fn=spec.fn, attrs=node.attrs: fn(inputs, attrs, self.opset)
-        return node
+    def _check_order(self, nodes: list[Node], known: set) -> None:
+        for node in nodes:
+            for tensor in node.inputs + node.implicit:
+                if tensor and tensor not in known:
+                    raise ConfigError(f"{self.origin}: {node.where} reads '{tensor}', which no "
+                                      "earlier node, graph input or initializer provides (the "
+                                      "nodes must be in topological order).")
+            known.update(name for name in node.outputs if name)
+        missing = [name for name in self.output_names if name not in known]
+        if missing:
+            raise ConfigError(f"{self.origin}: graph output(s) {missing} are produced by no "
+                              "node.")
+
+    def _bind_own(self, node: Node) -> bool:
+        """Bind ``node`` to rnnsim's own NumPy function if ``ops`` has one for its operator,
+        attributes and input count; False otherwise."""
+        spec = OPS.get(node.op)
+        if (spec is None or not set(node.attrs) <= spec.attributes
+                or not spec.min_inputs <= len(node.inputs) <= spec.max_inputs):
+            return False
+        node.run = lambda inputs, values, fn=spec.fn, attrs=node.attrs: fn(inputs, attrs,
+                                                                          self.opset)
+        return True
 
     def _fold(self, node: Node, constants: dict) -> None:
         """Run a node whose inputs are all constants once, now."""
         inputs = [constants[name] if name else None for name in node.inputs]
         try:
-            outputs = node.run(inputs)
-        except (ValueError, IndexError, TypeError, KeyError) as exc:
+            outputs = node.run(inputs, constants)
+        except RnnsimError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (NumPy's and onnx.reference's complaints)
             raise ConfigError(f"{self.origin}: {node.where} fails on its constant inputs: "
                               f"{exc}.") from None
         for name, value in zip(node.outputs, outputs):
@@ -171,7 +225,7 @@ class OnnxModel:
             for node in reversed(self.nodes):
                 if any(name in needed for name in node.outputs if name):
                     plan.append(node)
-                    needed.update(name for name in node.inputs if name)
+                    needed.update(name for name in node.inputs + node.implicit if name)
             plan.reverse()
             self._plans[wanted] = plan
         return plan
@@ -244,18 +298,17 @@ class OnnxModel:
         values.update(self._checked_feeds(feeds, check_finite))
         for node in self._plan(wanted):
             inputs = [values[name] if name else None for name in node.inputs]
-            # A recurrent node checks its inputs itself, with errors naming them.
-            results = node.run(inputs) if node.op in RECURRENT else _run_glue(node, inputs)
+            results = _run_node(node, inputs, values)
             for name, value in zip(node.outputs, results):
                 if name:
                     if check_finite:
                         _check_finite_output(node, name, value, self.origin)
                     values[name] = value
-        return {name: values[name] if values[name].flags.writeable else values[name].copy()
-                for name in wanted}
+        return {name: _owned(values[name]) for name in wanted}
 
     def describe(self) -> dict:
-        """Inputs, outputs, opset, operator counts and the recurrent nodes, as plain data."""
+        """Inputs, outputs, opset, operator counts (``reference_ops``: those run by
+        onnx.reference), the recurrent nodes and the fused recurrences, as plain data."""
         ops: dict[str, int] = {}
         for node in self.nodes:
             ops[node.op] = ops.get(node.op, 0) + 1
@@ -266,7 +319,9 @@ class OnnxModel:
                        for name, (dtype, dims) in self.inputs.items()],
             "outputs": self.output_names,
             "ops": ops,
+            "reference_ops": sorted({node.op for node in self.nodes if node.reference}),
             "recurrent": [node.describe() for node in self.recurrent],
+            "fused": [fused.describe() for fused in self.fused],
         }
 
 

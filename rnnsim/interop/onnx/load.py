@@ -23,7 +23,8 @@ def import_onnx(what: str):
     """The ``onnx`` package; an InputError saying how to install it, naming ``what`` needed it."""
     try:
         import onnx
-        import onnx.numpy_helper  # noqa: F401 (a submodule used below)
+        import onnx.inliner  # noqa: F401 (submodules used by the model's loader)
+        import onnx.numpy_helper  # noqa: F401
     except ImportError:
         raise InputError(f"reading {what} needs the onnx package: {INSTALL_HINT}.") from None
     return onnx
@@ -110,10 +111,26 @@ class Node:
     outputs: tuple[str, ...]
     attrs: dict
     run: Any
+    reference: bool = False  # run by onnx.reference rather than rnnsim's own code
+    implicit: tuple[str, ...] = ()  # outer tensors its subgraphs (If, Loop, Scan) read
 
     @property
     def where(self) -> str:
         return f"node '{self.name}' ({self.op})"
+
+
+def implicit_inputs(onnx, node) -> tuple[str, ...]:
+    """The tensors of enclosing graphs that ``node``'s subgraphs read by name."""
+    outer: list[str] = []
+    for attribute in node.attribute:
+        for graph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+            local = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+            local |= {name for inner in graph.node for name in inner.output}
+            for inner in graph.node:
+                for name in list(inner.input) + list(implicit_inputs(onnx, inner)):
+                    if name and name not in local and name not in outer:
+                        outer.append(name)
+    return tuple(outer)
 
 
 def read_attributes(onnx, node) -> dict:

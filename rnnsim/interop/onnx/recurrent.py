@@ -74,14 +74,30 @@ RECURRENT = {
 }
 
 
+def build_cell(cell: str, p: int, k: int, activations: list[BoundActivation], options: dict,
+               where: str):
+    """An rnnsim cell ``cell`` of ``p`` units on ``k`` inputs with bound ``activations``
+    (in the kernel's slots) and the cell's ``options``; errors name ``where``."""
+    config = LayerConfig(cell=cell, units=p, **options)
+    return get_plugins().cells.get(cell, where).cls(config, k, activations, where)
+
+
+def bind_activation(name: str, where: str, **params) -> BoundActivation:
+    """rnnsim's activation ``name`` with its parameters, bound for the kernels."""
+    return bind(Spec.model_validate({"name": name, **params}), where, get_plugins())
+
+
 class RecurrentNode:
     """An ONNX RNN/LSTM/GRU node checked against its attributes and bound to rnnsim cells.
 
     Weights that are initializers are checked and converted to kernel order once, here;
-    weights computed by the graph are checked and converted on every run.
+    weights computed by the graph are checked and converted on every run. Without a
+    ``hidden_size`` attribute the size is R's last dimension: from the initializer, from its
+    declared or inferred shape (``shapes``: tensor name -> (dtype, dims)), else on every run.
     """
 
-    def __init__(self, node: Node, spec: RecurrentOp, constants: dict, origin: str):
+    def __init__(self, node: Node, spec: RecurrentOp, constants: dict, origin: str,
+                 shapes: dict):
         self.node = node
         self.spec = spec
         self.where = f"{origin}: {node.where}"
@@ -111,9 +127,10 @@ class RecurrentNode:
         self.input_forget = bool(attrs.get("input_forget", 0))
         self.linear_before_reset = bool(attrs.get("linear_before_reset", 0))
         weight_names = dict(zip(spec.inputs, node.inputs))
-        R = constants.get(weight_names["R"])
-        self.hidden_size = attrs.get("hidden_size", None if R is None else R.shape[-1])
-        if not isinstance(self.hidden_size, int) or self.hidden_size <= 0:
+        self.hidden_size = attrs.get("hidden_size", _last_dim(constants, shapes,
+                                                              weight_names["R"]))
+        if self.hidden_size is not None and (not isinstance(self.hidden_size, int)
+                                             or self.hidden_size <= 0):
             raise ConfigError(f"{self.where}: hidden_size must be a positive integer (got "
                               f"{shown(self.hidden_size)}).")
         self.activations = self._activations()
@@ -127,9 +144,11 @@ class RecurrentNode:
                        if key in self.names)
         if constant:  # private copies, read-only: the cells skip their per-call weight check
             self.params = [{key: _read_only(value) for key, value in direction.items()}
-                           for direction in self._kernel_params(weights)]
+                           for direction in self._kernel_params(weights, self.hidden_size)]
             self.dtype, self.input_size = weights["W"].dtype, weights["W"].shape[2]
-        self.cells = self._cells()
+        self._cells: dict[int, list] = {}
+        # the cells of the known hidden size ([] when each run's R gives it)
+        self.cells = [] if self.hidden_size is None else self.cells_for(self.hidden_size)
 
     # ---- attributes ----------------------------------------------------------------------
 
@@ -152,7 +171,6 @@ class RecurrentNode:
                                   f"floats attribute), not {shown(values)}.")
         alphas = iter(attrs.get("activation_alpha", []))
         betas = iter(attrs.get("activation_beta", []))
-        plugins = get_plugins()
         bound, labels = [], []
         for i, name in enumerate(names):
             key = str(name).lower()
@@ -168,8 +186,8 @@ class RecurrentNode:
                 params["alpha"] = float(next(alphas, default_alpha))
             if takes_beta:
                 params["beta"] = float(next(betas, default_beta))
-            spec_ = Spec.model_validate({"name": rnnsim_name, **params})
-            bound.append(bind(spec_, f"{self.where}: activations[{i}]", plugins))
+            bound.append(bind_activation(rnnsim_name, f"{self.where}: activations[{i}]",
+                                         **params))
             described = ", ".join(f"{key}={value:g}" for key, value in params.items())
             labels.append(f"{name}({described})" if described else str(name))
         self.activation_labels = [labels[d * per_direction:(d + 1) * per_direction]
@@ -177,34 +195,38 @@ class RecurrentNode:
         return [[bound[d * per_direction + slot] for slot in spec.activation_slots]
                 for d in range(D)]
 
-    def _cells(self) -> list:
-        """One rnnsim cell per direction, each with that direction's activations."""
-        options = {"clip": None if self.clip is None else float(self.clip)}
-        if self.spec.cell == "lstm":
-            options["input_forget"] = self.input_forget
-        if self.spec.cell == "gru":
-            options["reset_after"] = self.linear_before_reset
-        config = LayerConfig(cell=self.spec.cell, units=self.hidden_size, **options)
-        cell_class = get_plugins().cells.get(self.spec.cell, self.where).cls
-        return [cell_class(config, self.input_size or 1, activations, self.where)
-                for activations in self.activations]
+    def cells_for(self, p: int) -> list:
+        """One rnnsim cell of ``p`` units per direction, each with that direction's
+        activations (built once per size)."""
+        cells = self._cells.get(p)
+        if cells is None:
+            options = {"clip": None if self.clip is None else float(self.clip)}
+            if self.spec.cell == "lstm":
+                options["input_forget"] = self.input_forget
+            if self.spec.cell == "gru":
+                options["reset_after"] = self.linear_before_reset
+            cells = self._cells[p] = [build_cell(self.spec.cell, p, self.input_size or 1,
+                                                 activations, options, self.where)
+                                      for activations in self.activations]
+        return cells
 
     # ---- weights -------------------------------------------------------------------------
 
-    def _kernel_params(self, weights: dict) -> list[dict[str, np.ndarray]]:
-        """Check W, R, B, P against the attributes; per direction, the kernel's parameters."""
+    def _kernel_params(self, weights: dict, p: int) -> list[dict[str, np.ndarray]]:
+        """Check W, R, B, P against the attributes and the hidden size ``p``; per direction,
+        the kernel's parameters."""
         W, R, B, P = (weights.get(key) for key in ("W", "R", "B", "P"))
-        D, G, p = self.directions, self.spec.gates, self.hidden_size
+        D, G = self.directions, self.spec.gates
         self._check_weight("W", W, W.dtype)
         if W.ndim != 3 or W.shape[:2] != (D, G * p):
             self._shape_error("W", W, f"(num_directions={D}, {G}*hidden_size={G * p}, "
-                                      "input_size)")
+                                      "input_size)", p)
         k = W.shape[2]
-        self._check_weight("R", R, W.dtype, (D, G * p, p))
+        self._check_weight("R", R, W.dtype, p, (D, G * p, p))
         if B is not None:
-            self._check_weight("B", B, W.dtype, (D, 2 * G * p))
+            self._check_weight("B", B, W.dtype, p, (D, 2 * G * p))
         if P is not None:
-            self._check_weight("P", P, W.dtype, (D, 3 * p))
+            self._check_weight("P", P, W.dtype, p, (D, 3 * p))
         order = list(self.spec.gate_order)
         params = []
         for d in range(D):
@@ -231,14 +253,14 @@ class RecurrentNode:
         name = self.names.get(key, "")
         return f"{key} ('{name}')" if name and name != key else key
 
-    def _shape_error(self, key: str, value: np.ndarray, expected: str):
+    def _shape_error(self, key: str, value: np.ndarray, expected: str, p: int):
         raise ShapeError(f"{self.where}: {self._tensor(key)} has shape {value.shape}; "
-                         f"expected {expected} for hidden_size={self.hidden_size}, "
+                         f"expected {expected} for hidden_size={p}, "
                          f"direction='{self.direction}'" +
                          (f", layout={self.layout}" if key in ("X", "initial_h", "initial_c")
                           else "") + ".")
 
-    def _check_weight(self, key, value, dtype, shape=None) -> None:
+    def _check_weight(self, key, value, dtype, p=None, shape=None) -> None:
         """``value``'s dtype is float32/float64 and ``dtype``; its shape ``shape`` if given."""
         if value.dtype not in FLOAT_TYPES:
             raise ShapeError(f"{self.where}: {self._tensor(key)} has dtype {value.dtype}; "
@@ -247,7 +269,7 @@ class RecurrentNode:
             raise ShapeError(f"{self.where}: {self._tensor(key)} has dtype {value.dtype}, but W "
                              f"has {dtype}; all float inputs of a node share one dtype.")
         if shape is not None and value.shape != shape:
-            self._shape_error(key, value, str(shape))
+            self._shape_error(key, value, str(shape), p)
 
     # ---- running -------------------------------------------------------------------------
 
@@ -255,29 +277,39 @@ class RecurrentNode:
         spec = self.spec
         values = dict(zip(spec.inputs, inputs))
         params = self.params
+        p = self.hidden_size or self._size_from_r(values["R"])
         if params is None:
-            params = self._kernel_params(values)
+            params = self._kernel_params(values, p)
         W = values["W"] if self.params is None else None
         dtype = self.dtype if W is None else W.dtype
         k = self.input_size if W is None else W.shape[2]
-        x = self._checked_x(values["X"], dtype, k)
+        x = self._checked_x(values["X"], dtype, k, p)
         T, B = x.shape[:2]
         lengths = self._lengths(values.get("sequence_lens"), T, B)
         # (D, B, p) copies the kernels overwrite with the final states, direction by direction
-        h = self._state("initial_h", values.get("initial_h"), dtype, B)
-        c = (self._state("initial_c", values.get("initial_c"), dtype, B)
+        h = self._state("initial_h", values.get("initial_h"), dtype, B, p)
+        c = (self._state("initial_c", values.get("initial_c"), dtype, B, p)
              if spec.cell == "lstm" else None)
         outs = []
-        for d, (cell, kernel_params) in enumerate(zip(self.cells, params)):
+        for d, (cell, kernel_params) in enumerate(zip(self.cells_for(p), params)):
             reverse = d == 1 or self.direction == "reverse"
             extra = {} if c is None else {"c": c[d]}
             outs.append(cell.run_direction(kernel_params, "", x, h[d], lengths, reverse, **extra))
         return self._outputs(outs, h, c, values.get("sequence_lens"))
 
-    def _checked_x(self, X, dtype, k) -> np.ndarray:
+    def _size_from_r(self, R) -> int:
+        """The hidden size R (num_directions, gates*hidden_size, hidden_size) implies."""
+        if R.ndim != 3 or R.shape[2] == 0:
+            raise ShapeError(f"{self.where}: {self._tensor('R')} has shape {R.shape}; expected "
+                             f"(num_directions={self.directions}, {self.spec.gates}*hidden_size, "
+                             "hidden_size) (the node has no hidden_size attribute, so R's last "
+                             "axis gives it).")
+        return int(R.shape[2])
+
+    def _checked_x(self, X, dtype, k, p) -> np.ndarray:
         if X.ndim != 3 or X.shape[2] != k:
             axes = "seq_length, batch_size" if self.layout == 0 else "batch_size, seq_length"
-            self._shape_error("X", X, f"({axes}, input_size={k})")
+            self._shape_error("X", X, f"({axes}, input_size={k})", p)
         if X.dtype != dtype:
             raise ShapeError(f"{self.where}: {self._tensor('X')} has dtype {X.dtype}, but the "
                              f"weights have {dtype}; all float inputs of a node share one "
@@ -300,14 +332,14 @@ class RecurrentNode:
                              f"{lens.tolist()}; every length must lie in [0, {T}].")
         return lens.astype(np.int64)
 
-    def _state(self, key: str, value, dtype, B: int) -> np.ndarray:
+    def _state(self, key: str, value, dtype, B: int, p: int) -> np.ndarray:
         """A fresh (num_directions, B, hidden_size) copy of initial_h / initial_c, or zeros."""
-        D, p = self.directions, self.hidden_size
+        D = self.directions
         if value is None:
             return np.zeros((D, B, p), dtype)
         expected = (B, D, p) if self.layout else (D, B, p)
         if value.shape != expected:
-            self._shape_error(key, value, str(expected))
+            self._shape_error(key, value, str(expected), p)
         if value.dtype != dtype:
             raise ShapeError(f"{self.where}: {self._tensor(key)} has dtype {value.dtype}, but "
                              f"the weights have {dtype}.")
@@ -352,6 +384,14 @@ class RecurrentNode:
 def _finite_number(value) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
+
+
+def _last_dim(constants: dict, shapes: dict, name: str) -> int | None:
+    """The last dimension of tensor ``name`` if known before a run, else None."""
+    if name in constants:
+        return int(constants[name].shape[-1]) if constants[name].ndim else None
+    dims = shapes.get(name, (None, None))[1]
+    return dims[-1] if dims and isinstance(dims[-1], int) and dims[-1] > 0 else None
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
