@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numba
 import numpy as np
 
 from . import kernels
@@ -122,6 +121,8 @@ def check_compiles(activations, dtype) -> None:
     numba refuses. The GPU path calls this before launching, so a device (or numba's
     simulator, which compiles nothing) never runs what the CPU refuses.
     """
+    import numba
+
     scalar = numba.from_dtype(np.dtype(dtype))
     for activation in activations:
         key = (activation.entry.fn, scalar)

@@ -129,7 +129,7 @@ def network(row: Row):
         "layers": [{"cell": row.cell, "units": row.p, "init": bias}]}})
 
 
-def _layer(net) -> dict[str, np.ndarray]:
+def first_layer(net) -> dict[str, np.ndarray]:
     return {name.split(".", 2)[2]: value for name, value in net.params.items()}
 
 
@@ -144,7 +144,7 @@ def torch_runner(net, row: Row, threads: int):
     torch.set_num_threads(threads)
     module = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[row.cell](
         row.k, row.p).to(getattr(torch, row.dtype)).eval()
-    params = _layer(net)
+    params = first_layer(net)
     recurrent_bias = np.zeros_like(params["b"])
     if row.cell == "gru":
         recurrent_bias[2 * row.p:] = params["bn"]
@@ -164,14 +164,24 @@ ONNX_ORDER = {"elman": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}  # rnnsim ga
 
 def onnxruntime_runner(net, row: Row, threads: int):
     """A function of x running a one-node ONNX model in ONNX Runtime, or None."""
+    session = onnx_session(net, row, threads)
+    if session is None:
+        return None
+    return lambda x: session.run(None, {"X": x})[0][:, 0]
+
+
+def onnx_model(net, row: Row, states: bool = False):
+    """A one-node RNN/LSTM/GRU ``onnx.ModelProto`` with the network's weights, or None (no
+    onnx package, an esn row). With ``states`` the model also takes ``initial_h`` (and
+    ``initial_c``) and returns ``Y_h`` (and ``Y_c``): one step from a state, the way an
+    application streams through an ONNX session."""
     try:
-        import onnxruntime
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
     if row.cell == "esn":
         return None
-    params, p = _layer(net), row.p
+    params, p = first_layer(net), row.p
 
     def onnx_order(a):
         return np.concatenate([a[g * p:(g + 1) * p] for g in ONNX_ORDER[row.cell]])
@@ -186,12 +196,30 @@ def onnxruntime_runner(net, row: Row, threads: int):
         attributes["linear_before_reset"] = 1
     op = {"elman": "RNN", "lstm": "LSTM", "gru": "GRU"}[row.cell]
     element = TensorProto.FLOAT if row.dtype == "float32" else TensorProto.DOUBLE
+    names = ["initial_h", "initial_c"][:2 if row.cell == "lstm" else 1] if states else []
+    inputs = [helper.make_tensor_value_info("X", element, [None, None, row.k])]
+    inputs += [helper.make_tensor_value_info(name, element, [1, None, p]) for name in names]
+    outputs = ["Y"] + [name.replace("initial_", "Y_") for name in names]
+    node = helper.make_node(op, ["X", "W", "R", "B", ""][:5 if names else 4] + names,
+                            outputs, **attributes)
     graph = helper.make_graph(
-        [helper.make_node(op, ["X", "W", "R", "B"], ["Y"], **attributes)], "bench",
-        [helper.make_tensor_value_info("X", element, [None, None, row.k])],
-        [helper.make_tensor_value_info("Y", element, None)],
+        [node], "bench", inputs,
+        [helper.make_tensor_value_info(name, element, None) for name in outputs],
         [numpy_helper.from_array(np.ascontiguousarray(v), name) for name, v in weights.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+def onnx_session(net, row: Row, threads: int, states: bool = False):
+    """An ONNX Runtime session of ``onnx_model``, or None (no ONNX Runtime, no kernel for
+    the type)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    model = onnx_model(net, row, states)
+    if model is None:
+        return None
+    names = [value.name for value in model.graph.input[1:]]
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     # Idle intra-op threads otherwise spin on, for seconds: the next candidate of the round
@@ -201,10 +229,11 @@ def onnxruntime_runner(net, row: Row, threads: int):
     try:
         session = onnxruntime.InferenceSession(model.SerializeToString(), options,
                                                providers=["CPUExecutionProvider"])
-        session.run(None, {"X": np.zeros((1, 1, row.k), row.dtype)})
+        session.run(None, {"X": np.zeros((1, 1, row.k), row.dtype),
+                           **{name: np.zeros((1, 1, row.p), row.dtype) for name in names}})
     except Exception:  # no kernel for this type (ONNX Runtime's CPU RNNs are float32 only)
         return None
-    return lambda x: session.run(None, {"X": x})[0][:, 0]
+    return session
 
 
 def reservoirpy_runner(net, row: Row, threads: int):
@@ -217,7 +246,7 @@ def reservoirpy_runner(net, row: Row, threads: int):
         return None
     from .sparse import CSR
 
-    params = _layer(net)
+    params = first_layer(net)
     w = CSR.from_params(params, "W", (row.p, row.p))
     node = Reservoir(W=w.to_scipy().tocsr(), Win=params["Win"], bias=params["b"], lr=0.3,
                      activation="tanh", input_dim=1)

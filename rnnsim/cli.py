@@ -486,6 +486,9 @@ def info(config, as_json):
               help="Timed rounds per row [default: 9, 3 with --quick].")
 @click.option("--cold-start", is_flag=True,
               help="Also time the first net.run of a fresh process, empty and warm cache.")
+@click.option("--streaming", is_flag=True,
+              help="Also time one streaming step at B = 1: the compiled net.stepper against a "
+                   "PyTorch cell and a one-step ONNX Runtime session.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results to this JSON file.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -493,8 +496,8 @@ def info(config, as_json):
 @click.option("--markdown", is_flag=True, help="Print the final table as Markdown.")
 @QUIET
 @reports_errors
-def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_path, markdown,
-                  quiet):
+def bench_command(cells, dtypes, quick, repeats, cold_start, streaming, json_path, plot_path,
+                  markdown, quiet):
     """Time rnnsim against every installed peer (PyTorch, ONNX Runtime, reservoirpy) on the CPU.
 
     Same process, same threads (numba's), same inputs; outputs are checked to agree first.
@@ -530,6 +533,13 @@ def bench_command(cells, dtypes, quick, repeats, cold_start, json_path, plot_pat
                        f"{entry['import_s']:.2f} s, first run {entry['first_run_s']:.2f} s")
     click.echo()
     click.echo(bench.markdown(results) if markdown else bench.table(results))
+    if streaming:
+        from . import streambench
+
+        results["streaming"] = streambench.streaming(rounds=30 if quick else 200)
+        click.echo("\nOne streaming step, B = 1, float32, one thread (µs per call, the "
+                   "fastest of short rounds; ratio = peer / rnnsim):")
+        click.echo(streambench.streaming_table(results["streaming"]))
     if json_path is not None:
         write_atomic(json_path, lambda tmp: tmp.write_text(bench.to_json(results)))
         click.echo(f"wrote {json_path}")

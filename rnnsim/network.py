@@ -306,6 +306,39 @@ class Network:
         y = y[0] if self.head is None or self.head.per_step else y
         return (y[0] if unbatched else y), State(tuple(finals))
 
+    def stepper(self, batch: int | None = None, state: State | None = None, *,
+                check_finite: bool = True, nonfinite: str | None = None):
+        """A compiled streaming step: ``stepper = net.stepper(batch)``, then
+        ``y = stepper(x_t)`` for each step, at the cost of one compiled call.
+
+        batch : the sequences stepped together; None: one unbatched sequence (x_t (k,))
+        state : where to start (a ``State``; default zeros); ``stepper.state`` is where it
+            stands, ``stepper.reset(state)`` starts again.
+        The weights are bound when the stepper is made: make a new one after changing them.
+        Steps give the same bits as one ``run`` over the whole sequence. ``check_finite`` and
+        ``nonfinite`` as for ``run``; a bidirectional layer cannot be stepped.
+        """
+        from .stepper import Stepper
+
+        if batch is not None and (not isinstance(batch, (int, np.integer)) or
+                                  isinstance(batch, bool) or batch < 1):
+            raise ShapeError(f"stepper(batch={batch!r}): batch must be a positive int, or None "
+                             "for one unbatched sequence.")
+        return Stepper(self, None if batch is None else int(batch), state,
+                       check_finite=check_finite, nonfinite=nonfinite)
+
+    def stream(self, inputs, state: State | None = None, *, check_finite: bool = True,
+               nonfinite: str | None = None):
+        """Step through ``inputs``, an iterable of x_t ((B, k), or (k,) for one sequence),
+        yielding each step's output as ``stepper`` does; the batch is the first x_t's."""
+        stepper = None
+        for x_t in inputs:
+            if stepper is None:
+                shape = np.shape(x_t)
+                stepper = self.stepper(None if len(shape) < 2 else shape[0], state,
+                                       check_finite=check_finite, nonfinite=nonfinite)
+            yield stepper(x_t)
+
     def _layer_states(self, given, i: int, B: int, unbatched: bool,
                       check_finite: bool) -> dict[str, np.ndarray]:
         """Layer ``i``'s mapping of a ``State``, every state (D, B, width) and checked."""

@@ -200,3 +200,32 @@ def test_a_share_above_the_peak_is_explained():
     assert "best of 1 and 2 BLAS threads" in text
     results["gemm_peak_gflops"]["float64"] = 4.0
     assert "above 100%" not in bench.table(results)
+
+
+def test_bench_streaming_times_the_stepper_against_torch_and_onnxruntime(tiny, monkeypatch,
+                                                                         tmp_path):
+    from rnnsim import streambench
+
+    monkeypatch.setattr(streambench, "STREAM_SHAPES", [(3, 5)])
+    monkeypatch.setattr(streambench, "CALLS", 5)
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["bench", "--cells", "gru", "--dtype", "float32",
+                                      "--repeats", "1", "--quick", "--streaming", "--json",
+                                      str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["streaming"]
+    assert [(r["cell"], r["k"], r["p"]) for r in rows] == [
+        ("elman", 3, 5), ("lstm", 3, 5), ("gru", 3, 5)]
+    for row in rows:  # both peers are test dependencies
+        assert set(row["us"]) == {"rnnsim", "torch", "onnxruntime", "rnnsim_onnx"}
+        assert row["ratio"]["torch"] == row["us"]["torch"] / row["us"]["rnnsim"]
+    assert "| lstm | 3 | 5 |" in result.output
+
+
+def test_streaming_peers_are_checked_against_run(monkeypatch):
+    from rnnsim import streambench
+
+    monkeypatch.setattr(streambench, "torch_stepper",
+                        lambda net, row, threads: lambda x: np.zeros((1, row.p)) + 1.0)
+    with pytest.raises(AssertionError, match="torch disagrees on elman p = 4"):
+        streambench.streaming(["elman"], [(2, 4)], rounds=1)

@@ -172,3 +172,37 @@ def test_a_real_run_prunes_to_the_cap(tmp_path, monkeypatch):
     assert path is not None and path.exists()
     assert not (tmp_path / "stale.py").exists()
     np.testing.assert_equal(cache.info(tmp_path)["kernels"], 1)
+
+
+def test_a_run_makes_and_compiles_only_the_variant_it_runs():
+    """Each kernel's serial and parallel variants are made on first use: a run of the serial
+    kernel never makes (nor compiles) the parallel one."""
+    from numba.core import event
+
+    import rnnsim
+
+    compiled = []
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            pass
+
+        def on_end(self, ev):
+            compiled.append(ev.data["dispatcher"].py_func.__name__)
+
+    def halved(x):  # a closure's activation: compiled in this process, not loaded
+        return 0.5 * x
+
+    net = rnnsim.Network.from_config({"network": {"input_size": 2, "layers": [
+        {"cell": "elman", "units": 3}]}})
+    from dataclasses import replace
+
+    bound = net.layers[0].activations[0]
+    net.layers[0].activations[0] = replace(bound, entry=replace(
+        bound.entry, fn=halved, vectorised=None, fast=None))
+    with event.install_listener("numba:compile", Listener()):
+        net.run(np.ones((3, 1, 2), np.float32))
+    module = net.layers[0].kernels()
+    assert "elman_forward_serial" in compiled and not any("parallel" in n for n in compiled)
+    assert "elman_forward_parallel" not in vars(module)
+    assert module.elman_forward_parallel is module.elman_forward_parallel  # made once

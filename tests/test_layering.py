@@ -15,10 +15,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rnnsim"
 
 # Modules that translate or compare with other implementations of the same cells, and so
 # name them: the PyTorch and ONNX importers map torch.nn.LSTM or an ONNX GRU node onto a cell,
-# the benchmark runs the peers' own RNN/LSTM/GRU/reservoir beside it, and the config schema
-# names the default cell.
+# the benchmarks (bench, streambench) run the peers' own RNN/LSTM/GRU/reservoir beside it,
+# and the config schema names the default cell.
 NAMING_ALLOWED = {"interop/torch.py", "interop/onnx/recurrent.py", "interop/keras/layers.py",
-                  "interop/reservoirpy.py", "bench.py", "config.py"}
+                  "interop/reservoirpy.py", "bench.py", "streambench.py", "config.py"}
 
 
 def modules() -> dict[str, Path]:

@@ -668,3 +668,37 @@ def test_the_python_example_in_the_docs_runs(monkeypatch):
     assert scope["outputs"]["probs"].shape == (3, 3)
     np.testing.assert_allclose(scope["probs"].sum(axis=1), 1, rtol=1e-6)
     assert scope["model"].output_names == ["probs"]
+
+
+@pytest.mark.parametrize("op", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("seed", [0, 1, 2])  # forward, reverse, bidirectional
+def test_one_step_calls_run_a_bound_compiled_step(op, seed):
+    """A call of one timestep with constant weights runs through a ``BoundStep`` made once
+    per batch size; it matches ONNX Runtime, and chained calls give the bits of one run."""
+    attrs, arrays, outputs = random_case(op, seed, activations=False)
+    arrays.pop("sequence_lens", None)
+    rng = np.random.default_rng(seed)
+    D, (_, B, k), p = len(arrays["W"]), arrays["X"].shape, attrs["hidden_size"]
+    x = rng.standard_normal((5, B, k))
+    states = {name: rng.standard_normal((D, B, p))
+              for name in ["initial_h", "initial_c"][:2 if op == "LSTM" else 1]}
+    outputs = ["Y", "Y_h", "Y_c"][:len(states) + 1]
+    arrays = as_dtype({**arrays, "X": x, **states}, np.float32)  # ONNX Runtime's RNNs
+    x, states = arrays["X"], {name: arrays[name] for name in states}
+    model, _ = recurrent_model(op, attrs, arrays, outputs)
+    net = rnnsim.from_onnx(model)
+    (node,) = net.recurrent
+    first = net.run({"X": x[:1], **states})
+    assert list(node._steps) == [B]
+    expected = ort_run(model, {"X": x[:1], **states})
+    for name in outputs:
+        np.testing.assert_allclose(first[name], expected[name], rtol=1e-5, atol=1e-6)
+    if attrs["direction"] != "forward":
+        return  # a reverse direction runs backwards: chained single steps are not one run
+    whole = net.run({"X": x, **states})
+    for t in range(len(x)):
+        out = net.run({"X": x[t:t + 1], **states})
+        np.testing.assert_array_equal(out["Y"][0], whole["Y"][t])
+        states = {name: out[name.replace("initial_", "Y_")] for name in states}
+    for name in states:
+        np.testing.assert_array_equal(states[name], whole[name.replace("initial_", "Y_")])

@@ -6,14 +6,11 @@ import os
 from typing import Mapping, Optional
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
-import numba.np.ufunc.parallel as numba_parallel
 import numpy as np
 from pydantic import Field, ValidationError
 
 from .. import device, kernels
 from ..activations import BoundActivation, compile_errors
-from ..kernels.cpu import tiles
 from ..config import CellOptions, LayerConfig, Spec, describe_error
 from ..errors import ConfigError
 
@@ -60,6 +57,8 @@ def run_rows(kernel, batch: int, steps: int, step_work: float, *args) -> None:
         calls = [(0, batch, member, threads) for member in range(threads)]
     else:
         size = -(-batch // threads)
+        from ..kernels.cpu import tiles
+
         if batch >= threads * tiles.ROWS:  # whole tiles of rows per thread
             size = -(-size // tiles.ROWS) * tiles.ROWS
         calls = [(first, min(batch, first + size), 0, 1) for first in range(0, batch, size)]
@@ -77,6 +76,9 @@ def thread_count() -> int:
     has set it either): numba's OpenMP layer started before PyTorch is imported makes
     PyTorch's multithreaded CPU operations about 100 times slower (docs/performance.md).
     """
+    import numba
+    import numba.np.ufunc.parallel as numba_parallel
+
     if not getattr(numba_parallel, "_is_initialized", True):
         return numba.config.NUMBA_NUM_THREADS
     return numba.get_num_threads()
@@ -162,6 +164,8 @@ class Cell:
         Read-only matrices (``a.flags.writeable = False``, all the way to the array owning the
         memory) seen before at the same address skip the comparison: they cannot have changed.
         """
+        from ..kernels.cpu import tiles  # numba, on first run
+
         W, U = (np.ascontiguousarray(m) for m in matrices)
         marks = (read_only_mark(W), read_only_mark(U))
         entry = self._packed.get(key)
@@ -247,10 +251,53 @@ class Cell:
         output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
         return output, states
 
-    def run_direction(self, params, suffix, x, h, lengths, reverse):
+    def run_direction(self, params, suffix, x, h, lengths, reverse, **states):
         """One direction over ``x`` (T, B, k): the states arrive by name (``h`` (B, width)...)
-        and are overwritten with the final ones. Returns the output (T, B, hidden_size)."""
-        raise NotImplementedError
+        and are overwritten with the final ones. Returns the output (T, B, hidden_size).
+
+        The default runs ``forward_call``'s kernel over the batch rows (``run_rows``)."""
+        out = np.empty(x.shape[:2] + (self.hidden_size,), x.dtype)
+        call = self.forward_call(params, suffix, x, lengths, reverse, out, h=h, **states)
+        if call is None:
+            raise NotImplementedError(f"cell '{self.name}' defines neither run_direction nor "
+                                      "forward_call")
+        kernel, step_work, args = call
+        run_rows(kernel, x.shape[1], x.shape[0], step_work, *args)
+        return out
+
+    def forward_call(self, params, suffix, x, lengths, reverse, out, **states):
+        """The kernel call of one direction over ``x`` (T, B, k) into ``out`` (T, B,
+        hidden_size), for a kernel that ``run_rows`` runs: ``(kernel, multiply-adds of one
+        step, arguments after run_rows's own)``. None (the default): the cell's
+        ``run_direction`` calls its kernels itself."""
+        return None
+
+    def step_ops(self, params: dict, x: np.ndarray, states: dict[str, np.ndarray],
+                 out: np.ndarray) -> list[tuple]:
+        """The calls of one step of a forward layer, bound once by ``Network.stepper``.
+
+        x : (1, B, k) the step's input; states : name -> (1, B, width), updated in place;
+        out : (1, B, hidden_size) receives the output; params : the layer's, by short name.
+        Returns ``[(fn, args)]`` run in order: a numba kernel runs inside the compiled step,
+        any other callable from Python, each with the stepper's copies of the arrays in
+        ``args`` (the same object, or views of one array, stay one array). The default calls
+        ``forward_call``'s kernel when the cell has one, else ``run`` from Python.
+        """
+        B = x.shape[1]
+        call = self.forward_call(params, "", x, np.ones(B, np.int64), False, out,
+                                 **{name: state[0] for name, state in states.items()})
+        if call is not None:
+            kernel, _, args = call
+            return [(kernel, (0, B, 0, 1, np.zeros(8, np.int64)) + tuple(args))]
+        names = list(states)
+
+        def step(x, out, *values):
+            output, finals = self.run(params, x, dict(zip(names, values)))
+            out[...] = output
+            for name, value in zip(names, values):
+                value[...] = finals[name]
+
+        return [(step, (x, out, *states.values()))]
 
     def recurrent_matrices(self, params: dict) -> dict:
         """The square matrices of the recurrence by label, float64 (dense, or ``sparse.CSR``):
@@ -355,6 +402,11 @@ def read_only_mark(a: np.ndarray) -> tuple | None:
     if not isinstance(owner, (np.ndarray, bytes)):
         return None
     return id(owner), a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str
+
+
+def project_into(x: np.ndarray, W: np.ndarray, b: np.ndarray | None, out: np.ndarray) -> None:
+    """``out[...] = input_projection(x, W, b)``: a step op of ``Cell.step_ops``."""
+    out[...] = input_projection(x, W, b)
 
 
 def input_projection(x: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:

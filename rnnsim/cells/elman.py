@@ -1,9 +1,7 @@
 """The Elman (simple) recurrent cell."""
 import numpy as np
 
-from ..kernels.cpu import elman as template
-from ..kernels.cpu import tiles
-from .base import Cell, ClipOptions, run_rows
+from .base import Cell, ClipOptions
 from .maps import LayerMap, rows
 
 
@@ -33,16 +31,17 @@ class ElmanCell(Cell):
     map_class = ElmanMap
     Options = ElmanOptions
 
-    def run_direction(self, params, suffix, x, h, lengths, reverse):
-        T, B, _ = x.shape
+    def forward_call(self, params, suffix, x, lengths, reverse, out, h):
+        from ..kernels.cpu import elman as template, tiles  # numba, on first run
+
+        B = x.shape[1]
         dtype = x.dtype
         P = self.packed("U" + suffix, (params["W" + suffix], params["U" + suffix]), 1,
                         template.HALVES)
         bias = tiles.padded(params.get("b" + suffix, np.zeros(self.units, dtype)), 1,
                             tiles.panel_units(dtype, 1, template.HALVES))
-        out = np.empty((T, B, self.units), dtype)
         width = x.shape[2] + bias.shape[1]
-        run_rows(self.kernels().elman_forward_serial, B, T, B * self.units * P.shape[1], x, P,
-                 bias, h, out, lengths, reverse, self.clip(dtype), np.zeros((B, width), dtype),
-                 np.zeros((B, width), dtype), self.activations[0].kernel_args(dtype))
-        return out
+        return (self.kernels().elman_forward_serial, B * self.units * P.shape[1],
+                (x, P, bias, h, out, lengths, reverse, self.clip(dtype),
+                 np.zeros((B, width), dtype), np.zeros((B, width), dtype),
+                 self.activations[0].kernel_args(dtype)))

@@ -13,7 +13,6 @@ from ..config import CellOptions
 from ..activations import compile_errors
 from ..errors import ConfigError
 from ..sparse import CSR
-from ..kernels.cpu import tiles
 from .. import device
 from .base import Cell, input_projection, thread_count
 from .maps import DENSE_MAX, LayerMap, matmul, rows
@@ -276,6 +275,26 @@ class ESNCell(Cell):
         y : the fed-back outputs y_{-1}, or None without feedback; feedback : each member's
         (N, m) weights of y_{t-1} (default: its scaled W_fb).
         """
+        module = self.kernels()
+        batched, args, readout, work, row_work = self._kernel_args(members, params, z, h, member,
+                                                                   lengths, y, feedback)
+        if batched:
+            blocks = args[-2].shape[0]
+            kernel = module.esn_batched_parallel if blocks > 1 and thread_count() > 1 else \
+                module.esn_batched_serial
+            kernel(*args)
+            return
+        variant, bounds = schedule(z.shape[1], work, row_work)
+        if len(bounds) == 2:
+            getattr(module, f"esn_{variant}")(*args, bounds, *readout)
+        else:
+            run_timed(module, z, h, args[2:-1], lengths, bounds, readout)
+
+    def _kernel_args(self, members, params, z, h, member, lengths, y=None, feedback=None):
+        """The kernel's arguments for ``_run``: (batched, args, readout, work, row_work). A
+        batched run calls ``esn_batched_*(*args)``; any other ``esn_*(*args, bounds,
+        *readout)``, ``args`` ending with ``lengths``; work and row_work are the multiply-adds
+        of a batch row and of each unit per step (``schedule``)."""
         dtype = z.dtype
         B, N = z.shape[1:]
         M = len(members)
@@ -300,30 +319,44 @@ class ESNCell(Cell):
             indices = np.concatenate([w.indices for w in mats]).astype(index)
             WT = np.zeros((M, 0, 0), dtype)
             work = data.size // M
-            weights = np.diff(indptr[0])
+            row_work = np.diff(indptr[0])
         else:
             WT = np.ascontiguousarray(np.stack([p["W"] for p in params]).transpose(0, 2, 1),
                                       dtype=dtype)
             data, indices = np.zeros(0, dtype), np.zeros(0, np.uint16)
             indptr = np.zeros((M, N + 1), np.int64)
             work = N * N
-            weights = np.full(N, N)
-        module = self.kernels()
+            row_work = np.full(N, N)
+        from ..kernels.cpu import tiles  # numba, on first run
+
         width = tiles.block_rows(z)
+        activation = self.activations[0].kernel_args(dtype)
         if self.sparse and M == 1 and F.shape[2] == 0 and B >= BATCHED_BLOCK_FILL * width:
             blocks = -(-B // width)
-            kernel = module.esn_batched_parallel if blocks > 1 and thread_count() > 1 else \
-                module.esn_batched_serial
-            kernel(z, h, data, indices, indptr, lr, keep, lengths,
-                   np.zeros((blocks, 2, N, width), dtype), self.activations[0].kernel_args(dtype))
-            return
-        variant, bounds = schedule(B, work, weights)
-        weights = (WT, data, indices, indptr, lr, keep, member)
-        readout = (F, Wout, bout, y, self.activations[0].kernel_args(dtype))
-        if len(bounds) == 2:
-            getattr(module, f"esn_{variant}")(z, h, *weights, lengths, bounds, *readout)
-        else:
-            run_timed(module, z, h, weights, lengths, bounds, readout)
+            return True, (z, h, data, indices, indptr, lr, keep, lengths,
+                          np.zeros((blocks, 2, N, width), dtype), activation), (), work, row_work
+        return (False, (z, h, WT, data, indices, indptr, lr, keep, member, lengths),
+                (F, Wout, bout, y, activation), work, row_work)
+
+    def step_ops(self, params, x, states, out):
+        """A step for ``Network.stepper``: the input projection (NumPy's BLAS, the bits of
+        ``run``) into ``out``, then the compiled reservoir update in place."""
+        B, N = out.shape[1:]
+        y = states.get("y")
+        batched, args, readout, _, _ = self._kernel_args(
+            [self], [params], out, states["h"][0], np.zeros(B, np.int64), np.ones(B, np.int64),
+            None if y is None else y[0])
+        module = self.kernels()
+        project = (self._project_into, (x, params["Win"], params.get("b"), out))
+        if batched:
+            return [project, (module.esn_batched_serial, args)]
+        return [project, (module.esn_serial, args + (np.array([0, N], np.int64),) + readout)]
+
+    def _project_into(self, x, Win, b, out) -> None:
+        """``out[...]`` = W_in (s * u_t) + b, as ``_projection`` without noise."""
+        if self.options.input_scaling is not None:
+            x = x * np.asarray(self.options.input_scaling, dtype=x.dtype)
+        out[...] = input_projection(x, Win, b)
 
     def recurrent_matrices(self, params):
         w = self.recurrent_matrix(params)

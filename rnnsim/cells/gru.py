@@ -4,10 +4,8 @@ from typing import Optional
 import numpy as np
 from pydantic import Field
 
-from ..kernels.cpu import gru as template
-from ..kernels.cpu import tiles
 from .. import device
-from .base import Cell, ClipOptions, GateOptions, run_rows
+from .base import Cell, ClipOptions, GateOptions
 from .maps import LayerMap, rows
 
 
@@ -82,8 +80,10 @@ class GRUCell(Cell):
                 shapes["bn" + suffix] = ("bias", (self.units,))
         return shapes
 
-    def run_direction(self, params, suffix, x, h, lengths, reverse):
-        T, B, _ = x.shape
+    def forward_call(self, params, suffix, x, lengths, reverse, out, h):
+        from ..kernels.cpu import gru as template, tiles  # numba, on first run
+
+        B = x.shape[1]
         p, dtype, halves = self.units, x.dtype, template.HALVES
         W, U = params["W" + suffix], params["U" + suffix]
         reset_after = self.options.reset_after is not False
@@ -98,15 +98,13 @@ class GRUCell(Cell):
         bn = params.get("bn" + suffix, np.zeros(p, dtype))
         bias = tiles.padded(np.concatenate([b, bn]), 4, units)
         bias_n = tiles.padded(b[2 * p:] + bn, 1, units)
-        out = np.empty((T, B, p), dtype)
         k, padded = x.shape[2], bias.shape[1]
         split = 0 if reset_after else B
         buffers = (np.zeros((B, k + padded), dtype), np.zeros((B, k + padded), dtype),
                    np.zeros((split, padded), dtype), np.zeros((split, k + padded), dtype))
-        run_rows(self.kernels().gru_forward_serial, B, T, B * 3 * p * P.shape[1], x, P, Pn,
-                 bias, bias_n, h, out, lengths, reset_after, reverse, self.clip(dtype), *buffers,
-                 *(a.kernel_args(dtype) for a in self.activations))
-        return out
+        return (self.kernels().gru_forward_serial, B * 3 * p * P.shape[1],
+                (x, P, Pn, bias, bias_n, h, out, lengths, reset_after, reverse,
+                 self.clip(dtype), *buffers, *(a.kernel_args(dtype) for a in self.activations)))
 
     def cuda_row_values(self) -> int:
         return self.units * (1 if self.options.reset_after is not False else 2)

@@ -5,10 +5,8 @@ import numpy as np
 from pydantic import Field
 
 from ..config import Spec
-from ..kernels.cpu import lstm as template
-from ..kernels.cpu import tiles
 from .. import device
-from .base import Cell, ClipOptions, GateOptions, run_rows
+from .base import Cell, ClipOptions, GateOptions
 from .maps import LayerMap, rows
 
 
@@ -120,8 +118,10 @@ class LSTMCell(Cell):
                 shapes["R" + suffix] = ("input", (q, p))
         return shapes
 
-    def run_direction(self, params, suffix, x, h, lengths, reverse, c):
-        T, B, k = x.shape
+    def forward_call(self, params, suffix, x, lengths, reverse, out, h, c):
+        from ..kernels.cpu import lstm as template, tiles  # numba, on first run
+
+        B, k = x.shape[1:]
         p, q, dtype, gates = self.units, self.hidden_size, x.dtype, template.GATES
         vectors = gates * template.HALVES
         units = tiles.panel_units(dtype, gates, vectors)
@@ -137,13 +137,11 @@ class LSTMCell(Cell):
         buffers = (np.zeros((B, k + width), dtype), np.zeros((B, k + width), dtype),
                    np.zeros((B, padded), dtype),
                    np.zeros((B if self.options.proj_size else 0, padded), dtype))
-        out = np.empty((T, B, q), dtype)
         step_work = B * (gates * p * P.shape[1] + R.shape[1] * q)
-        run_rows(self.kernels().lstm_forward_serial, B, T, step_work, x, P, bias, R,
-                 np.zeros((1, R.shape[0] * R.shape[2]), dtype), peep, h, c, out, lengths,
-                 reverse, self.clip(dtype), bool(self.options.input_forget), *buffers,
-                 *(a.kernel_args(dtype) for a in self.activations))
-        return out
+        return (self.kernels().lstm_forward_serial, step_work,
+                (x, P, bias, R, np.zeros((1, R.shape[0] * R.shape[2]), dtype), peep, h, c, out,
+                 lengths, reverse, self.clip(dtype), bool(self.options.input_forget), *buffers,
+                 *(a.kernel_args(dtype) for a in self.activations)))
 
     def square(self, block, params, suffix):
         r = params.get("R" + suffix)

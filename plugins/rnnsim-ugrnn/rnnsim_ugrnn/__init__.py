@@ -11,7 +11,7 @@ import numpy as np
 
 import rnnsim
 from rnnsim.cells import Cell
-from rnnsim.cells.base import ClipOptions, GateOptions, input_projection
+from rnnsim.cells.base import ClipOptions, GateOptions, input_projection, project_into
 from rnnsim.cells.maps import LayerMap, rows
 
 
@@ -56,10 +56,24 @@ class UGRNNCell(Cell):
     def run_direction(self, params, suffix, x, h, lengths, reverse):
         xp = input_projection(x, params["W" + suffix], params.get("b" + suffix))
         out = np.empty(x.shape[:2] + (self.units,), x.dtype)
-        self.kernels().ugrnn_forward_serial(
-            xp, np.ascontiguousarray(params["U" + suffix]), h, out, lengths, reverse,
-            self.clip(x.dtype), *(a.kernel_args(x.dtype) for a in self.activations))
+        kernel, args = self.recurrence(params, suffix, xp, h, out, lengths, reverse)
+        kernel(*args)
         return out
+
+    def recurrence(self, params, suffix, xp, h, out, lengths, reverse):
+        """The kernel and its arguments over the input projections ``xp`` (T, B, 2p)."""
+        return self.kernels().ugrnn_forward_serial, (
+            xp, np.ascontiguousarray(params["U" + suffix]), h, out, lengths, reverse,
+            self.clip(xp.dtype), *(a.kernel_args(xp.dtype) for a in self.activations))
+
+    def step_ops(self, params, x, states, out):
+        """A step for ``Network.stepper``: the input projection (NumPy's BLAS, as ``run``
+        computes it), then the compiled recurrence."""
+        B = x.shape[1]
+        xp = np.zeros((1, B, 2 * self.units), x.dtype)
+        return [(project_into, (x, params["W"], params.get("b"), xp)),
+                self.recurrence(params, "", xp, states["h"][0], out, np.ones(B, np.int64),
+                                False)]
 
 
 @rnnsim.hookimpl
