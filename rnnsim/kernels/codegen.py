@@ -49,6 +49,7 @@ import types as _types
 import numba as _numba
 
 from {options_module} import ACTIVATION_JIT as _ACT_JIT, JIT as _JIT, VARIANTS as _VARIANTS
+from {package}.codegen import guard_cache as _guard_cache
 
 '''
 
@@ -69,8 +70,8 @@ def __getattr__(name):
         raise AttributeError(f"module {{__name__!r}} has no attribute {{name!r}}")
     options = {{**_JIT, **globals().get("KERNEL_OPTIONS", {{}}).get(kernel, {{}}),
                **_VARIANTS[suffix]}}
-    globals()[name] = _numba.njit(cache={cache}, **options)(
-        _variant(globals()[kernel], "_" + suffix))
+    globals()[name] = _guard_cache(_numba.njit(cache={cache}, **options)(
+        _variant(globals()[kernel], "_" + suffix)))
     return globals()[name]
 '''
 
@@ -285,7 +286,7 @@ def load(stem: str, source: Callable[[bool], str], cacheable: bool,
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
         for value in vars(module).values():
-            _discard_damaged_entries(value)
+            guard_cache(value)
         return module
     module = types.ModuleType(module_name)
     module.__dict__.update(namespace or {})
@@ -295,14 +296,14 @@ def load(stem: str, source: Callable[[bool], str], cacheable: bool,
     return module
 
 
-def _discard_damaged_entries(dispatcher) -> None:
-    """Make the on-disk cache of ``dispatcher`` (a jitted kernel, else nothing) treat an entry
-    it cannot load (a damaged or truncated index or data file) as missing: the entry is
-    removed with a warning and the kernel compiled again."""
+def guard_cache(dispatcher):
+    """``dispatcher``, its on-disk cache (for a jitted kernel; anything else is left alone)
+    made to treat an entry it cannot load (a damaged or truncated index or data file) as
+    missing: the entry is removed with a warning and the kernel compiled again."""
     disk = getattr(dispatcher, "_cache", None)
     index = getattr(getattr(disk, "_cache_file", None), "_index_path", None)
-    if index is None:
-        return
+    if index is None or getattr(disk, "_rnnsim_guarded", False):
+        return dispatcher
     load = disk.load_overload
 
     def load_or_discard(sig, target_context):
@@ -319,6 +320,8 @@ def _discard_damaged_entries(dispatcher) -> None:
             return None
 
     disk.load_overload = load_or_discard
+    disk._rnnsim_guarded = True
+    return dispatcher
 
 
 def _write(filename: str, source: str) -> Path | None:
