@@ -6,8 +6,8 @@ W (p x k), U (p x p) and b (p) never depend on T.
 import importlib
 import importlib.util
 
-from .errors import (ConfigError, InputError, NonfiniteError, NonfiniteWarning, PluginError,
-                     RnnsimError, ShapeError)
+from .errors import (ConfigError, InputError, NonfiniteError, NonfiniteWarning, OutputError,
+                     PluginError, RnnsimError, ShapeError)
 from .hookspecs import hookimpl
 from .version import __version__
 
@@ -78,7 +78,7 @@ def __dir__():
 
 __all__ = [
     "ConfigError", "Head", "InputError", "Network", "NonfiniteError", "NonfiniteWarning",
-    "PluginError", "RnnsimError", "RunResult", "ShapeError", "State", "__version__",
+    "OutputError", "PluginError", "RnnsimError", "RunResult", "ShapeError", "State", "__version__",
     "from_keras", "from_onnx", "from_reservoirpy", "from_torch", "hookimpl", "import_file",
     "load",
 ]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import kernels
-from .errors import ConfigError, PluginError, RnnsimError
+from .errors import ConfigError, PluginError, RnnsimError, shown
 from .kernels.options import ACTIVATION_JIT
 
 if TYPE_CHECKING:  # types only: the plugin registry and the config sit above this module
@@ -63,7 +63,7 @@ def bind(spec: Spec, where: str, plugins: Plugins, vector_ok: bool = False) -> B
             problems.append(f"{where}.{key}: activation '{entry.name}' has no parameter "
                             f"'{key}'{hint}; it takes {takes}.")
         elif isinstance(value, bool) or not isinstance(value, numbers.Real):
-            problems.append(f"{where}.{key}: expected a number, got {value!r}.")
+            problems.append(f"{where}.{key}: expected a number, got {shown(value)}.")
     if problems:
         raise ConfigError("\n".join(problems))
     values = tuple(float(given.get(k, default)) for k, default in entry.params.items())

@@ -4,6 +4,10 @@ kernels go first).
 A cached kernel is one generated source file ``<stem>.py`` (its name hashes everything its
 code depends on) plus numba's machine code for it under ``__pycache__/<stem>.*``. The source
 file's modification time records when a process last used the kernel.
+
+numba unpickles its index and data files when it loads a kernel, so whoever can write in the
+folder can run code as its user: the folder is created readable and writable by its user only,
+and one that others may write in is refused.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import CacheError
 
 DEFAULT_MAX_MB = 256
 
@@ -23,6 +29,28 @@ def cache_dir() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "rnnsim" / "kernels"
+
+
+def private_dir() -> Path:
+    """``cache_dir()``, created with mode 0700 where missing; ``CacheError`` when it (or its
+    ``__pycache__``) belongs to another user or others may write in it."""
+    folder = cache_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (folder, folder / "__pycache__"):
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            continue
+        others = ("another user" if hasattr(os, "geteuid") and info.st_uid != os.geteuid()
+                  else "every user" if info.st_mode & 0o002
+                  else "its group" if info.st_mode & 0o020 else None)
+        if others is not None:
+            raise CacheError(
+                f"the kernel cache folder '{path}' may be written by {others} (mode "
+                f"{info.st_mode & 0o777:o}): numba loads pickled files from it, so a file "
+                f"planted there would run as you. Make it yours alone (chmod 700 '{path}'), or "
+                "point RNNSIM_CACHE_DIR at a folder of your own.")
+    return folder
 
 
 def max_bytes() -> int:

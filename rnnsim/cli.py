@@ -238,7 +238,7 @@ def run_graph(model, path: Path, input_path, output_path, allow_nonfinite, as_js
               others) -> None:
     """``rnnsim run MODEL.onnx``: an imported graph on the arrays of --input, outputs by
     name."""
-    from .io import read_array, write_npz
+    from .io import read_array, read_npz, write_npz
 
     given = [option for option, value in others.items() if value]
     if given:
@@ -249,7 +249,7 @@ def run_graph(model, path: Path, input_path, output_path, allow_nonfinite, as_js
                                "saved under the input's name.")
     input_names = [row["name"] for row in model.describe()["inputs"]]
     if input_path.suffix.lower() == ".npz":
-        feeds = {name: read_array(input_path, name) for name in _npz_names(input_path)}
+        feeds = read_npz(input_path)
     elif len(input_names) == 1:
         feeds = {input_names[0]: read_array(input_path)}
     else:
@@ -276,16 +276,6 @@ def run_graph(model, path: Path, input_path, output_path, allow_nonfinite, as_js
                "or compilation")
     if output_path is not None:
         click.echo(f"wrote {output_path}")
-
-
-def _npz_names(path: Path) -> list[str]:
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return list(data.files)
-    except (OSError, ValueError, EOFError) as exc:
-        raise RnnsimError(f"input file '{path}' cannot be read as .npz: {exc}.") from None
 
 
 def info_graph(model, path: Path, as_json: bool) -> None:

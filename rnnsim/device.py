@@ -17,7 +17,7 @@ import numpy as np
 
 from . import kernels
 from .activations import check_compiles, compile_errors
-from .errors import ConfigError
+from .errors import ConfigError, shown
 
 DEVICES = ("cpu", "cuda")
 INSTALL_HINT = "pip install 'rnnsim[cuda]'"
@@ -37,7 +37,7 @@ _UPLOADED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def checked_device(device, where: str = "device") -> str:
     """``device`` if it names a device rnnsim runs on; ConfigError otherwise."""
     if device not in DEVICES:
-        raise ConfigError(f"{where}: unknown device {device!r}; use one of "
+        raise ConfigError(f"{where}: unknown device {shown(device)}; use one of "
                           f"{', '.join(DEVICES)}.")
     return device
 

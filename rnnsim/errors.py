@@ -1,4 +1,18 @@
 """Exceptions raised for mistakes a user can fix: each says what, where and how."""
+import reprlib
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 6
+_SHOWN.maxlevel = 2
+SHOWN_CHARS = 100
+
+
+def shown(value) -> str:
+    """``repr(value)`` cut to about ``SHOWN_CHARS`` characters, however large or deep ``value``
+    is (an error message must never expand what a user gave without bound)."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 
 class RnnsimError(Exception):
@@ -19,6 +33,15 @@ class ShapeError(RnnsimError):
 
 class InputError(RnnsimError):
     """An input file or array cannot be used: missing, unreadable, or holding NaN/inf."""
+
+
+class OutputError(RnnsimError, OSError):
+    """A result cannot be written: a read-only or full disk, a folder in the way, or a folder
+    that holds files the write would delete. Whatever was there before is unchanged."""
+
+
+class CacheError(RnnsimError):
+    """The kernel cache folder is not private to its user: a file planted in it would run."""
 
 
 class NonfiniteError(RnnsimError):

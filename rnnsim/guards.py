@@ -62,12 +62,36 @@ def available_bytes() -> int:
             found.append(max(0, int(limit) - used))
     except (OSError, ValueError):
         pass
+    found += _rlimit_room()
     if not found:
         try:
             found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (OSError, ValueError, AttributeError):
             return 1 << 62
     return min(found)
+
+
+def _rlimit_room() -> list[int]:
+    """What ``ulimit -v`` (RLIMIT_AS) and ``ulimit -d`` (RLIMIT_DATA) leave this process:
+    each limit less the address space (or data) it maps already."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return []
+    mapped = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmSize", "VmData"):
+                mapped[key] = int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    room = []
+    for which, key in ((resource.RLIMIT_AS, "VmSize"), (resource.RLIMIT_DATA, "VmData")):
+        soft = resource.getrlimit(which)[0]
+        if soft != resource.RLIM_INFINITY:
+            room.append(max(0, soft - mapped.get(key, 0)))
+    return room
 
 
 def check_fits(parts: dict[str, int], what: str, hint: str, error=ShapeError) -> None:

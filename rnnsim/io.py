@@ -1,6 +1,8 @@
 """Reading input arrays and writing results atomically."""
 from __future__ import annotations
 
+import ctypes
+import errno
 import math
 import os
 import shutil
@@ -9,12 +11,18 @@ import tempfile
 import tokenize
 import zipfile
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from . import guards
-from .errors import InputError
+from .errors import InputError, OutputError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no locks, so abandoned temporaries stay
+    fcntl = None
 
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 # What a damaged or hostile file makes numpy and zipfile raise (NotImplementedError: an
@@ -131,9 +139,19 @@ def _npy_header(fh, size: int, label: str, in_memory: bool):
     return shape, fortran, dtype
 
 
+# A CSV number takes two bytes at least ("1,") and becomes 8 (float64), with about as much
+# again of parsing buffers: the memory a .csv needs, per byte of the file.
+CSV_BYTES_PER_BYTE = 8
+
+
 def _read_csv(path: Path) -> np.ndarray:
-    lines = path.read_text().splitlines()
-    first = lines[0].split(",") if lines else []
+    size = path.stat().st_size
+    guards.check_fits({f"input file '{path}' ({size:,} bytes of text)":
+                       CSV_BYTES_PER_BYTE * size},
+                      f"the numbers in '{path}'", "Save large inputs as .npy: it is read piece "
+                      "by piece when the run streams to disk.", InputError)
+    with open(path) as fh:
+        first = fh.readline(1 << 16).split(",")
     skip = 1 if first and not _numeric(first[0]) else 0
     array = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
     if array.size == 0:
@@ -164,57 +182,105 @@ def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+# Temporaries are named ".<name>.rnnsim-XXXXXXXX.tmp" beside their target, and the writer
+# holds a lock on each while it lives: a temporary nobody holds was left by a killed writer.
+TEMP_MARK, TEMP_SUFFIX = "rnnsim-", ".tmp"
+
+
 def write_atomic(path: Path, write) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``path``, sync it to disk, then rename
     it to ``path`` and sync the folder: after a crash ``path`` is the old file or the whole
     new one. The file gets the mode a plainly created file gets (``tempfile`` makes it
-    private); the temporary file never outlives a failed ``write``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, default_mode())
-        fsync(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    private); the temporary file never outlives a failed ``write``, and temporaries that
+    killed writers left beside ``path`` are removed. Raises ``OutputError`` (an ``OSError``)
+    when the file cannot be written."""
+    path = _target(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write the file '{path}': it is a folder. Give a file name.")
+    with _temporary(path, folder=False) as tmp:
+        _guarded(path, lambda: write(tmp))
+        _guarded(path, lambda: os.chmod(tmp, default_mode()))
+        fsync(tmp)
+        _guarded(path, lambda: os.replace(tmp, path))
     fsync(path.parent)
 
 
 def write_folder_atomic(path: Path, write) -> None:
     """Call ``write(tmp)`` on a new temporary folder next to ``path``, sync what it wrote, then
-    put it in place of ``path``: after a crash ``path`` is the old folder or the whole new one
-    (``recover_folder`` puts the old one back if the crash fell between the two renames that
-    replace it). The folder gets the mode a plainly created one gets."""
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    swap it with ``path`` in one step (``renameat2(RENAME_EXCHANGE)``; where the system has
+    none, two renames that ``recover_folder`` completes after a crash): ``path`` is the old
+    folder or the whole new one. An existing ``path`` is replaced only when every entry in it
+    is one the new folder writes again, so nothing the writer does not rewrite is deleted.
+    The folder gets the mode a plainly created one gets. Raises ``OutputError``."""
+    path = _target(path)
+    cwd = Path.cwd().resolve()
+    if path == cwd or path in cwd.parents:
+        raise OutputError(f"cannot write the folder '{path}': it is the current folder or "
+                          "one above it. Give a new folder's path.")
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"cannot write the folder '{path}': a file is in the way. Give a "
+                          "new folder's path.")
     recover_folder(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        write(tmp)
+    with _temporary(path, folder=True) as tmp:
+        _guarded(path, lambda: write(tmp))
+        if path.is_dir():
+            _check_replaceable(path, {p.name for p in tmp.iterdir()})
         for written in tmp.rglob("*"):
             fsync(written)
-        tmp.chmod(default_mode(folder=True))
+        _guarded(path, lambda: tmp.chmod(default_mode(folder=True)))
         fsync(tmp)
-        old = _previous(path)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
+        if not (path.is_dir() and _exchange(tmp, path)):
+            _guarded(path, lambda: _swap_by_renames(tmp, path))
         fsync(path.parent)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_replaceable(path: Path, written: set[str]) -> None:
+    others = sorted(p.name for p in path.iterdir() if p.name not in written)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5
+                                         else "")
+        raise OutputError(f"cannot write the folder '{path}': it holds {shown}, which "
+                          "writing it would delete. Choose a new path, or move them away.")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the folders ``a`` and ``b`` atomically; False where the system cannot."""
+    libc = _libc()
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_cwd, rename_exchange = -100, 2
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OutputError(f"cannot write the folder '{b}': {os.strerror(code)}.")
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+def _swap_by_renames(tmp: Path, path: Path) -> None:
+    old = _previous(path)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    fsync(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def recover_folder(path: Path) -> None:
-    """Undo a crash inside ``write_folder_atomic``: put the previous folder back where the new
-    one never arrived, and remove a previous folder left after it did."""
+    """Undo a crash between the two renames of ``write_folder_atomic``'s fallback: put the
+    previous folder back where the new one never arrived, and remove a previous folder left
+    after it did."""
     path = Path(path).resolve()
     old = _previous(path)
-    if not old.is_dir():
+    if not old.is_dir() or old.is_symlink():
         return
     try:
         if path.exists():
@@ -226,7 +292,123 @@ def recover_folder(path: Path) -> None:
 
 
 def _previous(path: Path) -> Path:
-    return path.with_name(f".{path.name}.old")
+    return path.with_name(f".{path.name}.{TEMP_MARK}old")
+
+
+def _target(path) -> Path:
+    """``path`` made absolute (its symlinked folders resolved), its folder created."""
+    path = Path(path).resolve()
+    if not path.name or path.name in (".", ".."):
+        raise OutputError(f"cannot write '{path}': give a file or folder name, not the root.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _output_error(path, exc) from None
+    return path
+
+
+@contextmanager
+def _temporary(path: Path, folder: bool):
+    """A new temporary file (or folder) beside ``path``, locked while it lives and removed
+    after; first removes the temporaries that killed writers left beside ``path``."""
+    _remove_abandoned(path)
+    tmp, lock = _new_temporary(path, folder)
+    try:
+        yield tmp
+    finally:
+        _remove(tmp)
+        if lock is not None:
+            os.close(lock)
+
+
+def _new_temporary(path: Path, folder: bool) -> tuple[Path, int | None]:
+    """(a new temporary beside ``path``, the descriptor locking it). A temporary removed
+    before it was locked, by another writer taking it for abandoned, is made again."""
+    prefix, suffix = f".{path.name}.{TEMP_MARK}", TEMP_SUFFIX
+    for _ in range(100):
+        try:
+            if folder:
+                tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
+            else:
+                handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+                os.close(handle)
+                tmp = Path(name)
+        except OSError as exc:
+            raise _output_error(path, exc) from None
+        if fcntl is None:
+            return tmp, None
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except FileNotFoundError:  # taken for abandoned and removed: make another
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                return tmp, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise OutputError(f"cannot write '{path}': its temporary files keep vanishing (another "
+                      "process removes them). Write elsewhere.")
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Remove the temporaries beside ``path`` that no living writer holds."""
+    if fcntl is None:
+        return
+    prefix = f".{path.name}.{TEMP_MARK}"
+    try:
+        siblings = [e for e in os.scandir(path.parent)
+                    if e.name.startswith(prefix) and e.name.endswith(TEMP_SUFFIX)
+                    and not e.is_symlink()]
+    except OSError:
+        return
+    for entry in siblings:
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _remove(Path(entry.path))
+        except OSError:  # a living writer holds it
+            pass
+        finally:
+            os.close(fd)
+
+
+def _remove(tmp: Path) -> None:
+    if tmp.is_dir() and not tmp.is_symlink():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        try:
+            tmp.unlink()
+        except OSError:  # already renamed into place, or not ours to remove any more
+            pass
+
+
+def _guarded(path: Path, step) -> None:
+    """``step()``, its ``OSError`` raised as an ``OutputError`` that names ``path``."""
+    try:
+        step()
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise _output_error(path, exc) from None
+
+
+def _output_error(path: Path, exc: OSError) -> OutputError:
+    hint = {errno.ENOSPC: "Free some disk space and try again.",
+            getattr(errno, "EDQUOT", errno.ENOSPC): "Free some disk space and try again.",
+            errno.EACCES: "Write into a folder you may write to.",
+            errno.EPERM: "Write into a folder you may write to.",
+            errno.EROFS: "The file system is read-only: write elsewhere.",
+            errno.EISDIR: "A folder is in the way: give another name.",
+            errno.ENOTDIR: "A file is in the way of a folder on the path."}
+    reason = exc.strerror or str(exc)
+    return OutputError(f"cannot write '{path}': {reason}. "
+                       f"{hint.get(exc.errno, 'Fix the cause and try again.')} Whatever was "
+                       "there before is unchanged.")
 
 
 def fsync(path: Path) -> None:

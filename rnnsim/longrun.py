@@ -255,9 +255,16 @@ def _exclusive(out: Path):
         yield
         return
     lock = out.with_name(f".{out.name}.lock")
-    with open(lock, "w") as fh:
+    try:  # never through a symlink planted there, never truncating anything
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise InputError(f"cannot take the lock file '{lock}' for '{out}': "
+                         f"{exc.strerror or exc}" + (" (it is a symlink, which rnnsim does "
+                         "not follow)" if lock.is_symlink() else "") + ". Remove it, or write "
+                         "elsewhere.") from None
+    try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise InputError(f"another run is writing '{out}' (it holds '{lock}'); wait for it "
                              "to end, or write elsewhere.") from None
@@ -265,6 +272,8 @@ def _exclusive(out: Path):
             yield
         finally:
             lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, chunk_steps,
@@ -281,7 +290,7 @@ def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, ch
     if chunk_steps is None and saved is not None:  # resume with the interrupted run's chunks
         chunk_steps = saved[0]["identity"].get("chunk steps")
     steps = _chunk_steps(net, chunk_steps, B)
-    bounds = _bounds(T, steps)
+    bounds = _Bounds(T, steps)
     identity = _identity(net, source, lengths, state, steps)
     done, digest = 0, hashlib.blake2b(digest_size=16)
     if saved is not None:
@@ -296,13 +305,13 @@ def _run_to_file(net, x, out: Path, h0, c0, lengths, check_finite, nonfinite, ch
         progress(int(bounds[done]), T)
     writers = {}
     try:
-        if done < len(bounds) - 1:
+        if done < bounds.count:
             writers["output"] = _NpyWriter(partial / OUTPUT, out_shape, net.dtype, time_axis,
                                            create=done == 0)
             if per_step_head and done > 0:
                 writers["y"] = _NpyWriter(partial / Y, *_saved_layout(partial / Y), time_axis,
                                           create=False)
-        for i in range(done, len(bounds) - 1):
+        for i in range(done, bounds.count):
             t0, t1 = int(bounds[i]), int(bounds[i + 1])
             chunk = source.read(t0, t1)
             digest.update(np.ascontiguousarray(chunk).data)
@@ -377,10 +386,15 @@ def _chunk_steps(net: Network, chunk_steps, B: int) -> int:
     return int(chunk_steps)
 
 
-def _bounds(T: int, steps: int) -> np.ndarray:
-    """Chunk boundaries: ceil(T / steps) chunks of equal length (within one step)."""
-    count = -(-T // steps)
-    return np.arange(count + 1, dtype=np.int64) * T // count
+class _Bounds:
+    """Chunk boundaries: ``count`` = ceil(T / steps) chunks of equal length (within one
+    step); ``bounds[i]`` is computed when asked, so any T takes no memory."""
+
+    def __init__(self, T: int, steps: int):
+        self.T, self.count = T, -(-T // steps)
+
+    def __getitem__(self, i: int) -> int:
+        return i * self.T // self.count if self.count else 0
 
 
 def _output_shape(net: Network, x_shape, unbatched: bool) -> tuple[int, ...]:
@@ -408,6 +422,7 @@ def _identity(net: Network, source, lengths, state: State, steps: int) -> dict:
                                             default=str).encode()).hexdigest(),
         "weights": _hash(*(net.params[name] for name in sorted(net.params))),
         "device": getattr(net, "device", "cpu"),
+        "fast math": net.fast_math,
         "input shape": list(source.shape),
         "input dtype": str(source.dtype),
         "lengths": _hash(lengths),

@@ -16,7 +16,7 @@ from . import display, guards
 from . import progress as progress_mod
 from .activations import bind
 from .config import Config, Spec
-from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError
+from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError, shown
 from .io import read_npz, recover_folder, write_folder_atomic
 from .plugins import Plugins, SavedNames, Source, get_plugins, keyword_params
 from . import reservoir
@@ -28,7 +28,6 @@ from .validation import as_real_array, checked_lengths
 SPECTRAL_RADIUS = "spectral_radius"
 # The model folder: the config, the weights, and the plugin that provided each name used.
 CONFIG_FILE, WEIGHTS_FILE, PLUGINS_FILE = "config.yaml", "weights.npz", "plugins.yaml"
-MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, PLUGINS_FILE)
 SOURCE_FIELDS = ("plugin", "package", "version")
 
 
@@ -170,7 +169,7 @@ class Network:
             if isinstance(radius, bool) or not isinstance(radius, (int, float)) or \
                     not 0 <= radius < float("inf"):
                 problems.append(f"{where}.{role}.{SPECTRAL_RADIUS}: expected a number >= 0, "
-                                f"got {radius!r}.")
+                                f"got {shown(radius)}.")
         return problems
 
     def parameter_shapes(self) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -609,15 +608,11 @@ class Network:
 
         ``plugins.yaml`` records, for every activation, initializer and head name the model
         uses, the plugin, package and version that provided it, so that loading the model where
-        one is missing says which package to install.
+        one is missing says which package to install. An existing folder is replaced only
+        when it holds nothing but these files (``OutputError`` otherwise: a project folder is
+        never swept away).
         """
         path = Path(path).resolve()
-        others = sorted(p.name for p in path.iterdir() if p.name not in MODEL_FILES) \
-            if path.is_dir() else []
-        if path.exists() and (not path.is_dir() or others):
-            raise InputError(f"cannot save to '{path}': it exists and is not an rnnsim model "
-                             f"folder{' (it holds ' + ', '.join(others[:3]) + ')' if others else ''}"
-                             "; saving replaces the whole folder. Choose a new path.")
 
         def write(folder: Path) -> None:
             (folder / CONFIG_FILE).write_text(yaml.safe_dump(self.config.dump(),
@@ -694,19 +689,18 @@ def read_saved_names(path: Path) -> SavedNames:
     fix = ("The file only names the plugin packages the model was saved with: restore it, or "
            "delete it to load the model without it.")
     try:
-        data = yaml.safe_load(record.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"'{record}' cannot be read: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}. {fix}") from None
+        data = config_mod.read_yaml_file(record, f"'{record}'", InputError)
+    except InputError as exc:
+        raise InputError(f"{exc} {fix}") from None
     names: dict[str, dict[str, Source]] = {}
     for kind, entries in (data or {}).items() if isinstance(data, dict) else [(None, data)]:
         if not isinstance(kind, str) or not isinstance(entries, dict):
-            raise InputError(f"'{record}' holds {data!r:.80}; expected a mapping of kind "
+            raise InputError(f"'{record}' holds {shown(data)}; expected a mapping of kind "
                              f"(activation, initializer, head) to names. {fix}")
         for name, source in entries.items():
             if not isinstance(source, dict) or \
                     not all(isinstance(source.get(f), str) for f in SOURCE_FIELDS):
-                raise InputError(f"'{record}': {kind} {name!r} is recorded as {source!r:.80}; "
+                raise InputError(f"'{record}': {kind} {name!r} is recorded as {shown(source)}; "
                                  f"expected a mapping with {', '.join(SOURCE_FIELDS)}. {fix}")
             names.setdefault(kind, {})[str(name)] = Source(*(source[f] for f in SOURCE_FIELDS))
     return SavedNames(names, where)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pluggy
 
 from . import hookspecs
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, shown
 
 ENTRY_POINT_GROUP = "rnnsim"
 DEFAULT_PLUGINS = (
@@ -283,6 +283,16 @@ def skip_broken() -> bool:
     return os.environ.get("RNNSIM_SKIP_BROKEN_PLUGINS", "") not in ("", "0")
 
 
+def raised(exc: BaseException) -> str:
+    """What a plugin's exception says, for messages: 'called sys.exit(3)', 'ValueError: ...'."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({shown(exc.code)})"
+    text = str(exc)
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: " + (text if len(text) <= 300 else text[:297] + "...")
+
+
 def _broken(error: PluginError) -> None:
     """Raise ``error``, or only warn when broken plugins are to be skipped."""
     if not skip_broken():
@@ -327,10 +337,10 @@ def _load_entry_points(manager: pluggy.PluginManager, blocked: set[str]) -> None
         version = ep.dist.version if ep.dist is not None else "unknown"
         try:
             plugin = ep.load()
-        except Exception as exc:
+        except BaseException as exc:  # sys.exit() and KeyboardInterrupt in a plugin too
             _broken(PluginError(
                 f"plugin '{ep.name}' (package {dist} {version}, entry point {ep.value}) failed "
-                f"to import: {type(exc).__name__}: {exc}. Fix or uninstall the package "
+                f"to import: {raised(exc)}. Fix or uninstall the package "
                 f"(`pip uninstall {dist}`), or block it with RNNSIM_DISABLE_PLUGINS={ep.name}."
             ))
             continue
@@ -394,10 +404,10 @@ def _collect(manager: pluggy.PluginManager) -> Plugins:
                     registry.add(entry)
             except PluginError as exc:
                 _broken(exc)
-            except Exception as exc:
+            except BaseException as exc:  # sys.exit() and KeyboardInterrupt in a plugin too
                 _broken(PluginError(
                     f"plugin '{source.plugin}' ({source.package}) raised in "
-                    f"{hook.name}: {type(exc).__name__}: {exc}. Fix the plugin, or block it "
+                    f"{hook.name}: {raised(exc)}. Fix the plugin, or block it "
                     f"with RNNSIM_DISABLE_PLUGINS={source.plugin}."
                 ))
     return Plugins(found)

@@ -119,3 +119,61 @@ def test_spectral_radius_scaling():
         "recurrent": {"name": "normal", "spectral_radius": 0.9}}}]))
     radius = np.max(np.abs(np.linalg.eigvals(net.params["layers.0.U"])))
     assert radius == pytest.approx(0.9, rel=1e-9)
+
+
+LAUGHS = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}' if prev else '1'] * 9)}]\n"
+    for prev, name in zip([None, "a", "b", "c", "d", "e", "f", "g"], "abcdefgh"))
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("network:\n  input_size: 2\n  layers: [{units: 3}]\n  input_size: 3\n")
+    with pytest.raises(ConfigError, match=r"line 4.*'input_size' is given twice.*line 2"):
+        parse(path)
+    # a '<<' merge may be overridden: that is not a duplicate
+    path.write_text("base: &b {input_size: 2, layers: [{units: 3}]}\n"
+                    "network: {<<: *b, input_size: 4}\n")
+    assert rnnsim.config.read_yaml(path)["network"]["input_size"] == 4
+
+
+def test_yaml_nested_thousands_deep_is_a_config_error(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("network: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested more than 100 levels"):
+        parse(path)
+
+
+def test_billion_laughs_never_expand(tmp_path):
+    """Aliases beyond the bound are refused while parsing; below it, a value that fails
+    validation is shown cut short, not expanded into the message."""
+    path = tmp_path / "laughs.yaml"
+    path.write_text(LAUGHS + "network: {input_size: *h, layers: [{units: 1}]}\n")
+    with pytest.raises(ConfigError, match="aliases .* expand to more than 1,000,000"):
+        parse(path)
+    path.write_text(LAUGHS.rsplit("f:", 1)[0] + "network: {input_size: *e, layers: *d}\n")
+    with pytest.raises(ConfigError) as info:
+        parse(path)
+    assert "network.input_size" in str(info.value) and len(str(info.value)) < 3000
+
+
+def test_a_yaml_file_beyond_the_size_cap_is_refused_unread(tmp_path):
+    path = tmp_path / "big.yaml"
+    with open(path, "w") as fh:
+        fh.write("network: {input_size: 2, layers: [{units: 3}]}\n")
+        fh.write(("# " + "x" * 1022 + "\n") * (17 << 10))
+    with pytest.raises(ConfigError, match="larger than 16 MiB"):
+        parse(path)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("network: &a [*a]\n", "an alias refers to a value that contains it"),
+    ("a: &a {b: *a}\nnetwork: {}\n", "an alias refers to a value that contains it"),
+    ("".join(f"l{i}: &l{i} " + "[" * 90 + (f"*l{i - 1}" if i else "1") + "]" * 90 + "\n"
+             for i in range(60)), "nest values more than 100 levels deep"),
+])
+def test_aliases_that_recurse_or_nest_too_deep_are_config_errors(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        parse(path)

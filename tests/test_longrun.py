@@ -151,6 +151,29 @@ def test_resume_refuses_another_config_weights_input_or_chunking(tmp_path):
     assert_same_result(net.run(changed_tail, out=out, resume=True), net.run(changed_tail))
 
 
+def test_resume_refuses_a_run_with_the_other_math_mode(tmp_path):
+    """`--fast-math` on resuming an exact run would mix two modes in one output."""
+    net = network("gru")
+    x = np.random.default_rng(6).standard_normal((60, 2, 3)).astype(np.float32)
+    out = tmp_path / "out.npy"
+    interrupted(net, x, out, fail_at=30, chunk_steps=10)
+    net.fast_math = True
+    with pytest.raises(InputError, match="fast math differ"):
+        net.run(x, out=out, resume=True)
+    net.fast_math = False
+    assert_same_result(net.run(x, out=out, resume=True), net.run(x))
+
+
+def test_a_symlink_planted_as_the_lock_file_is_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / ".out.npy.lock").symlink_to(victim)
+    with pytest.raises(InputError, match="lock file.*symlink"):
+        network().run(np.zeros((4, 3)), out=tmp_path / "out.npy")
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "out.npy").exists()
+
+
 def test_without_resume_an_interrupted_run_starts_over(tmp_path):
     net = network("elman")
     x = np.random.default_rng(7).standard_normal((30, 2, 3)).astype(np.float32)

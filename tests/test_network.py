@@ -72,8 +72,10 @@ def test_save_load_round_trips_exactly(tmp_path):
 def test_save_refuses_a_foreign_folder_and_load_checks(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "keep.txt").write_text("mine")
-    with pytest.raises(InputError, match="not an rnnsim model folder"):
+    with pytest.raises(rnnsim.OutputError, match="it holds keep.txt, which writing it would "
+                                                 "delete"):
         rnnsim.Network.from_config(CFG).save(tmp_path / "data")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["keep.txt"]
     assert (tmp_path / "data" / "keep.txt").read_text() == "mine"
     with pytest.raises(InputError, match="not an rnnsim model folder"):
         rnnsim.load(tmp_path / "data")

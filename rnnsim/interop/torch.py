@@ -7,6 +7,8 @@ separate as ``bn``.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -14,8 +16,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .. import guards
 from ..config import parse
-from ..errors import ConfigError, InputError, ShapeError
+from ..errors import ConfigError, InputError, ShapeError, shown
 from ..io import read_npz
 from ..network import Network
 
@@ -204,8 +207,9 @@ def _convert(state, cell: str, expected) -> dict[str, np.ndarray]:
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A PyTorch state dict saved as ``.npz``, ``.safetensors`` or ``.pt``, as NumPy arrays.
 
-    ``.safetensors`` needs the ``safetensors`` package and ``.pt`` needs torch (loaded with
-    ``weights_only=True``, so no pickled code runs).
+    ``.safetensors`` is read by rnnsim itself (no package needed) and ``.pt`` needs torch
+    (loaded with ``weights_only=True``, so no pickled code runs). Each is checked against the
+    memory before its tensors are read.
     """
     path = Path(path)
     if not path.is_file():
@@ -226,17 +230,60 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise InputError(f"weights file '{path}' cannot be read as {suffix}: {exc}.") from None
 
 
+# The safetensors element types NumPy holds, by the name the file's header gives them.
+SAFETENSORS_DTYPES = {"BOOL": "?", "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2",
+                      "F16": "<f2", "U32": "<u4", "I32": "<i4", "F32": "<f4", "U64": "<u8",
+                      "I64": "<i8", "F64": "<f8"}
+_FIT_HINT = "Convert the weights on a machine with more memory, or keep fewer of them."
+
+
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a ``.safetensors`` file (an 8-byte header length, a JSON header of
+    dtype, shape and byte range per tensor, then the data), checked against the file's size
+    and the memory before anything is allocated, then read tensor by tensor with plain file
+    reads: the file's pages do not stay in the process, so the peak is the tensors' size."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        raw = fh.read(8)
+        length = int.from_bytes(raw, "little") if len(raw) == 8 else -1
+        if not 0 < length <= min(size - 8, 100 << 20):
+            raise ValueError(f"a header of {length} bytes in a file of {size}")
+        header = json.loads(fh.read(length))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        header.pop("__metadata__", None)
+        layout = {name: _safetensors_entry(name, entry, size - 8 - length)
+                  for name, entry in header.items()}
+        guards.check_fits({f"{name} {shape}": math.prod(shape) * dtype.itemsize
+                           for name, (dtype, shape, _) in layout.items()},
+                          f"the tensors of '{path}'", _FIT_HINT, InputError)
+        tensors = {}
+        for name, (dtype, shape, start) in layout.items():
+            array = np.empty(math.prod(shape), dtype)  # flat: a view of its bytes always casts
+            fh.seek(8 + length + start)
+            if fh.readinto(memoryview(array).cast("B")) != array.nbytes:
+                raise ValueError(f"tensor {shown(name)} is cut short")
+            tensors[name] = array.reshape(shape)
+    return tensors
+
+
+def _safetensors_entry(name: str, entry, data_bytes: int) -> tuple[np.dtype, tuple, int]:
+    """(dtype, shape, first byte) of a header entry, checked: a known dtype, a shape of whole
+    non-negative numbers, a byte range of exactly its size inside the data."""
     try:
-        from safetensors.numpy import load_file
-    except ImportError:
-        raise InputError(f"reading '{path}' needs the safetensors package: pip install "
-                         "safetensors (or save the state dict as .npz).") from None
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # SafetensorError and friends: a damaged or hostile file
-        raise InputError(f"weights file '{path}' cannot be read as .safetensors: "
-                         f"{type(exc).__name__}: {exc}.") from None
+        dtype = np.dtype(SAFETENSORS_DTYPES[entry["dtype"]])
+        shape = tuple(entry["shape"])
+        start, end = entry["data_offsets"]
+        if not all(isinstance(d, int) and d >= 0 for d in (*shape, start, end)):
+            raise TypeError
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"tensor {shown(name)} has the entry {shown(entry)}: expected a dtype "
+                         f"among {', '.join(SAFETENSORS_DTYPES)}, a shape and data_offsets of "
+                         "whole numbers") from None
+    if end - start != math.prod(shape) * dtype.itemsize or end > data_bytes:
+        raise ValueError(f"tensor {shown(name)} of {entry['dtype']} {shape} declares bytes "
+                         f"{start} to {end} of {data_bytes}")
+    return dtype, shape, start
 
 
 def _load_pt(path: Path) -> dict[str, np.ndarray]:
@@ -245,8 +292,10 @@ def _load_pt(path: Path) -> dict[str, np.ndarray]:
     except ImportError:
         raise InputError(f"reading '{path}' needs PyTorch: pip install torch, or save the "
                          "state dict as .npz or .safetensors where torch is installed.") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    guards.check_fits({f"'{path}'": path.stat().st_size}, f"the tensors of '{path}'",
+                      _FIT_HINT, InputError)
+    try:  # mapped, not read: the tensors are paged in as they are used
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # UnpicklingError (refused or damaged), zip and EOF errors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(f"weights file '{path}' cannot be read as a weights-only .pt state "

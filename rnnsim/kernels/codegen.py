@@ -24,9 +24,11 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 import textwrap
 import types
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -47,6 +49,7 @@ import types as _types
 import numba as _numba
 
 from {options_module} import ACTIVATION_JIT as _ACT_JIT, JIT as _JIT, VARIANTS as _VARIANTS
+from {package}.codegen import guard_cache as _guard_cache
 
 '''
 
@@ -67,8 +70,8 @@ def __getattr__(name):
         raise AttributeError(f"module {{__name__!r}} has no attribute {{name!r}}")
     options = {{**_JIT, **globals().get("KERNEL_OPTIONS", {{}}).get(kernel, {{}}),
                **_VARIANTS[suffix]}}
-    globals()[name] = _numba.njit(cache={cache}, **options)(
-        _variant(globals()[kernel], "_" + suffix))
+    globals()[name] = _guard_cache(_numba.njit(cache={cache}, **options)(
+        _variant(globals()[kernel], "_" + suffix)))
     return globals()[name]
 '''
 
@@ -282,6 +285,8 @@ def load(stem: str, source: Callable[[bool], str], cacheable: bool,
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
+        for value in vars(module).values():
+            guard_cache(value)
         return module
     module = types.ModuleType(module_name)
     module.__dict__.update(namespace or {})
@@ -291,16 +296,44 @@ def load(stem: str, source: Callable[[bool], str], cacheable: bool,
     return module
 
 
+def guard_cache(dispatcher):
+    """``dispatcher``, its on-disk cache (for a jitted kernel; anything else is left alone)
+    made to treat an entry it cannot load (a damaged or truncated index or data file) as
+    missing: the entry is removed with a warning and the kernel compiled again."""
+    disk = getattr(dispatcher, "_cache", None)
+    index = getattr(getattr(disk, "_cache_file", None), "_index_path", None)
+    if index is None or getattr(disk, "_rnnsim_guarded", False):
+        return dispatcher
+    load = disk.load_overload
+
+    def load_or_discard(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception as exc:  # anything numba's loader raises on damaged files
+            try:
+                os.unlink(index)
+            except OSError:
+                pass
+            warnings.warn(f"the kernel cache entry '{index}' is damaged ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}); it was discarded and the kernel is compiled "
+                          "again.", RuntimeWarning, stacklevel=2)
+            return None
+
+    disk.load_overload = load_or_discard
+    disk._rnnsim_guarded = True
+    return dispatcher
+
+
 def _write(filename: str, source: str) -> Path | None:
     """Write ``source`` atomically into the cache folder, then keep the folder under its cap;
     None if the folder is not writable. A file already there is marked as used now."""
-    folder = cache.cache_dir()
-    path = folder / filename
     try:
-        if path.exists() and path.read_text() == source:
+        folder = cache.private_dir()
+        path = folder / filename
+        if path.exists() and path.read_bytes() == source.encode():
             cache.touch(path)
             return path
-        write_atomic(path, lambda tmp: tmp.write_text(source))
+        write_atomic(path, lambda tmp: tmp.write_bytes(source.encode()))
     except OSError:
         return None
     loaded = {Path(m.__file__).stem for name, m in list(sys.modules.items())

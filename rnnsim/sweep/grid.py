@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-import yaml
 
 from .. import config as config_mod
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, shown
 from ..plugins import get_plugins
 from .keys import check_key_path, split_key_path
 
@@ -48,7 +47,7 @@ def grid_values(spec: Any, where: str) -> list:
     for value in values:
         text = json.dumps(value, sort_keys=True, default=str)
         if text in seen:
-            raise ConfigError(f"{where}: the value {value!r} is given twice.")
+            raise ConfigError(f"{where}: the value {shown(value)} is given twice.")
         seen.add(text)
     return values
 
@@ -64,8 +63,8 @@ def parse_scalar(text: str, where: str):
         except ValueError:
             pass
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return config_mod.load_yaml(text, where)
+    except ConfigError:
         return text
 
 
@@ -141,7 +140,7 @@ class Point:
     key: str
 
     def describe(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.params.items()) + f", seed={self.seed}"
+        return ", ".join(f"{k}={shown(v)}" for k, v in self.params.items()) + f", seed={self.seed}"
 
 
 def point_seed(base_seed: int, params: Mapping[str, Any], repeat: int = 0) -> int:
@@ -214,7 +213,7 @@ def expand(config: Config, grid: Mapping[str, Any], repeats: int = 1,
             try:
                 checked = config_mod.parse(data, get_plugins().cells).dump()
             except ConfigError as exc:
-                shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
-                raise ConfigError(f"sweep point {shown}: {exc}") from None
+                point = ", ".join(f"{k}={shown(v)}" for k, v in params.items())
+                raise ConfigError(f"sweep point {point}: {exc}") from None
             points.append(Point(params, seed, checked, config_hash(checked)))
     return list(axes), points

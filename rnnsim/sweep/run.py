@@ -2,17 +2,20 @@
 or on a Dask cluster, finished points kept, the table written."""
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import copy
 import inspect
 import math
 import multiprocessing
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..config import Config
-from ..errors import ConfigError, RnnsimError
+from ..errors import ConfigError, RnnsimError, shown
 from ..network import Network
 from ..plugins import Metric, get_plugins
 from .grid import POINT_FORMAT, Point, expand, parse_config
@@ -44,7 +47,7 @@ def resolve_metrics(metrics: Iterable[str | Callable | Metric]) -> list[Metric]:
         elif callable(metric):
             resolved.append(Metric(metric.__name__, metric, inspect.getdoc(metric) or ""))
         else:
-            problems.append(f"metrics: expected a metric name or a function, got {metric!r}.")
+            problems.append(f"metrics: expected a metric name or a function, got {shown(metric)}.")
     names = [m.name for m in resolved]
     problems += [f"metrics: metric '{name}' is given twice." for name in sorted(set(names))
                  if names.count(name) > 1]
@@ -142,7 +145,7 @@ def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, A
     if output.suffix == ".parquet":
         require_pyarrow()
     if not (isinstance(repeats, int) and repeats >= 1):
-        raise ConfigError(f"sweep repeats must be an integer >= 1; got {repeats!r}.")
+        raise ConfigError(f"sweep repeats must be an integer >= 1; got {shown(repeats)}.")
     outcomes = []  # both checked, so that every mistake is reported at once
     for check in (lambda: resolve_metrics(metrics), lambda: expand(config, grid, repeats, seed)):
         try:
@@ -212,7 +215,8 @@ def _run(pending, workers: int, scheduler: str | None, record) -> None:
     else:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(min(workers, len(pending)), context,
-                                                    initializer=init_worker) as pool:
+                                                    initializer=init_worker,
+                                                    initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(evaluate_point, point.config, todo): point
                        for point, todo in pending}
             try:
@@ -241,8 +245,10 @@ def _run_dask(pending, workers: int, scheduler: str, record) -> None:
                 raise ConfigError(f"--scheduler '{scheduler}': {exc}; give the scheduler's "
                                   "address, e.g. tcp://host:8786, or 'local'.") from None
             address = scheduler
+            _check_scheduler(distributed, address)
         try:
-            client = distributed.Client(address, timeout="10s", set_as_default=False)
+            client = distributed.Client(address, timeout=_connect_timeout(),
+                                        set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"cannot reach the Dask scheduler at '{scheduler}': {exc}. Start "
                               "one with `dask scheduler` and `dask worker ADDRESS`, or use "
@@ -261,6 +267,42 @@ def _run_dask(pending, workers: int, scheduler: str, record) -> None:
             cluster.close()
 
 
+def _connect_timeout() -> float:
+    """Seconds to wait for a scheduler: Dask's ``distributed.comm.timeouts.connect`` (30 s
+    unless set, e.g. ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``)."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    return parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
+
+
+def _check_scheduler(distributed, address: str) -> None:
+    """Ask ``address`` who it is, within the connect timeout overall: a server that never
+    answers, or answers anything but a Dask scheduler's identity, is a ``ConfigError`` before
+    a ``Client`` (which could wait on it forever) is made."""
+    timeout = _connect_timeout()
+
+    async def identity():
+        comm = await distributed.comm.connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        reply = asyncio.run(asyncio.wait_for(identity(), timeout))
+    except Exception as exc:  # timeouts, refused connections, garbage decoded as frames
+        problem = (f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError)
+                   else f"{type(exc).__name__}: {str(exc)[:200]}")
+        raise ConfigError(f"cannot reach the Dask scheduler at '{address}': {problem}. Start "
+                          "one with `dask scheduler` and `dask worker ADDRESS`, or use "
+                          "--scheduler local.") from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise ConfigError(f"'{address}' answered, but not as a Dask scheduler (it said "
+                          f"{shown(reply)}). Check the address and port.")
+
+
 def _evaluated(point: Point, compute: Callable[[], dict]) -> dict:
     """``compute()``; an RnnsimError it raises names the point."""
     try:
@@ -269,12 +311,25 @@ def _evaluated(point: Point, compute: Callable[[], dict]) -> dict:
         raise type(exc)(f"sweep point {point.describe()}: {exc}") from None
 
 
-def init_worker() -> None:
+def init_worker(parent: int | None = None) -> None:
     """Worker-process setup: one numba thread and one BLAS thread each, so N workers use N
-    cores."""
+    cores; with ``parent`` (the sweep's process id) the worker ends as soon as that process is
+    gone, killed included (each worker holds its task queue open itself, so it would wait on
+    it forever)."""
     import numba
+
+    if parent is not None:
+        threading.Thread(target=_exit_without, args=(parent,), daemon=True,
+                         name="rnnsim-parent-watch").start()
 
     from ..threads import one_blas_thread
 
     numba.set_num_threads(1)
     one_blas_thread()
+
+
+def _exit_without(parent: int, every: float = 0.2) -> None:
+    """End this process once its parent is no longer ``parent``."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)

@@ -9,7 +9,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ...errors import ConfigError, InputError, RnnsimError, ShapeError
+from ... import guards
+from ...errors import ConfigError, InputError, NonfiniteError, RnnsimError, ShapeError
 from .fusion import fuse
 from .load import (Node, describe_array, implicit_inputs, import_onnx, load_external_data,
                    read_attributes)
@@ -65,7 +66,7 @@ class OnnxModel:
                                   f"{exc}.") from None
         graph = proto.graph
         self._refuse_other_domains(graph)
-        load_external_data(graph, folder, origin)
+        load_external_data(onnx, graph, folder, origin)
         constants = {}
         for tensor in graph.initializer:
             try:
@@ -285,7 +286,8 @@ class OnnxModel:
         feeds : one array per name in ``input_names``, with the declared dtype and shape
         outputs : the output names wanted (default: all ``output_names``); only the nodes
             they need run
-        check_finite : refuse float inputs holding NaN or inf
+        check_finite : refuse float inputs holding NaN or inf, and raise ``NonfiniteError``
+            naming the first node whose float output holds NaN or inf
         """
         wanted = tuple(self.output_names if outputs is None else outputs)
         unknown = [] if outputs is None else [n for n in wanted if n not in self.output_names]
@@ -299,6 +301,8 @@ class OnnxModel:
             results = _run_node(node, inputs, values)
             for name, value in zip(node.outputs, results):
                 if name:
+                    if check_finite:
+                        _check_finite_output(node, name, value, self.origin)
                     values[name] = value
         return {name: _owned(values[name]) for name in wanted}
 
@@ -336,8 +340,24 @@ def from_onnx(source: str | os.PathLike | Any) -> "OnnxModel":
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise InputError(f"ONNX model '{path}' {what}. Check the path.")
+    # protobuf parses the whole file at once: the file and the model it holds, in memory
+    guards.check_fits({f"ONNX model '{path}', twice": 2 * path.stat().st_size},
+                      f"'{path}' and the model parsed from it",
+                      "Keep large weights in external data files.",
+                      InputError)
     try:
         proto = onnx.load_model(path, load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends: the file is not ONNX
         raise InputError(f"'{path}' cannot be read as an ONNX model: {exc}.") from None
     return OnnxModel(proto, f"ONNX model '{path}'", path.parent)
+
+
+def _check_finite_output(node, name: str, value, origin: str) -> None:
+    """A ``NonfiniteError`` when the float output ``name`` of ``node`` holds NaN or inf."""
+    value = np.asarray(value)
+    if (value.dtype.kind == "f" and not math.isfinite(value.sum())
+            and not np.isfinite(value).all()):
+        raise NonfiniteError(f"{origin}: {node.where} output '{name}' holds NaN or inf, though "
+                             "the inputs are finite: its weights or attributes (activation_alpha, "
+                             "clip...) make it diverge. Check them, or pass check_finite=False "
+                             "(rnnsim run --allow-nonfinite) to keep the values.")

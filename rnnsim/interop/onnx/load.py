@@ -2,13 +2,15 @@
 kept inside the model's folder, and nodes with their attributes as NumPy values."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...errors import InputError
+from ... import guards
+from ...errors import InputError, shown
 
 
 FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -37,16 +39,22 @@ def _external_tensors(graph):
             yield from attribute.tensors
 
 
-def load_external_data(graph, folder: Path | None, origin: str) -> None:
-    """Read external tensor data, refusing any location outside ``folder``."""
+def load_external_data(onnx, graph, folder: Path | None, origin: str) -> None:
+    """Read external tensor data, refusing any location outside ``folder``, an offset or
+    length that is not a whole number inside the file, and data of another size than the
+    tensor's shape and type declare or beyond the memory (checked before reading)."""
     for tensor in _external_tensors(graph):
         if tensor.data_location != tensor.EXTERNAL:
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
-        where = f"{origin}: tensor '{tensor.name}' keeps its data in external file {location!r}"
+        where = (f"{origin}: tensor {shown(tensor.name)} keeps its data in external file "
+                 f"{shown(location)}")
         if folder is None:
             raise InputError(f"{where}; load the model from its file so the folder is known.")
+        if "\0" in location:
+            raise InputError(f"{where}, a name holding a NUL byte. Fix the model's "
+                             "external_data location.")
         base = folder.resolve()
         target = (base / location).resolve()
         if not location or Path(location).is_absolute() or base not in target.parents:
@@ -54,17 +62,43 @@ def load_external_data(graph, folder: Path | None, origin: str) -> None:
                              "external data only from files beside the model or below it.")
         if not target.is_file():
             raise InputError(f"{where}, which does not exist in '{base}'.")
-        offset, length = int(info.get("offset", 0)), info.get("length")
-        size = target.stat().st_size
-        length = size - offset if length is None else int(length)
-        if offset < 0 or length < 0 or offset + length > size:
-            raise InputError(f"{where}: offset {offset} and length {length} run past the "
-                             f"file's {size} bytes.")
-        with open(target, "rb") as fh:
-            fh.seek(offset)
-            tensor.raw_data = fh.read(length)
+        tensor.raw_data = _read_external(target, info, _tensor_bytes(onnx, tensor, where), where)
         del tensor.external_data[:]
         tensor.data_location = tensor.DEFAULT
+
+
+def _tensor_bytes(onnx, tensor, where: str) -> int:
+    """The bytes the tensor's shape and element type declare."""
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{where}, with the unknown element type {tensor.data_type}.") from None
+    if any(d < 0 for d in tensor.dims):
+        raise InputError(f"{where}, with the impossible shape {tuple(tensor.dims)}.")
+    return math.prod(tensor.dims) * itemsize
+
+
+def _read_external(target: Path, info: dict, declared: int, where: str) -> bytes:
+    """The ``declared`` bytes at ``info``'s offset in ``target``, once checked."""
+    try:
+        offset, length = int(info.get("offset", 0)), int(info.get("length", declared))
+    except ValueError:
+        raise InputError(f"{where}: offset {shown(info.get('offset'))} and length "
+                         f"{shown(info.get('length'))} must be whole numbers of bytes.") from None
+    size = target.stat().st_size
+    if offset < 0 or length < 0 or offset + length > size:
+        raise InputError(f"{where}: offset {offset} and length {length} run past the "
+                         f"file's {size} bytes.")
+    if length != declared:
+        raise InputError(f"{where}: its length is {length:,} bytes, but the tensor's shape and "
+                         f"type need {declared:,}. The model or its data file is damaged.")
+    # read once into the tensor, parsed once into an array: twice its size at the peak
+    guards.check_fits({f"{where} ({length:,} bytes), twice": 2 * length},
+                      "the external data and the array made of it",
+                      "Run it where more memory is free.", InputError)
+    with open(target, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(length)
 
 
 @dataclass

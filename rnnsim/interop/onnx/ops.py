@@ -12,10 +12,13 @@ form. Semantics follow the ONNX operator specs.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from ... import guards
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,23 @@ def _ints(array) -> list[int]:
     return [int(v) for v in np.asarray(array).reshape(-1)]
 
 
+def _fitting(shape, dtype) -> tuple[int, ...]:
+    """``shape``, once an array of it is known to fit in memory (a ValueError otherwise: a
+    shape input can ask for any size)."""
+    shape = tuple(shape)
+    if any(d < 0 for d in shape):
+        raise ValueError(f"the shape {shape} has a negative dimension")
+    guards.check_fits({f"its output {shape} of {np.dtype(dtype)}":
+                       math.prod(shape) * np.dtype(dtype).itemsize},
+                      "its values", "Check the shape input.", ValueError)
+    return shape
+
+
 def constant_of_shape(inputs, attrs, opset):
     """ConstantOfShape: an array of the input shape filled with ``value`` (float32 0 default)."""
     value = attrs.get("value", np.zeros(1, np.float32))
-    return (np.full(_ints(inputs[0]), value.reshape(-1)[0], dtype=value.dtype),)
+    return (np.full(_fitting(_ints(inputs[0]), value.dtype), value.reshape(-1)[0],
+                    dtype=value.dtype),)
 
 
 def shape(inputs, attrs, opset):
@@ -109,8 +125,8 @@ def concat(inputs, attrs, opset):
 def expand(inputs, attrs, opset):
     """Expand: broadcast the input against ``shape`` (both ways, as in NumPy)."""
     data, target = inputs
-    return (np.array(np.broadcast_to(data, np.broadcast_shapes(data.shape,
-                                                               tuple(_ints(target))))),)
+    shape = _fitting(np.broadcast_shapes(data.shape, tuple(_ints(target))), data.dtype)
+    return (np.array(np.broadcast_to(data, shape)),)
 
 
 def reshape(inputs, attrs, opset):

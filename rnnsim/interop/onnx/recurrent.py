@@ -3,13 +3,14 @@ mapped (ONNX stores LSTM gates as i, o, f, c and GRU gates as z, r, h; the kerne
 i, f, g, o and r, z, n), one cell per direction."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...activations import BoundActivation, bind
 from ...config import LayerConfig, Spec
-from ...errors import ConfigError, InputError, ShapeError
+from ...errors import ConfigError, InputError, ShapeError, shown
 from ...plugins import get_plugins
 from ...stepper import BoundStep
 from .load import FLOAT_TYPES, Node, describe_array
@@ -113,7 +114,7 @@ class RecurrentNode:
                               f"the outputs {list(spec.outputs)}.")
         self.direction = attrs.get("direction", "forward")
         if self.direction not in DIRECTIONS:
-            raise ConfigError(f"{self.where}: direction {self.direction!r} is not one of "
+            raise ConfigError(f"{self.where}: direction {shown(self.direction)} is not one of "
                               f"{', '.join(DIRECTIONS)}.")
         self.directions = 2 if self.direction == "bidirectional" else 1
         self.layout = attrs.get("layout", 0)
@@ -121,8 +122,9 @@ class RecurrentNode:
             raise ConfigError(f"{self.where}: layout {self.layout} must be 0 (time first) or 1 "
                               "(batch first).")
         self.clip = attrs.get("clip")
-        if self.clip is not None and not self.clip > 0:
-            raise ConfigError(f"{self.where}: clip {self.clip} must be positive.")
+        if self.clip is not None and not (_finite_number(self.clip) and self.clip > 0):
+            raise ConfigError(f"{self.where}: clip {shown(self.clip)} must be positive and "
+                              "finite (a float attribute).")
         self.input_forget = bool(attrs.get("input_forget", 0))
         self.linear_before_reset = bool(attrs.get("linear_before_reset", 0))
         weight_names = dict(zip(spec.inputs, node.inputs))
@@ -131,7 +133,7 @@ class RecurrentNode:
         if self.hidden_size is not None and (not isinstance(self.hidden_size, int)
                                              or self.hidden_size <= 0):
             raise ConfigError(f"{self.where}: hidden_size must be a positive integer (got "
-                              f"{self.hidden_size!r}).")
+                              f"{shown(self.hidden_size)}).")
         self.activations = self._activations()
         self.names = {key: name for key, name in weight_names.items() if name}
         self.dtype = None
@@ -161,16 +163,21 @@ class RecurrentNode:
         if spec.cell == "elman" and D == 1 and len(names) == 2:
             names = names[:1]  # ONNX Runtime's rule for the old default ["Tanh", "Tanh"]
         if len(names) != per_direction * D:
-            raise ConfigError(f"{self.where}: activations {names} must list {per_direction} "
-                              f"function(s) per direction ({per_direction * D} for direction "
-                              f"'{self.direction}').")
+            raise ConfigError(f"{self.where}: activations {shown(names)} must list "
+                              f"{per_direction} function(s) per direction "
+                              f"({per_direction * D} for direction '{self.direction}').")
+        for key in ("activation_alpha", "activation_beta"):
+            values = attrs.get(key, [])
+            if not isinstance(values, list) or not all(_finite_number(v) for v in values):
+                raise ConfigError(f"{self.where}: {key} must be a list of finite numbers (a "
+                                  f"floats attribute), not {shown(values)}.")
         alphas = iter(attrs.get("activation_alpha", []))
         betas = iter(attrs.get("activation_beta", []))
         bound, labels = [], []
         for i, name in enumerate(names):
             key = str(name).lower()
             if key not in ACTIVATIONS:
-                raise ConfigError(f"{self.where}: activations[{i}] {name!r} is not an ONNX "
+                raise ConfigError(f"{self.where}: activations[{i}] {shown(name)} is not an ONNX "
                                   "activation; use one of Relu, Tanh, Sigmoid, Affine, "
                                   "LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, "
                                   "Softsign, Softplus.")
@@ -183,8 +190,8 @@ class RecurrentNode:
                 params["beta"] = float(next(betas, default_beta))
             bound.append(bind_activation(rnnsim_name, f"{self.where}: activations[{i}]",
                                          **params))
-            shown = ", ".join(f"{key}={value:g}" for key, value in params.items())
-            labels.append(f"{name}({shown})" if shown else str(name))
+            described = ", ".join(f"{key}={value:g}" for key, value in params.items())
+            labels.append(f"{name}({described})" if described else str(name))
         self.activation_labels = [labels[d * per_direction:(d + 1) * per_direction]
                                   for d in range(D)]
         return [[bound[d * per_direction + slot] for slot in spec.activation_slots]
@@ -410,6 +417,11 @@ class RecurrentNode:
             "inputs": {key: name for key, name in self.names.items()},
             "weights": {key: list(shape) for key, shape in self.weight_shapes.items()},
         }
+
+
+def _finite_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def _last_dim(constants: dict, shapes: dict, name: str) -> int | None:
