@@ -23,7 +23,10 @@ THREADED_WORK = 2_000_000
 # Threads share the units of the same rows (``kernels/cpu/team.py``) when there are fewer rows
 # than threads and a step does at least this many multiply-adds: a barrier per step then costs
 # little, and each core streams only its share of the weights from its own cache. Decided by
-# size alone, so that the same call always runs the same code.
+# size alone, so that the same call always runs the same code. Measured with
+# benchmarks/bench_team.py (2-core EPYC, quiet): sharing wins from ~12k multiply-adds (Elman),
+# ~50k (LSTM) and ~200k (GRU, two barriers a step); 100k loses at none of those sizes by more
+# than noise.
 TEAM_STEP_WORK = 100_000
 # With more rows, the threads still share the units once a batch row's weights (multiply-adds
 # per row and step) outgrow the caches: each thread then reads half of them per step instead of

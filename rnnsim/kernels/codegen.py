@@ -102,10 +102,13 @@ for _name in KERNELS:
             _variant(globals()[_name], "_" + _suffix, _names))
 '''
 
-# target -> (template package, header, footer, how an activation is compiled, how an equation is)
+# target -> (template package, header, footer, how an activation is compiled, how an equation is).
+# On the CPU an equation is inlined into the kernel's loop (so that it vectorises) without FMA
+# contraction: a contracted a*b + c*d can fuse either product, and the serial and parallel
+# variants of a kernel must give the same bits.
 _TARGETS = {
     "cpu": ("cpu", _HEADER, _FOOTER, "_numba.njit(**_ACT_JIT)",
-            '_numba.njit(inline="always", **_ACT_JIT)'),
+            '_numba.njit(inline="always", fastmath={"nsz", "arcp"}, error_model="numpy")'),
     "cuda": ("cuda", _CUDA_HEADER, _CUDA_FOOTER, "_cuda.jit(device=True, **_ACT_JIT)",
              "_cuda.jit(device=True, **_ACT_JIT)"),
 }
