@@ -102,15 +102,17 @@ for _name in KERNELS:
             _variant(globals()[_name], "_" + _suffix, _names))
 '''
 
-# target -> (template package, header, footer, how an activation is compiled, how an equation is).
-# On the CPU an equation is inlined into the kernel's loop (so that it vectorises) without FMA
-# contraction: a contracted a*b + c*d can fuse either product, and the serial and parallel
-# variants of a kernel must give the same bits.
+# target -> (template package, header, footer, how an activation is compiled, how an equation
+# is: inlined, or called where the template sets INLINE_EQUATIONS = False). On the CPU an
+# equation is inlined into the kernel's loop, so that the loop vectorises; one that is called
+# keeps its own rounding wherever LLVM inlines it (no FMA contraction, which could fuse either
+# product of a*b + c*d).
 _TARGETS = {
     "cpu": ("cpu", _HEADER, _FOOTER, "_numba.njit(**_ACT_JIT)",
-            '_numba.njit(inline="always", fastmath={"nsz", "arcp"}, error_model="numpy")'),
+            {True: '_numba.njit(inline="always", **_ACT_JIT)',
+             False: '_numba.njit(fastmath={"nsz", "arcp"}, error_model="numpy")'}),
     "cuda": ("cuda", _CUDA_HEADER, _CUDA_FOOTER, "_cuda.jit(device=True, **_ACT_JIT)",
-             "_cuda.jit(device=True, **_ACT_JIT)"),
+             dict.fromkeys((True, False), "_cuda.jit(device=True, **_ACT_JIT)")),
 }
 
 
@@ -221,10 +223,12 @@ def build(template: str, activations: Sequence[Callable], target: str = "cpu") -
     return _built[key]
 
 
-def _equations(template_module: types.ModuleType, compile_equation: str) -> str:
+def _equations(template_module: types.ModuleType, compile_equation: dict) -> str:
     """Source binding each function of the template's ``EQUATIONS``, compiled for the target:
     those defined in another module are pasted first (without their decorators), so that they
-    call this module's activations."""
+    call this module's activations. A template with ``INLINE_EQUATIONS = False`` calls them
+    as compiled functions instead of inlining them."""
+    compile_equation = compile_equation[getattr(template_module, "INLINE_EQUATIONS", True)]
     lines = ["\n\n# ---- equations ----"]
     for fn in getattr(template_module, "EQUATIONS", ()):
         fn = getattr(fn, "py_func", fn)

@@ -46,6 +46,10 @@ def leaky_unit(z, prev, lr, keep, p0):
 
 
 EQUATIONS = (leaky_unit,)
+# Called, not inlined, and never contracted to an FMA: otherwise the parallel variant of ``esn``
+# rounds it differently from the serial one and from ``esn_batched`` (1 ulp in float64), and a
+# row must get the same bits in every kernel. Its cost beside a step's sparse sums is small.
+INLINE_EQUATIONS = False
 
 
 @numba.njit(inline="always", **ROW_JIT)
