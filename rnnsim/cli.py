@@ -833,7 +833,7 @@ def analyze_command(config, input_spec, target_path, washout, ridge, steps, warm
 
     from . import dynamics, progress, reservoir
     from .tasks import draw_sequence
-    from .io import read_array, write_atomic
+    from .io import read_array, write_npz
     from .network import open_network
 
     net = open_network(config)
@@ -866,13 +866,7 @@ def analyze_command(config, input_spec, target_path, washout, ridge, steps, warm
                                               x_const=constant, start_states=start_states,
                                               input_label=label, progress=bar)
     if points_path is not None:
-        arrays = dynamics.fixed_point_file(report["dynamics"])
-
-        def save(tmp):
-            with tmp.open("wb") as handle:
-                np.savez(handle, **arrays)
-
-        write_atomic(points_path, save)
+        write_npz(points_path, dynamics.fixed_point_file(report["dynamics"]))
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

@@ -82,7 +82,6 @@ class BoundStep:
         arrays: dict[tuple, int] = {}  # (offset, dtype, shape) -> index in program.arrays
         program_arrays: list[tuple[str, int, int]] = []
         desc: list[int] = [int(check_input), int(check_output)]
-        keep: list = []  # scalars made arrays: alive until the arena is copied
 
         def array_index(a: np.ndarray) -> int:
             if not a.flags.c_contiguous:
@@ -94,7 +93,6 @@ class BoundStep:
                 arrays[key] = len(program_arrays)
                 program_arrays.append((a.dtype.name, a.ndim, len(desc)))
                 desc.extend([offset, a.nbytes, *a.shape])
-                keep.append(a)
             return arrays[key]
 
         def token(value):
@@ -163,7 +161,10 @@ class BoundStep:
 
     def __call__(self, x_t: np.ndarray) -> int:
         """One step on ``x_t`` of the exact type; the status (0: done)."""
-        status = self.first(x_t, self.arena, self.desc)
+        return self.finish(self.first(x_t, self.arena, self.desc))
+
+    def finish(self, status: int) -> int:
+        """The calls after ``first`` (none once a status is set); the step's status."""
         for call in self.rest:
             status = status or call()
         return status or 0
@@ -209,12 +210,14 @@ class Stepper:
         step = BoundStep(x, ops, checked, self.unbatched, self.check_finite,
                          self.mode != "ignore")
         self.plan = step.plan
-        self._first, self._rest = step.first, step.rest
-        self._arena, self._desc = step.arena, step.desc
+        self._step = step
+        self._first, self._arena, self._desc = step.first, step.arena, step.desc
         self._x = step.view(x)
         self._outs = [step.view(out) for out in outs]
         self._states = [{name: step.view(s) for name, s in layer.items()} for layer in states]
-        self._more = bool(self._rest) or self.net.head is not None
+        self._more = bool(step.rest) or self.net.head is not None
+        # copied now, as the layers' weights are
+        self._head_params = {k: v.copy() for k, v in self.net.head_params().items()}
         top = self._outs[-1][0]
         self._output = top[0] if self.unbatched else top
 
@@ -232,8 +235,7 @@ class Stepper:
 
     def _finish(self, status: int, x_t) -> np.ndarray:
         """The rest of a step: the Python ops and later segments, the checks, the head."""
-        for call in self._rest:
-            status = status or call()
+        status = self._step.finish(status)
         if status:
             self._report(status, x_t)
         if self.net.head is None:
@@ -265,7 +267,7 @@ class Stepper:
 
     def _head(self) -> np.ndarray:
         net = self.net
-        y = net.head_forward(net.head_params(), self._outs[-1], None)
+        y = net.head_forward(self._head_params, self._outs[-1], None)
         if self.mode != "ignore" and not np.isfinite(y).all():
             watch = guards.NonfiniteWatch(self.mode, self._x, single_step=True)
             watch.head(net.config.network.head.name, y, net.head.per_step, len(net.layers))

@@ -14,7 +14,7 @@ from ..activations import compile_errors
 from ..errors import ConfigError
 from ..sparse import CSR
 from .. import device
-from .base import Cell, input_projection, thread_count
+from .base import Cell, input_projection, project_into, thread_count
 from .maps import DENSE_MAX, LayerMap, matmul, rows
 
 # Multiply-adds per step below which one thread runs the whole call (a parallel region costs
@@ -356,7 +356,7 @@ class ESNCell(Cell):
         """``out[...]`` = W_in (s * u_t) + b, as ``_projection`` without noise."""
         if self.options.input_scaling is not None:
             x = x * np.asarray(self.options.input_scaling, dtype=x.dtype)
-        out[...] = input_projection(x, Win, b)
+        project_into(x, Win, b, out)
 
     def recurrent_matrices(self, params):
         w = self.recurrent_matrix(params)

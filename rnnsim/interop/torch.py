@@ -21,6 +21,7 @@ from ..config import parse
 from ..errors import ConfigError, InputError, ShapeError, shown
 from ..io import read_npz
 from ..network import Network
+from .gates import gru_biases
 
 # mode (lower case) -> (cell, gates per layer, Elman activation)
 MODES = {"rnn_tanh": ("elman", 1, "tanh"), "rnn_relu": ("elman", 1, "relu"),
@@ -196,9 +197,8 @@ def _convert(state, cell: str, expected) -> dict[str, np.ndarray]:
         else:  # bias_hh, after bias_ih of the same layer and direction
             b = params[f"layers.{layer}.b{sfx}"]
             if cell == "gru":
-                p = value.shape[0] // 3
-                b[: 2 * p] += value[: 2 * p]
-                params[f"layers.{layer}.bn{sfx}"] = value[2 * p:]
+                params[f"layers.{layer}.b{sfx}"], params[f"layers.{layer}.bn{sfx}"] = \
+                    gru_biases(b, value)
             else:
                 b += value
     return params

@@ -107,9 +107,10 @@ def analyze(net, u=None, y=None, washout: int = 0, ridge: float = 1e-6,
         if not layer.reservoir:
             continue
         w = recurrent_matrix(net, i)
-        layers.append({"layer": i, "units": layer.units,
-                       "spectral_radius": spectral_radius(w),
-                       "effective_spectral_radius": spectral_radius(w, layer.leak_rate())})
+        radius, leak = spectral_radius(w), layer.leak_rate()
+        effective = radius if np.all(leak == 1) else spectral_radius(w, leak)
+        layers.append({"layer": i, "units": layer.units, "spectral_radius": radius,
+                       "effective_spectral_radius": effective})
     probe = probe if probe is not None else u if u is not None else \
         np.random.default_rng(0).uniform(-1, 1, (500, net.input_size))
     curve = memory_curve(net, **memory_options(net))

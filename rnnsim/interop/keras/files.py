@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ConfigError, InputError
-from .layers import RECURRENT, KerasLayer
+from .layers import KerasLayer
 from .model import collect
 
 INSTALL_HINT = "pip install 'rnnsim[keras]' (or pip install h5py)"

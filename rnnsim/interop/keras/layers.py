@@ -14,6 +14,7 @@ import numpy as np
 
 from ...config import parse
 from ...errors import ConfigError, ShapeError
+from ..gates import gru_biases, reorder_blocks
 from ...network import Network
 
 # Keras activation name -> rnnsim activation spec (Keras' own constants).
@@ -81,11 +82,6 @@ def activation(name, where: str):
                       "plugin and map it yourself with Network(config, params).")
 
 
-def _blocks(value: np.ndarray, order: Sequence[int], axis: int = 0) -> np.ndarray:
-    parts = np.split(value, len(order), axis=axis)
-    return np.concatenate([parts[i] for i in order], axis=axis)
-
-
 def _recurrent(cfg: dict, weights: Sequence[np.ndarray], class_name: str, where: str,
                backward: bool = False) -> tuple[dict, dict, int]:
     """(rnnsim layer config, parameters without suffix, input size) of one direction."""
@@ -113,7 +109,7 @@ def _recurrent(cfg: dict, weights: Sequence[np.ndarray], class_name: str, where:
     layer = {"cell": cell, "units": p, "bias": bias,
              "activation": activation(cfg.get("activation", "tanh"), where)}
     order = GRU_ORDER if cell == "gru" else tuple(range(gates))
-    params = {"W": _blocks(kernel.T, order), "U": _blocks(recurrent.T, order)}
+    params = {"W": reorder_blocks(kernel.T, order), "U": reorder_blocks(recurrent.T, order)}
     if cell in ("lstm", "gru"):
         layer["gate_activation"] = activation(cfg.get("recurrent_activation", "sigmoid"), where)
     if cell == "lstm":
@@ -125,11 +121,10 @@ def _recurrent(cfg: dict, weights: Sequence[np.ndarray], class_name: str, where:
         if cell != "gru":
             params["b"] = b.copy()
         elif reset_after:
-            inner, outer = _blocks(b[0], order), _blocks(b[1], order)
-            params["b"] = np.concatenate([inner[:2 * p] + outer[:2 * p], inner[2 * p:]])
-            params["bn"] = outer[2 * p:].copy()
+            params["b"], params["bn"] = gru_biases(reorder_blocks(b[0], order),
+                                                   reorder_blocks(b[1], order))
         else:
-            params["b"], params["bn"] = _blocks(b, order), np.zeros(p, b.dtype)
+            params["b"], params["bn"] = reorder_blocks(b, order), np.zeros(p, b.dtype)
     return layer, params, kernel.shape[0]
 
 

@@ -13,6 +13,7 @@ from ...config import LayerConfig, Spec
 from ...errors import ConfigError, InputError, ShapeError, shown
 from ...plugins import get_plugins
 from ...stepper import BoundStep
+from ..gates import gru_biases, reorder_blocks
 from .load import FLOAT_TYPES, Node, describe_array
 
 
@@ -223,7 +224,6 @@ class RecurrentNode:
         if W.ndim != 3 or W.shape[:2] != (D, G * p):
             self._shape_error("W", W, f"(num_directions={D}, {G}*hidden_size={G * p}, "
                                       "input_size)", p)
-        k = W.shape[2]
         self._check_weight("R", R, W.dtype, p, (D, G * p, p))
         if B is not None:
             self._check_weight("B", B, W.dtype, p, (D, 2 * G * p))
@@ -232,24 +232,18 @@ class RecurrentNode:
         order = list(self.spec.gate_order)
         params = []
         for d in range(D):
-            kernel = {"W": self._reorder(W[d].reshape(G, p, k), order, (G * p, k)),
-                      "U": self._reorder(R[d].reshape(G, p, p), order, (G * p, p))}
+            kernel = {"W": reorder_blocks(W[d], order), "U": reorder_blocks(R[d], order)}
             if B is not None:
-                Wb = B[d, :G * p].reshape(G, p)[order].reshape(-1)
-                Rb = B[d, G * p:].reshape(G, p)[order].reshape(-1)
+                Wb = reorder_blocks(B[d, :G * p], order)
+                Rb = reorder_blocks(B[d, G * p:], order)
                 if self.spec.cell == "gru":  # Rb of n stays inside r * (...) in the kernel
-                    kernel["b"] = np.concatenate([Wb[:2 * p] + Rb[:2 * p], Wb[2 * p:]])
-                    kernel["bn"] = np.ascontiguousarray(Rb[2 * p:])
+                    kernel["b"], kernel["bn"] = gru_biases(Wb, Rb)
                 else:
                     kernel["b"] = Wb + Rb
             if P is not None:  # ONNX P: i, o, f; kernel: i, f, o
                 kernel["P"] = np.ascontiguousarray(P[d].reshape(3, p)[[0, 2, 1]])
             params.append(kernel)
         return params
-
-    @staticmethod
-    def _reorder(blocks: np.ndarray, order: list[int], shape) -> np.ndarray:
-        return np.ascontiguousarray(blocks[order].reshape(shape))
 
     def _tensor(self, key: str) -> str:
         name = self.names.get(key, "")
