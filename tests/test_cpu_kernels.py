@@ -159,9 +159,8 @@ def test_a_row_gets_the_same_bits_alone_or_in_a_batch(variant):
 @pytest.mark.parametrize("members", [1, 2])
 def test_a_single_row_runs_its_own_loop_with_the_bits_of_a_batch(variant, dtype, members,
                                                                  threads):
-    """A lone LSTM row takes ``one_row`` (the input sums of 16 steps at once, then the
-    recurrent part step by step; also when threads share its units): the same bits as in a
-    batch, across chunk boundaries, with lengths and in reverse."""
+    """A lone LSTM row takes its own step loop (``one_row``; also when threads share its
+    units): the same bits as in a batch, with lengths and in reverse."""
     layer = dict(CELLS[variant], bidirectional=True)
     if variant == "lstm-proj-peep":
         layer.pop("proj_size")  # one_row runs without a projection

@@ -11,8 +11,6 @@ few batch rows and one panel's units of all four gates, then those units' gate n
 for all the tile's rows in one loop. A lone batch row without a projection (B = 1, the common
 case of streaming and generation) takes ``one_row`` instead.
 """
-import numpy as np
-
 from rnnsim.kernels.cpu import rows, team, tiles
 from rnnsim.kernels.cpu.rows import clipped
 
@@ -20,8 +18,6 @@ KERNELS = ("lstm_forward",)
 GATES = 4
 HALVES = 2  # sub-panels per panel: P packed with gates=4, nr=8
 PROJECTION_HALVES = 4  # R packed with gates=1, nr=4
-ROWS = tiles.ROWS
-CHUNK = 16  # steps whose input sums ``one_row`` computes at once
 
 
 def lstm_unit(zi, zf, zg, zo, pi, pf, po, c, clip, input_forget, real, p0, p1, p2):
@@ -41,70 +37,36 @@ def lstm_unit(zi, zf, zg, zo, pi, pf, po, c, clip, input_forget, real, p0, p1, p
 EQUATIONS = (lstm_unit,)
 
 
-def one_row(x, P, bias, peep, cs, H, H_next, out, steps, b, reverse, clip, input_forget, sync,
-            members, phase, pan_lo, pan_hi, out_lo, out_hi, p0, p1, p2):
-    """``lstm_forward`` for the one batch row b without a projection: per ``CHUNK`` steps,
-    first the input part of their sums (b + W x_t, in tiles of ``tiles.ROWS`` steps), then
-    step by step only the recurrent part (+ U h_{t-1}) and the gates, with no per-row
-    bookkeeping. The same bits as the batched path (``tiles``). Returns the operand buffer
-    that holds h_T."""
+def one_row(x, P, bias, peep, cs, H, H_next, out, steps, b, reverse, clip, input_forget, lead,
+            sync, members, phase, pan_lo, pan_hi, out_lo, out_hi, p0, p1, p2):
+    """``lstm_forward`` for the one batch row b without a projection: step by step, each
+    panel's tile and gates, with no per-row bookkeeping; the bits of the batched path.
+    Returns the operand buffer that holds h_T."""
     k = x.shape[2]
-    K = P.shape[1]
     units = P.shape[2] // GATES
     real = x.dtype.type
-    G = tiles.scratch(x, (GATES, tiles.ROWS, units))
+    G = tiles.scratch(x, (GATES, 1, units))
     c_next = tiles.scratch(x, (units,))
     h_next = tiles.scratch(x, (units,))
-    direct = steps == 1  # (a stepper's call) x_t is in H already: one sum over all columns
-    chunk = 0 if direct else CHUNK
-    X = np.empty((chunk, k), x.dtype)  # the chunk's inputs, step by step
-    Z = np.empty((chunk, GATES, bias.shape[1]), x.dtype)  # and their sums b + W x_t
-    for s0 in range(0, steps, CHUNK):
-        count = min(CHUNK, steps - s0)
-        if not direct:
-            for i in range(count):
-                rows.copy(x[rows.step_time(steps, s0 + i, reverse), b], X[i])
-            for pan in range(pan_lo, pan_hi):
-                u0 = pan * units
-                i = 0
-                while i < count:
-                    done = ROWS
-                    if count - i >= ROWS:
-                        for half in range(HALVES):
-                            tiles.tile_matmul(X, i, P, pan, bias, G, ROWS, GATES, HALVES, half,
-                                              1, k, -1, 0, k)
-                    else:
-                        tiles.tile_matmul(X, i, P, pan, bias, G, 1, GATES, HALVES, 0, HALVES,
-                                          k, -1, 0, k)
-                        done = 1
-                    for m in range(done):
-                        for g in range(GATES):
-                            rows.copy(G[g, m], Z[i + m, g, u0:u0 + units])
-                    i += done
-        for i in range(count):
-            for pan in range(pan_lo, pan_hi):
-                if direct:
-                    tiles.tile_matmul(H, b, P, pan, bias, G, 1, GATES, HALVES, 0, HALVES, k, -1,
-                                      0, K)
-                else:
-                    tiles.tile_matmul(H, b, P, pan, Z[i], G, 1, GATES, HALVES, 0, HALVES, k, -1,
-                                      k, K)
-                u0 = pan * units
-                c_prev = cs[b, u0:u0 + units]
-                pi, pf, po = peep[0, u0:u0 + units], peep[1, u0:u0 + units], \
-                    peep[2, u0:u0 + units]
-                for j in range(units):
-                    ci, hi = lstm_unit(G[0, 0, j], G[1, 0, j], G[2, 0, j], G[3, 0, j], pi[j],
-                                       pf[j], po[j], c_prev[j], clip, input_forget, real, p0,
-                                       p1, p2)
-                    c_next[j] = ci
-                    h_next[j] = hi
-                rows.copy(c_next, c_prev)
-                rows.copy(h_next, H_next[b, k + u0:k + u0 + units])
-            t = rows.step_time(steps, s0 + i, reverse)
-            rows.copy(H_next[b, k + out_lo:k + out_hi], out[t, b, out_lo:out_hi])
-            phase = team.meet(sync, members, phase)
-            H, H_next = H_next, H
+    for s in range(steps):  # x_t is in H already (``lstm_forward``)
+        for pan in range(pan_lo, pan_hi):
+            tiles.tile_matmul(H, b, P, pan, bias, G, 1, GATES, HALVES, 0, HALVES, k, -1)
+            u0 = pan * units
+            c_prev = cs[b, u0:u0 + units]
+            pi, pf, po = peep[0, u0:u0 + units], peep[1, u0:u0 + units], peep[2, u0:u0 + units]
+            for j in range(units):
+                ci, hi = lstm_unit(G[0, 0, j], G[1, 0, j], G[2, 0, j], G[3, 0, j], pi[j], pf[j],
+                                   po[j], c_prev[j], clip, input_forget, real, p0, p1, p2)
+                c_next[j] = ci
+                h_next[j] = hi
+            rows.copy(c_next, c_prev)
+            rows.copy(h_next, H_next[b, k + u0:k + u0 + units])
+        if lead and s + 1 < steps:
+            rows.copy(x[rows.step_time(steps, s + 1, reverse), b], H_next[b, :k])
+        rows.copy(H_next[b, k + out_lo:k + out_hi],
+                  out[rows.step_time(steps, s, reverse), b, out_lo:out_hi])
+        phase = team.meet(sync, members, phase)
+        H, H_next = H_next, H
     return H
 
 
@@ -157,8 +119,8 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
     steps = rows.longest(lengths, first, last)
     if last - first == 1 and not project:
         final = one_row(x, P, bias, peep, cs, H, H_next, out, steps, first, reverse, clip,
-                        input_forget, sync, members, phase, pan_lo, pan_hi, out_lo, out_hi, p0,
-                        p1, p2)
+                        input_forget, lead, sync, members, phase, pan_lo, pan_hi, out_lo,
+                        out_hi, p0, p1, p2)
         if lead:
             rows.store_states(final, h, first, last, k)
             rows.copy(cs[first, :p], c[first])

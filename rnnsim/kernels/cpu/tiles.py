@@ -107,12 +107,10 @@ def _vector_fma(context, builder, dtype):
 
 @intrinsic
 def tile_matmul(typingctx, A, a_row, P, pan, bias, C, mr, gates, halves, first, count, k,
-                split, lo, hi):
+                split):
     """The tile of rows a_row..a_row+mr-1 of A and sub-panels first..first+count-1 of panel
-    ``pan`` (of ``halves`` sub-panels of ``gates`` vectors) into C (module docstring), over
-    the columns lo..hi-1 of A and P, each sum starting from its unit's bias; mr, gates, halves,
-    count and split literal ints. Sums over columns [0, j) then, from those sums as the bias,
-    over [j, K) give the bits of one sum over [0, K).
+    ``pan`` (of ``halves`` sub-panels of ``gates`` vectors) into C (module docstring), each
+    sum starting from its unit's bias; mr, gates, halves, count and split literal ints.
 
     bias : (gates (+1 with split), pp); C : (gates (+1), rows >= mr, UP), ``C[g, m, i]`` gate g
     of row m and unit i of the panel. With split = g >= 0 gate g sums columns [0, k) only, and
@@ -146,8 +144,7 @@ def tile_matmul(typingctx, A, a_row, P, pan, bias, C, mr, gates, halves, first, 
         _, K, panel_width = cgutils.unpack_tuple(builder, packed.shape)
         bias_width = cgutils.unpack_tuple(builder, biases.shape)[1]
         _, c_rows, c_units = cgutils.unpack_tuple(builder, c.shape)
-        first_half, k_value, lo_value, hi_value = as_intp(9), as_intp(11), as_intp(13), \
-            as_intp(14)
+        first_half, k_value = as_intp(9), as_intp(11)
         units = const(n_halves * width)
         # (sub-panel, gate) of each accumulator: where it loads from, starts and is stored
         pairs = [(h, g) for h in range(n_sub) for g in range(n_gates)]
@@ -188,12 +185,12 @@ def tile_matmul(typingctx, A, a_row, P, pan, bias, C, mr, gates, halves, first, 
 
         if split_gate >= 0:
             extra = {h: n_sub * n_gates + h for h in range(n_sub)}
-            columns(lo_value, k_value, acc)
-            columns(k_value, hi_value, [[acc[m][extra[h]] if g == split_gate else acc[m][n]
+            columns(const(0), k_value, acc)
+            columns(k_value, K, [[acc[m][extra[h]] if g == split_gate else acc[m][n]
                                   for n, (h, g) in enumerate(pairs[:n_sub * n_gates])]
                                  for m in range(rows)])
         else:
-            columns(lo_value, hi_value, acc)
+            columns(const(0), K, acc)
         for m in range(rows):
             for (h, g), lane, source in zip(pairs, lanes, acc[m]):
                 offset = builder.add(builder.mul(builder.add(builder.mul(const(g), c_rows),
@@ -202,7 +199,7 @@ def tile_matmul(typingctx, A, a_row, P, pan, bias, C, mr, gates, halves, first, 
         return context.get_dummy_value()
 
     return types.none(A, a_row, P, pan, bias, C, mr, gates, halves, first, count, k,
-                      split, lo, hi), codegen
+                      split), codegen
 
 
 @intrinsic
@@ -309,10 +306,8 @@ def panel_tile(A, r, n, P, pan, bias, C, k, gates, halves, per_call, split):
     sub-panels per call (at most 16 accumulators), else one row with all sub-panels (more
     independent FMA chains). Returns the rows done, whose results are in C[:, :rows]."""
     if n - r < ROWS:
-        tile_matmul(A, r, P, pan, bias, C, 1, gates, halves, 0, halves, k, split, 0,
-                    P.shape[1])
+        tile_matmul(A, r, P, pan, bias, C, 1, gates, halves, 0, halves, k, split)
         return 1
     for first in range(0, halves, per_call):
-        tile_matmul(A, r, P, pan, bias, C, ROWS, gates, halves, first, per_call, k, split, 0,
-                    P.shape[1])
+        tile_matmul(A, r, P, pan, bias, C, ROWS, gates, halves, first, per_call, k, split)
     return ROWS
