@@ -225,6 +225,35 @@ def test_help_version_and_usage_errors_do_not_import_numba(args, code):
     assert result.stdout.splitlines()[-1] == f"EXIT {code} False False", result.stdout
 
 
+QUICKSTART = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+LOADS_NO_NUMBA = """
+import sys, rnnsim, rnnsim.cli, rnnsim.config, rnnsim.plugins
+rnnsim.plugins.get_plugins()
+rnnsim.Network.from_config({'network': {'input_size': 2, 'layers': [
+    {'cell': 'lstm', 'units': 3, 'activation': 'tanh'}]}})
+print("EXIT", 0, "numba" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("code, expected", [
+    *((NO_NUMBA.format(args=args), f"EXIT {exit_code} False") for args, exit_code in [
+        (["validate", QUICKSTART], 0), (["import", "--help"], 0), (["import", "onnx", "--help"], 0),
+        (["plugins"], 0), (["validate"], 2), (["validate", "no-such.yaml"], 1),
+        (["import", "onnx"], 2), (["run", QUICKSTART, "--bogus"], 2)]),
+    (LOADS_NO_NUMBA, "EXIT 0 False"),
+])
+def test_validating_and_listing_do_not_import_numba(code, expected):
+    """numba (about a second to import) loads with the first kernel, not for `validate`,
+    `import --help`, `plugins`, argument errors, `import rnnsim` or building a network:
+    the built-in activations name their numba forms by reference."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert " ".join(result.stdout.splitlines()[-1].split()[:3]) == expected, result.stdout
+
+
 def test_the_cli_spells_out_the_devices_and_the_built_in_metrics_of_the_api():
     from rnnsim import cli as cli_mod, device
     from rnnsim.plugins import get_plugins
