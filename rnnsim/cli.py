@@ -538,7 +538,7 @@ def bench_command(cells, dtypes, quick, repeats, cold_start, streaming, json_pat
 
         results["streaming"] = streambench.streaming(rounds=30 if quick else 200)
         click.echo("\nOne streaming step, B = 1, float32, one thread (µs per call, the "
-                   "fastest of short rounds; ratio = peer / rnnsim):")
+                   "fastest of short rounds; ratios > 1: rnnsim faster):")
         click.echo(streambench.streaming_table(results["streaming"]))
     if json_path is not None:
         write_atomic(json_path, lambda tmp: tmp.write_text(bench.to_json(results)))
