@@ -19,17 +19,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .version import __version__
+from .devices import DEVICES
 from .errors import RnnsimError
+from .version import __version__
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .network import Network, RunResult
 
-# Spelled out here so that building the options does not import the API (numba): a test
-# checks that it equals rnnsim.device.DEVICES.
-DEVICES = ("cpu", "cuda")
 
 
 def reports_errors(fn):
@@ -323,11 +321,12 @@ def _int_list(value: str | None, option: str) -> list[int] | None:
 
 
 def _network(path: Path, seed: int | None, device: str | None = None) -> Network:
+    """The network of a YAML config (its seed replaced by ``seed``) or a model folder."""
     from . import config as config_mod
-    from .network import Network, open_network
+    from .network import Network, open_native
 
     if seed is None or path.is_dir():
-        return open_network(path, device)
+        return open_native(path, device)
     data = config_mod.read_yaml(path)
     data.setdefault("network", {})
     if isinstance(data["network"], dict):
@@ -431,16 +430,17 @@ def print_parameters(net: Network) -> None:
 @reports_errors
 def validate(config):
     """Check a config (keys, types, sizes, plugin names) without running it."""
-    from .network import imported_network, open_network
+    from .config import origin_of
+    from .network import Network, imported_network, load
     from .sweep import parse_config
 
     imported = import_by_type(config)
     if imported is not None:
         net = imported_network(imported, config)
-    else:
-        if Path(config).is_file():  # a YAML config, whose sweep: section is checked too
-            parse_config(config)
-        net = open_network(config)
+    elif config.is_dir():
+        net = load(config)
+    else:  # a YAML config, read once, its sweep: section checked too
+        net = Network(parse_config(config), origin=origin_of(config))
     click.echo(f"{config}: valid ({len(net.layers)} layer(s), "
                f"{sum(row['count'] for row in net.parameter_table()):,} parameters)")
 
@@ -454,9 +454,9 @@ def info(config, as_json):
     imported = import_by_type(config)
     if imported is not None and not _is_network(imported):
         return info_graph(imported, config, as_json)
-    from .network import open_network
+    from .network import open_native
 
-    net = open_network(config) if imported is None else imported
+    net = open_native(config) if imported is None else imported
     if as_json:
         rows = [dict(r, shape=list(r["shape"])) for r in net.parameter_table()]
         layers = [{"cell": l.name, "units": l.units, "input_size": l.input_size,
