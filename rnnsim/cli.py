@@ -421,7 +421,7 @@ def print_parameters(net: Network) -> None:
                   if row["sparse"] else "")
         click.echo(f"  {row['name']:<22} {row['symbol']:<14} {shape:<12} {row['count']:>9,}"
                    + sparse)
-    total = sum(row["count"] for row in table)
+    total = net.parameter_count()
     click.echo(f"  {'total':<22} {'':<14} {'':<12} {total:>9,}")
 
 
@@ -442,7 +442,7 @@ def validate(config):
     else:  # a YAML config, read once, its sweep: section checked too
         net = Network(parse_config(config), origin=origin_of(config))
     click.echo(f"{config}: valid ({len(net.layers)} layer(s), "
-               f"{sum(row['count'] for row in net.parameter_table()):,} parameters)")
+               f"{net.parameter_count():,} parameters)")
 
 
 @cli.command()
@@ -469,9 +469,7 @@ def info(config, as_json):
     print_equations(net)
     print_parameters(net)
     for i, layer in enumerate(net.layers):
-        count = sum(r["count"] for r in net.parameter_table()
-                    if r["name"].startswith(f"layers.{i}."))
-        click.echo(f"  layer {i}: {count:,} parameters")
+        click.echo(f"  layer {i}: {net.parameter_count(f'layers.{i}.'):,} parameters")
     click.echo("The recurrence runs once per timestep with these same weights, so T is set "
                "by the input, not by the network.")
 
@@ -682,7 +680,7 @@ def import_command(entry) -> click.Command:
                                        f"as it is: `rnnsim run {path} --input FEEDS.npz`. Only "
                                        "networks are saved as model folders.")
             net.save(output_path)
-        count = sum(v.size for v in net.params.values())
+        count = net.parameter_count()
         cells = ", ".join(layer.name for layer in net.layers)
         head = f" and a {net.config.network.head.name} head" if net.head is not None else ""
         click.echo(f"wrote {output_path}: {len(net.layers)} layer(s) ({cells}){head}, "

@@ -199,6 +199,13 @@ class Network:
                          "sparse": stored is not None})
         return rows
 
+    def parameter_count(self, prefix: str = "") -> int:
+        """How many parameters the network has (those whose names start with ``prefix``,
+        such as 'layers.0.'): ``parameter_table``'s counts, so a sparse matrix counts its
+        stored nonzeros, never its index arrays."""
+        return sum(row["count"] for row in self.parameter_table()
+                   if row["name"].startswith(prefix))
+
     def init_spec(self, name: str, role: str) -> tuple[Spec, str]:
         owner, index = name.split(".")[0], name.split(".")[1]
         if owner == "head":
