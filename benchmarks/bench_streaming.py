@@ -1,10 +1,13 @@
-"""Streaming: one step call at B = 1, float32, one thread, rnnsim's compiled ``net.stepper``
-against a PyTorch cell and a one-step ONNX Runtime session (``rnnsim.streambench``).
+"""Streaming: one step call at B = 1, float32, one thread, p = 16, 64, 256: rnnsim's
+compiled ``net.stepper`` against a PyTorch cell (``nn.RNNCell``/``LSTMCell``/``GRUCell``) and
+a one-step ONNX Runtime session, and the same ONNX model through ``rnnsim.from_onnx``
+(``rnnsim.streambench``).
 
     python benchmarks/bench_streaming.py [--quick] [--json out.json]
 
-Prints µs per call (the fastest of short rounds) and peer / rnnsim (> 1: rnnsim faster).
-The same table as ``rnnsim bench --streaming``.
+Prints µs per call (the fastest of short rounds, the candidates taking turns) and the ratios
+(> 1: rnnsim faster), the last ONNX Runtime / from_onnx on the same file. The same table as
+``rnnsim bench --streaming``.
 """
 from __future__ import annotations
 
@@ -13,16 +16,21 @@ import json
 from timing import parse_args
 
 from rnnsim.bench import import_peers
-from rnnsim.streambench import streaming, streaming_table
+from rnnsim.io import write_atomic
+from rnnsim.streambench import CALLS, streaming, streaming_table
 
 
 def main() -> None:
     args = parse_args(__doc__)
     import_peers()
-    rows = streaming(rounds=30 if args.quick else 300)
+    rounds = 30 if args.quick else 300
+    rows = streaming(rounds=rounds)
+    print(f"One streaming step, B = 1, float32, one thread: µs per call, the fastest of "
+          f"{rounds} rounds of {CALLS} calls; ratios > 1: rnnsim faster.\n")
     print(streaming_table(rows))
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows}, indent=2))
+        write_atomic(args.json, lambda tmp: tmp.write_text(json.dumps({"rows": rows},
+                                                                      indent=2)))
 
 
 if __name__ == "__main__":

@@ -19,17 +19,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .version import __version__
+from .devices import DEVICES
 from .errors import RnnsimError
+from .version import __version__
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .network import Network, RunResult
 
-# Spelled out here so that building the options does not import the API (numba): a test
-# checks that it equals rnnsim.device.DEVICES.
-DEVICES = ("cpu", "cuda")
 
 
 def reports_errors(fn):
@@ -323,11 +321,12 @@ def _int_list(value: str | None, option: str) -> list[int] | None:
 
 
 def _network(path: Path, seed: int | None, device: str | None = None) -> Network:
+    """The network of a YAML config (its seed replaced by ``seed``) or a model folder."""
     from . import config as config_mod
-    from .network import Network, open_network
+    from .network import Network, open_native
 
     if seed is None or path.is_dir():
-        return open_network(path, device)
+        return open_native(path, device)
     data = config_mod.read_yaml(path)
     data.setdefault("network", {})
     if isinstance(data["network"], dict):
@@ -422,7 +421,7 @@ def print_parameters(net: Network) -> None:
                   if row["sparse"] else "")
         click.echo(f"  {row['name']:<22} {row['symbol']:<14} {shape:<12} {row['count']:>9,}"
                    + sparse)
-    total = sum(row["count"] for row in table)
+    total = net.parameter_count()
     click.echo(f"  {'total':<22} {'':<14} {'':<12} {total:>9,}")
 
 
@@ -431,18 +430,19 @@ def print_parameters(net: Network) -> None:
 @reports_errors
 def validate(config):
     """Check a config (keys, types, sizes, plugin names) without running it."""
-    from .network import imported_network, open_network
+    from .config import origin_of
+    from .network import Network, imported_network, load
     from .sweep import parse_config
 
     imported = import_by_type(config)
     if imported is not None:
         net = imported_network(imported, config)
-    else:
-        if Path(config).is_file():  # a YAML config, whose sweep: section is checked too
-            parse_config(config)
-        net = open_network(config)
+    elif config.is_dir():
+        net = load(config)
+    else:  # a YAML config, read once, its sweep: section checked too
+        net = Network(parse_config(config), origin=origin_of(config))
     click.echo(f"{config}: valid ({len(net.layers)} layer(s), "
-               f"{sum(row['count'] for row in net.parameter_table()):,} parameters)")
+               f"{net.parameter_count():,} parameters)")
 
 
 @cli.command()
@@ -454,9 +454,9 @@ def info(config, as_json):
     imported = import_by_type(config)
     if imported is not None and not _is_network(imported):
         return info_graph(imported, config, as_json)
-    from .network import open_network
+    from .network import open_native
 
-    net = open_network(config) if imported is None else imported
+    net = open_native(config) if imported is None else imported
     if as_json:
         rows = [dict(r, shape=list(r["shape"])) for r in net.parameter_table()]
         layers = [{"cell": l.name, "units": l.units, "input_size": l.input_size,
@@ -469,9 +469,7 @@ def info(config, as_json):
     print_equations(net)
     print_parameters(net)
     for i, layer in enumerate(net.layers):
-        count = sum(r["count"] for r in net.parameter_table()
-                    if r["name"].startswith(f"layers.{i}."))
-        click.echo(f"  layer {i}: {count:,} parameters")
+        click.echo(f"  layer {i}: {net.parameter_count(f'layers.{i}.'):,} parameters")
     click.echo("The recurrence runs once per timestep with these same weights, so T is set "
                "by the input, not by the network.")
 
@@ -538,7 +536,7 @@ def bench_command(cells, dtypes, quick, repeats, cold_start, streaming, json_pat
 
         results["streaming"] = streambench.streaming(rounds=30 if quick else 200)
         click.echo("\nOne streaming step, B = 1, float32, one thread (µs per call, the "
-                   "fastest of short rounds; ratio = peer / rnnsim):")
+                   "fastest of short rounds; ratios > 1: rnnsim faster):")
         click.echo(streambench.streaming_table(results["streaming"]))
     if json_path is not None:
         write_atomic(json_path, lambda tmp: tmp.write_text(bench.to_json(results)))
@@ -682,7 +680,7 @@ def import_command(entry) -> click.Command:
                                        f"as it is: `rnnsim run {path} --input FEEDS.npz`. Only "
                                        "networks are saved as model folders.")
             net.save(output_path)
-        count = sum(v.size for v in net.params.values())
+        count = net.parameter_count()
         cells = ", ".join(layer.name for layer in net.layers)
         head = f" and a {net.config.network.head.name} head" if net.head is not None else ""
         click.echo(f"wrote {output_path}: {len(net.layers)} layer(s) ({cells}){head}, "

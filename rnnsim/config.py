@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
@@ -10,6 +11,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError,
                       model_validator)
 
+from .devices import DEVICES
 from .errors import ConfigError, shown
 
 
@@ -104,7 +106,7 @@ class NetworkConfig(_Strict):
 
     input_size: int = Field(gt=0, description="k, features per timestep")
     dtype: Literal["float32", "float64"] = "float32"
-    device: Literal["cpu", "cuda"] = Field(default="cpu", description="where the recurrence "
+    device: Literal[DEVICES] = Field(default="cpu", description="where the recurrence "
                                            "runs; cuda needs an NVIDIA GPU and rnnsim[cuda]")
     seed: int = Field(default=0, ge=0, description="seeds the weights (a non-negative integer)")
     batch_first: bool = False
@@ -298,10 +300,8 @@ for _tag, _construct in (("int", yaml.SafeLoader.construct_yaml_int),
 
 def load_yaml(text: str, origin: str, error=ConfigError):
     """The value in the YAML ``text`` read with ``SafeLoader``; ``error`` naming ``origin``
-    (with the line and column) when it is not valid or breaks a bound."""
-    if len(text) > MAX_YAML_BYTES:
-        raise error(f"{origin} is larger than {MAX_YAML_BYTES >> 20} MiB, more than any config "
-                    "needs. Check that it is the file you meant.")
+    (with the line and column) when it is not valid or breaks a bound on its values. The
+    caller bounds the text's size (``read_yaml_file`` reads at most ``MAX_YAML_BYTES``)."""
     try:
         return yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError as exc:
@@ -385,7 +385,7 @@ def _cell_option_problems(data: Mapping, cells) -> list[str]:
 
 def origin_of(source) -> str:
     """How error messages name a config given as a path or a mapping."""
-    return f"config file '{source}'" if isinstance(source, (str, Path)) else "config"
+    return f"config file '{source}'" if isinstance(source, (str, os.PathLike)) else "config"
 
 
 def format_errors(origin: str, problems: list[str]) -> str:

@@ -17,9 +17,8 @@ import numpy as np
 
 from . import kernels
 from .activations import check_compiles, compile_errors
-from .errors import ConfigError, shown
+from .errors import ConfigError
 
-DEVICES = ("cpu", "cuda")
 INSTALL_HINT = "pip install 'rnnsim[cuda]'"
 # Threads per block: with up to 255 registers per thread, 256 threads always fit on an SM.
 MAX_THREADS = 256
@@ -32,14 +31,6 @@ CHUNK_BYTES = 1 << 30
 
 # Per layer: its weights as last uploaded, name -> (copies of the host arrays, device array).
 _UPLOADED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def checked_device(device, where: str = "device") -> str:
-    """``device`` if it names a device rnnsim runs on; ConfigError otherwise."""
-    if device not in DEVICES:
-        raise ConfigError(f"{where}: unknown device {shown(device)}; use one of "
-                          f"{', '.join(DEVICES)}.")
-    return device
 
 
 def require_cuda():

@@ -51,15 +51,11 @@ def _numeric(shape) -> str:
     return " x ".join(map(str, shape))
 
 
-def _total(net) -> int:
-    return sum(r["count"] for r in net.parameter_table())
-
-
 def network_text(net) -> str:
     """``repr(net)``: the header line and one line per parameter."""
     cfg = net.config.network
     lines = [f"Network(k = input_size = {cfg.input_size}, {len(net.layers)} layer(s), "
-             f"{cfg.dtype}, device {net.device}, {_total(net):,} parameters)"]
+             f"{cfg.dtype}, device {net.device}, {net.parameter_count():,} parameters)"]
     parts = sections(net)
     rows = [r for _, mine in parts for r in mine]
     width = {key: max(len(str(r[key])) for r in rows) for key in ("symbol", "name", "symbolic")}
@@ -71,7 +67,7 @@ def network_text(net) -> str:
             lines.append(f"    {r['symbol']:<{width['symbol']}}  {r['name']:<{width['name']}}  "
                          f"{r['symbolic']:<{width['symbolic']}} = "
                          f"{_numeric(r['shape']):<{numeric}}  {r['count']:>10,}{sparse}")
-    lines.append(f"  {_total(net):,} parameters; {NO_T}.")
+    lines.append(f"  {net.parameter_count():,} parameters; {NO_T}.")
     return "\n".join(lines)
 
 
@@ -96,12 +92,12 @@ def network_html(net) -> str:
                         f"<td>{escape(r['symbolic'])} = {_numeric(r['shape'])}</td>"
                         f'<td class="n">{r["count"]:,}{sparse}</td></tr>')
     body.append(f'<tr class="part"><td colspan="3">total</td>'
-                f'<td class="n">{_total(net):,}</td></tr>')
+                f'<td class="n">{net.parameter_count():,}</td></tr>')
     return (f"{_STYLE}<div><p><b>Network</b>: k = input_size = {cfg.input_size}, "
             f"{len(net.layers)} layer(s), {cfg.dtype}, device {escape(net.device)}</p>"
             '<table class="rnnsim"><thead><tr><th>symbol</th><th>parameter</th><th>shape</th>'
             '<th>count</th></tr></thead><tbody>' + "".join(body) +
-            f"</tbody></table><p>{_total(net):,} parameters; {NO_T}.</p></div>")
+            f"</tbody></table><p>{net.parameter_count():,} parameters; {NO_T}.</p></div>")
 
 
 def _arrays(result) -> list[tuple[str, object]]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from . import config as config_mod
 from . import device as device_mod
+from .devices import checked_device
 from .errors import ConfigError, InputError, ShapeError
 from .network import Network
 from .plugins import get_plugins
@@ -73,7 +74,7 @@ def run_ensemble(nets: Sequence, u, device: str | None = None) -> EnsembleResult
     # With output feedback the readout runs inside the loop: it needs each member's head.
     params = [net.layer_params(0) for net in nets]
     members = [net.layers[0] for net in nets]
-    on_gpu = device_mod.checked_device(device or nets[0].device, "run_ensemble: device") == "cuda"
+    on_gpu = checked_device(device or nets[0].device, "run_ensemble: device") == "cuda"
     if on_gpu and first.feedback_size:
         raise ConfigError("run_ensemble: output feedback runs on the CPU only; use device "
                           "'cpu'.")

@@ -59,7 +59,7 @@ def run_lengths(net: Network, steps) -> list[tuple[np.ndarray, RunResult]]:
 
 def describe_runs(net: Network, runs) -> list[str]:
     """Lines showing the same weights on each length."""
-    count = sum(v.size for v in net.params.values())
+    count = net.parameter_count()
     lines = [f"the same {count:,} weights, run on sequences of different lengths:"]
     for x, result in runs:
         y = "" if result.y is None else f", y {result.y.shape}"

@@ -20,6 +20,9 @@ def register_activations(register: Callable) -> None:
         the CPU kernels when the network's ``fast_math`` option is on; document its error.
         ``vectorised`` is an optional form of ``fn`` that is as accurate (within 1 ulp) and
         vectorises (branch-free arithmetic, no libm calls); the CPU kernels use it otherwise.
+        Each of ``fn``, ``fast`` and ``vectorised`` may be a reference
+        ``"package.module:function"`` instead, imported when a kernel first needs it, so that
+        a module that imports numba costs nothing to `rnnsim --help` or `rnnsim validate`.
 
     Returns nothing; registering a name twice is an error naming both plugins.
     """

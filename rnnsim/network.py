@@ -16,6 +16,7 @@ from . import display, guards
 from . import progress as progress_mod
 from .activations import bind
 from .config import Config, Spec
+from .devices import checked_device
 from .errors import ConfigError, InputError, PluginError, RnnsimError, ShapeError, shown
 from .io import read_npz, recover_folder, write_folder_atomic
 from .plugins import Plugins, SavedNames, Source, get_plugins, keyword_params
@@ -44,7 +45,7 @@ class Network:
         self.config = config
         self.origin = origin
         # Where the recurrence runs: the config's network.device unless overridden here.
-        self.device = device_mod.checked_device(device or config.network.device)
+        self.device = checked_device(device or config.network.device)
         self.plugins = plugins or get_plugins()
         self.dtype = np.dtype(config.network.dtype)
         # Saved weights need no initializer: only fresh weights resolve them.
@@ -73,8 +74,8 @@ class Network:
 
         device : 'cpu' or 'cuda' overrides the config's network.device
         """
-        origin = f"config file '{source}'" if isinstance(source, (str, os.PathLike)) else "config"
-        return cls(config_mod.parse(source, get_plugins().cells), origin=origin, device=device)
+        return cls(config_mod.parse(source, get_plugins().cells),
+                   origin=config_mod.origin_of(source), device=device)
 
     @property
     def fast_math(self) -> bool:
@@ -197,6 +198,13 @@ class Network:
                          "count": int(np.prod(shape)) if stored is None else int(stored.size),
                          "sparse": stored is not None})
         return rows
+
+    def parameter_count(self, prefix: str = "") -> int:
+        """How many parameters the network has (those whose names start with ``prefix``,
+        such as 'layers.0.'): ``parameter_table``'s counts, so a sparse matrix counts its
+        stored nonzeros, never its index arrays."""
+        return sum(row["count"] for row in self.parameter_table()
+                   if row["name"].startswith(prefix))
 
     def init_spec(self, name: str, role: str) -> tuple[Spec, str]:
         owner, index = name.split(".")[0], name.split(".")[1]
@@ -710,15 +718,20 @@ def open_network(path: str | os.PathLike, device: str | None = None) -> Network:
     """A model folder loaded, a YAML config built with fresh weights, or another framework's
     file imported by the importer for its type (on ``device``, default: the model's own)."""
     path = Path(path)
-    if path.is_dir():
-        return load(path, device)
-    if path.suffix.lower() not in (".yaml", ".yml"):
+    if not path.is_dir() and path.suffix.lower() not in (".yaml", ".yml"):
         from .importers import find_importer, import_file
 
         entry = find_importer(path)
         if entry is not None:
             return on_device(imported_network(import_file(path, entry.name), path), device)
-    return Network.from_config(path, device)
+    return open_native(path, device)
+
+
+def open_native(path: str | os.PathLike, device: str | None = None) -> Network:
+    """rnnsim's own formats, no importer asked: a model folder loaded, or else a YAML config
+    built with fresh weights (on ``device``, default: the model's own)."""
+    path = Path(path)
+    return load(path, device) if path.is_dir() else Network.from_config(path, device)
 
 
 def imported_network(model, path) -> Network:

@@ -8,6 +8,7 @@ hook, in ``hookspecs``, and the function that turns a registration into an entry
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.metadata
 import inspect
@@ -50,16 +51,41 @@ class Activation:
     ``fast``, when given, computes the same function approximately and faster; the kernels use
     it instead of ``fn`` with the ``fast_math`` option. ``vectorised``, when given, computes it
     as accurately as ``fn`` in a form that vectorises; the CPU kernels use it otherwise.
+
+    Each of the three may be registered as a reference ``'module:attribute'`` (``functions``
+    holds them as registered): it is imported on first use of the attribute, so that listing
+    and validating names imports nothing a kernel needs (numba). A reference that does not
+    import, or a function whose arguments do not fit, is a PluginError naming the plugin.
     """
 
     name: str
-    fn: Callable
+    functions: dict[str, Callable | str | None]  # 'fn', 'fast', 'vectorised' as registered
     params: dict[str, float]
     description: str
     source: Source
     elementwise: bool = True
-    fast: Callable | None = None
-    vectorised: Callable | None = None
+
+    @functools.cached_property
+    def fn(self) -> Callable:
+        return self._resolved("fn")
+
+    @functools.cached_property
+    def fast(self) -> Callable | None:
+        return self._resolved("fast")
+
+    @functools.cached_property
+    def vectorised(self) -> Callable | None:
+        return self._resolved("vectorised")
+
+    def _resolved(self, role: str) -> Callable | None:
+        target = self.functions.get(role)
+        if isinstance(target, str):
+            target = load_reference(target, lambda why: _bad(
+                self.source, f"activation '{self.name}' with {role}={self.functions[role]!r}, "
+                f"which {why}"))
+        if target is not None:
+            _check_arity(self, role, target)
+        return target
 
 
 @dataclass(frozen=True)
@@ -432,26 +458,59 @@ def _bad(source: Source, what: str) -> PluginError:
 def _activation_registrar(add: Callable, source: Source) -> Callable:
     def register(name, fn, params=None, description="", elementwise=True, fast=None,
                  vectorised=None):
-        if not callable(fn):
-            raise _bad(source, f"activation '{name}' with fn={fn!r}, which is not callable.")
-        for option, variant in (("fast", fast), ("vectorised", vectorised)):
-            if variant is not None and (not callable(variant) or _positional_arity(variant)
-                                        not in (None, _positional_arity(fn))):
-                raise _bad(source, f"activation '{name}' with {option}={variant!r}, which is "
-                           "not a function taking the same arguments as fn.")
+        functions = {"fn": fn, "fast": fast, "vectorised": vectorised}
+        for role, target in functions.items():
+            if (target is not None or role == "fn") and not (
+                    callable(target) or is_reference(target)):
+                raise _bad(source, f"activation '{name}' with {role}={target!r}, which is "
+                           "not callable nor a reference 'module:attribute'.")
         params = dict(params or {})
         for key, value in params.items():
             if not isinstance(key, str) or not isinstance(value, numbers.Real):
                 raise _bad(source, f"activation '{name}' with parameter {key!r}={value!r}: "
                            "parameters map names to numbers.")
-        arity = _positional_arity(fn)
-        if arity is not None and arity != 1 + len(params):
-            raise _bad(source, f"activation '{name}' whose function takes {arity} arguments, "
-                       f"but x plus its params {list(params)} make {1 + len(params)}.")
-        add(Activation(name, fn, params, description, source, bool(elementwise), fast,
-                       vectorised))
+        entry = Activation(name, functions, params, description, source, bool(elementwise))
+        for role, target in functions.items():
+            if callable(target):  # a reference is checked once it is imported
+                _check_arity(entry, role, target)
+        add(entry)
 
     return register
+
+
+def _check_arity(entry: Activation, role: str, target: Callable) -> None:
+    """Raise PluginError unless ``target`` (``role`` as registered) takes x plus the
+    activation's params."""
+    arity = _positional_arity(target)
+    expected = 1 + len(entry.params)
+    if arity is not None and arity != expected:
+        raise _bad(entry.source, f"activation '{entry.name}' with {role}="
+                   f"{entry.functions[role]!r}, which "
+                   f"takes {arity} arguments, but x plus its params {list(entry.params)} make "
+                   f"{expected}.")
+
+
+def is_reference(target) -> bool:
+    """Whether ``target`` is a string 'package.module:attribute' (attribute may be dotted)."""
+    if not isinstance(target, str) or target.count(":") != 1:
+        return False
+    module, attribute = target.split(":")
+    return all(part.isidentifier() for part in (*module.split("."), *attribute.split(".")))
+
+
+def load_reference(reference: str, error: Callable[[str], Exception]) -> Any:
+    """The object a reference 'module:attribute' names, importing its module; a failure is
+    raised as ``error(why)``."""
+    module, attribute = reference.split(":")
+    try:
+        found = importlib.import_module(module)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except BaseException as exc:  # whatever the module raises on import, sys.exit() too
+        raise error(f"could not be loaded: {raised(exc)}.") from exc
+    if not callable(found):
+        raise error(f"names {found!r}, which is not callable.")
+    return found
 
 
 def _positional_arity(fn) -> int | None:

@@ -19,48 +19,58 @@ from .validation import as_real_array
 ALIGN = 64  # bytes: each array of the arena starts on a cache line
 
 
-def _root(a: np.ndarray) -> tuple[np.ndarray, int]:
-    """The array owning ``a``'s memory (the last ndarray of its ``base`` chain) and ``a``'s
-    byte offset in it; ``a`` itself (as a C copy) when that owner is not C-contiguous."""
-    owner = a
-    while isinstance(owner.base, np.ndarray):
-        owner = owner.base
-    if not owner.flags.c_contiguous:
-        owner = np.ascontiguousarray(a)
-        return owner, 0
-    offset = a.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
-    return owner, offset
-
-
 class _Binding:
-    """The arena being laid out: each owner array once, then views of the copy."""
+    """The arena being laid out: each array's memory once, then views of the copy.
+
+    An array is placed through its owner (the last ndarray of its ``base`` chain), so that
+    views of one array keep sharing memory in the arena; an owner that is not one block of
+    memory (neither C- nor Fortran-contiguous) cannot be, and each view of it is copied
+    alone, once.
+    """
 
     def __init__(self):
         self.owners: dict[int, tuple[np.ndarray, int]] = {}  # id(owner) -> (owner, offset)
+        self.copies: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(a) -> (a, C copy)
         self.size = 0
         self.arena: np.ndarray | None = None
 
-    def place(self, a: np.ndarray) -> tuple[int, np.ndarray]:
-        """``a``'s byte offset in the arena (its owner placed if new) and the owner."""
-        owner, offset = _root(a)
+    def _root(self, a: np.ndarray) -> tuple[np.ndarray, int]:
+        """The block of memory holding ``a`` and ``a``'s byte offset in it."""
+        owner = a
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        if owner.flags.forc:  # C or Fortran order: its data pointer is where its bytes start
+            return owner, (a.__array_interface__["data"][0]
+                           - owner.__array_interface__["data"][0])
+        if id(a) not in self.copies:  # kept with ``a``, so that its id stays ``a``'s
+            self.copies[id(a)] = (a, np.ascontiguousarray(a))
+        return self.copies[id(a)][1], 0
+
+    def place(self, a: np.ndarray) -> int:
+        """``a``'s byte offset in the arena (its memory placed if new)."""
+        owner, offset = self._root(a)
         if id(owner) not in self.owners:
+            if self.arena is not None:
+                raise ValueError(f"an array of shape {a.shape} was not placed before the "
+                                 "arena was allocated")
             self.owners[id(owner)] = (owner, self.size)
             self.size += -(-max(owner.nbytes, 1) // ALIGN) * ALIGN
-        return self.owners[id(owner)][1] + offset, owner
+        return self.owners[id(owner)][1] + offset
 
     def allocate(self) -> np.ndarray:
         """The aligned arena with every owner's bytes copied in."""
         raw = np.zeros(self.size + ALIGN, np.uint8)
         start = -raw.__array_interface__["data"][0] % ALIGN
         self.arena = raw[start:start + self.size]
-        for owner, offset in self.owners.values():
-            self.arena[offset:offset + owner.nbytes] = owner.reshape(-1).view(np.uint8)
+        for owner, offset in self.owners.values():  # its bytes in memory order
+            self.arena[offset:offset + owner.nbytes] = owner.ravel(order="K").view(np.uint8)
         return self.arena
 
     def view(self, a: np.ndarray) -> np.ndarray:
         """The arena's copy of ``a`` (same shape, dtype and strides)."""
-        offset, _ = self.place(a)
-        return np.ndarray(a.shape, a.dtype, buffer=self.arena, offset=offset, strides=a.strides)
+        offset = self.place(a)
+        strides = None if id(a) in self.copies else a.strides
+        return np.ndarray(a.shape, a.dtype, buffer=self.arena, offset=offset, strides=strides)
 
 
 class BoundStep:
@@ -70,14 +80,16 @@ class BoundStep:
 
     x : (1, B, k) the input the first call reads; ops : [(fn, args)] in order; checked : the
     arrays scanned for NaN/inf after the step (with ``check_output``); unbatched : the input
-    comes as (k,) instead of (B, k); check_input : refuse a non-finite input before any call.
+    comes as (k,) instead of (B, k); check_input : refuse a non-finite input before any call;
+    staged : arrays of ``ops`` that the caller fills (through ``view``) before each call,
+    checked with the input.
     ``first(x_t, arena, desc)`` loads x_t and runs the first compiled function; ``rest``
     the remaining calls, each returning a status or None (``kernels.bound``); ``view(a)``
     the arena's copy of an array of ``ops``.
     """
 
     def __init__(self, x: np.ndarray, ops: list, checked: list[np.ndarray], unbatched: bool,
-                 check_input: bool = True, check_output: bool = True):
+                 check_input: bool = True, check_output: bool = True, staged: tuple = ()):
         binding = _Binding()
         arrays: dict[tuple, int] = {}  # (offset, dtype, shape) -> index in program.arrays
         program_arrays: list[tuple[str, int, int]] = []
@@ -87,7 +99,7 @@ class BoundStep:
             if not a.flags.c_contiguous:
                 raise TypeError(f"a kernel argument of shape {a.shape} is not C-contiguous; "
                                 "pass np.ascontiguousarray of it in step_ops")
-            offset, _ = binding.place(a)
+            offset = binding.place(a)
             key = (offset, a.dtype.str, a.shape)
             if key not in arrays:
                 arrays[key] = len(program_arrays)
@@ -114,6 +126,7 @@ class BoundStep:
                             "numba kernel")
 
         segments = [bound.Segment(load=array_index(x))]
+        segments[0].staged = [array_index(a) for a in staged]
         plan: list = [segments[0]]  # segments and Python ops, in order
         for fn, args in ops:
             if isinstance(fn, Dispatcher):
@@ -130,7 +143,7 @@ class BoundStep:
             segments.append(bound.Segment())
             plan.append(segments[-1])
         plan[-1].checks = [array_index(a) for a in checked]
-        program = bound.Program(program_arrays, segments, x.dtype.name, 1 if unbatched else 2)
+        program = bound.Program(program_arrays, segments, 1 if unbatched else 2)
         module = bound.build(program)
         arena = binding.allocate()
         self.arena, self.desc = arena, np.array(desc, np.int64)
@@ -158,6 +171,12 @@ class BoundStep:
                          x.dtype)
         self.first(wrong, self.arena, self.desc)
         self.first.disable_compile()
+
+    def set_checks(self, check_input: bool, check_output: bool) -> None:
+        """Turn the compiled checks of the input (and staged arrays) and of the checked
+        arrays on or off."""
+        self.desc[bound.CHECK_INPUT] = check_input
+        self.desc[bound.CHECK_OUTPUT] = check_output
 
     def __call__(self, x_t: np.ndarray) -> int:
         """One step on ``x_t`` of the exact type; the status (0: done)."""

@@ -5,9 +5,9 @@ rnnsim's compiled stepper (``Network.stepper``) against a PyTorch cell
 by hand) and a one-step ONNX Runtime session (the model takes ``initial_h``/``initial_c``
 and returns ``Y_h``/``Y_c``), all on the same weights, each checked first to give the same
 outputs over ``CHECK_STEPS`` steps; ``rnnsim_onnx`` is the same one-step model through
-``rnnsim.from_onnx``. A call's cost is the minimum over many short rounds of
-the mean call time: on a shared machine the minimum is the call's own cost, the median
-mostly the other processes'.
+``rnnsim.from_onnx``. A call's cost is the minimum over many short rounds (the candidates
+taking turns) of the mean call time: on a shared machine the minimum is the call's own cost,
+the median mostly the other processes'.
 """
 from __future__ import annotations
 
@@ -25,16 +25,21 @@ CHECK_STEPS = 20
 CALLS = 200  # calls per round
 
 
-def per_call_us(fn: Callable[[], object], rounds: int) -> float:
-    """µs per call of ``fn``: the fastest of ``rounds`` rounds of ``CALLS`` calls."""
-    fn()
-    best = float("inf")
+def per_call_us(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """µs per call of each of ``fns``: the fastest of ``rounds`` rounds of ``CALLS`` calls,
+    the candidates taking turns within each round, so that a busy spell of the machine
+    falls on all of them."""
+    best = {}
+    for name, fn in fns.items():
+        fn()
+        best[name] = float("inf")
     for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(CALLS):
-            fn()
-        best = min(best, (time.perf_counter() - start) / CALLS)
-    return best * 1e6
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(CALLS):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / CALLS)
+    return {name: seconds * 1e6 for name, seconds in best.items()}
 
 
 def torch_stepper(net, row: Row, threads: int):
@@ -124,26 +129,34 @@ def streaming(cells=None, shapes=None, rounds: int = 200, threads: int = 1) -> l
                 np.testing.assert_allclose(got, expected, **TOLERANCE["float32"],
                                            err_msg=f"{name} disagrees on {cell} p = {p}")
             x = xs[0]
-            us = {name: per_call_us(lambda fn=fn: fn(x), rounds)
-                  for name, fn in candidates.items()}
-            rows.append({"cell": cell, "k": k, "p": p, "us": us,
-                         "ratio": {name: us[name] / us["rnnsim"] for name in us
-                                   if name != "rnnsim"}})
+            us = per_call_us({name: lambda fn=fn: fn(x) for name, fn in candidates.items()},
+                             rounds)
+            ratio = {name: us[name] / us["rnnsim"] for name in us if name != "rnnsim"}
+            if "onnxruntime" in us and "rnnsim_onnx" in us:  # the same file, both ways
+                ratio["onnxruntime_vs_rnnsim_onnx"] = us["onnxruntime"] / us["rnnsim_onnx"]
+            rows.append({"cell": cell, "k": k, "p": p, "us": us, "ratio": ratio})
     return rows
 
 
+# (key in a row's "us", column title)
+COLUMNS = (("rnnsim", "rnnsim stepper"), ("torch", "torch cell"),
+           ("onnxruntime", "ONNX Runtime one-step"), ("rnnsim_onnx", "rnnsim from_onnx one-step"))
+# (key in a row's "ratio", column title): > 1 where rnnsim is faster
+RATIOS = (("torch", "torch / stepper"), ("onnxruntime", "ONNX Runtime / stepper"),
+          ("onnxruntime_vs_rnnsim_onnx", "ONNX Runtime / from_onnx"))
+
+
 def streaming_table(rows: list[dict]) -> str:
-    """The rows as Markdown: µs per call and peer / rnnsim (> 1: rnnsim faster)."""
-    peers = [name for name in ("torch", "onnxruntime", "rnnsim_onnx")
-             if any(name in r["us"] for r in rows)]
-    head = ["cell", "k", "p", "rnnsim stepper"]
-    for peer in peers:
-        head += [f"{peer} (µs)", f"{peer} / rnnsim"]
+    """The rows as Markdown: µs per call of each candidate, then the ratios (> 1: rnnsim
+    faster), the last one ONNX Runtime against rnnsim's ``from_onnx`` on the same file."""
+    columns = [(key, title) for key, title in COLUMNS if any(key in r["us"] for r in rows)]
+    ratios = [(key, title) for key, title in RATIOS if any(key in r["ratio"] for r in rows)]
+    head = ["cell", "k", "p", *(f"{title} (µs)" for _, title in columns),
+            *(title for _, title in ratios)]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for r in rows:
-        cells = [r["cell"], r["k"], r["p"], f"{r['us']['rnnsim']:.2f}"]
-        for peer in peers:
-            cells += [f"{r['us'][peer]:.2f}", f"{r['ratio'][peer]:.1f}"] if peer in r["us"] \
-                else ["-", "-"]
+        cells = [r["cell"], r["k"], r["p"],
+                 *(f"{r['us'][key]:.2f}" if key in r["us"] else "-" for key, _ in columns),
+                 *(f"{r['ratio'][key]:.1f}" if key in r["ratio"] else "-" for key, _ in ratios)]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)

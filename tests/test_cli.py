@@ -105,6 +105,24 @@ def test_validate_and_info():
     assert data["layers"][0]["units"] == 10
 
 
+@pytest.mark.parametrize("name", ["c.yaml", "c.txt"])
+def test_validate_reads_a_config_once_and_asks_the_importers_once(tmp_path, monkeypatch, name):
+    from rnnsim import config as config_mod, importers
+
+    calls = []
+
+    def counted(fn):
+        return lambda *args, **kwargs: calls.append(fn.__name__) or fn(*args, **kwargs)
+
+    monkeypatch.setattr(config_mod, "read_yaml_file", counted(config_mod.read_yaml_file))
+    monkeypatch.setattr(importers, "find_importer", counted(importers.find_importer))
+    path = tmp_path / name
+    path.write_text(QUICKSTART.read_text())
+    assert "valid (1 layer(s), 212 parameters)" in ok("validate", path)
+    assert sorted(calls) == (["read_yaml_file"] if name.endswith(".yaml")
+                             else ["find_importer", "read_yaml_file"])
+
+
 def test_plugins_lists_every_kind_with_its_package():
     text = ok("plugins")
     for name in ("lstm", "tanh", "leaky_relu", "orthogonal", "torch_default", "last_step",
@@ -225,11 +243,43 @@ def test_help_version_and_usage_errors_do_not_import_numba(args, code):
     assert result.stdout.splitlines()[-1] == f"EXIT {code} False False", result.stdout
 
 
+LOADS_NO_NUMBA = """
+import sys, rnnsim, rnnsim.cli, rnnsim.config, rnnsim.plugins
+rnnsim.plugins.get_plugins()
+rnnsim.Network.from_config({'network': {'input_size': 2, 'layers': [
+    {'cell': 'lstm', 'units': 3, 'activation': 'tanh'}]}})
+print("EXIT", 0, "numba" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("code, expected", [
+    *((NO_NUMBA.format(args=args), f"EXIT {exit_code} False") for args, exit_code in [
+        (["validate", str(QUICKSTART)], 0), (["import", "--help"], 0),
+        (["import", "onnx", "--help"], 0), (["plugins"], 0), (["validate"], 2),
+        (["validate", "no-such.yaml"], 1), (["import", "onnx"], 2),
+        (["run", str(QUICKSTART), "--bogus"], 2)]),
+    (LOADS_NO_NUMBA, "EXIT 0 False"),
+])
+def test_validating_and_listing_do_not_import_numba(code, expected):
+    """numba (about a second to import) loads with the first kernel, not for `validate`,
+    `import --help`, `plugins`, argument errors, `import rnnsim` or building a network:
+    the built-in activations name their numba forms by reference."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert " ".join(result.stdout.splitlines()[-1].split()[:3]) == expected, result.stdout
+
+
 def test_the_cli_spells_out_the_devices_and_the_built_in_metrics_of_the_api():
-    from rnnsim import cli as cli_mod, device
+    from rnnsim import config as config_mod
+    from rnnsim.devices import DEVICES
     from rnnsim.plugins import get_plugins
 
-    assert cli_mod.DEVICES == device.DEVICES
+    assert "[cpu|cuda]" in ok("run", "--help") and DEVICES == ("cpu", "cuda")
+    schema = config_mod.Config.model_json_schema()["$defs"]["NetworkConfig"]["properties"]
+    assert schema["device"]["enum"] == list(DEVICES)
     builtin = [e.name for e in get_plugins().metrics.entries.values()
                if e.source.plugin.startswith("rnnsim.")]
     help_text = " ".join(ok("sweep", "--help").split())

@@ -2,6 +2,7 @@
 type (`rnnsim import FORMAT`, `rnnsim run FILE`, rnnsim.import_file), options checked,
 clashes naming both plugins."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -206,3 +207,41 @@ def test_a_graph_import_runs_as_it_is(tmp_path):
     assert json.loads(ran.output)["outputs"]["y"]["shape"] == [3, 1, 1, P]
     explained = CliRunner().invoke(cli, ["explain", str(path)])
     assert explained.exit_code == 1 and "runs as it is" in explained.output
+
+
+def load_sparse_esn(path):
+    """A sparse echo-state network (its reservoir in CSR), whatever the file holds."""
+    from test_esn import esn_config
+
+    return rnnsim.Network.from_config(esn_config(units=40, sparse=True))
+
+
+class SparseEsn:
+    @rnnsim.hookimpl
+    def register_importers(self, register):
+        register("sparse_esn", load_sparse_esn, suffixes=[".sesn"], description="sparse ESN")
+
+
+def test_every_command_counts_a_sparse_reservoir_by_its_nonzeros(temporary, tmp_path):
+    """`rnnsim import`, validate, info and explain give one count: a CSR matrix's stored
+    nonzeros, never its index arrays."""
+    temporary(SparseEsn(), "sparse-esn")
+    net = load_sparse_esn(None)
+    (row,) = [r for r in net.parameter_table() if r["sparse"]]
+    dense = sum(r["count"] for r in net.parameter_table() if not r["sparse"])
+    nonzeros = int(net.params[f"{row['name']}.data"].size)
+    assert net.parameter_count() == dense + nonzeros
+    assert net.parameter_count() < sum(v.size for v in net.params.values())  # + the indices
+    assert net.parameter_count("layers.0.") == net.parameter_count() - sum(
+        r["count"] for r in net.parameter_table() if r["name"].startswith("head."))
+    source, folder = tmp_path / "model.sesn", tmp_path / "model"
+    source.write_bytes(b"")
+    n = f"{net.parameter_count():,}"
+    runner = CliRunner()
+    for args, expected in ((["import", "sparse_esn", source, "-o", folder], f"{n} parameters"),
+                           (["validate", folder], f"{n} parameters"),
+                           (["info", folder], rf"total\s+{n}\n"),
+                           (["explain", folder], f"the same {n} weights")):
+        result = runner.invoke(cli, [str(arg) for arg in args])
+        assert result.exit_code == 0, result.output
+        assert re.search(expected, result.output), (args, result.output)

@@ -199,7 +199,7 @@ def test_a_run_makes_and_compiles_only_the_variant_it_runs():
 
     bound = net.layers[0].activations[0]
     net.layers[0].activations[0] = replace(bound, entry=replace(
-        bound.entry, fn=halved, vectorised=None, fast=None))
+        bound.entry, functions={"fn": halved}))
     with event.install_listener("numba:compile", Listener()):
         net.run(np.ones((3, 1, 2), np.float32))
     module = net.layers[0].kernels()

@@ -228,6 +228,98 @@ def test_streaming_one_step_calls_equal_one_run():
     np.testing.assert_array_equal(state["initial_c"], whole["Y_c"])
 
 
+def one_step_model(op, seed, layout, states=True):
+    """A one-node model of random weights for one-step calls: (model, feeds of one step, the
+    ``run`` feeds of five steps, outputs)."""
+    attrs, arrays, _ = random_case(op, seed, activations=False)
+    attrs["layout"] = layout
+    rng = np.random.default_rng(seed)
+    D, (_, B, k), p = len(arrays["W"]), arrays["X"].shape, attrs["hidden_size"]
+    names = ["initial_h", "initial_c"][:2 if op == "LSTM" else 1] if states else []
+    state = {name: rng.standard_normal((B, D, p) if layout else (D, B, p)) for name in names}
+    x = rng.standard_normal((B, 5, k) if layout else (5, B, k))
+    weights = {n: v for n, v in arrays.items() if n in WEIGHTS}
+    arrays = as_dtype({"X": x, **weights, **state}, np.float32)
+    outputs = OUTPUTS[op]
+    model, feeds = recurrent_model(op, attrs, arrays, outputs)
+    one = {**feeds, "X": feeds["X"][:, :1] if layout else feeds["X"][:1]}
+    return model, one, feeds, outputs
+
+
+@pytest.mark.parametrize("op", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("seed, layout, states", [(0, 0, True), (1, 1, True), (2, 0, False),
+                                                  (5, 1, False)])
+def test_one_step_graph_calls_skip_the_node_by_node_path(op, seed, layout, states,
+                                                         monkeypatch):
+    """A one-node graph called for one timestep goes straight to the compiled step: the same
+    bits as the node-by-node path (taken by a feeds Mapping that is not a dict), ONNX
+    Runtime's values (layout 0) and the reference's (layout 1); the outputs are the caller's
+    to keep."""
+    import types
+
+    model, one, _, outputs = one_step_model(op, seed, layout, states)
+    net = rnnsim.from_onnx(model)
+    general = net.run(types.MappingProxyType(one))
+    with monkeypatch.context() as patched:  # the general path would now fail
+        patched.setattr(onnx_graph.OnnxModel, "_checked_feeds", None)
+        fast = net.run(one)
+        again = net.run(one, outputs=outputs[1:])
+    assert list(fast) == outputs and list(again) == outputs[1:]
+    for name in outputs:
+        np.testing.assert_array_equal(fast[name], general[name], err_msg=name)
+        assert fast[name].flags.c_contiguous and fast[name].flags.writeable
+    for name in outputs[1:]:
+        np.testing.assert_array_equal(again[name], general[name], err_msg=name)
+    if layout:
+        attrs = {a.name: helper.get_attribute_value(a) for a in model.graph.node[0].attribute}
+        weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        expected = dict(zip(OUTPUTS[op], onnx_reference.run(op, attrs, **one, **weights)))
+    else:
+        expected = ort_run(model, one)
+    for name in outputs:
+        np.testing.assert_allclose(fast[name], expected[name], rtol=1e-5, atol=1e-6)
+    fast[outputs[-1]][...] = 7  # the caller's copy: the next call is not affected
+    np.testing.assert_array_equal(net.run(one)[outputs[-1]], general[outputs[-1]])
+
+
+def test_one_step_graph_calls_report_bad_feeds_as_the_general_path_does():
+    """Whatever the direct call does not expect runs the node-by-node path, which names it:
+    NaN in X or in a state, another dtype or shape, a batch the declared dims refuse, a
+    state that diverges; check_finite=False returns the values. A good call works after."""
+    model, one, _, _ = one_step_model("LSTM", 0, 0)
+    B = one["X"].shape[1]
+    model.graph.input[1].CopyFrom(helper.make_tensor_value_info(  # its batch size declared
+        "initial_h", TensorProto.FLOAT, [1, B, None]))
+    net = rnnsim.from_onnx(model)
+    good = net.run(one)
+    nan_h = {**one, "initial_h": np.where(np.arange(one["initial_h"].size) == 1, np.nan,
+                                          one["initial_h"].ravel()).reshape(
+                                              one["initial_h"].shape).astype(np.float32)}
+    with pytest.raises(InputError, match="input 'initial_h' holds NaN"):
+        net.run(nan_h)
+    with pytest.raises(InputError, match="input 'X' holds NaN"):
+        net.run({**one, "X": np.full_like(one["X"], np.nan)})
+    with pytest.raises(ShapeError, match="input 'initial_c' has dtype float64"):
+        net.run({**one, "initial_c": one["initial_c"].astype(np.float64)})
+    with pytest.raises(ShapeError, match=rf"axis 1 must be {B}"):
+        net.run({name: np.zeros(v.shape[:1] + (B + 1,) + v.shape[2:], np.float32)
+                 for name, v in one.items()})
+    with pytest.raises(ShapeError, match=rf"initial_c has shape \(1, 1, 2\); expected "
+                                         rf"\(1, {B}, 2\)"):
+        net.run({**one, "initial_c": one["initial_c"][:, :1].copy()})
+    assert not np.isfinite(net.run(nan_h, check_finite=False)["Y_h"]).all()
+    for name, value in net.run(one).items():
+        np.testing.assert_array_equal(value, good[name])
+    growing, feeds = recurrent_model("RNN", {"hidden_size": 2, "activations": ["Relu"]}, {
+        "X": np.ones((1, 1, 1), np.float32), "W": np.ones((1, 2, 1), np.float32),
+        "R": 10 * np.eye(2, dtype=np.float32)[None],
+        "initial_h": np.full((1, 1, 2), 1e38, np.float32)}, ["Y", "Y_h"])
+    net = rnnsim.from_onnx(growing)
+    with pytest.raises(rnnsim.NonfiniteError, match="output 'Y' holds NaN or inf"):
+        net.run(feeds)
+    assert np.isinf(net.run(feeds, check_finite=False)["Y_h"]).all()
+
+
 def test_weights_computed_by_the_graph_or_fed():
     """W made by a node (folded at load) and R fed as an input (checked and mapped on every
     run)."""
@@ -689,7 +781,7 @@ def test_one_step_calls_run_a_bound_compiled_step(op, seed):
     net = rnnsim.from_onnx(model)
     (node,) = net.recurrent
     first = net.run({"X": x[:1], **states})
-    assert list(node._steps) == [B]
+    assert list(node.bindings) == [B]
     expected = ort_run(model, {"X": x[:1], **states})
     for name in outputs:
         np.testing.assert_allclose(first[name], expected[name], rtol=1e-5, atol=1e-6)

@@ -17,10 +17,11 @@ from test_onnx import F64_TOL, ORT_TOL, make_model, ort_run
 
 
 def unrolled_elman(T=5, k=3, p=4, dtype=np.float32, seed=0, per_step_weights=False,
-                   feedback=False, leak=False, activation="Tanh"):
+                   feedback=False, leak=False, activation="Tanh", squared=False):
     """x_0..x_{T-1} (B, k) and h0 (B, p) in; h_t = act(x_t W + h_{t-1} U + b) out, every h_t
     and the last. ``per_step_weights``: each step its own U; ``feedback``: x_t for t > 0 is
-    h_{t-1} V (a decoder); ``leak``: step 1's pre-activation is an output too."""
+    h_{t-1} V (a decoder); ``leak``: step 1's pre-activation is an output too; ``squared``:
+    (h_{t-1} * h_{t-1}) U in place of h_{t-1} U, which unit probes cannot tell apart."""
     rng = np.random.default_rng(seed)
     init = {"W": rng.standard_normal((k, p)) * 0.5, "U": rng.standard_normal((p, p)) * 0.5,
             "b": rng.standard_normal(p) * 0.5, "V": rng.standard_normal((p, k))}
@@ -35,8 +36,10 @@ def unrolled_elman(T=5, k=3, p=4, dtype=np.float32, seed=0, per_step_weights=Fal
         U = f"U{t}" if per_step_weights else "U"
         if per_step_weights:
             init[U] = rng.standard_normal((p, p)) * 0.5
+        if squared:
+            nodes.append(helper.make_node("Mul", [h, h], [f"hh{t}"]))
         nodes += [helper.make_node("MatMul", [x, "W"], [f"xw{t}"], name=f"xw{t}"),
-                  helper.make_node("MatMul", [h, U], [f"hu{t}"]),
+                  helper.make_node("MatMul", [f"hh{t}" if squared else h, U], [f"hu{t}"]),
                   helper.make_node("Add", [f"xw{t}", f"hu{t}"], [f"s{t}"]),
                   helper.make_node("Add", [f"s{t}", "b"], [f"z{t}"]),
                   helper.make_node(activation, [f"z{t}"], [f"h{t + 1}"], name=f"act{t}")]
@@ -75,10 +78,11 @@ def test_unrolled_elman_chain_is_fused_and_matches_onnxruntime(dtype, activation
             np.testing.assert_allclose(actual[name], value, **tol, err_msg=name)
 
 
-@pytest.mark.parametrize("variant", ["per_step_weights", "feedback", "leak"])
+@pytest.mark.parametrize("variant", ["per_step_weights", "feedback", "leak", "squared"])
 def test_what_is_not_one_recurrence_is_left_alone_and_runs(variant):
     """Steps with different weights, a decoder feeding h_{t-1} back as x_t, a step whose inner
-    tensor is also an output: not fused, and the same numbers."""
+    tensor is also an output, a step that is not affine in the state (caught only by running
+    it against the cell): not fused, and the same numbers."""
     model = unrolled_elman(**{variant: True})
     net = rnnsim.from_onnx(model)
     fused = net.describe()["fused"]

@@ -3,6 +3,7 @@ import importlib.metadata
 import math
 import re
 import shlex
+import sys
 import types
 from pathlib import Path
 
@@ -80,9 +81,69 @@ def test_a_vectorised_form_must_take_the_same_arguments(temporary):
         def register_activations(self, register):
             register("doubled", doubled, vectorised=cube_plus)
 
-    with pytest.raises(PluginError, match="vectorised=.*same arguments as fn"):
+    with pytest.raises(PluginError, match="vectorised=.*takes 2 arguments"):
         temporary(Bad(), "bad-vectorised")
         plugins.get_plugins()
+
+
+LAZY_MODULE = """
+def scaled(x, gain):
+    return gain * x
+
+def scaled_fast(x, gain):
+    return gain * x + 1.0
+
+def two_args(x, gain, extra):
+    return x
+"""
+
+
+class LazyPlugin:
+    """Its functions by reference: imported only once a kernel needs them."""
+
+    def __init__(self, module, fast="scaled_fast"):
+        self.module, self.fast = module, fast
+
+    @rnnsim.hookimpl
+    def register_activations(self, register):
+        register("lazy_scaled", f"{self.module}:scaled", params={"gain": 2.0},
+                 fast=f"{self.module}:{self.fast}")
+
+
+@pytest.fixture
+def lazy_module(tmp_path, monkeypatch):
+    """A module written for the test, importable by name and not imported yet."""
+    name = f"lazy_acts_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(LAZY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_activations_given_by_reference_are_imported_when_a_kernel_needs_them(
+        temporary, lazy_module):
+    temporary(LazyPlugin(lazy_module), "lazy")
+    net = one_unit({"name": "lazy_scaled", "gain": 3.0})  # names and params checked
+    assert lazy_module not in sys.modules
+    x = np.array([0.5, -1.0]).reshape(-1, 1, 1)
+    np.testing.assert_allclose(net.run(x).output.ravel(), [1.5, -3.0])
+    assert lazy_module in sys.modules
+    net.fast_math = True  # the fast form, imported from the same reference
+    np.testing.assert_allclose(net.run(x).output.ravel(), [2.5, -2.0])
+
+
+@pytest.mark.parametrize("fast, message", [
+    ("two_args", r"fast='lazy_acts_.*:two_args', which takes 3 arguments, but x plus its "
+                 r"params \['gain'\] make 2"),
+    ("missing", r"fast='lazy_acts_.*:missing', which could not be loaded: AttributeError"),
+])
+def test_a_bad_reference_is_named_when_first_used(temporary, lazy_module, fast, message):
+    temporary(LazyPlugin(lazy_module, fast), "lazy-bad")
+    net = one_unit("lazy_scaled")
+    net.fast_math = True
+    with pytest.raises(PluginError, match="plugin 'lazy-bad'.*activation 'lazy_scaled' with "
+                       + message):
+        net.run(np.ones((2, 1, 1)))
 
 
 def test_an_unregistered_plugin_leaves_nothing_behind():
@@ -122,6 +183,8 @@ def test_duplicate_name_names_both_plugins_where_it_is_used(temporary):
 
 @pytest.mark.parametrize("body,message", [
     (lambda register: register("bad", 42), "not callable"),
+    (lambda register: register("bad", "math.tanh"), "not callable nor a reference"),
+    (lambda register: register("bad", math.tanh, fast="math:tanh:x"), "fast='math:tanh:x'"),
     (lambda register: register("bad-name", math.tanh), "must be identifiers"),
     (lambda register: register("bad", lambda x, a: x, params={}), "takes 2 arguments"),
     (lambda register: register("bad", lambda x, a: x, params={"a": "one"}), "map names to num"),

@@ -2,11 +2,13 @@
 for every cell, one compiled call per step for the built-in kernels, clear errors."""
 import warnings
 
+import numba
 import numpy as np
 import pytest
 
 import rnnsim
 from rnnsim import ConfigError, InputError, NonfiniteError, NonfiniteWarning, ShapeError
+from rnnsim.stepper import BoundStep
 from test_esn import feedback_net
 from test_guards import linear_stack
 from test_streaming import CELLS, stack
@@ -143,3 +145,31 @@ def test_nonfinite_states_are_reported_like_run():
     x[3, 0] = np.nan
     unchecked = net.stepper(3, check_finite=False)
     assert np.isnan(unchecked(x[3])[0]).all()
+
+
+@numba.njit
+def negate_first(a):
+    a[0] = -a[0]
+
+
+def test_bound_arrays_keep_sharing_memory_whatever_the_order_of_their_owner():
+    """Views of one array stay one array in the arena, also when it is in Fortran order, and
+    an array whose memory is no block (strided) is copied once, however often it is used."""
+    fortran = np.asfortranarray(np.arange(12.0).reshape(3, 4))
+    column, row = fortran[:, 1], fortran[0]  # column: C-contiguous; row: not
+    strided = np.lib.stride_tricks.as_strided(np.arange(8.0), (2, 2), (32, 8))
+    seen = []
+
+    def look(row, strided, again):
+        seen.append((row.copy(), strided.copy(), np.shares_memory(strided, again)))
+
+    x = np.zeros((1, 1, 2))
+    step = BoundStep(x, [(negate_first, (column,)), (look, (row, strided, strided))], [],
+                     unbatched=False)
+    assert step.plan == ["compiled", "python", "compiled"]
+    step(np.zeros((1, 2)))
+    np.testing.assert_array_equal(seen[0][0], [0.0, -1.0, 2.0, 3.0])  # the kernel's write
+    np.testing.assert_array_equal(seen[0][1], [[0.0, 1.0], [4.0, 5.0]])
+    assert seen[0][2]
+    np.testing.assert_array_equal(step.view(fortran)[:, 1], [-1.0, 5.0, 9.0])
+    assert fortran[0, 1] == 1.0  # the caller's array is not the arena's

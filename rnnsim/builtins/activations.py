@@ -7,7 +7,6 @@ import math
 import numpy as np
 
 from ..hookspecs import hookimpl
-from ..kernels.cpu import approx
 
 
 def identity(x):
@@ -112,8 +111,10 @@ SCALAR = {
 
 # Approximations used with network.fast_math, and forms as accurate as libm that vectorise
 # in float32, used by the CPU kernels otherwise; their errors: rnnsim.kernels.cpu.approx.
-FAST = {"tanh": approx.tanh, "sigmoid": approx.sigmoid}
-VECTORISED = {"tanh": approx.precise_tanh, "sigmoid": approx.precise_sigmoid}
+# References, imported (with numba) when a kernel first needs them.
+APPROX = "rnnsim.kernels.cpu.approx"
+FAST = {"tanh": f"{APPROX}:tanh", "sigmoid": f"{APPROX}:sigmoid"}
+VECTORISED = {"tanh": f"{APPROX}:precise_tanh", "sigmoid": f"{APPROX}:precise_sigmoid"}
 
 
 @hookimpl

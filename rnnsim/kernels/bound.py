@@ -10,8 +10,8 @@ network of the same structure finds its machine code again in the cache.
 
 Argument tokens: ``("array", i)`` the program's array ``i``; ``("scalar", i)`` element 0 of
 array ``i`` (a float of that array's dtype); ``("int", j)`` ``desc[j]``; ``("bool", j)``
-``desc[j] != 0``; ``("tuple", tokens)``. ``desc[0]``: check the input is finite;
-``desc[1]``: check the checked arrays after the step.
+``desc[j] != 0``; ``("tuple", tokens)``. ``desc[0]``: check that the input (and the
+staged arrays) are finite; ``desc[1]``: check the checked arrays after the step.
 """
 from __future__ import annotations
 
@@ -33,22 +33,23 @@ INPUT_SHAPE, INPUT_NONFINITE = -2, -1  # status codes; k > 0: checked array k - 
 @dataclass
 class Segment:
     """Kernel calls run by one compiled function: ``calls`` [(kernel, argument tokens)];
-    ``load``: the array that receives the input x (first segment only); ``checks``: the
-    arrays scanned for NaN/inf afterwards."""
+    ``load``: the array that receives the input x (first segment only); ``staged``: arrays
+    the caller filled before the call, scanned for NaN/inf with x; ``checks``: the arrays
+    scanned for NaN/inf afterwards."""
 
     calls: list[tuple] = field(default_factory=list)
     load: int | None = None
+    staged: list[int] = field(default_factory=list)
     checks: list[int] = field(default_factory=list)
 
 
 @dataclass
 class Program:
     """``arrays`` [(dtype name, rank, desc position of (offset, bytes, *shape))]; ``x_ndim``
-    and ``dtype`` the input's."""
+    the input's rank."""
 
     arrays: list[tuple[str, int, int]]
     segments: list[Segment]
-    dtype: str
     x_ndim: int
 
 
@@ -88,7 +89,7 @@ def _kernel_import(kernel, i: int) -> tuple[str, bool]:
     return f"_k{i} = __rnnsim_kernels__[{i}]", False
 
 
-def _token(token, arrays) -> str:
+def _token(token) -> str:
     kind, value = token
     if kind == "array":
         return f"a{value}"
@@ -99,7 +100,7 @@ def _token(token, arrays) -> str:
     if kind == "bool":
         return f"desc[{value}] != 0"
     if kind == "tuple":
-        items = [_token(t, arrays) for t in value]
+        items = [_token(t) for t in value]
         return "(" + "".join(item + ", " for item in items) + ")"
     raise ValueError(f"unknown argument token {token!r}")
 
@@ -114,7 +115,7 @@ def _used(token, found: set[int]) -> None:
 
 
 def _segment_source(program: Program, index: int, segment: Segment, kernels: list) -> str:
-    used: set[int] = set(segment.checks)
+    used: set[int] = set(segment.checks) | set(segment.staged)
     for _, tokens in segment.calls:
         for token in tokens:
             _used(token, used)
@@ -133,12 +134,13 @@ def _segment_source(program: Program, index: int, segment: Segment, kernels: lis
         else:
             lines += [f"    if x.shape[0] != {a}.shape[1] or x.shape[1] != {a}.shape[2]:",
                       f"        return {INPUT_SHAPE}"]
-        lines += [f"    if desc[{CHECK_INPUT}] != 0 and _nonfinite(x):",
+        lines += [f"    if desc[{CHECK_INPUT}] != 0 and (_nonfinite(x)"
+                  + "".join(f" or _nonfinite(a{i})" for i in segment.staged) + "):",
                   f"        return {INPUT_NONFINITE}",
                   f"    {a}[0{', 0' if program.x_ndim == 1 else ''}] = x"]
     for kernel, tokens in segment.calls:
         lines.append(f"    _k{kernels.index(kernel)}("
-                     + ", ".join(_token(t, program.arrays) for t in tokens) + ")")
+                     + ", ".join(_token(t) for t in tokens) + ")")
     for i in segment.checks:
         lines += [f"    if desc[{CHECK_OUTPUT}] != 0 and _nonfinite(a{i}):",
                   f"        return {i + 1}"]

@@ -14,6 +14,7 @@ from ...errors import ConfigError, InputError, NonfiniteError, RnnsimError, Shap
 from .fusion import fuse
 from .load import (Node, describe_array, implicit_inputs, import_onnx, load_external_data,
                    read_attributes)
+from .onestep import OneStepGraph
 from .ops import OPS
 from .recurrent import RECURRENT, RecurrentNode
 from .reference import RANDOM_OPS, STANDARD_DOMAINS, bind_reference
@@ -80,6 +81,7 @@ class OnnxModel:
                 self.inputs[value_info.name] = self._input_type(onnx, value_info)
         self.input_names = list(self.inputs)
         self.output_names = [output.name for output in graph.output]
+        self._all_outputs = tuple(self.output_names)
         self.nodes: list[Node] = []
         self.recurrent: list[RecurrentNode] = []
         nodes = [Node(proto_node.name or f"#{index}", proto_node.op_type,
@@ -110,7 +112,9 @@ class OnnxModel:
                 value.flags.writeable = False
         self._constants = constants
         self.fused = fuse(self.nodes, constants, shapes, self.output_names, origin)
-        self._plans: dict[tuple[str, ...], list[Node]] = {}
+        # wanted outputs -> (the nodes to run, the one-step call of a one-node graph or None)
+        self._plans: dict[tuple[str, ...], tuple[list[Node], OneStepGraph | None]] = {}
+        self._recurrent_of = {id(r.node): r for r in self.recurrent}
 
     # ---- loading -------------------------------------------------------------------------
 
@@ -216,19 +220,56 @@ class OnnxModel:
 
     # ---- running -------------------------------------------------------------------------
 
-    def _plan(self, wanted: tuple[str, ...]) -> list[Node]:
-        """The nodes needed for ``wanted`` outputs, in graph order."""
+    def _plan(self, wanted: tuple[str, ...]) -> tuple[list[Node], OneStepGraph | None]:
+        """The nodes needed for ``wanted`` outputs, in graph order, and the direct one-step
+        call when they are one recurrent node."""
         plan = self._plans.get(wanted)
         if plan is None:
             needed = set(wanted)
-            plan = []
+            nodes = []
             for node in reversed(self.nodes):
                 if any(name in needed for name in node.outputs if name):
-                    plan.append(node)
+                    nodes.append(node)
                     needed.update(name for name in node.inputs + node.implicit if name)
-            plan.reverse()
-            self._plans[wanted] = plan
+            nodes.reverse()
+            plan = self._plans[wanted] = (nodes, self._one_step_graph(nodes, wanted))
         return plan
+
+    def _one_step_graph(self, nodes: list[Node], wanted: tuple[str, ...]) \
+            -> OneStepGraph | None:
+        """A ``OneStepGraph`` when ``nodes`` are one recurrent node with constant weights
+        that reads every graph input (as X, initial_h or initial_c) and makes every wanted
+        output; None otherwise."""
+        recurrent = self._recurrent_of.get(id(nodes[0])) if len(nodes) == 1 else None
+        if recurrent is None or recurrent.params is None or not wanted:
+            return None
+        roles = dict(zip(recurrent.spec.inputs, recurrent.node.inputs))
+        feeds, constants = {}, {}
+        for role, name in roles.items():
+            if not name or role in ("W", "R", "B", "P"):
+                continue
+            if role == "sequence_lens" or not (name in self.inputs or name in self._constants):
+                return None
+            if name in self.inputs:
+                feeds[role] = name
+            else:
+                constants[role] = self._constants[name]
+        if "X" not in feeds or set(feeds.values()) != set(self.inputs) or any(
+                self.inputs[name][0] != recurrent.dtype for name in feeds.values()):
+            return None
+        return OneStepGraph(recurrent, feeds, constants, wanted, self._accepts)
+
+    def _accepts(self, shapes: dict[str, tuple]) -> bool:
+        """Whether the declared dims of the inputs admit ``shapes`` (input name -> shape)."""
+        sizes: dict = {}
+        try:
+            for name, shape in shapes.items():
+                dims = self.inputs[name][1]
+                if dims is not None:
+                    self._check_dims(name, shape, dims, sizes)
+        except ShapeError:
+            return False
+        return True
 
     def _checked_feeds(self, feeds: Mapping, check_finite: bool) -> dict[str, np.ndarray]:
         if not isinstance(feeds, Mapping):
@@ -289,14 +330,22 @@ class OnnxModel:
         check_finite : refuse float inputs holding NaN or inf, and raise ``NonfiniteError``
             naming the first node whose float output holds NaN or inf
         """
-        wanted = tuple(self.output_names if outputs is None else outputs)
-        unknown = [] if outputs is None else [n for n in wanted if n not in self.output_names]
-        if unknown:
-            raise InputError(f"{self.origin}: unknown output(s) {unknown}; the model's outputs "
-                             f"are {self.output_names}.")
+        wanted = self._all_outputs if outputs is None else tuple(outputs)
+        plan = self._plans.get(wanted)
+        if plan is None:
+            unknown = [n for n in wanted if n not in self.output_names]
+            if unknown:
+                raise InputError(f"{self.origin}: unknown output(s) {unknown}; the model's "
+                                 f"outputs are {self.output_names}.")
+            plan = self._plan(wanted)
+        nodes, one_step = plan
+        if one_step is not None:
+            found = one_step(feeds, check_finite)
+            if found is not None:
+                return found
         values = dict(self._constants)
         values.update(self._checked_feeds(feeds, check_finite))
-        for node in self._plan(wanted):
+        for node in nodes:
             inputs = [values[name] if name else None for name in node.inputs]
             results = _run_node(node, inputs, values)
             for name, value in zip(node.outputs, results):

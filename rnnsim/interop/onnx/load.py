@@ -119,6 +119,15 @@ class Node:
         return f"node '{self.name}' ({self.op})"
 
 
+def run_nodes(nodes, values: dict) -> dict:
+    """Run ``nodes`` in order, each on ``values`` (tensor name -> value), into which their
+    named outputs go; returns ``values``."""
+    for node in nodes:
+        results = node.run([values[name] if name else None for name in node.inputs], values)
+        values.update((name, value) for name, value in zip(node.outputs, results) if name)
+    return values
+
+
 def implicit_inputs(onnx, node) -> tuple[str, ...]:
     """The tensors of enclosing graphs that ``node``'s subgraphs read by name."""
     outer: list[str] = []

@@ -12,9 +12,9 @@ from ...activations import BoundActivation, bind
 from ...config import LayerConfig, Spec
 from ...errors import ConfigError, InputError, ShapeError, shown
 from ...plugins import get_plugins
-from ...stepper import BoundStep
 from ..gates import gru_biases, reorder_blocks
 from .load import FLOAT_TYPES, Node, describe_array
+from .onestep import StepBinding
 
 
 DIRECTIONS = ("forward", "reverse", "bidirectional")
@@ -136,6 +136,7 @@ class RecurrentNode:
             raise ConfigError(f"{self.where}: hidden_size must be a positive integer (got "
                               f"{shown(self.hidden_size)}).")
         self.activations = self._activations()
+        self.state_names = ("h", "c") if spec.cell == "lstm" else ("h",)
         self.names = {key: name for key, name in weight_names.items() if name}
         self.dtype = None
         self.input_size = None
@@ -151,7 +152,7 @@ class RecurrentNode:
         self._cells: dict[int, list] = {}
         # the cells of the known hidden size ([] when each run's R gives it)
         self.cells = [] if self.hidden_size is None else self.cells_for(self.hidden_size)
-        self._steps: dict[int, tuple] = {}  # batch size -> a bound one-step call
+        self.bindings: dict[int, StepBinding] = {}  # batch size -> its one-step call
 
     # ---- attributes ----------------------------------------------------------------------
 
@@ -287,7 +288,7 @@ class RecurrentNode:
         c = (self._state("initial_c", values.get("initial_c"), dtype, B, p)
              if spec.cell == "lstm" else None)
         if T == 1 and self.params is not None and values.get("sequence_lens") is None:
-            return self._outputs(self._one_step(x, h, c, p), h, c, None)
+            return self._outputs(self._one_step(x, h, c), h, c, None)
         outs = []
         for d, (cell, kernel_params) in enumerate(zip(self.cells_for(p), params)):
             reverse = d == 1 or self.direction == "reverse"
@@ -295,39 +296,26 @@ class RecurrentNode:
             outs.append(cell.run_direction(kernel_params, "", x, h[d], lengths, reverse, **extra))
         return self._outputs(outs, h, c, values.get("sequence_lens"))
 
-    def _one_step(self, x, h, c, p: int) -> list[np.ndarray]:
-        """One timestep (x (1, B, k)) of every direction through a compiled step bound once
-        per batch size (``BoundStep``), h and c (D, B, p) updated in place: the cells' own
-        per-call work (weight checks, buffers, a dispatch on a dozen arguments) costs more
-        than a step. Returns each direction's output (1, B, p). In one step a reverse
-        direction is a forward one."""
-        B = x.shape[1]
-        if B not in self._steps:
-            self._steps[B] = self._bind_step(x, p)
-        step, outs, states = self._steps[B]
-        for d, mine in enumerate(states):
-            mine["h"][0] = h[d]
-            if c is not None:
-                mine["c"][0] = c[d]
-        step(x[0])
-        for d, mine in enumerate(states):
-            h[d] = mine["h"][0]
-            if c is not None:
-                c[d] = mine["c"][0]
-        return [out.copy() for out in outs]
+    def binding(self, batch: int) -> StepBinding:
+        """The compiled one-step call of every direction for ``batch`` sequences, bound once
+        (the weights must be constants and the hidden size known)."""
+        if batch not in self.bindings:
+            self.bindings[batch] = StepBinding(self, batch)
+        return self.bindings[batch]
 
-    def _bind_step(self, x, p: int) -> tuple:
-        B, k = x.shape[1], x.shape[2]
-        x0 = np.zeros((1, B, k), x.dtype)
-        ops, outs, states = [], [], []
-        names = ("h", "c") if self.spec.cell == "lstm" else ("h",)
-        for cell, kernel_params in zip(self.cells_for(p), self.params):
-            outs.append(np.zeros((1, B, p), x.dtype))
-            states.append({name: np.zeros((1, B, p), x.dtype) for name in names})
-            ops += cell.step_ops(kernel_params, x0, states[-1], outs[-1])
-        step = BoundStep(x0, ops, [], unbatched=False, check_input=False, check_output=False)
-        return (step, [step.view(out) for out in outs],
-                [{name: step.view(s) for name, s in mine.items()} for mine in states])
+    def _one_step(self, x, h, c) -> list[np.ndarray]:
+        """One timestep (x (1, B, k)) of every direction through ``binding``, h and c
+        (D, B, p) updated in place: the cells' own per-call work (weight checks, buffers, a
+        dispatch on a dozen arguments) costs more than a step. Returns each direction's
+        output (1, B, p); the caller checks the values."""
+        binding = self.binding(x.shape[1])
+        given = {"h": h, "c": c}
+        for name, view in binding.states.items():
+            view[...] = given[name]
+        binding(x, check_finite=False)
+        for name, view in binding.states.items():
+            given[name][...] = view
+        return [binding.y[:, d].copy() for d in range(self.directions)]
 
     def _size_from_r(self, R) -> int:
         """The hidden size R (num_directions, gates*hidden_size, hidden_size) implies."""

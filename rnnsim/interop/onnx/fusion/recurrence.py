@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..load import Node
+from ..load import Node, run_nodes
 from .steps import LSTM
 
 
@@ -54,11 +54,7 @@ class FusedRecurrence:
                 + ((out.copy(),) if self.stacked else ()))
 
     def _unfused(self, inputs: list, values: dict) -> tuple:
-        local = dict(values)
-        local.update(zip(self.inputs, inputs))
-        for node in self.nodes:
-            results = node.run([local[n] if n else None for n in node.inputs], local)
-            local.update((n, v) for n, v in zip(node.outputs, results) if n)
+        local = run_nodes(self.nodes, {**values, **dict(zip(self.inputs, inputs))})
         return tuple(local[name] for name in self.outputs)
 
     def describe(self) -> dict:

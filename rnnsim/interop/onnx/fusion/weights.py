@@ -1,10 +1,10 @@
-"""The weights of a step read by running its nodes on unit inputs, checked against the
-cell's formula on random ones, and the fused recurrence built from them."""
+"""The weights of a step read by running its nodes on unit inputs, checked against a step of
+the cell on random ones, and the fused recurrence built from them."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..load import FLOAT_TYPES
+from ..load import FLOAT_TYPES, run_nodes
 from ..recurrent import ACTIVATIONS, bind_activation, build_cell
 from .recurrence import FusedRecurrence
 from .steps import ELMAN, ELMAN_ACTIVATIONS, GRU, LSTM, MIN_STEPS, Graph, Step, complete
@@ -37,14 +37,14 @@ def fuse_chain(graph: Graph, chain: list[Step], shapes: dict, origin: str):
                 "bn": params["b"][3 * p:]}
         activation = (ELMAN_ACTIVATIONS[graph.nodes[graph.producer[step.states_out[0]]].op]
                       if op is ELMAN else "tanh")
-        if not _agrees(graph, step, activation, params, dtype):
-            return None
         first, last = graph.nodes[chain[0].nodes[0]].name, graph.nodes[chain[-1].nodes[-1]].name
         where = f"{origin}: fused {cell} steps '{first}'..'{last}'"
         names = ([activation] if op is ELMAN else  # ONNX's defaults, in kernel order
                  [ACTIVATIONS[op.activations[slot].lower()][0] for slot in op.activation_slots])
         kernel = build_cell(cell, p, k, [bind_activation(name, where) for name in names],
                             {"reset_after": True} if op is GRU else {}, where)
+        if not _agrees(graph, step, kernel, params, dtype):
+            return None
     except Exception:  # noqa: BLE001 (any failure of a probe means: not a recurrence
         return None    # rnnsim runs as one; the nodes run as they are)
     params = {key: np.ascontiguousarray(value) for key, value in params.items()}
@@ -63,13 +63,8 @@ def _width(shapes: dict, name: str) -> int | None:
 
 
 def _run_step(graph: Graph, step: Step, feeds: dict) -> dict:
-    values = dict(graph.constants)
-    values.update(feeds)
-    for index in step.nodes:
-        node = graph.nodes[index]
-        results = node.run([values[n] if n else None for n in node.inputs], values)
-        values.update((n, v) for n, v in zip(node.outputs, results) if n)
-    return values
+    """The tensors after the step's nodes ran on ``feeds`` (and the graph's constants)."""
+    return run_nodes([graph.nodes[index] for index in step.nodes], {**graph.constants, **feeds})
 
 
 def _probe(graph: Graph, step: Step, k: int, p: int, dtype):
@@ -98,35 +93,24 @@ def _probe(graph: Graph, step: Step, k: int, p: int, dtype):
     return W, U, np.ascontiguousarray(b)
 
 
-def _agrees(graph: Graph, step: Step, activation: str, params: dict, dtype) -> bool:
-    """The step's nodes on random inputs against the cell's formula with the weights read."""
+def _agrees(graph: Graph, step: Step, cell, params: dict, dtype) -> bool:
+    """The step's nodes on random inputs against one step of ``cell`` (the kernel the fused
+    recurrence runs) with the weights read."""
     rng = np.random.default_rng(0)
-    W, U, b = params["W"], params["U"], params["b"]
-    B, k, p = 3, W.shape[1], U.shape[1]
+    B, k, p = 3, params["W"].shape[1], params["U"].shape[1]
     x = rng.standard_normal((B, k)).astype(dtype)
     h = rng.uniform(-1, 1, (B, p)).astype(dtype)
     feeds = {step.x: x, step.states_in[0]: h}
-    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-    xw, hu = x.astype(np.float64) @ W.T, h.astype(np.float64) @ U.T
+    states = {"h": h.copy()}
     if step.op is LSTM:
-        c = rng.standard_normal((B, p)).astype(dtype)
-        if step.states_in[1] == step.states_in[0]:
-            c = h
+        c = h if step.states_in[1] == step.states_in[0] else \
+            rng.standard_normal((B, p)).astype(dtype)
         feeds[step.states_in[1]] = c
-        i, f, g, o = np.split(xw + hu + b, 4, axis=1)
-        c_new = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-        expected = [sigmoid(o) * np.tanh(c_new), c_new]
-    elif step.op is GRU:
-        r, z, n_x = np.split(xw + b, 3, axis=1)
-        u_r, u_z, u_n = np.split(hu, 3, axis=1)
-        r, z = sigmoid(r + u_r), sigmoid(z + u_z)
-        n = np.tanh(n_x + r * (u_n + params["bn"]))
-        expected = [(1 - z) * n + z * h]
-    else:
-        z = xw + hu + b
-        expected = [np.tanh(z) if activation == "tanh" else np.maximum(z, 0)]
+        states["c"] = c.copy()
+    cell.run_direction(params, "", x[None], states["h"], np.ones(B, np.int64), False,
+                       **{name: value for name, value in states.items() if name != "h"})
     values = _run_step(graph, step, feeds)
     tol = 1e-4 if dtype == np.float32 else 1e-9
     return all(isinstance(values.get(name), np.ndarray) and values[name].shape == want.shape
                and np.allclose(values[name], want, rtol=tol, atol=tol)
-               for name, want in zip(step.states_out, expected))
+               for name, want in zip(step.states_out, states.values()))
