@@ -34,6 +34,13 @@ STABILITY_MARGIN = 1e-6
 # steps half of them settle for.
 NOISY_STEPS = 20
 SETTLE_STEPS = 25
+# The Lyapunov spectrum's tangent vectors go through at most QR_EVERY_MAX steps between two
+# re-orthonormalisations, and fewer once their log stretches spread over more than QR_SPREAD
+# (a condition number of e^QR_SPREAD leaves ~9 of float64's 16 digits to the smallest
+# stretch); whole Jacobians are formed for up to JACOBIAN_CHUNK_BYTES of steps at once.
+QR_EVERY_MAX = 16
+QR_SPREAD = 16.0
+JACOBIAN_CHUNK_BYTES = 1 << 20
 # Levenberg-Marquardt iterations of the fixed-point search (its default ``max_iter``).
 FIXED_POINT_ITERATIONS = 50
 
@@ -120,8 +127,12 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
                       k: int | None = None, seed: int = 0, direction: int = 0,
                       h0=None, progress=None) -> np.ndarray:
     """The ``k`` largest Lyapunov exponents (nats per step), sorted descending, by the QR
-    (Benettin) method: k tangent vectors are pushed through the Jacobians and
-    re-orthonormalised every step; the logs of the diagonal of R are averaged after ``warmup``.
+    (Benettin) method: k tangent vectors are pushed through the Jacobians along the
+    trajectory and re-orthonormalised; the logs of the diagonal of R are averaged after
+    ``warmup``. The vectors go through up to ``QR_EVERY_MAX`` steps between two
+    re-orthonormalisations while the stretches they pick up stay within ``QR_SPREAD``
+    (their condition number below e^QR_SPREAD), every step otherwise: the exponents are
+    those of a QR every step, up to rounding.
 
     x : one input sequence (T, k_in) driving the network, or None for zero input over
         ``warmup + steps`` steps (the autonomous dynamics)
@@ -134,33 +145,75 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
     if x is None:
         x = np.zeros((warmup + steps, net.input_size))
     fmap, drives = _driven(net, x, layer, direction)
+    return _spectrum(fmap, drives, warmup, k, seed, h0, progress)
+
+
+def _spectrum(fmap: LayerMap, drives: np.ndarray, warmup: int, k: int | None, seed: int,
+              h0, progress) -> np.ndarray:
+    """``lyapunov_spectrum`` of the map ``fmap`` under ``drives`` (T, m)."""
     n = fmap.size
     k = n if k is None else k
     if not 1 <= k <= n:
         raise InputError(f"k = {k} exponents: choose 1 to the state size {n}.")
-    if len(drives) <= warmup:
-        raise InputError(f"the input has {len(drives)} steps, not more than the warm-up of "
+    T = len(drives)
+    if T <= warmup:
+        raise InputError(f"the input has {T} steps, not more than the warm-up of "
                          f"{warmup}; give a longer input or a shorter warm-up.")
     rng = np.random.default_rng(seed)
-    s = rng.uniform(-1.0, 1.0, n)
+    s0 = rng.uniform(-1.0, 1.0, n)
     if h0 is not None:
-        s = _initial(fmap, h0)
+        s0 = _initial(fmap, h0)
     basis = np.linalg.qr(rng.standard_normal((n, k)))[0]
-    total = np.zeros(k)
+    with np.errstate(over="ignore", invalid="ignore"):
+        states = fmap.run(s0, drives)
+    bad = np.flatnonzero(~np.isfinite(states).all(axis=-1))
+    if len(bad):
+        raise InputError(f"the state left the float64 range at step {bad[0] + 1}: the "
+                         "trajectory diverges. Use fewer steps, or a network whose states stay "
+                         "bounded.")
+    previous = np.vstack([s0[None], states[:-1]])
+    # Whole Jacobians in chunks when the map forms them directly (dense, small enough),
+    # else one Jacobian-vector product per step.
+    chunk = max(1, JACOBIAN_CHUNK_BYTES // (8 * n * n)) if fmap.dense_jacobian else 0
+    total, every, since = np.zeros(k), 1, 0
     report = reporter(progress)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        for t, d in enumerate(drives):
-            basis, r = np.linalg.qr(fmap.jvp(s, d, basis))
-            s = fmap(s, d)
-            if not np.isfinite(s).all():
-                raise InputError(f"the state left the float64 range at step {t + 1}: the "
-                                 "trajectory diverges. Use fewer steps, or a network whose "
-                                 "states stay bounded.")
-            if t >= warmup:
-                total += np.log(np.abs(np.diagonal(r)))
-            if report is not None:
-                report(t + 1, len(drives))
-    return np.sort(total / (len(drives) - warmup))[::-1]
+        for first in range(0, T, chunk or T):
+            last = min(first + (chunk or T), T)
+            jac = fmap.jacobian(previous[first:last], drives[first:last]) if chunk else None
+            for t in range(first, last):
+                basis = jac[t - first] @ basis if chunk else \
+                    fmap.jvp(previous[t], drives[t], basis)
+                since += 1
+                if since < every and t + 1 != warmup and t + 1 != T:
+                    continue
+                if k == 1:
+                    stretch = np.linalg.norm(basis, axis=0)
+                    basis = basis / stretch
+                else:
+                    basis, r = np.linalg.qr(basis)
+                    stretch = np.abs(np.diagonal(r))
+                logs = np.log(stretch)
+                if t >= warmup:
+                    total += logs
+                every = _qr_interval(logs, every, since)
+                since = 0
+                if report is not None:
+                    report(t + 1, T)
+    return np.sort(total / (T - warmup))[::-1]
+
+
+def _qr_interval(logs: np.ndarray, every: int, since: int) -> int:
+    """Steps to the next re-orthonormalisation, from the log stretches of the last ``since``
+    steps: doubled while their spread stays under half ``QR_SPREAD``, halved above it, one
+    once a direction collapses or overflows."""
+    if not np.isfinite(logs).all():
+        return 1
+    spread = float(np.max(logs) - np.min(logs)) * every / since if len(logs) > 1 else \
+        abs(float(logs[0])) * every / since
+    if spread < QR_SPREAD / 2:
+        return min(2 * every, QR_EVERY_MAX)
+    return max(every // 2, 1) if spread > QR_SPREAD else every
 
 
 def largest_lyapunov(net, x=None, steps: int = 1000, warmup: int = 100, layer: int = 0,
