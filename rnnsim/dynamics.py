@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cells.maps import LayerMap
+from .cells.maps import FD_STEP, LayerMap
 from .errors import ConfigError, InputError, ShapeError
 from .progress import Stages, reporter
 from .threads import with_one_blas_thread
@@ -41,6 +41,10 @@ SETTLE_STEPS = 25
 QR_EVERY_MAX = 16
 QR_SPREAD = 16.0
 JACOBIAN_CHUNK_BYTES = 1 << 20
+# Up to this many exponents, maps of the leaky form run compiled (kernels/cpu/tangent.py:
+# Gram-Schmidt every step costs n k^2, LAPACK's QR does better above), KERNEL_STEPS a call.
+KERNEL_EXPONENTS = 16
+KERNEL_STEPS = 1024
 # Levenberg-Marquardt iterations of the fixed-point search (its default ``max_iter``).
 FIXED_POINT_ITERATIONS = 50
 
@@ -164,13 +168,15 @@ def _spectrum(fmap: LayerMap, drives: np.ndarray, warmup: int, k: int | None, se
     if h0 is not None:
         s0 = _initial(fmap, h0)
     basis = np.linalg.qr(rng.standard_normal((n, k)))[0]
+    form = fmap.leaky_form() if k <= KERNEL_EXPONENTS else None
+    if form is not None:
+        total = _leaky_spectrum(fmap, *form, drives, s0, basis, warmup, reporter(progress))
+        return np.sort(total / (T - warmup))[::-1]
     with np.errstate(over="ignore", invalid="ignore"):
         states = fmap.run(s0, drives)
     bad = np.flatnonzero(~np.isfinite(states).all(axis=-1))
     if len(bad):
-        raise InputError(f"the state left the float64 range at step {bad[0] + 1}: the "
-                         "trajectory diverges. Use fewer steps, or a network whose states stay "
-                         "bounded.")
+        raise _diverged(bad[0] + 1)
     previous = np.vstack([s0[None], states[:-1]])
     # Whole Jacobians in chunks when the map forms them directly (dense, small enough),
     # else one Jacobian-vector product per step.
@@ -201,6 +207,37 @@ def _spectrum(fmap: LayerMap, drives: np.ndarray, warmup: int, k: int | None, se
                 if report is not None:
                     report(t + 1, T)
     return np.sort(total / (T - warmup))[::-1]
+
+
+def _leaky_spectrum(fmap: LayerMap, w: np.ndarray, lr: np.ndarray, drives: np.ndarray,
+                    s: np.ndarray, basis: np.ndarray, warmup: int, report) -> np.ndarray:
+    """The summed log stretches (k,) of a map of the leaky form (``LayerMap.leaky_form``),
+    compiled: the trajectory, the tangent vectors and their Gram-Schmidt every step in one
+    loop, ``KERNEL_STEPS`` steps a call."""
+    from .activations import compile_errors
+    from .kernels import build
+
+    act = fmap.layer.activations[0]
+    kernel = build("tangent", [act.entry.fn]).leaky_lyapunov_serial
+    clip = np.inf if fmap.clip is None else float(fmap.clip)
+    s, vectors = s.copy(), np.ascontiguousarray(basis.T)
+    total = np.zeros(len(vectors))
+    T = len(drives)
+    with compile_errors([act]):
+        for first in range(0, T, KERNEL_STEPS):
+            last = min(first + KERNEL_STEPS, T)
+            bad = kernel(np.ascontiguousarray(drives[first:last]), w, lr, s, vectors, first,
+                         warmup, clip, FD_STEP, total, act.kernel_args(np.float64))
+            if bad:
+                raise _diverged(bad)
+            if report is not None:
+                report(last, T)
+    return total
+
+
+def _diverged(step: int) -> InputError:
+    return InputError(f"the state left the float64 range at step {step}: the trajectory "
+                      "diverges. Use fewer steps, or a network whose states stay bounded.")
 
 
 def _qr_interval(logs: np.ndarray, every: int, since: int) -> int:

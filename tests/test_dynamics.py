@@ -200,6 +200,71 @@ def test_contracting_network_has_negative_exponents_and_chaotic_one_positive():
     assert dynamics.largest_lyapunov(elman(3.0 * W, "tanh"), steps=1500, seed=1) > 0.05
 
 
+def naive_benettin(net, x, warmup, k, seed, h0=None):
+    """A textbook Benettin loop in NumPy, written apart from rnnsim's maps: the update and its
+    Jacobian of an elman or esn layer (tanh) stated here, the Jacobian formed every step and
+    QR every step."""
+    layer, params = net.layers[0], net.layer_params(0)
+    n = layer.units
+    if layer.name == "esn":
+        W = (layer.recurrent_matrix(params).to_dense() if layer.sparse else params["W"])
+        W, lr = np.asarray(W, np.float64), layer.leak_rate()
+        drives = x @ params["Win"].T.astype(np.float64) + params["b"]
+    else:
+        W, lr = np.asarray(params["U"], np.float64), np.ones(n)
+        drives = x @ params["W"].T.astype(np.float64) + params["b"]
+    rng = np.random.default_rng(seed)
+    h = rng.uniform(-1.0, 1.0, n) if h0 is None else (rng.uniform(-1.0, 1.0, n), h0)[1]
+    Q = np.linalg.qr(rng.standard_normal((n, k)))[0]
+    total = np.zeros(k)
+    for t, d in enumerate(drives):
+        a = np.tanh(d + W @ h)
+        J = np.diag(1.0 - lr) + (lr * (1.0 - a * a))[:, None] * W
+        h = (1.0 - lr) * h + lr * a
+        Q, R = np.linalg.qr(J @ Q)
+        if t >= warmup:
+            total += np.log(np.abs(np.diag(R)))
+    return np.sort(total / (len(drives) - warmup))[::-1]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("case", ["esn", "esn-sparse", "elman"])
+def test_lyapunov_spectrum_matches_a_naive_benettin_loop(case, compiled, monkeypatch):
+    # Random weights in every parameter, a driven trajectory short enough that the chaotic
+    # case (elman, gain 1.6) keeps the two trajectories together; the compiled tangent kernel
+    # (leaky maps, k <= KERNEL_EXPONENTS) and the NumPy path with its QR every few steps.
+    if not compiled:
+        monkeypatch.setattr(dynamics, "KERNEL_EXPONENTS", 0)
+    rng = np.random.default_rng({"esn": 1, "esn-sparse": 2, "elman": 3}[case])
+    n = 40
+    options = {"activation": "tanh",
+               "init": {"bias": {"name": "uniform", "low": -0.3, "high": 0.3},
+                        "recurrent": {"name": "kaiming_normal", "gain": 1.6}}}
+    if case.startswith("esn"):
+        options["leak_rate"] = rng.uniform(0.2, 1.0, n).tolist()
+        options["init"]["recurrent"] = {"name": "sparse_random", "connectivity": 0.2,
+                                        "spectral_radius": 1.1}
+        options["sparse"] = case == "esn-sparse"
+    net = network(case.split("-")[0], units=n, input_size=2, **options)
+    x = rng.standard_normal((260, 2))
+    for k in (1, 6, n):
+        expected = naive_benettin(net, x, 60, k, seed=5)
+        got = dynamics.lyapunov_spectrum(net, x, warmup=60, k=k, seed=5)
+        np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)
+
+
+def test_lyapunov_reorthonormalising_every_few_steps_changes_no_exponent(monkeypatch):
+    # A full GRU spectrum (the NumPy path, Jacobian-vector products) whose exponents spread
+    # over 0.75 nats per step: 16-step windows would condition the vectors to e^12.
+    net = network("gru", units=12, input_size=3)
+    x = sequence(400, 3, seed=2)
+    windowed = dynamics.lyapunov_spectrum(net, x, warmup=50)
+    monkeypatch.setattr(dynamics, "QR_EVERY_MAX", 1)
+    every_step = dynamics.lyapunov_spectrum(net, x, warmup=50)
+    np.testing.assert_allclose(windowed, every_step, rtol=1e-10, atol=1e-12)
+    assert windowed[0] - windowed[-1] > 0.7
+
+
 def test_lyapunov_errors():
     net = linear_rnn([0.5, 0.2])
     with pytest.raises(InputError, match="k = 3 exponents: choose 1 to the state size 2"):

@@ -19,6 +19,9 @@ class ElmanMap(LayerMap):
     def jacobian(self, s, d):
         return rows(self._slope(s, d), self.weight("U"))
 
+    def leaky_form(self):
+        return np.ascontiguousarray(self.weight("U")), np.ones(self.size)
+
     def _slope(self, s, d):
         return self.activate(0, d + s @ self.weight("U").T)[1]
 

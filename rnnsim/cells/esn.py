@@ -66,6 +66,10 @@ class ESNMap(LayerMap):
         slope = self.activate(0, self._pre(s, d))[1]
         return rows(1.0 - self.lr, v) + rows(self.lr * slope, matmul(self.w, v))
 
+    def leaky_form(self):
+        return None if isinstance(self.w, CSR) else (np.ascontiguousarray(self.w),
+                                                     np.ascontiguousarray(self.lr))
+
     def jacobian(self, s, d):
         if isinstance(self.w, CSR):
             return super().jacobian(s, d)

@@ -114,6 +114,11 @@ class LayerMap:
         """``dF/ds`` at (s, d): (..., n, n)."""
         return self.jvp(s, d, np.eye(self.size))
 
+    def leaky_form(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(W (n, n) dense, lr (n,)) when F(s, d) = (1 - lr) s + lr f(clip(d + W s)) with
+        activation 0 as f (the form ``kernels/cpu/tangent.py`` runs compiled), else None."""
+        return None
+
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """The box (low, high), each (n,), holding every state the layer reaches from a state
         in it: a fixed point outside it cannot exist. By default the range of activation 0
