@@ -45,8 +45,10 @@ JACOBIAN_CHUNK_BYTES = 1 << 20
 # Gram-Schmidt every step costs n k^2, LAPACK's QR does better above), KERNEL_STEPS a call.
 KERNEL_EXPONENTS = 16
 KERNEL_STEPS = 1024
-# Levenberg-Marquardt iterations of the fixed-point search (its default ``max_iter``).
+# Levenberg-Marquardt iterations of the fixed-point search (its default ``max_iter``), and its
+# other defaults: tol, slow_tol, merge and noise of ``find_fixed_points``.
 FIXED_POINT_ITERATIONS = 50
+FIXED_TOL, SLOW_TOL, MERGE, START_NOISE = 1e-10, 1e-6, 1e-3, 0.1
 
 
 def layer_map(net, layer: int = 0, direction: int = 0) -> LayerMap:
@@ -94,7 +96,12 @@ def _driven(net, x, layer: int, direction: int) -> tuple[LayerMap, np.ndarray]:
     fmap = layer_map(net, layer, direction)
     inputs = np.asarray(_sequence(net, x), np.float64) if layer == 0 else \
         layer_outputs(net, x, layer)[-1].astype(np.float64)
-    return fmap, fmap.drive(inputs[::-1] if direction == 1 else inputs)
+    return fmap, _drives(fmap, inputs, direction)
+
+
+def _drives(fmap: LayerMap, inputs: np.ndarray, direction: int) -> np.ndarray:
+    """The drives (T, m) of the layer's inputs (T, input_size), in the direction's order."""
+    return fmap.drive(inputs[::-1] if direction == 1 else inputs)
 
 
 def _initial(fmap: LayerMap, h0) -> np.ndarray:
@@ -153,8 +160,9 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
 
 
 def _spectrum(fmap: LayerMap, drives: np.ndarray, warmup: int, k: int | None, seed: int,
-              h0, progress) -> np.ndarray:
-    """``lyapunov_spectrum`` of the map ``fmap`` under ``drives`` (T, m)."""
+              h0, progress, states: np.ndarray | None = None) -> np.ndarray:
+    """``lyapunov_spectrum`` of the map ``fmap`` under ``drives`` (T, m); ``states``: the
+    trajectory from ``h0``, when the caller has it."""
     n = fmap.size
     k = n if k is None else k
     if not 1 <= k <= n:
@@ -172,8 +180,9 @@ def _spectrum(fmap: LayerMap, drives: np.ndarray, warmup: int, k: int | None, se
     if form is not None:
         total = _leaky_spectrum(fmap, *form, drives, s0, basis, warmup, reporter(progress))
         return np.sort(total / (T - warmup))[::-1]
-    with np.errstate(over="ignore", invalid="ignore"):
-        states = fmap.run(s0, drives)
+    if states is None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            states = fmap.run(s0, drives)
     bad = np.flatnonzero(~np.isfinite(states).all(axis=-1))
     if len(bad):
         raise _diverged(bad[0] + 1)
@@ -273,8 +282,15 @@ def gradient_norms(net, x, layer: int = 0, h0=None, direction: int = 0, ord=2,
     """
     fmap, drives = _driven(net, x, layer, direction)
     s0 = _initial(fmap, h0)
+    return _gradient_norms(fmap, drives, s0, fmap.run(s0, drives), ord, horizon, progress)
+
+
+def _gradient_norms(fmap: LayerMap, drives: np.ndarray, s0: np.ndarray, states: np.ndarray,
+                    ord, horizon: int | None, progress) -> np.ndarray:
+    """``gradient_norms`` along ``states`` (T, n), the trajectory from ``s0`` under
+    ``drives``."""
     T = len(drives)
-    previous = np.vstack([s0[None], fmap.run(s0, drives)[:-1]])
+    previous = np.vstack([s0[None], states[:-1]])
     norms = np.full(T, np.nan)
     product = np.eye(fmap.size)
     report = reporter(progress)
@@ -308,10 +324,11 @@ class FixedPoint:
 
 
 @with_one_blas_thread
-def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 1e-10,
-                      slow_tol: float = 1e-6, max_iter: int = FIXED_POINT_ITERATIONS,
-                      merge: float = 1e-3, layer: int = 0, direction: int = 0, trajectory=None,
-                      noise: float = 0.1, progress=None) -> list[FixedPoint]:
+def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = FIXED_TOL,
+                      slow_tol: float = SLOW_TOL, max_iter: int = FIXED_POINT_ITERATIONS,
+                      merge: float = MERGE, layer: int = 0, direction: int = 0,
+                      trajectory=None, noise: float = START_NOISE,
+                      progress=None) -> list[FixedPoint]:
     """Fixed and slow points of a layer under a constant input (Sussillo and Barak 2013).
 
     q(s) = 1/2 |F(s) - s|^2 is minimised from every start by Levenberg-Marquardt steps with
@@ -341,7 +358,15 @@ def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 
     Returns the distinct points: fixed points first (by their largest |coordinate|), then
     slow points by q.
     """
-    fmap = layer_map(net, layer, direction)
+    return _fixed_points(layer_map(net, layer, direction), x_const, starts, seed, tol,
+                         slow_tol, max_iter, merge, layer, trajectory, noise, progress)
+
+
+def _fixed_points(fmap: LayerMap, x_const, starts, seed: int, tol: float = FIXED_TOL,
+                  slow_tol: float = SLOW_TOL, max_iter: int = FIXED_POINT_ITERATIONS,
+                  merge: float = MERGE, layer: int = 0, trajectory=None,
+                  noise: float = START_NOISE, progress=None) -> list[FixedPoint]:
+    """``find_fixed_points`` of the map ``fmap`` (of layer ``layer``, named in errors)."""
     size = fmap.layer.input_size
     u = np.zeros(size) if x_const is None else np.asarray(x_const, np.float64)
     if u.shape != (size,):
@@ -517,10 +542,23 @@ def lyapunov_spectra(net, x, warmup: int = 100, exponents: int = 10,
     progress : None, ``progress(steps_done, T * directions)`` or a tqdm-compatible bar
     """
     stages = Stages(reporter(progress), len(x) * len(directions(net)))
-    return {label: lyapunov_spectrum(net, x, warmup=warmup, layer=i,
-                                     k=min(exponents, layer_map(net, i, d).size), seed=seed,
-                                     direction=d, progress=stages.stage(len(x)))
-            for i, d, label in directions(net)}
+    spectra = {}
+    for (i, d, label), (fmap, drives) in zip(directions(net), _all_driven(net, x)):
+        spectra[label] = _spectrum(fmap, drives, warmup, min(exponents, fmap.size), seed, None,
+                                   stages.stage(len(x)))
+    return spectra
+
+
+def _all_driven(net, x) -> list[tuple[LayerMap, np.ndarray]]:
+    """The map and drives of every layer and direction (in ``directions`` order), the inputs
+    of the upper layers from one run of the network."""
+    inputs = [np.asarray(_sequence(net, x), np.float64)] + \
+        [out.astype(np.float64) for out in layer_outputs(net, x, len(net.layers) - 1)]
+    driven = []
+    for i, d, _ in directions(net):
+        fmap = layer_map(net, i, d)
+        driven.append((fmap, _drives(fmap, inputs[i], d)))
+    return driven
 
 
 @with_one_blas_thread
@@ -545,22 +583,19 @@ def analyze(net, x, warmup: int = 100, starts: int = 16, exponents: int = 10,
     count = len(directions(net))
     lyapunov, search, back = len(x), FIXED_POINT_ITERATIONS, min(horizon, len(x))
     stages = Stages(reporter(progress), count * (lyapunov + search + back))
-    for i, direction, label in directions(net):
-        fmap = layer_map(net, i, direction)
+    for (i, direction, label), (fmap, drives) in zip(directions(net), _all_driven(net, x)):
         s0 = rng.uniform(-1.0, 1.0, fmap.size)
-        spectrum = lyapunov_spectrum(net, x, warmup=warmup, layer=i,
-                                     k=min(exponents, fmap.size), seed=seed,
-                                     direction=direction, h0=s0,
-                                     progress=stages.stage(lyapunov))
-        path = trajectory(net, x, layer=i, h0=s0, direction=direction)
+        with np.errstate(over="ignore", invalid="ignore"):  # a divergence: _spectrum says so
+            path = fmap.run(s0, drives)
+        spectrum = _spectrum(fmap, drives, warmup, min(exponents, fmap.size), seed, s0,
+                             stages.stage(lyapunov), states=path)
         u = None if x_const is None or i else np.broadcast_to(
             np.asarray(x_const, np.float64), (net.input_size,))
         given = start_states if start_states is not None and i == 0 else None
-        points = find_fixed_points(net, x_const=u, starts=starts if given is None else given,
-                                   seed=seed, layer=i, direction=direction, trajectory=path,
-                                   max_iter=search, progress=stages.stage(search))
-        norms = gradient_norms(net, x, layer=i, h0=s0, direction=direction, horizon=horizon,
-                               progress=stages.stage(back))
+        points = _fixed_points(fmap, u, starts if given is None else given, seed,
+                               max_iter=search, layer=i, trajectory=path,
+                               progress=stages.stage(search))
+        norms = _gradient_norms(fmap, drives, s0, path, 2, horizon, stages.stage(back))
         by_lag = norms[::-1][:min(horizon, len(norms))]
         rows.append({
             "layer": i, "direction": ("forward", "reverse")[direction],

@@ -28,15 +28,7 @@ def value_and_slope(act: BoundActivation, z: np.ndarray) -> tuple[np.ndarray, np
 
 def matmul(w, v: np.ndarray) -> np.ndarray:
     """``w @ v`` for a dense (n, n) array or a ``CSR`` ``w`` and ``v`` (..., n, m)."""
-    if not isinstance(w, CSR):
-        return w @ v
-    moved = np.moveaxis(v, -2, 0)
-    products = w.data.reshape((-1,) + (1,) * (moved.ndim - 1)) * moved[w.indices]
-    out = np.zeros((w.shape[0],) + moved.shape[1:])
-    filled = np.diff(w.indptr) > 0
-    if filled.any():
-        out[filled] = np.add.reduceat(products, w.indptr[:-1][filled], axis=0)
-    return np.moveaxis(out, 0, -2)
+    return w.dot(v) if isinstance(w, CSR) else w @ v
 
 
 def rows(scale: np.ndarray, m: np.ndarray) -> np.ndarray:
