@@ -159,6 +159,27 @@ def test_builtin_slopes_are_accurate(name, derivative):
                                atol=1e-9, rtol=1e-9)
 
 
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if not v.startswith("ugrnn")])
+def test_the_map_evaluates_each_activation_once(variant, monkeypatch):
+    """F alone needs the activations' values: one evaluation per pre-activation, a third
+    of what the Jacobian's central differences take."""
+    from rnnsim.activations import BoundActivation
+
+    cell, options = VARIANTS[variant]
+    fmap = dynamics.layer_map(network(cell, **options))
+    s = np.random.default_rng(1).uniform(-1, 1, (4, fmap.size))
+    d = fmap.drive(sequence(4, 3))
+    evaluated = []
+    original = BoundActivation.__call__
+    monkeypatch.setattr(BoundActivation, "__call__",
+                        lambda self, z: evaluated.append(np.size(z)) or original(self, z))
+    fmap(s, d)
+    values = sum(evaluated)
+    evaluated.clear()
+    fmap.jvp(s, d, np.eye(fmap.size))
+    assert values > 0 and sum(evaluated) == 3 * values
+
+
 def test_sparse_matmul_matches_dense_with_empty_rows():
     dense = np.random.default_rng(2).standard_normal((6, 6)) * (
         np.random.default_rng(3).random((6, 6)) < 0.4)
@@ -613,3 +634,31 @@ def test_cli_analyze_writes_the_fixed_points(tmp_path):
     (row,) = json.loads(invoke("analyze", config, "--input", "zeros", "--steps", 50,
                                "--start-states", starts, "--json"))["dynamics"]
     assert row["fixed_points"]["starts"] == 1
+
+
+def test_analyze_builds_each_map_once_and_runs_the_network_once(monkeypatch):
+    """Three layers, the middle one bidirectional: four maps built, the network run once for
+    the upper layers' inputs; the report equals the one of the public functions."""
+    layers = [{"cell": "gru", "units": 4}, {"cell": "elman", "units": 3, "bidirectional": True},
+              {"cell": "lstm", "units": 3}]
+    net = rnnsim.Network.from_config({"network": {"input_size": 2, "dtype": "float64",
+                                                  "seed": 2, "layers": layers}})
+    x = sequence(80, 2, seed=4)
+    built, ran = [], []
+    layer_map, layer_outputs = dynamics.layer_map, dynamics.layer_outputs
+    monkeypatch.setattr(dynamics, "layer_map", lambda *a: built.append(a[1:]) or layer_map(*a))
+    monkeypatch.setattr(dynamics, "layer_outputs",
+                        lambda *a: ran.append(a[2:]) or layer_outputs(*a))
+    rows = dynamics.analyze(net, x, warmup=20, starts=3, horizon=10, exponents=3)
+    assert built == [(0, 0), (1, 0), (1, 1), (2, 0)] and ran == [(2,)]
+    monkeypatch.undo()
+    s0 = np.random.default_rng(0).uniform(-1.0, 1.0, 4)
+    assert rows[0]["lyapunov"]["exponents"] == pytest.approx(dynamics.lyapunov_spectrum(
+        net, x, warmup=20, k=3, h0=s0).tolist(), rel=1e-12)
+    rng = np.random.default_rng(0)
+    for row, (i, d, _) in zip(rows, dynamics.directions(net)):
+        n = dynamics.layer_map(net, i, d).size
+        s0 = rng.uniform(-1.0, 1.0, n)
+        norms = dynamics.gradient_norms(net, x, layer=i, h0=s0, direction=d, horizon=10)
+        assert row["gradient_norms"]["by_lag"] == pytest.approx(norms[::-1][:10].tolist(),
+                                                                rel=1e-12)
