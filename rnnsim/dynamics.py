@@ -202,9 +202,9 @@ def _spectrum(fmap: LayerMap, drives: np.ndarray, warmup: int, k: int | None, se
                 since += 1
                 if since < every and t + 1 != warmup and t + 1 != T:
                     continue
-                if k == 1:
+                if k == 1:  # a collapsed vector stays zero: -inf from then on
                     stretch = np.linalg.norm(basis, axis=0)
-                    basis = basis / stretch
+                    basis = basis / np.where(stretch > 0, stretch, 1.0)
                 else:
                     basis, r = np.linalg.qr(basis)
                     stretch = np.abs(np.diagonal(r))

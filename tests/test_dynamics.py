@@ -274,6 +274,16 @@ def test_lyapunov_spectrum_matches_a_naive_benettin_loop(case, compiled, monkeyp
         np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_collapsed_direction_gives_minus_infinity(compiled, monkeypatch):
+    # Dead ReLU units (bias -3, small weights): every slope is 0 from the first step on.
+    if not compiled:
+        monkeypatch.setattr(dynamics, "KERNEL_EXPONENTS", 0)
+    net = elman(0.1 * rotation(4, 1), "relu", b=np.full(4, -3.0))
+    assert dynamics.largest_lyapunov(net, steps=50, warmup=5) == -np.inf
+    assert (dynamics.lyapunov_spectrum(net, steps=50, warmup=5, k=3) == -np.inf).all()
+
+
 def test_lyapunov_reorthonormalising_every_few_steps_changes_no_exponent(monkeypatch):
     # A full GRU spectrum (the NumPy path, Jacobian-vector products) whose exponents spread
     # over 0.75 nats per step: 16-step windows would condition the vectors to e^12.
