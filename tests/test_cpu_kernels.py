@@ -154,6 +154,32 @@ def test_a_row_gets_the_same_bits_alone_or_in_a_batch(variant):
     np.testing.assert_array_equal(batched, alone)
 
 
+@pytest.mark.parametrize("variant", ["lstm", "lstm-proj-peep", "lstm-clip-coupled"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("members", [1, 2])
+def test_a_single_row_runs_its_own_loop_with_the_bits_of_a_batch(variant, dtype, members,
+                                                                 threads):
+    """A lone LSTM row takes its own step loop (``one_row``; also when threads share its
+    units): the same bits as in a batch, with lengths and in reverse."""
+    layer = dict(CELLS[variant], bidirectional=True)
+    if variant == "lstm-proj-peep":
+        layer.pop("proj_size")  # one_row runs without a projection
+    net = rnnsim.Network.from_config({"network": {
+        "input_size": 5, "dtype": dtype, "seed": 3, "layers": [layer, layer]}})
+    for name, value in net.params.items():  # nonzero biases and peepholes everywhere
+        value[...] = np.random.default_rng(len(name)).uniform(-0.6, 0.6, value.shape)
+    x = np.random.default_rng(9).standard_normal((37, 5, 5)).astype(dtype)
+    lengths = np.array([37, 21, 16, 0, 33])
+    threads(1)
+    batched = net.run(x, lengths=lengths)
+    threads(members)
+    for b in range(5):
+        alone = net.run(x[:, b:b + 1], lengths=lengths[b:b + 1])
+        np.testing.assert_array_equal(alone.output[:, 0], batched.output[:, b])
+        for a, c in zip(alone.final + alone.final_c, batched.final + batched.final_c):
+            np.testing.assert_array_equal(a[:, 0], c[:, b])
+
+
 def test_packed_weights_follow_weights_edited_in_place():
     net = network("lstm-proj-peep", "float64")
     x = np.random.default_rng(6).standard_normal((5, 2, 5))

@@ -125,6 +125,24 @@ def test_memory_limits_and_messages(monkeypatch):
                                                                           "3.0 TiB"]
 
 
+def test_small_requests_skip_reading_the_machines_memory(monkeypatch):
+    """Below ALWAYS_FITS a run does not read /proc (~100 µs a call); the explicit limit still
+    applies to it, and a large request still reads the machine."""
+    def unreadable():
+        raise AssertionError("read the machine's memory for a small request")
+
+    net = rnnsim.Network.from_config({"network": {"input_size": 1, "layers": [{"units": 4}]}})
+    monkeypatch.delenv(guards.MEMORY_LIMIT_ENV, raising=False)
+    monkeypatch.setattr(guards, "available_bytes", unreadable)
+    net.run(np.zeros((50, 1)))
+    with pytest.raises(AssertionError, match="small request"):
+        guards.check_fits({"big": guards.ALWAYS_FITS}, "a test", "")
+    monkeypatch.undo()
+    monkeypatch.setenv(guards.MEMORY_LIMIT_ENV, "100")
+    with pytest.raises(ShapeError, match="more than the 100 B available"):
+        net.run(np.zeros((50, 1)))
+
+
 def nan_above_half(x):
     """Finite up to 0.5, NaN above: an activation with a hole, not a diverging recurrence."""
     return math.nan if x > 0.5 else x
