@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import numbers
 import re
 from dataclasses import dataclass
@@ -39,10 +40,15 @@ class BoundActivation:
             return self.entry.fn(z, *self.params)
         z = np.ascontiguousarray(z)
         out = np.empty_like(z)
-        module = kernels.build("elementwise", [self.entry.fn])
         with compile_errors([self]):
-            module.apply_activation_serial(z.reshape(-1), out.reshape(-1), self.kernel_args(z.dtype))
+            self._apply(z.reshape(-1), out.reshape(-1), self.kernel_args(z.dtype))
         return out
+
+    @functools.cached_property
+    def _apply(self):
+        """The compiled elementwise kernel, looked up once (a dynamics map calls this per
+        step)."""
+        return kernels.build("elementwise", [self.entry.fn]).apply_activation_serial
 
 
 def bind(spec: Spec, where: str, plugins: Plugins, vector_ok: bool = False) -> BoundActivation:

@@ -5,13 +5,11 @@ The API (numba, numpy and the kernels) is imported inside the commands that use 
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -1005,21 +1003,13 @@ def sweep_command(config, grid, metrics, output, repeats, seed, workers, schedul
     parsed = sweep_mod.parse_config(config)
     if output is None and (parsed.sweep is None or parsed.sweep.output is None):
         output = Path(f"{config.stem}-sweep.csv")
+    from . import progress
+
     start = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        bar = None
-
-        def progress(finished, total):
-            nonlocal bar
-            if bar is None:
-                bar = stack.enter_context(click.progressbar(
-                    length=total, label="sweep", show_pos=True, file=sys.stderr))
-            bar.update(finished - bar.pos)
-
+    with progress.shown("sweep", unit="points", quiet=quiet) as bar:
         table = sweep_mod.run_sweep(parsed, grid, list(metrics) or None, output,
                                     repeats=repeats, seed=seed, workers=workers,
-                                    scheduler=scheduler, progress=None if quiet else progress,
-                                    on_error=on_error)
+                                    scheduler=scheduler, progress=bar, on_error=on_error)
     for point, error in table.failed:
         click.echo(f"warning: sweep point {point} failed: {error}", err=True)
     if as_json:

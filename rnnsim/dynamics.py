@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cells.maps import LayerMap
+from .cells.maps import FD_STEP, LayerMap
 from .errors import ConfigError, InputError, ShapeError
 from .progress import Stages, reporter
 from .threads import with_one_blas_thread
@@ -34,8 +34,21 @@ STABILITY_MARGIN = 1e-6
 # steps half of them settle for.
 NOISY_STEPS = 20
 SETTLE_STEPS = 25
-# Levenberg-Marquardt iterations of the fixed-point search (its default ``max_iter``).
+# The Lyapunov spectrum's tangent vectors go through at most QR_EVERY_MAX steps between two
+# re-orthonormalisations, and fewer once their log stretches spread over more than QR_SPREAD
+# (a condition number of e^QR_SPREAD leaves ~9 of float64's 16 digits to the smallest
+# stretch); whole Jacobians are formed for up to JACOBIAN_CHUNK_BYTES of steps at once.
+QR_EVERY_MAX = 16
+QR_SPREAD = 16.0
+JACOBIAN_CHUNK_BYTES = 1 << 20
+# Up to this many exponents, maps of the leaky form run compiled (kernels/cpu/tangent.py:
+# Gram-Schmidt every step costs n k^2, LAPACK's QR does better above), KERNEL_STEPS a call.
+KERNEL_EXPONENTS = 16
+KERNEL_STEPS = 1024
+# Levenberg-Marquardt iterations of the fixed-point search (its default ``max_iter``), and its
+# other defaults: tol, slow_tol, merge and noise of ``find_fixed_points``.
 FIXED_POINT_ITERATIONS = 50
+FIXED_TOL, SLOW_TOL, MERGE, START_NOISE = 1e-10, 1e-6, 1e-3, 0.1
 
 
 def layer_map(net, layer: int = 0, direction: int = 0) -> LayerMap:
@@ -83,7 +96,12 @@ def _driven(net, x, layer: int, direction: int) -> tuple[LayerMap, np.ndarray]:
     fmap = layer_map(net, layer, direction)
     inputs = np.asarray(_sequence(net, x), np.float64) if layer == 0 else \
         layer_outputs(net, x, layer)[-1].astype(np.float64)
-    return fmap, fmap.drive(inputs[::-1] if direction == 1 else inputs)
+    return fmap, _drives(fmap, inputs, direction)
+
+
+def _drives(fmap: LayerMap, inputs: np.ndarray, direction: int) -> np.ndarray:
+    """The drives (T, m) of the layer's inputs (T, input_size), in the direction's order."""
+    return fmap.drive(inputs[::-1] if direction == 1 else inputs)
 
 
 def _initial(fmap: LayerMap, h0) -> np.ndarray:
@@ -120,8 +138,12 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
                       k: int | None = None, seed: int = 0, direction: int = 0,
                       h0=None, progress=None) -> np.ndarray:
     """The ``k`` largest Lyapunov exponents (nats per step), sorted descending, by the QR
-    (Benettin) method: k tangent vectors are pushed through the Jacobians and
-    re-orthonormalised every step; the logs of the diagonal of R are averaged after ``warmup``.
+    (Benettin) method: k tangent vectors are pushed through the Jacobians along the
+    trajectory and re-orthonormalised; the logs of the diagonal of R are averaged after
+    ``warmup``. The vectors go through up to ``QR_EVERY_MAX`` steps between two
+    re-orthonormalisations while the stretches they pick up stay within ``QR_SPREAD``
+    (their condition number below e^QR_SPREAD), every step otherwise: the exponents are
+    those of a QR every step, up to rounding.
 
     x : one input sequence (T, k_in) driving the network, or None for zero input over
         ``warmup + steps`` steps (the autonomous dynamics)
@@ -134,33 +156,110 @@ def lyapunov_spectrum(net, x=None, steps: int = 1000, warmup: int = 100, layer: 
     if x is None:
         x = np.zeros((warmup + steps, net.input_size))
     fmap, drives = _driven(net, x, layer, direction)
+    return _spectrum(fmap, drives, warmup, k, seed, h0, progress)
+
+
+def _spectrum(fmap: LayerMap, drives: np.ndarray, warmup: int, k: int | None, seed: int,
+              h0, progress, states: np.ndarray | None = None) -> np.ndarray:
+    """``lyapunov_spectrum`` of the map ``fmap`` under ``drives`` (T, m); ``states``: the
+    trajectory from ``h0``, when the caller has it."""
     n = fmap.size
     k = n if k is None else k
     if not 1 <= k <= n:
         raise InputError(f"k = {k} exponents: choose 1 to the state size {n}.")
-    if len(drives) <= warmup:
-        raise InputError(f"the input has {len(drives)} steps, not more than the warm-up of "
+    T = len(drives)
+    if T <= warmup:
+        raise InputError(f"the input has {T} steps, not more than the warm-up of "
                          f"{warmup}; give a longer input or a shorter warm-up.")
     rng = np.random.default_rng(seed)
-    s = rng.uniform(-1.0, 1.0, n)
+    s0 = rng.uniform(-1.0, 1.0, n)
     if h0 is not None:
-        s = _initial(fmap, h0)
+        s0 = _initial(fmap, h0)
     basis = np.linalg.qr(rng.standard_normal((n, k)))[0]
-    total = np.zeros(k)
+    form = fmap.leaky_form() if k <= KERNEL_EXPONENTS else None
+    if form is not None:
+        total = _leaky_spectrum(fmap, *form, drives, s0, basis, warmup, reporter(progress))
+        return np.sort(total / (T - warmup))[::-1]
+    if states is None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            states = fmap.run(s0, drives)
+    bad = np.flatnonzero(~np.isfinite(states).all(axis=-1))
+    if len(bad):
+        raise _diverged(bad[0] + 1)
+    previous = np.vstack([s0[None], states[:-1]])
+    # Whole Jacobians in chunks when the map forms them directly (dense, small enough),
+    # else one Jacobian-vector product per step.
+    chunk = max(1, JACOBIAN_CHUNK_BYTES // (8 * n * n)) if fmap.dense_jacobian else 0
+    total, every, since = np.zeros(k), 1, 0
     report = reporter(progress)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        for t, d in enumerate(drives):
-            basis, r = np.linalg.qr(fmap.jvp(s, d, basis))
-            s = fmap(s, d)
-            if not np.isfinite(s).all():
-                raise InputError(f"the state left the float64 range at step {t + 1}: the "
-                                 "trajectory diverges. Use fewer steps, or a network whose "
-                                 "states stay bounded.")
-            if t >= warmup:
-                total += np.log(np.abs(np.diagonal(r)))
+        for first in range(0, T, chunk or T):
+            last = min(first + (chunk or T), T)
+            jac = fmap.jacobian(previous[first:last], drives[first:last]) if chunk else None
+            for t in range(first, last):
+                basis = jac[t - first] @ basis if chunk else \
+                    fmap.jvp(previous[t], drives[t], basis)
+                since += 1
+                if since < every and t + 1 != warmup and t + 1 != T:
+                    continue
+                if k == 1:  # a collapsed vector stays zero: -inf from then on
+                    stretch = np.linalg.norm(basis, axis=0)
+                    basis = basis / np.where(stretch > 0, stretch, 1.0)
+                else:
+                    basis, r = np.linalg.qr(basis)
+                    stretch = np.abs(np.diagonal(r))
+                logs = np.log(stretch)
+                if t >= warmup:
+                    total += logs
+                every = _qr_interval(logs, every, since)
+                since = 0
+                if report is not None:
+                    report(t + 1, T)
+    return np.sort(total / (T - warmup))[::-1]
+
+
+def _leaky_spectrum(fmap: LayerMap, w: np.ndarray, lr: np.ndarray, drives: np.ndarray,
+                    s: np.ndarray, basis: np.ndarray, warmup: int, report) -> np.ndarray:
+    """The summed log stretches (k,) of a map of the leaky form (``LayerMap.leaky_form``),
+    compiled: the trajectory, the tangent vectors and their Gram-Schmidt every step in one
+    loop, ``KERNEL_STEPS`` steps a call."""
+    from .activations import compile_errors
+    from .kernels import build
+
+    act = fmap.layer.activations[0]
+    kernel = build("tangent", [act.entry.fn]).leaky_lyapunov_serial
+    clip = np.inf if fmap.clip is None else float(fmap.clip)
+    s, vectors = s.copy(), np.ascontiguousarray(basis.T)
+    total = np.zeros(len(vectors))
+    T = len(drives)
+    with compile_errors([act]):
+        for first in range(0, T, KERNEL_STEPS):
+            last = min(first + KERNEL_STEPS, T)
+            bad = kernel(np.ascontiguousarray(drives[first:last]), w, lr, s, vectors, first,
+                         warmup, clip, FD_STEP, total, act.kernel_args(np.float64))
+            if bad:
+                raise _diverged(bad)
             if report is not None:
-                report(t + 1, len(drives))
-    return np.sort(total / (len(drives) - warmup))[::-1]
+                report(last, T)
+    return total
+
+
+def _diverged(step: int) -> InputError:
+    return InputError(f"the state left the float64 range at step {step}: the trajectory "
+                      "diverges. Use fewer steps, or a network whose states stay bounded.")
+
+
+def _qr_interval(logs: np.ndarray, every: int, since: int) -> int:
+    """Steps to the next re-orthonormalisation, from the log stretches of the last ``since``
+    steps: doubled while their spread stays under half ``QR_SPREAD``, halved above it, one
+    once a direction collapses or overflows."""
+    if not np.isfinite(logs).all():
+        return 1
+    spread = float(np.max(logs) - np.min(logs)) * every / since if len(logs) > 1 else \
+        abs(float(logs[0])) * every / since
+    if spread < QR_SPREAD / 2:
+        return min(2 * every, QR_EVERY_MAX)
+    return max(every // 2, 1) if spread > QR_SPREAD else every
 
 
 def largest_lyapunov(net, x=None, steps: int = 1000, warmup: int = 100, layer: int = 0,
@@ -183,8 +282,15 @@ def gradient_norms(net, x, layer: int = 0, h0=None, direction: int = 0, ord=2,
     """
     fmap, drives = _driven(net, x, layer, direction)
     s0 = _initial(fmap, h0)
+    return _gradient_norms(fmap, drives, s0, fmap.run(s0, drives), ord, horizon, progress)
+
+
+def _gradient_norms(fmap: LayerMap, drives: np.ndarray, s0: np.ndarray, states: np.ndarray,
+                    ord, horizon: int | None, progress) -> np.ndarray:
+    """``gradient_norms`` along ``states`` (T, n), the trajectory from ``s0`` under
+    ``drives``."""
     T = len(drives)
-    previous = np.vstack([s0[None], fmap.run(s0, drives)[:-1]])
+    previous = np.vstack([s0[None], states[:-1]])
     norms = np.full(T, np.nan)
     product = np.eye(fmap.size)
     report = reporter(progress)
@@ -218,10 +324,11 @@ class FixedPoint:
 
 
 @with_one_blas_thread
-def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 1e-10,
-                      slow_tol: float = 1e-6, max_iter: int = FIXED_POINT_ITERATIONS,
-                      merge: float = 1e-3, layer: int = 0, direction: int = 0, trajectory=None,
-                      noise: float = 0.1, progress=None) -> list[FixedPoint]:
+def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = FIXED_TOL,
+                      slow_tol: float = SLOW_TOL, max_iter: int = FIXED_POINT_ITERATIONS,
+                      merge: float = MERGE, layer: int = 0, direction: int = 0,
+                      trajectory=None, noise: float = START_NOISE,
+                      progress=None) -> list[FixedPoint]:
     """Fixed and slow points of a layer under a constant input (Sussillo and Barak 2013).
 
     q(s) = 1/2 |F(s) - s|^2 is minimised from every start by Levenberg-Marquardt steps with
@@ -251,7 +358,15 @@ def find_fixed_points(net, x_const=None, starts=32, seed: int = 0, tol: float = 
     Returns the distinct points: fixed points first (by their largest |coordinate|), then
     slow points by q.
     """
-    fmap = layer_map(net, layer, direction)
+    return _fixed_points(layer_map(net, layer, direction), x_const, starts, seed, tol,
+                         slow_tol, max_iter, merge, layer, trajectory, noise, progress)
+
+
+def _fixed_points(fmap: LayerMap, x_const, starts, seed: int, tol: float = FIXED_TOL,
+                  slow_tol: float = SLOW_TOL, max_iter: int = FIXED_POINT_ITERATIONS,
+                  merge: float = MERGE, layer: int = 0, trajectory=None,
+                  noise: float = START_NOISE, progress=None) -> list[FixedPoint]:
+    """``find_fixed_points`` of the map ``fmap`` (of layer ``layer``, named in errors)."""
     size = fmap.layer.input_size
     u = np.zeros(size) if x_const is None else np.asarray(x_const, np.float64)
     if u.shape != (size,):
@@ -427,10 +542,23 @@ def lyapunov_spectra(net, x, warmup: int = 100, exponents: int = 10,
     progress : None, ``progress(steps_done, T * directions)`` or a tqdm-compatible bar
     """
     stages = Stages(reporter(progress), len(x) * len(directions(net)))
-    return {label: lyapunov_spectrum(net, x, warmup=warmup, layer=i,
-                                     k=min(exponents, layer_map(net, i, d).size), seed=seed,
-                                     direction=d, progress=stages.stage(len(x)))
-            for i, d, label in directions(net)}
+    spectra = {}
+    for (i, d, label), (fmap, drives) in zip(directions(net), _all_driven(net, x)):
+        spectra[label] = _spectrum(fmap, drives, warmup, min(exponents, fmap.size), seed, None,
+                                   stages.stage(len(x)))
+    return spectra
+
+
+def _all_driven(net, x) -> list[tuple[LayerMap, np.ndarray]]:
+    """The map and drives of every layer and direction (in ``directions`` order), the inputs
+    of the upper layers from one run of the network."""
+    inputs = [np.asarray(_sequence(net, x), np.float64)] + \
+        [out.astype(np.float64) for out in layer_outputs(net, x, len(net.layers) - 1)]
+    driven = []
+    for i, d, _ in directions(net):
+        fmap = layer_map(net, i, d)
+        driven.append((fmap, _drives(fmap, inputs[i], d)))
+    return driven
 
 
 @with_one_blas_thread
@@ -455,22 +583,19 @@ def analyze(net, x, warmup: int = 100, starts: int = 16, exponents: int = 10,
     count = len(directions(net))
     lyapunov, search, back = len(x), FIXED_POINT_ITERATIONS, min(horizon, len(x))
     stages = Stages(reporter(progress), count * (lyapunov + search + back))
-    for i, direction, label in directions(net):
-        fmap = layer_map(net, i, direction)
+    for (i, direction, label), (fmap, drives) in zip(directions(net), _all_driven(net, x)):
         s0 = rng.uniform(-1.0, 1.0, fmap.size)
-        spectrum = lyapunov_spectrum(net, x, warmup=warmup, layer=i,
-                                     k=min(exponents, fmap.size), seed=seed,
-                                     direction=direction, h0=s0,
-                                     progress=stages.stage(lyapunov))
-        path = trajectory(net, x, layer=i, h0=s0, direction=direction)
+        with np.errstate(over="ignore", invalid="ignore"):  # a divergence: _spectrum says so
+            path = fmap.run(s0, drives)
+        spectrum = _spectrum(fmap, drives, warmup, min(exponents, fmap.size), seed, s0,
+                             stages.stage(lyapunov), states=path)
         u = None if x_const is None or i else np.broadcast_to(
             np.asarray(x_const, np.float64), (net.input_size,))
         given = start_states if start_states is not None and i == 0 else None
-        points = find_fixed_points(net, x_const=u, starts=starts if given is None else given,
-                                   seed=seed, layer=i, direction=direction, trajectory=path,
-                                   max_iter=search, progress=stages.stage(search))
-        norms = gradient_norms(net, x, layer=i, h0=s0, direction=direction, horizon=horizon,
-                               progress=stages.stage(back))
+        points = _fixed_points(fmap, u, starts if given is None else given, seed,
+                               max_iter=search, layer=i, trajectory=path,
+                               progress=stages.stage(search))
+        norms = _gradient_norms(fmap, drives, s0, path, 2, horizon, stages.stage(back))
         by_lag = norms[::-1][:min(horizon, len(norms))]
         rows.append({
             "layer": i, "direction": ("forward", "reverse")[direction],

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, InputError, NonfiniteError, NonfiniteWarning, ShapeError
+from .sparse import CSR
 
 MEMORY_LIMIT_ENV = "RNNSIM_MEMORY_LIMIT"
 NONFINITE_MODES = ("raise", "warn", "ignore")
@@ -427,12 +428,7 @@ def _times(params: dict, name: str, shape: tuple, v: np.ndarray) -> np.ndarray |
         parts = [params.get(f"{name}.{part}") for part in ("data", "indices", "indptr")]
         if any(part is None for part in parts):
             return None
-        data, indices, indptr = parts
-        rows = np.repeat(np.arange(shape[0]), np.diff(indptr))
-        products = data * v.astype(data.dtype)[indices]
-        out = np.zeros(shape[0], data.dtype)
-        np.add.at(out, rows, products)
-        return out
+        return CSR(*parts, tuple(shape)).dot(v.astype(parts[0].dtype))
 
 
 def first_nonfinite(a: np.ndarray, reverse: bool = False) -> tuple[int, int, int] | None:

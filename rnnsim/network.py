@@ -54,6 +54,8 @@ class Network:
         shapes = self.parameter_shapes()
         sparse = {f"layers.{i}.{name}" for i, layer in enumerate(self.layers)
                   for name in getattr(layer, "sparse_parameters", ())}
+        # Spectral radii known from scaling a fresh float64 matrix: name -> (stored array, r).
+        self._radii: dict[str, tuple[np.ndarray, float]] = {}
         if params is None:
             guards.check_parameters(self)
             self.params = {}
@@ -64,8 +66,20 @@ class Network:
                     self.params.update(value.params(name))
                 else:
                     self.params[name] = value.to_dense() if isinstance(value, CSR) else value
+                if name in self._radii:
+                    stored = self.params[f"{name}.data" if name in sparse else name]
+                    self._radii[name] = (stored, self._radii[name][1])
         else:
             self.params = _checked_params(params, shapes, self.dtype, sparse)
+
+    def known_spectral_radius(self, name: str) -> float | None:
+        """The spectral radius of parameter ``name`` (``layers.0.W``) when a float64 matrix
+        was scaled to its initializer's ``spectral_radius`` here: that value, exact to the
+        rounding of the scaled entries (relative 1e-16). None when it was not scaled here, or
+        its array has been replaced since."""
+        stored, radius = self._radii.get(name, (None, None))
+        current = self.params.get(f"{name}.data", self.params.get(name))
+        return radius if stored is not None and current is stored else None
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | Mapping,
@@ -231,15 +245,14 @@ class Network:
                               f"{shape}: {exc}. Fix the plugin, or choose another initializer "
                               f"at {where}.") from None
         _check_initial_value(value, entry, name, tuple(shape), self.dtype, where)
-        if isinstance(value, CSR):
-            value = value.astype(self.dtype)
-            if SPECTRAL_RADIUS in spec.params:
-                value = scale_spectral_radius(value, spec.params[SPECTRAL_RADIUS], where)
-            return value
-        value = value.astype(self.dtype, copy=False)
+        sparse = isinstance(value, CSR)
+        value = value.astype(self.dtype) if sparse else value.astype(self.dtype, copy=False)
         if SPECTRAL_RADIUS in spec.params:
-            value = scale_spectral_radius(value, spec.params[SPECTRAL_RADIUS], where)
-        return np.ascontiguousarray(value)
+            radius = float(spec.params[SPECTRAL_RADIUS])
+            value = scale_spectral_radius(value, radius, where)
+            if self.dtype == np.float64:
+                self._radii[name] = (None, radius)
+        return value if sparse else np.ascontiguousarray(value)
 
     def fit(self, u, y, washout: int = 0, ridge: float = 1e-6, *,
             check_finite: bool = True) -> "Network":

@@ -103,6 +103,18 @@ class CSR:
         """The three arrays under their ``Network.params`` names."""
         return {f"{name}.{part}": getattr(self, part) for part in CSR_PARTS}
 
+    def dot(self, v: np.ndarray) -> np.ndarray:
+        """``self @ v`` for ``v`` (columns,) or (..., columns, m), in the dtype the values and
+        ``v`` promote to; never forms the dense matrix. Empty rows give zeros."""
+        v = np.asarray(v)
+        moved = v if v.ndim == 1 else np.moveaxis(v, -2, 0)
+        products = self.data.reshape((-1,) + (1,) * (moved.ndim - 1)) * moved[self.indices]
+        out = np.zeros((self.shape[0],) + moved.shape[1:], products.dtype)
+        filled = np.diff(self.indptr) > 0
+        if filled.any():
+            out[filled] = np.add.reduceat(products, self.indptr[:-1][filled], axis=0)
+        return out if v.ndim == 1 else np.moveaxis(out, 0, -2)
+
     def to_dense(self) -> np.ndarray:
         """A dense copy: for small matrices only."""
         out = np.zeros(self.shape, dtype=self.data.dtype)
@@ -183,8 +195,7 @@ def _krylov_radius(w: CSR, lr) -> float | None:
         krylov = min(n - 1, RADIUS_KRYLOV * widen)
         count = min(RADIUS_EIGENVALUES * widen, krylov - 2)
         if linalg is None:
-            radii = [arnoldi_radius(operator, n, krylov, RADIUS_RTOL / 10, RADIUS_RESTARTS,
-                                    start) for start in starts]
+            radii = [arnoldi_radius(operator, n, krylov, start=start) for start in starts]
         else:
             radii = [_arpack_radius(linalg, operator, count, krylov, start) for start in starts]
         if None not in radii and abs(radii[0] - radii[1]) <= RADIUS_RTOL * max(radii):
@@ -196,10 +207,9 @@ def _krylov_radius(w: CSR, lr) -> float | None:
 
 def _leaky_matvec(w: CSR, lr):
     """x -> (lr * w + (1 - lr) I) x (x -> w x without a leak), in float64, without scipy."""
-    rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
 
     def matvec(x):
-        wx = np.bincount(rows, weights=w.data * x[w.indices], minlength=w.shape[0])
+        wx = w.dot(x)
         return wx if lr is None else lr * wx + (1.0 - lr) * x
 
     return matvec
@@ -218,8 +228,8 @@ def _arpack_radius(linalg, a, count: int, krylov: int, start) -> float | None:
     return float(np.max(np.abs(values)))
 
 
-def arnoldi_radius(matvec, n: int, krylov: int = 48, tol: float = 1e-9,
-                   restarts: int = 500, start=None) -> float | None:
+def arnoldi_radius(matvec, n: int, krylov: int = RADIUS_KRYLOV, tol: float = RADIUS_RTOL / 10,
+                   restarts: int = RADIUS_RESTARTS, start=None) -> float | None:
     """The largest |eigenvalue| of the linear map ``matvec`` on R^n, by restarted Arnoldi.
 
     Builds a Krylov basis of ``krylov`` vectors (Gram-Schmidt twice) from ``start`` (default:

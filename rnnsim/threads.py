@@ -9,14 +9,24 @@ the cores (``rnnsim analyze configs/mackey_glass.yaml``: 37 s with OpenBLAS's de
 from __future__ import annotations
 
 import functools
+import sys
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 
-def one_blas_thread() -> threadpool_limits:
+@functools.lru_cache(maxsize=1)
+def _controller(modules: int) -> ThreadpoolController:
+    """The thread pools of the libraries loaded, found again only when ``modules`` (the
+    count of imported modules) changes: looking them up reads the process's memory map
+    (~2 ms, more than a sweep point's reservoir run), and an import (scipy) may bring a
+    BLAS of its own."""
+    return ThreadpoolController()
+
+
+def one_blas_thread():
     """Limit BLAS to one thread: as a context (``with one_blas_thread():``), restoring the
     previous limits at its end, or, called alone, for the rest of the process (a worker)."""
-    return threadpool_limits(limits=1, user_api="blas")
+    return _controller(len(sys.modules)).limit(limits=1, user_api="blas")
 
 
 def with_one_blas_thread(fn):

@@ -159,6 +159,27 @@ def test_builtin_slopes_are_accurate(name, derivative):
                                atol=1e-9, rtol=1e-9)
 
 
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if not v.startswith("ugrnn")])
+def test_the_map_evaluates_each_activation_once(variant, monkeypatch):
+    """F alone needs the activations' values: one evaluation per pre-activation, a third
+    of what the Jacobian's central differences take."""
+    from rnnsim.activations import BoundActivation
+
+    cell, options = VARIANTS[variant]
+    fmap = dynamics.layer_map(network(cell, **options))
+    s = np.random.default_rng(1).uniform(-1, 1, (4, fmap.size))
+    d = fmap.drive(sequence(4, 3))
+    evaluated = []
+    original = BoundActivation.__call__
+    monkeypatch.setattr(BoundActivation, "__call__",
+                        lambda self, z: evaluated.append(np.size(z)) or original(self, z))
+    fmap(s, d)
+    values = sum(evaluated)
+    evaluated.clear()
+    fmap.jvp(s, d, np.eye(fmap.size))
+    assert values > 0 and sum(evaluated) == 3 * values
+
+
 def test_sparse_matmul_matches_dense_with_empty_rows():
     dense = np.random.default_rng(2).standard_normal((6, 6)) * (
         np.random.default_rng(3).random((6, 6)) < 0.4)
@@ -198,6 +219,81 @@ def test_contracting_network_has_negative_exponents_and_chaotic_one_positive():
     W = np.random.default_rng(6).standard_normal((60, 60)) / np.sqrt(60)
     assert dynamics.largest_lyapunov(elman(0.5 * W, "tanh"), steps=300) < -0.5
     assert dynamics.largest_lyapunov(elman(3.0 * W, "tanh"), steps=1500, seed=1) > 0.05
+
+
+def naive_benettin(net, x, warmup, k, seed, h0=None):
+    """A textbook Benettin loop in NumPy, written apart from rnnsim's maps: the update and its
+    Jacobian of an elman or esn layer (tanh) stated here, the Jacobian formed every step and
+    QR every step."""
+    layer, params = net.layers[0], net.layer_params(0)
+    n = layer.units
+    if layer.name == "esn":
+        W = (layer.recurrent_matrix(params).to_dense() if layer.sparse else params["W"])
+        W, lr = np.asarray(W, np.float64), layer.leak_rate()
+        drives = x @ params["Win"].T.astype(np.float64) + params["b"]
+    else:
+        W, lr = np.asarray(params["U"], np.float64), np.ones(n)
+        drives = x @ params["W"].T.astype(np.float64) + params["b"]
+    rng = np.random.default_rng(seed)
+    h = rng.uniform(-1.0, 1.0, n) if h0 is None else (rng.uniform(-1.0, 1.0, n), h0)[1]
+    Q = np.linalg.qr(rng.standard_normal((n, k)))[0]
+    total = np.zeros(k)
+    for t, d in enumerate(drives):
+        a = np.tanh(d + W @ h)
+        J = np.diag(1.0 - lr) + (lr * (1.0 - a * a))[:, None] * W
+        h = (1.0 - lr) * h + lr * a
+        Q, R = np.linalg.qr(J @ Q)
+        if t >= warmup:
+            total += np.log(np.abs(np.diag(R)))
+    return np.sort(total / (len(drives) - warmup))[::-1]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("case", ["esn", "esn-sparse", "elman"])
+def test_lyapunov_spectrum_matches_a_naive_benettin_loop(case, compiled, monkeypatch):
+    # Random weights in every parameter, a driven trajectory short enough that the chaotic
+    # case (elman, gain 1.6) keeps the two trajectories together; the compiled tangent kernel
+    # (leaky maps, k <= KERNEL_EXPONENTS) and the NumPy path with its QR every few steps.
+    if not compiled:
+        monkeypatch.setattr(dynamics, "KERNEL_EXPONENTS", 0)
+    rng = np.random.default_rng({"esn": 1, "esn-sparse": 2, "elman": 3}[case])
+    n = 40
+    options = {"activation": "tanh",
+               "init": {"bias": {"name": "uniform", "low": -0.3, "high": 0.3},
+                        "recurrent": {"name": "kaiming_normal", "gain": 1.6}}}
+    if case.startswith("esn"):
+        options["leak_rate"] = rng.uniform(0.2, 1.0, n).tolist()
+        options["init"]["recurrent"] = {"name": "sparse_random", "connectivity": 0.2,
+                                        "spectral_radius": 1.1}
+        options["sparse"] = case == "esn-sparse"
+    net = network(case.split("-")[0], units=n, input_size=2, **options)
+    x = rng.standard_normal((260, 2))
+    for k in (1, 6, n):
+        expected = naive_benettin(net, x, 60, k, seed=5)
+        got = dynamics.lyapunov_spectrum(net, x, warmup=60, k=k, seed=5)
+        np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_collapsed_direction_gives_minus_infinity(compiled, monkeypatch):
+    # Dead ReLU units (bias -3, small weights): every slope is 0 from the first step on.
+    if not compiled:
+        monkeypatch.setattr(dynamics, "KERNEL_EXPONENTS", 0)
+    net = elman(0.1 * rotation(4, 1), "relu", b=np.full(4, -3.0))
+    assert dynamics.largest_lyapunov(net, steps=50, warmup=5) == -np.inf
+    assert (dynamics.lyapunov_spectrum(net, steps=50, warmup=5, k=3) == -np.inf).all()
+
+
+def test_lyapunov_reorthonormalising_every_few_steps_changes_no_exponent(monkeypatch):
+    # A full GRU spectrum (the NumPy path, Jacobian-vector products) whose exponents spread
+    # over 0.75 nats per step: 16-step windows would condition the vectors to e^12.
+    net = network("gru", units=12, input_size=3)
+    x = sequence(400, 3, seed=2)
+    windowed = dynamics.lyapunov_spectrum(net, x, warmup=50)
+    monkeypatch.setattr(dynamics, "QR_EVERY_MAX", 1)
+    every_step = dynamics.lyapunov_spectrum(net, x, warmup=50)
+    np.testing.assert_allclose(windowed, every_step, rtol=1e-10, atol=1e-12)
+    assert windowed[0] - windowed[-1] > 0.7
 
 
 def test_lyapunov_errors():
@@ -548,3 +644,31 @@ def test_cli_analyze_writes_the_fixed_points(tmp_path):
     (row,) = json.loads(invoke("analyze", config, "--input", "zeros", "--steps", 50,
                                "--start-states", starts, "--json"))["dynamics"]
     assert row["fixed_points"]["starts"] == 1
+
+
+def test_analyze_builds_each_map_once_and_runs_the_network_once(monkeypatch):
+    """Three layers, the middle one bidirectional: four maps built, the network run once for
+    the upper layers' inputs; the report equals the one of the public functions."""
+    layers = [{"cell": "gru", "units": 4}, {"cell": "elman", "units": 3, "bidirectional": True},
+              {"cell": "lstm", "units": 3}]
+    net = rnnsim.Network.from_config({"network": {"input_size": 2, "dtype": "float64",
+                                                  "seed": 2, "layers": layers}})
+    x = sequence(80, 2, seed=4)
+    built, ran = [], []
+    layer_map, layer_outputs = dynamics.layer_map, dynamics.layer_outputs
+    monkeypatch.setattr(dynamics, "layer_map", lambda *a: built.append(a[1:]) or layer_map(*a))
+    monkeypatch.setattr(dynamics, "layer_outputs",
+                        lambda *a: ran.append(a[2:]) or layer_outputs(*a))
+    rows = dynamics.analyze(net, x, warmup=20, starts=3, horizon=10, exponents=3)
+    assert built == [(0, 0), (1, 0), (1, 1), (2, 0)] and ran == [(2,)]
+    monkeypatch.undo()
+    s0 = np.random.default_rng(0).uniform(-1.0, 1.0, 4)
+    assert rows[0]["lyapunov"]["exponents"] == pytest.approx(dynamics.lyapunov_spectrum(
+        net, x, warmup=20, k=3, h0=s0).tolist(), rel=1e-12)
+    rng = np.random.default_rng(0)
+    for row, (i, d, _) in zip(rows, dynamics.directions(net)):
+        n = dynamics.layer_map(net, i, d).size
+        s0 = rng.uniform(-1.0, 1.0, n)
+        norms = dynamics.gradient_norms(net, x, layer=i, h0=s0, direction=d, horizon=10)
+        assert row["gradient_norms"]["by_lag"] == pytest.approx(norms[::-1][:10].tolist(),
+                                                                rel=1e-12)

@@ -286,8 +286,8 @@ def test_cli_plot_lyapunov_takes_steps_with_an_input(tmp_path, monkeypatch):
     u = np.random.default_rng(0).standard_normal((80, 2))
     np.save(tmp_path / "u.npy", u)
     seen = []
-    real = dynamics.lyapunov_spectrum
-    monkeypatch.setattr(dynamics, "lyapunov_spectrum", lambda net, x, **kw: seen.append(x) or
+    real = dynamics.lyapunov_spectra
+    monkeypatch.setattr(dynamics, "lyapunov_spectra", lambda net, x, **kw: seen.append(x) or
                         real(net, x, **kw))
     invoke("plot", "lyapunov", config, "--input", tmp_path / "u.npy", "--steps", 20,
            "--warmup", 10, "--exponents", 2, "-o", tmp_path / "l.png")

@@ -384,7 +384,7 @@ def test_cli_sweep_from_flags(tmp_path):
     result = invoke("sweep", config, "--grid", "network.layers[0].spectral_radius=0.5:1.5:3",
                     "--grid", f"{UNITS}=5,7", "--metric", "spectral_radius", "-o", out, "-j", 1)
     assert f"wrote {out}: 6 points (6 computed, 0 resumed)" in result.stdout
-    assert "sweep" in result.stderr  # the progress bar
+    assert result.stderr == ""  # the bar shows on a terminal only (tests/test_progress.py)
     rows = read_table(out)
     assert [(r[RADIUS], r[UNITS]) for r in rows] == [(a, b) for a in (0.5, 1.0, 1.5)
                                                       for b in (5, 7)]
@@ -564,3 +564,38 @@ def test_the_lyapunov_warmup_is_swept(tmp_path):
                                     warmup=row["run.lyapunov.warmup"], seed=row["seed"])
         assert row["largest_lyapunov"] == expected
     assert table[0]["largest_lyapunov"] != table[1]["largest_lyapunov"]
+
+
+# --- the cost of a point ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,sparse", [("float64", False), ("float64", True),
+                                          ("float32", False)])
+def test_a_point_finds_one_spectral_radius(dtype, sparse, monkeypatch):
+    """The build scales W with one eigenvalue computation; the spectral_radius metric reuses
+    its radius (float64, exact to rounding) instead of a second one, and computes it again
+    where rounding to float32 moved it or the weights were replaced."""
+    from rnnsim import sparse as sparse_mod
+    from rnnsim.sweep import evaluate_point, resolve_metrics
+
+    calls = []
+    original = sparse_mod.spectral_radius
+    monkeypatch.setattr(sparse_mod, "spectral_radius",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    config = esn_config()
+    config["network"]["dtype"] = dtype
+    layer = config["network"]["layers"][0]
+    layer["units"], layer["sparse"] = 60, sparse
+    layer["init"]["recurrent"] = {"name": "sparse_random", "connectivity": 0.2,
+                                  "spectral_radius": 0.83}
+    values = evaluate_point(config, resolve_metrics(["spectral_radius"]))
+    assert len(calls) == (1 if dtype == "float64" else 2)
+    net = Network.from_config(config)
+    w = net.layers[0].recurrent_matrix(net.layer_params(0))
+    dense = (w.to_dense() if sparse else w).astype(np.float64)
+    expected = np.max(np.abs(np.linalg.eigvals(dense)))
+    assert values["spectral_radius"] == pytest.approx(expected, rel=1e-13 if dtype ==
+                                                      "float64" else 1e-15)
+    name = "layers.0.W.data" if sparse else "layers.0.W"
+    assert net.known_spectral_radius("layers.0.W") == (0.83 if dtype == "float64" else None)
+    net.params[name] = net.params[name] * 2
+    assert net.known_spectral_radius("layers.0.W") is None

@@ -33,7 +33,8 @@ def final_state_norm(net, seed: int) -> float:
 
 
 def spectral_radius(net, seed: int) -> float:
-    """Largest |eigenvalue| of layer 0's recurrent matrix (its forward direction)."""
+    """Largest |eigenvalue| of layer 0's recurrent matrix (its forward direction); the
+    initializer's ``spectral_radius`` when the network's float64 build scaled it to that."""
     from .. import sparse
 
     layer = net.layers[0]
@@ -41,6 +42,11 @@ def spectral_radius(net, seed: int) -> float:
         raise ConfigError(f"network.layers[0]: the {layer.name} cell has no single square "
                           f"recurrent matrix (its {layer.gate_count()} gates stack several), so it "
                           "has no spectral radius; use a cell without gates for this metric.")
+    recurrent = [name for name, (role, _) in layer.parameter_shapes().items()
+                 if role == "recurrent"][0]
+    known = net.known_spectral_radius(f"layers.0.{recurrent}")
+    if known is not None:  # scaled to it while the network was built
+        return known
     matrices = layer.recurrent_matrices(net.layer_params(0))
     return sparse.spectral_radius(next(iter(matrices.values())))
 

@@ -8,12 +8,22 @@ from .maps import LayerMap, rows
 class ElmanMap(LayerMap):
     """h' = f(d + U h)."""
 
+    dense_jacobian = True
+
     def __call__(self, s, d):
-        return self.activate(0, d + s @ self.weight("U").T)[0]
+        return self.activate(0, d + s @ self.weight("U").T, slope=False)[0]
 
     def jvp(self, s, d, v):
-        slope = self.activate(0, d + s @ self.weight("U").T)[1]
-        return rows(slope, self.weight("U") @ v)
+        return rows(self._slope(s, d), self.weight("U") @ v)
+
+    def jacobian(self, s, d):
+        return rows(self._slope(s, d), self.weight("U"))
+
+    def leaky_form(self):
+        return np.ascontiguousarray(self.weight("U")), np.ones(self.size)
+
+    def _slope(self, s, d):
+        return self.activate(0, d + s @ self.weight("U").T)[1]
 
 
 class ElmanOptions(ClipOptions):

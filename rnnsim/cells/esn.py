@@ -49,25 +49,32 @@ class ESNMap(LayerMap):
         else:
             self.w = np.asarray(w, np.float64)
         self.lr = layer.leak_rate()
+        self.dense_jacobian = not isinstance(self.w, CSR)
 
     def drive(self, x, noise=True):
         """W_in (s u_t) + b, plus the configured noise when ``noise`` (as ``Network.run``)."""
-        x = np.asarray(x, np.float64)[:, None]
-        if noise and self.layer.options.noise:
-            return self.layer._projection(self.params, x)[:, 0]
-        if self.layer.options.input_scaling is not None:
-            x = x * np.asarray(self.layer.options.input_scaling, np.float64)
-        return input_projection(x, self.params["Win"], self.params.get("b"))[:, 0]
+        return self.layer.projection(self.params, np.asarray(x, np.float64)[:, None],
+                                     noise)[:, 0]
 
     def _pre(self, s, d):
         return d + matmul(self.w, s[..., None])[..., 0]
 
     def __call__(self, s, d):
-        return (1.0 - self.lr) * s + self.lr * self.activate(0, self._pre(s, d))[0]
+        return (1.0 - self.lr) * s + self.lr * self.activate(0, self._pre(s, d), slope=False)[0]
 
     def jvp(self, s, d, v):
         slope = self.activate(0, self._pre(s, d))[1]
         return rows(1.0 - self.lr, v) + rows(self.lr * slope, matmul(self.w, v))
+
+    def leaky_form(self):
+        return None if isinstance(self.w, CSR) else (np.ascontiguousarray(self.w),
+                                                     np.ascontiguousarray(self.lr))
+
+    def jacobian(self, s, d):
+        if isinstance(self.w, CSR):
+            return super().jacobian(s, d)
+        slope = self.activate(0, self._pre(s, d))[1]
+        return rows(self.lr * slope, self.w) + np.diag(1.0 - self.lr)
 
 
 class FeedbackConfig(CellOptions):
@@ -198,12 +205,13 @@ class ESNCell(Cell):
         """W as stored: a dense (N, N) array or a ``CSR``."""
         return CSR.from_params(params, "W", (self.units,) * 2) if self.sparse else params["W"]
 
-    def _projection(self, params: dict, x: np.ndarray) -> np.ndarray:
-        """W_in (s * u_t) + b + noise for all steps: (T, B, N), the kernel's in/out buffer."""
+    def projection(self, params: dict, x: np.ndarray, noise: bool = True) -> np.ndarray:
+        """W_in (s * u_t) + b (+ the configured noise when ``noise``) for all steps: (T, B, N),
+        the kernel's in/out buffer."""
         if self.options.input_scaling is not None:
             x = x * np.asarray(self.options.input_scaling, dtype=x.dtype)
         z = input_projection(x, params["Win"], params.get("b"))
-        if self.options.noise:
+        if noise and self.options.noise:
             rng = np.random.default_rng([self.options.noise_seed or 0, zlib.crc32(b"esn-noise")])
             for t in range(z.shape[0]):
                 z[t] += (self.options.noise * rng.standard_normal(z.shape[1:])).astype(z.dtype)
@@ -223,7 +231,7 @@ class ESNCell(Cell):
         lengths = np.full(B, T, np.int64) if lengths is None else lengths
         states = {name: value.copy() for name, value in states.items()}
         h, y = states["h"], states.get("y")
-        z = self._projection(params, x)
+        z = self.projection(params, x)
         with compile_errors(self.activations):
             if teacher is None:
                 self._run([self], [params], z, h[0], np.zeros(B, np.int64), lengths,
@@ -243,7 +251,7 @@ class ESNCell(Cell):
         (steps, B, N), the final h and the final y like ``run``."""
         B = h0.shape[1]
         h, y = h0.copy(), y0.copy()
-        z = self._projection(params, np.zeros((steps, B, self.input_size), h0.dtype))
+        z = self.projection(params, np.zeros((steps, B, self.input_size), h0.dtype))
         scale = np.asarray(1.0 if self.options.input_scaling is None
                            else self.options.input_scaling, np.float64)
         closed = (params["Win"] * scale).astype(h0.dtype)
@@ -260,7 +268,7 @@ class ESNCell(Cell):
         With output feedback each member's ``params`` also hold its ``head.W`` and ``head.b``
         and y_{-1} = 0."""
         x = u[:, None, :]
-        z = np.stack([layer._projection(p, x)[:, 0] for layer, p in zip(members, params)], 1)
+        z = np.stack([layer.projection(p, x)[:, 0] for layer, p in zip(members, params)], 1)
         h0 = np.zeros(z.shape[1:], z.dtype)
         y0 = None if not self.feedback_size else np.zeros((len(members), self.feedback_size),
                                                           z.dtype)
@@ -381,7 +389,7 @@ class ESNCell(Cell):
         if any(layer.options.noise for layer in members):
             # The noise comes from the CPU path's seeded generator, so both devices agree; the
             # rows of x are grouped by member, in member order.
-            return run.upload(np.concatenate([layer._projection(p, x[:, member == m]) for m, (
+            return run.upload(np.concatenate([layer.projection(p, x[:, member == m]) for m, (
                 layer, p) in enumerate(zip(members, params))], axis=1))
         scale = np.stack([np.broadcast_to(np.asarray(
             1.0 if layer.options.input_scaling is None else layer.options.input_scaling), x.shape[2])

@@ -13,19 +13,19 @@ class GRUMap(LayerMap):
     """r, z = f_gate(d_rz + U_rz h); n = f(d_n + r (U_n h + b_hn)) with reset_after, else
     f(d_n + U_n (r h) + b_hn); h' = (1 - z) n + z h."""
 
-    def _forward(self, s, d):
+    def _forward(self, s, d, slopes=True):
         p = self.size
         u = self.weight("U")
         bn = self.weight("bn")
         bn = np.zeros(p) if bn is None else bn
         a = s @ u.T
-        r, r_slope = self.activate(1, d[..., :p] + a[..., :p])
-        z, z_slope = self.activate(1, d[..., p:2 * p] + a[..., p:2 * p])
+        r, r_slope = self.activate(1, d[..., :p] + a[..., :p], slope=slopes)
+        z, z_slope = self.activate(1, d[..., p:2 * p] + a[..., p:2 * p], slope=slopes)
         if self.reset_after:
             pre_n = d[..., 2 * p:] + r * (a[..., 2 * p:] + bn)
         else:
             pre_n = d[..., 2 * p:] + (r * s) @ u[2 * p:].T + bn
-        n, n_slope = self.activate(0, pre_n)
+        n, n_slope = self.activate(0, pre_n, slope=slopes)
         return a, bn, r, r_slope, z, z_slope, n, n_slope
 
     @property
@@ -33,7 +33,7 @@ class GRUMap(LayerMap):
         return self.layer.options.reset_after is not False
 
     def __call__(self, s, d):
-        _, _, _, _, z, _, n, _ = self._forward(s, d)
+        _, _, _, _, z, _, n, _ = self._forward(s, d, slopes=False)
         return (1.0 - z) * n + z * s
 
     def jvp(self, s, d, v):

@@ -18,7 +18,7 @@ class LSTMMap(LayerMap):
     def size(self) -> int:
         return self.layer.hidden_size + self.layer.units
 
-    def _forward(self, s, d):
+    def _forward(self, s, d, slopes=True):
         q, p = self.layer.hidden_size, self.layer.units
         h, c = s[..., :q], s[..., q:]
         z = d + h @ self.weight("U").T
@@ -26,17 +26,17 @@ class LSTMMap(LayerMap):
         gi, gf, gg, go = (z[..., k * p:(k + 1) * p] for k in range(4))
         if peep is not None:
             gi, gf = gi + peep[0] * c, gf + peep[1] * c
-        i, i_slope = self.activate(1, gi)
+        i, i_slope = self.activate(1, gi, slope=slopes)
         if self.layer.options.input_forget:
-            f, f_slope = 1.0 - i, -i_slope
+            f, f_slope = 1.0 - i, None if i_slope is None else -i_slope
         else:
-            f, f_slope = self.activate(1, gf)
-        g, g_slope = self.activate(2, gg)
+            f, f_slope = self.activate(1, gf, slope=slopes)
+        g, g_slope = self.activate(2, gg, slope=slopes)
         c_new = f * c + i * g
         if peep is not None:
             go = go + peep[2] * c_new
-        o, o_slope = self.activate(1, go)
-        a, a_slope = self.activate(0, c_new, clip=False)
+        o, o_slope = self.activate(1, go, slope=slopes)
+        a, a_slope = self.activate(0, c_new, clip=False, slope=slopes)
         return {"c": c, "i": i, "i_slope": i_slope, "f": f, "f_slope": f_slope, "g": g,
                 "g_slope": g_slope, "c_new": c_new, "o": o, "o_slope": o_slope, "a": a,
                 "a_slope": a_slope}
@@ -52,7 +52,7 @@ class LSTMMap(LayerMap):
                 np.concatenate([np.full(q, max(high, 0.0)), np.full(p, np.inf)]))
 
     def __call__(self, s, d):
-        v = self._forward(s, d)
+        v = self._forward(s, d, slopes=False)
         h_new = v["o"] * v["a"]
         if self.weight("R") is not None:
             h_new = h_new @ self.weight("R").T

@@ -15,6 +15,8 @@ from .base import input_projection
 FD_STEP = float(np.cbrt(np.finfo(np.float64).eps))
 # Sparse reservoirs up to this size are made dense here: faster for whole Jacobians.
 DENSE_MAX = 2048
+
+
 def value_and_slope(act: BoundActivation, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``f(z)`` and ``f'(z)`` for every element of ``z`` (float64), f' by central differences."""
     z = np.asarray(z, np.float64)
@@ -26,15 +28,7 @@ def value_and_slope(act: BoundActivation, z: np.ndarray) -> tuple[np.ndarray, np
 
 def matmul(w, v: np.ndarray) -> np.ndarray:
     """``w @ v`` for a dense (n, n) array or a ``CSR`` ``w`` and ``v`` (..., n, m)."""
-    if not isinstance(w, CSR):
-        return w @ v
-    moved = np.moveaxis(v, -2, 0)
-    products = w.data.reshape((-1,) + (1,) * (moved.ndim - 1)) * moved[w.indices]
-    out = np.zeros((w.shape[0],) + moved.shape[1:])
-    filled = np.diff(w.indptr) > 0
-    if filled.any():
-        out[filled] = np.add.reduceat(products, w.indptr[:-1][filled], axis=0)
-    return np.moveaxis(out, 0, -2)
+    return w.dot(v) if isinstance(w, CSR) else w @ v
 
 
 def rows(scale: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -62,8 +56,12 @@ class LayerMap:
     """One layer's update ``F(s, d)`` in float64 and its Jacobian ``dF/ds``.
 
     States ``s`` are (..., n) and drives ``d`` (..., m); leading axes broadcast, so one call
-    evaluates many states at once. ``size`` is n.
+    evaluates many states at once. ``size`` is n. ``dense_jacobian``: whether ``jacobian``
+    forms dF/ds directly, at the cost of one Jacobian-vector product (else it pushes the
+    identity through ``jvp``).
     """
+
+    dense_jacobian = False
 
     def __init__(self, layer, params: dict, suffix: str):
         self.layer = layer
@@ -85,14 +83,16 @@ class LayerMap:
         return input_projection(np.asarray(x, np.float64)[:, None], self.weight("W"),
                                 self.weight("b"))[:, 0]
 
-    def activate(self, slot: int, z: np.ndarray, clip: bool = True):
-        """Activation ``slot`` (in the cell's order) and its slope at ``z``, after clipping."""
-        if self.clip is None or not clip:
-            return value_and_slope(self.layer.activations[slot], z)
-        inside = np.abs(z) <= self.clip
-        value, slope = value_and_slope(self.layer.activations[slot],
-                                       np.clip(z, -self.clip, self.clip))
-        return value, slope * inside
+    def activate(self, slot: int, z: np.ndarray, clip: bool = True, slope: bool = True):
+        """Activation ``slot`` (in the cell's order) and its slope at ``z``, after clipping;
+        with ``slope=False`` the value alone (one evaluation) and None."""
+        act = self.layer.activations[slot]
+        clipped = self.clip is not None and clip
+        zc = np.clip(z, -self.clip, self.clip) if clipped else z
+        if not slope:
+            return act(np.asarray(zc, np.float64)), None
+        value, slopes = value_and_slope(act, zc)
+        return value, slopes * (np.abs(z) <= self.clip) if clipped else slopes
 
     def __call__(self, s: np.ndarray, d: np.ndarray) -> np.ndarray:
         """``F(s, d)``: the next state, (..., n)."""
@@ -105,6 +105,11 @@ class LayerMap:
     def jacobian(self, s: np.ndarray, d: np.ndarray) -> np.ndarray:
         """``dF/ds`` at (s, d): (..., n, n)."""
         return self.jvp(s, d, np.eye(self.size))
+
+    def leaky_form(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(W (n, n) dense, lr (n,)) when F(s, d) = (1 - lr) s + lr f(clip(d + W s)) with
+        activation 0 as f (the form ``kernels/cpu/tangent.py`` runs compiled), else None."""
+        return None
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """The box (low, high), each (n,), holding every state the layer reaches from a state
