@@ -46,6 +46,7 @@ SHAPES = [(1, 8, 16, 4000), (1, 8, 64, 4000), (1, 32, 256, 1000), (32, 32, 128, 
 ESN_SHAPES = [(100, 0.1, 4000), (1000, 0.1, 2000), (10_000, 0.01, 500)]
 CELLS = ("elman", "lstm", "gru", "esn")
 PAUSE_S = 0.01  # between two candidates of a round
+READ_BYTES = 1 << 24  # read by one timing of read_bandwidth
 CHECK_STEPS = 50
 TOLERANCE = {"float32": {"rtol": 1e-3, "atol": 1e-4}, "float64": {"rtol": 1e-9, "atol": 1e-10}}
 
@@ -122,16 +123,20 @@ def reservoir_bytes(units: int, nnz: int, dtype: str) -> int:
 
 
 def read_bandwidth(nbytes: int, repeats: int = 20) -> float:
-    """GB/s of a plain sum over a float64 buffer of ``nbytes``: the fastest of ``repeats``
-    rounds, which alternate numpy's sum (one core) and ``read_sum`` on the kernels' threads.
-    A buffer of a reservoir's size stays in the last-level cache, as the reservoir does."""
+    """GB/s of a plain sum over a float64 buffer of ``nbytes``, read over and over (at least
+    ``READ_BYTES`` per timing): the fastest of ``repeats`` rounds, which alternate as many
+    threads as the kernels use and one thread. A buffer of a reservoir's size stays in the
+    cache level the reservoir does."""
     from .kernels.cpu.bandwidth import read_sum
 
     buf = np.ones(max(nbytes // 8, 1))
-    read_sum(buf)  # compiles (or loads) the kernel and starts its threads
-    sums = (buf.sum, functools.partial(read_sum, buf))
-    best = min(_seconds(sums[i % 2]) for i in range(max(repeats, 2)))
-    return buf.nbytes / best / 1e9
+    passes = max(1, READ_BYTES // buf.nbytes)
+    counts = sorted({thread_count(), 1}, reverse=True)
+    for threads in counts:
+        read_sum(buf, passes, threads)  # compiles (or loads) the kernel, starts its threads
+    best = min(_seconds(functools.partial(read_sum, buf, passes, counts[i % len(counts)]))
+               for i in range(max(repeats, len(counts))))
+    return buf.nbytes * passes / best / 1e9
 
 
 def _seconds(fn: Callable) -> float:

@@ -164,6 +164,15 @@ def test_reservoir_bytes_and_a_real_plain_sum():
     assert bench.read_bandwidth(1 << 20, repeats=2) > 0.1  # GB/s of a real 1 MB sum
 
 
+@pytest.mark.parametrize("size", [1, 7, 1001])
+def test_the_plain_sum_reads_every_element_of_every_chunk_each_pass(size):
+    from rnnsim.kernels.cpu.bandwidth import read_sum
+
+    buf = np.arange(1.0, size + 1)  # integers: the sums are exact in any order
+    for threads in (1, 2):
+        assert read_sum(buf, 3, threads) == 3 * size * (size + 1) / 2
+
+
 def test_gemm_peak_is_the_best_rate_of_a_real_product(monkeypatch):
     products = scripted_seconds(monkeypatch, [0.004, 0.002, 0.003])
     # 2 n^3 flops in the best time: 2 * 64**3 / 0.002 s / 1e9 = 0.262144 GFLOP/s
