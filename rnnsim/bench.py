@@ -124,18 +124,20 @@ def reservoir_bytes(units: int, nnz: int, dtype: str) -> int:
 
 def read_bandwidth(nbytes: int, repeats: int = 20) -> float:
     """GB/s of a plain sum over a float64 buffer of ``nbytes``, read over and over (at least
-    ``READ_BYTES`` per timing): the fastest of ``repeats`` rounds, which alternate as many
-    threads as the kernels use and one thread. A buffer of a reservoir's size stays in the
+    ``READ_BYTES`` per timing): the fastest of ``repeats`` rounds, which alternate one thread
+    (no parallel region, whose start waits for a descheduled pool thread on a busy machine)
+    and as many threads as the kernels use. A buffer of a reservoir's size stays in the
     cache level the reservoir does."""
-    from .kernels.cpu.bandwidth import read_sum
+    from .kernels.cpu.bandwidth import chunk_sum, read_sum
 
     buf = np.ones(max(nbytes // 8, 1))
     passes = max(1, READ_BYTES // buf.nbytes)
-    counts = sorted({thread_count(), 1}, reverse=True)
-    for threads in counts:
-        read_sum(buf, passes, threads)  # compiles (or loads) the kernel, starts its threads
-    best = min(_seconds(functools.partial(read_sum, buf, passes, counts[i % len(counts)]))
-               for i in range(max(repeats, len(counts))))
+    sums = [functools.partial(chunk_sum, buf, 0, buf.size, passes)]
+    if thread_count() > 1:
+        sums.append(functools.partial(read_sum, buf, passes, thread_count()))
+    for fn in sums:
+        fn()  # compiles (or loads) the kernels, starts the threads
+    best = min(_seconds(sums[i % len(sums)]) for i in range(max(repeats, len(sums))))
     return buf.nbytes * passes / best / 1e9
 
 
