@@ -6,9 +6,10 @@ N in {100, 1000, 10000} (CSR, connectivity 0.1 / 0.1 / 0.01, k = 1, T = 10,000) 
 and 10,000, T = 1000 each; per step and sequence; reservoirpy runs them one by one), rnnsim with all of numba's threads and with one, and
 in float32 with ``network.fast_math`` (vectorised tanh approximations), the ratio
 reservoirpy / rnnsim (> 1: rnnsim faster), the median and the range of the repeats, and
-for the sparse kernel the bytes it streams per step as GB/s (at its faster thread count) and
-as a fraction of the read bandwidth a plain sum reaches on a buffer of the same size in this
-process (the faster of numpy's sum on one core and a numba prange sum on all threads).
+for the sparse kernel the bytes it streams per step (``rnnsim.bench.reservoir_bytes``) as GB/s
+(the fastest repeat at its faster thread count) and as a fraction of the read bandwidth a plain
+sum reaches on a buffer of the same size in this process (``rnnsim.bench.read_bandwidth``: the
+faster of numpy's sum on one core and a numba prange sum on all threads).
 """
 import json
 import os
@@ -22,6 +23,7 @@ import numpy as np
 from timing import parse_args
 
 import rnnsim
+from rnnsim.bench import read_bandwidth, reservoir_bytes
 from rnnsim.builtins.reservoir import input_bernoulli, sparse_random
 from rnnsim.ensembles import run_ensemble
 from rnnsim.sparse import CSR, scale_spectral_radius
@@ -68,23 +70,6 @@ def per_step(times, T) -> dict:
             "max": max(times) / T * 1e6}
 
 
-@numba.njit(parallel=True, nogil=True, fastmath=True)
-def _parallel_sum(buf):
-    total = 0.0
-    for i in numba.prange(buf.size):
-        total += buf[i]
-    return total
-
-
-def read_bandwidth(nbytes, repeats=20) -> tuple[float, float]:
-    """GB/s of a sum over a float64 buffer of ``nbytes``: numpy (one core), numba (all)."""
-    buf = np.ones(max(nbytes // 8, 1))
-    one = nbytes / statistics.median(samples(lambda: buf.sum(), repeats)) / 1e9
-    _parallel_sum(buf)
-    every = nbytes / statistics.median(samples(lambda: _parallel_sum(buf), repeats)) / 1e9
-    return one, every
-
-
 def with_threads(threads, fn):
     numba.set_num_threads(threads)
     try:
@@ -108,10 +93,8 @@ def single(n, connectivity, T, repeats):
         row[f"rnnsim_{dtype}"] = per_step(samples(lambda: net.run(x), repeats, warmup), T)
         row[f"rnnsim_{dtype}_1thread"] = with_threads(1, lambda: per_step(
             samples(lambda: net.run(x), repeats, warmup), T))
-        itemsize = np.dtype(dtype).itemsize
-        index = 2 if n <= 1 << 16 else 4  # the kernel's uint16 / uint32 columns
-        nbytes = w.nnz * (itemsize + index) + (n + 1) * 8 + 3 * n * itemsize
-        best = min(row[f"rnnsim_{dtype}"]["median"], row[f"rnnsim_{dtype}_1thread"]["median"])
+        nbytes = reservoir_bytes(n, w.nnz, dtype)
+        best = min(row[f"rnnsim_{dtype}"]["min"], row[f"rnnsim_{dtype}_1thread"]["min"])
         row[f"gbs_{dtype}"] = nbytes / (best * 1e-6) / 1e9
         row[f"peak_{dtype}"] = read_bandwidth(nbytes)
     fast = rnnsim_net(w, win, bias, "float32", fast_math=True)
@@ -192,9 +175,9 @@ def main():
             batch_case(10_000, 0.01, 64, T // 10, repeats)]
     print(f"load average after: {os.getloadavg()[0]:.1f}", file=sys.stderr)
     print("| case | nnz | reservoirpy | rnnsim f64 | ratio | rnnsim f32 | ratio | f32, 1 thread "
-          "| ratio | f32 fast_math | ratio | GB/s f32 (of a plain sum's GB/s) | max abs diff "
-          "f64, fast_math |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| ratio | f32 fast_math | ratio | GB/s f64 (of a plain sum's) | GB/s f32 (of a plain "
+          "sum's) | max abs diff f64, fast_math |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         rp = r["reservoirpy"]["median"]
         cells = []
@@ -203,11 +186,9 @@ def main():
             t = r[key]
             cells.append(f"{t['median']:.2f} ({t['min']:.2f}-{t['max']:.2f}) | "
                          f"{rp / t['median']:.1f}")
-        bw = ""
-        if "gbs_float32" in r:
-            bw = f"{r['gbs_float32']:.1f} ({r['gbs_float32'] / max(r['peak_float32']):.0%} " \
-                 f"of {max(r['peak_float32']):.0f})"
-        print(f"| {r['case']} | {r['nnz']:,} | {rp:.1f} | {' | '.join(cells)} | {bw} | "
+        bw = [f"{r[f'gbs_{d}']:.1f} ({r[f'gbs_{d}'] / r[f'peak_{d}']:.0%} of "
+              f"{r[f'peak_{d}']:.0f})" if f"gbs_{d}" in r else "" for d in ("float64", "float32")]
+        print(f"| {r['case']} | {r['nnz']:,} | {rp:.1f} | {' | '.join(cells)} | {' | '.join(bw)} | "
               f"{r['maxdiff_float64']:.1e}, {r['fast_error']:.1e} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -11,7 +11,10 @@ separated by a short pause so that another library's spinning threads go idle. R
 µs per step (median of the rounds), peer / rnnsim ratios (> 1: rnnsim faster) and rnnsim's
 GFLOP/s (2 B G p (k + p) per step, G gates) against the GEMM peak of this machine measured
 with numpy at the start (the best of one thread and as many as rnnsim's kernels use:
-``gemm_peak``).
+``gemm_peak``). An echo-state row also gives the GB/s that its sparse kernel streams
+(``reservoir_bytes`` per step) against the read bandwidth of a plain sum over as many bytes,
+measured in this process just before the row (``read_bandwidth``): the sparse kernel is bound
+by memory and load instructions, not by multiply-adds.
 """
 from __future__ import annotations
 
@@ -40,9 +43,10 @@ from .plugins import get_plugins
 SHAPES = [(1, 8, 16, 4000), (1, 8, 64, 4000), (1, 32, 256, 1000), (32, 32, 128, 300),
           (64, 128, 512, 40)]
 # echo-state rows against reservoirpy: (N, connectivity, T), k = 1, B = 1, CSR weights
-ESN_SHAPES = [(100, 0.1, 4000), (1000, 0.1, 2000)]
+ESN_SHAPES = [(100, 0.1, 4000), (1000, 0.1, 2000), (10_000, 0.01, 500)]
 CELLS = ("elman", "lstm", "gru", "esn")
 PAUSE_S = 0.01  # between two candidates of a round
+READ_BYTES = 1 << 24  # read by one timing of read_bandwidth
 CHECK_STEPS = 50
 TOLERANCE = {"float32": {"rtol": 1e-3, "atol": 1e-4}, "float64": {"rtol": 1e-9, "atol": 1e-10}}
 
@@ -60,6 +64,8 @@ class Row:
     connectivity: float | None = None
     us: dict[str, float] = field(default_factory=dict)
     agree: dict[str, float] = field(default_factory=dict)  # max |peer - rnnsim| on the check
+    nbytes: int | None = None  # echo-state rows: bytes one step streams (reservoir_bytes)
+    read_gbs: float | None = None  # and a plain sum's GB/s over as many (read_bandwidth)
 
     @property
     def flops(self) -> float:
@@ -68,6 +74,13 @@ class Row:
         recurrent = self.p * self.p * (self.connectivity or 1.0)
         cell = get_plugins().cells.get(self.cell, "bench.cells").cls
         return 2.0 * self.B * cell.gate_count() * (self.p * self.k + recurrent)
+
+    @property
+    def gbs(self) -> float | None:
+        """GB/s that rnnsim's faster mode streams (echo-state rows; None for the others)."""
+        if self.nbytes is None:
+            return None
+        return self.nbytes / (min(self.us["rnnsim"], self.us["rnnsim_fast"]) * 1e-6) / 1e9
 
     def ratio(self, peer: str, ours: str = "rnnsim") -> float | None:
         if peer not in self.us or ours not in self.us:
@@ -96,6 +109,36 @@ def gemm_peak(dtype: str, n: int = 1024, repeats: int = 7) -> float:
                 a @ b  # the first product on these threads starts them
             best = min(best, _seconds(lambda: a @ b))
     return 2 * n**3 / best / 1e9
+
+
+def reservoir_bytes(units: int, nnz: int, dtype: str) -> int:
+    """Bytes that one step of the sparse esn kernel reads and writes for one sequence: each
+    nonzero's value and column (uint16 up to 65,536 units, else uint32), the int64 row
+    offsets, and the input projection, previous state and new state (N values each)."""
+    from .cells.esn import UINT16_UNITS
+
+    itemsize = np.dtype(dtype).itemsize
+    index = 2 if units <= UINT16_UNITS else 4
+    return nnz * (itemsize + index) + (units + 1) * 8 + 3 * units * itemsize
+
+
+def read_bandwidth(nbytes: int, repeats: int = 20) -> float:
+    """GB/s of a plain sum over a float64 buffer of ``nbytes``, read over and over (at least
+    ``READ_BYTES`` per timing): the fastest of ``repeats`` rounds, which alternate one thread
+    (no parallel region, whose start waits for a descheduled pool thread on a busy machine)
+    and as many threads as the kernels use. A buffer of a reservoir's size stays in the
+    cache level the reservoir does."""
+    from .kernels.cpu.bandwidth import chunk_sum, read_sum
+
+    buf = np.ones(max(nbytes // 8, 1))
+    passes = max(1, READ_BYTES // buf.nbytes)
+    sums = [functools.partial(chunk_sum, buf, 0, buf.size, passes)]
+    if thread_count() > 1:
+        sums.append(functools.partial(read_sum, buf, passes, thread_count()))
+    for fn in sums:
+        fn()  # compiles (or loads) the kernels, starts the threads
+    best = min(_seconds(sums[i % len(sums)]) for i in range(max(repeats, len(sums))))
+    return buf.nbytes * passes / best / 1e9
 
 
 def _seconds(fn: Callable) -> float:
@@ -348,6 +391,9 @@ def measure(row: Row, repeats: int, peers: dict[str, Callable] = PEERS) -> Row:
             time.sleep(PAUSE_S)
             times[name].append(_seconds(fn))
     row.us = {name: statistics.median(t) / row.T * 1e6 for name, t in times.items()}
+    if row.cell == "esn":
+        row.nbytes = reservoir_bytes(row.p, net.params["layers.0.W.data"].size, row.dtype)
+        row.read_gbs = read_bandwidth(row.nbytes)
     return row
 
 
@@ -415,7 +461,7 @@ def peers_in(rows) -> list[str]:
 
 HEADER = (f"{'cell':>5} {'dtype':>7} {'B':>3} {'k':>4} {'p':>5} {'T':>5} {'rnnsim':>9} "
           f"{'fast':>9} {'torch':>9} {'ratio':>6} {'ort':>9} {'ratio':>6} {'rpy':>9} "
-          f"{'ratio':>6} {'GFLOP/s':>8} {'of peak':>7}")
+          f"{'ratio':>6} {'GFLOP/s':>8} {'of peak':>7} {'GB/s':>6} {'of sum':>6}")
 
 
 def rate(row: Row) -> float:
@@ -434,6 +480,10 @@ def format_row(row: Row, peak: float) -> str:
         else:
             cells.append(f"{'-':>9} {'-':>6}")
     cells.append(f"{gflops:8.1f} {gflops / peak:7.0%}")
+    if row.gbs is None:
+        cells.append(f"{'-':>6} {'-':>6}")
+    else:
+        cells.append(f"{row.gbs:6.1f} {row.gbs / row.read_gbs:6.0%}")
     return " ".join(cells)
 
 
@@ -445,7 +495,9 @@ def table(results: dict) -> str:
     lines = [f"{m['cpu']}, {m['cores']} cores, {m['threads']} threads; numpy GEMM peak (best "
              f"of 1 and {m['threads']} BLAS threads): {peaks}",
              "µs per step (median of rounds); ratio = peer / rnnsim exact (> 1: rnnsim "
-             "faster); fast = rnnsim with fast_math; GFLOP/s of rnnsim's faster mode",
+             "faster); fast = rnnsim with fast_math; GFLOP/s of rnnsim's faster mode; esn "
+             "rows: GB/s its sparse kernel streams, of sum = of a plain sum's GB/s over as "
+             "many bytes (measured before the row)",
              HEADER]
     lines += [format_row(row, results["gemm_peak_gflops"][row.dtype])
               for row in results["rows"]]
@@ -467,7 +519,7 @@ def markdown(results: dict) -> str:
     head = ["cell", "dtype", "B", "k", "p", "T", "rnnsim", "fast"]
     for peer in peers:
         head += [peer, f"{peer} / rnnsim", f"{peer} / fast"]
-    head += ["GFLOP/s", "of peak"]
+    head += ["GFLOP/s", "of peak", "GB/s", "of sum"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for row in results["rows"]:
         peak = results["gemm_peak_gflops"][row.dtype]
@@ -481,6 +533,8 @@ def markdown(results: dict) -> str:
             else:
                 cells += ["-", "-", "-"]
         cells += [f"{gflops:.1f}", f"{gflops / peak:.0%}"]
+        cells += ["-", "-"] if row.gbs is None else [f"{row.gbs:.1f}",
+                                                     f"{row.gbs / row.read_gbs:.0%}"]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
 
@@ -490,6 +544,7 @@ def to_json(results: dict) -> str:
     for row in results["rows"]:
         data = asdict(row)
         data["flops_per_step"] = row.flops
+        data["gbs"] = row.gbs
         data["ratio"] = {peer: row.ratio(peer) for peer in row.us if peer in PEERS}
         data["ratio_fast"] = {peer: row.ratio(peer, "rnnsim_fast") for peer in row.us
                               if peer in PEERS}

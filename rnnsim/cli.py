@@ -498,7 +498,8 @@ def bench_command(cells, dtypes, quick, repeats, cold_start, streaming, json_pat
 
     Same process, same threads (numba's), same inputs; outputs are checked to agree first.
     Prints µs per step, peer / rnnsim ratios and rnnsim's GFLOP/s against this machine's
-    GEMM peak (see docs/performance.md).
+    GEMM peak; for esn rows also the GB/s the sparse kernel streams against a plain sum's
+    over as many bytes (see docs/performance.md).
     """
     from . import bench, progress
     from .io import write_atomic

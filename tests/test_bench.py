@@ -48,6 +48,7 @@ def test_bench_runs_echo_state_rows_against_reservoirpy_when_installed(tiny):
     results = bench.run_matrix(["esn"], ["float64"], repeats=1)
     (row,) = results["rows"]
     assert row.cell == "esn" and row.p == 20 and row.us["rnnsim"] > 0
+    assert row.nbytes == 1448 and row.read_gbs > 0 and row.gbs > 0
     try:
         import reservoirpy  # noqa: F401
     except ImportError:
@@ -121,12 +122,55 @@ def test_ratios_and_rates_by_hand(tiny, monkeypatch, tmp_path):
     # at the faster mode's 20 us: 80 / 20e-6 / 1e9 = 0.004 GFLOP/s = 80% of 0.005;
     # 594 / 40e-6 / 1e9 = 0.01485 GFLOP/s = 297%
     rows = [["elman", "float64", "1", "3", "5", "30", "50.00", "20.00", "200.00", "4.00",
-             "80.00", "1.60", "-", "-", "0.0", "80%"],
+             "80.00", "1.60", "-", "-", "0.0", "80%", "-", "-"],
             ["elman", "float64", "3", "2", "9", "30", "100.00", "40.00", "400.00", "4.00",
-             "160.00", "1.60", "-", "-", "0.0", "297%"]]
+             "160.00", "1.60", "-", "-", "0.0", "297%", "-", "-"]]
     lines = [line.split() for line in result.output.splitlines()
              if line.split()[:2] == ["elman", "float64"]]
     assert lines == rows + rows  # as each row is measured, then the table
+
+
+def test_echo_state_rows_give_the_gb_s_of_their_sparse_kernel_by_hand(tiny, monkeypatch,
+                                                                      tmp_path):
+    """An esn row: the bytes a step streams, the GB/s at the faster mode and its share of the
+    plain sum's GB/s measured over as many bytes, worked out by hand."""
+    monkeypatch.setitem(bench.PEERS, "reservoirpy", lambda net, row, threads: None)
+    summed = []
+    monkeypatch.setattr(bench, "read_bandwidth", lambda nbytes: summed.append(nbytes) or 4.0)
+    # (rnnsim, rnnsim_fast) x 3 rounds, T = 30: medians 0.003 s (100 us per step) and
+    # 21.72e-6 s (0.724 us per step)
+    scripted_seconds(monkeypatch, [0.003, 21.72e-6, 0.004, 30e-6, 0.002, 10e-6])
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["bench", "--cells", "esn", "--dtype", "float64",
+                                      "--repeats", "3", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())["rows"]
+    # N = 20 at 20%: 4 nonzeros per row, 80 in all, 8-byte values and uint16 columns; 21
+    # int64 offsets; input projection, previous and new state: 3 x 20 float64
+    assert row["nbytes"] == 80 * (8 + 2) + 21 * 8 + 3 * 20 * 8 == 1448
+    assert summed == [1448] and row["read_gbs"] == 4.0
+    assert row["gbs"] == pytest.approx(1448 / 0.724e-6 / 1e9, rel=1e-12)  # 2.0 GB/s
+    lines = [line.split() for line in result.output.splitlines()
+             if line.split()[:2] == ["esn", "float64"]]
+    assert [line[-2:] for line in lines] == [["2.0", "50%"]] * 2
+    assert "GB/s" in result.output and "plain sum" in result.output
+
+
+def test_reservoir_bytes_and_a_real_plain_sum():
+    # 70,000 units: uint32 columns; float32 values
+    assert bench.reservoir_bytes(70_000, 1000, "float32") == 1000 * 8 + 70_001 * 8 + \
+        3 * 70_000 * 4
+    assert bench.reservoir_bytes(100, 1000, "float32") == 1000 * 6 + 101 * 8 + 3 * 100 * 4
+    assert bench.read_bandwidth(1 << 20, repeats=2) > 0.1  # GB/s of a real 1 MB sum
+
+
+@pytest.mark.parametrize("size", [1, 7, 1001])
+def test_the_plain_sum_reads_every_element_of_every_chunk_each_pass(size):
+    from rnnsim.kernels.cpu.bandwidth import read_sum
+
+    buf = np.arange(1.0, size + 1)  # integers: the sums are exact in any order
+    for threads in (1, 2):
+        assert read_sum(buf, 3, threads) == 3 * size * (size + 1) / 2
 
 
 def test_gemm_peak_is_the_best_rate_of_a_real_product(monkeypatch):

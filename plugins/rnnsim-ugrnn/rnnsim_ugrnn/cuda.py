@@ -1,16 +1,17 @@
 """The UGRNN recurrence on the GPU (numba.cuda), a kernel template compiled by rnnsim's codegen.
 
-Laid out as rnnsim's own CUDA kernels: blocks own ``units_per_block`` units of ``ROWS`` batch
-rows; each step reads the previous outputs of every unit (``load_state``), sums each unit's
-pre-activations (``load_inputs``, ``recurrent_sums``), applies the CPU template's equations
+Laid out as rnnsim's own CUDA kernels, from the device functions of
+``rnnsim.kernels.cuda.common``: blocks own ``units_per_block`` units of ``ROWS`` batch rows
+(``start_block``); each step reads the previous outputs of every unit (``load_state``), sums
+each unit's pre-activations (``unit_sums``), applies the CPU template's equations
 (``ugrnn_unit``) and ends at ``step_barrier`` (a block or grid barrier, bound per variant with
 ``ROWS``).
 """
 from numba import cuda
 
 from rnnsim.kernels.cpu.rows import clipped
-from rnnsim.kernels.cuda.common import (block_units, clear_padding, load_inputs, load_state,
-                                        recurrent_sums, stage_columns, step_time, store_final)
+from rnnsim.kernels.cuda.common import (load_state, start_block, step_time, store_final,
+                                        unit_sums)
 from rnnsim_ugrnn.cpu import ugrnn_unit
 
 KERNELS = ("ugrnn_forward",)
@@ -23,21 +24,17 @@ def ugrnn_forward(xp, Ut, h, out, lengths, steps, reverse, clip, units_per_block
     reverse, clip as on the CPU; stage : the block's columns of Ut in shared memory."""
     T, B, p = out.shape
     real = xp.dtype.type
-    u0, nu = block_units(units_per_block, p)
-    b0 = cuda.blockIdx.y * ROWS  # noqa: F821 (ROWS and step_barrier are bound per variant)
     shared = cuda.shared.array(0, xp.dtype)
-    hs = shared[:ROWS * p]  # noqa: F821
+    hs = shared[:ROWS * p]  # noqa: F821 (ROWS and step_barrier are bound per variant)
     Us = shared[ROWS * p:]  # noqa: F821
     z = cuda.local.array(2 * ROWS, xp.dtype)  # noqa: F821 (gate g of row r at g*ROWS + r)
-    if stage:
-        stage_columns(Ut, Us, u0, nu)
-    clear_padding(out, lengths, b0, ROWS, u0, nu)  # noqa: F821
+    u0, nu, b0 = start_block(Ut, Us, stage, out, lengths, units_per_block, ROWS)  # noqa: F821
     for s in range(steps):
         load_state(h, out, lengths, reverse, s, b0, ROWS, hs)  # noqa: F821
         for l in range(cuda.threadIdx.x, nu, cuda.blockDim.x):
             i = u0 + l
-            load_inputs(xp, lengths, reverse, s, b0, ROWS, i, p, 2, z)  # noqa: F821
-            recurrent_sums(Ut, Us, stage, hs, i, l, nu, ROWS, 0, 2, z)  # noqa: F821
+            unit_sums(xp, Ut, Us, stage, hs, lengths, reverse, s, b0,
+                      ROWS, i, l, nu, 2, z)  # noqa: F821
             for r in range(ROWS):  # noqa: F821
                 b = b0 + r
                 if b < B and s < lengths[b]:

@@ -32,6 +32,20 @@ def block_units(units_per_block, p):
 
 
 @cuda.jit(device=True)
+def start_block(Wt, shared_weights, stage, out, lengths, units_per_block, rows):
+    """A block's prologue: returns (u0, nu, b0), its units u0..u0+nu-1 (``block_units``) and
+    first batch row b0, after staging its columns of Wt into ``shared_weights`` (with
+    ``stage``; ``stage_columns``) and zeroing its units of out (T, B, p) past each row's
+    length (``clear_padding``)."""
+    u0, nu = block_units(units_per_block, out.shape[2])
+    b0 = cuda.blockIdx.y * rows
+    if stage:
+        stage_columns(Wt, shared_weights, u0, nu)
+    clear_padding(out, lengths, b0, rows, u0, nu)
+    return u0, nu, b0
+
+
+@cuda.jit(device=True)
 def load_state(h, out, lengths, reverse, s, b0, rows, hs):
     """``hs[r*q:(r+1)*q]`` = row b0+r's state before its s-th step, or zeros if it is done;
     returns once the whole block has loaded it.
@@ -101,6 +115,15 @@ def load_inputs(xp, lengths, reverse, s, b0, rows, i, p, gates, acc):
             acc[g * rows + r] = 0
             if b < B and s < lengths[b]:
                 acc[g * rows + r] = xp[step_time(s, lengths[b], reverse), b, g * p + i]
+
+
+@cuda.jit(device=True)
+def unit_sums(xp, Ut, Us, stage, hs, lengths, reverse, s, b0, rows, i, l, nu, gates, acc):
+    """``acc[g*rows + r]`` = row b0+r's pre-activation of unit i in gate block g < ``gates``
+    at its s-th step: its input projection (``load_inputs``) plus its share of U h_{t-1}
+    (``recurrent_sums``; i is column l of the block's nu); 0 once the row is done."""
+    load_inputs(xp, lengths, reverse, s, b0, rows, i, Ut.shape[2], gates, acc)
+    recurrent_sums(Ut, Us, stage, hs, i, l, nu, rows, 0, gates, acc)
 
 
 @cuda.jit(device=True)
