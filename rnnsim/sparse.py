@@ -85,7 +85,8 @@ class CSR:
         if problems:
             raise ShapeError(f"sparse parameter '{name}' ({rows} x {cols}): "
                              f"{'; '.join(problems)}. Save it with Network.save.")
-        return cls(data, indices.astype(np.int32), indptr.astype(np.int32), (rows, cols))
+        return cls(data, indices.astype(np.int32, copy=False),
+                   indptr.astype(np.int32, copy=False), (rows, cols))
 
     @property
     def nnz(self) -> int:

@@ -322,9 +322,13 @@ class ESNCell(Cell):
             mats = [layer.recurrent_matrix(p) for layer, p in zip(members, params)]
             offsets = np.cumsum([0] + [w.nnz for w in mats[:-1]])
             indptr = np.stack([w.indptr.astype(np.int64) + o for w, o in zip(mats, offsets)])
-            data = np.concatenate([w.data for w in mats]).astype(dtype, copy=False)
             index = np.uint16 if N <= UINT16_UNITS else np.uint32
-            indices = np.concatenate([w.indices for w in mats]).astype(index)
+            if M == 1:  # no copy of a reservoir's nonzeros where none is needed
+                data = np.ascontiguousarray(mats[0].data, dtype)
+                indices = mats[0].indices.astype(index)
+            else:
+                data = np.concatenate([w.data for w in mats]).astype(dtype, copy=False)
+                indices = np.concatenate([w.indices for w in mats]).astype(index)
             WT = np.zeros((M, 0, 0), dtype)
             work = data.size // M
             row_work = np.diff(indptr[0])
