@@ -1,6 +1,7 @@
 """Where two threads sharing one batch row's step pays for its barrier: ``TEAM_STEP_WORK``.
 
     python benchmarks/bench_team.py [--cells elman,lstm,gru] [--dtype float32] [--repeats 15]
+                                    [--sizes 16,32,...]
 
 For B = 1 and growing p, times each cell with the step's units on one thread and shared by
 all threads (``cells/base.py``: ``run_rows``), minimum of ``repeats`` runs, and prints the
@@ -33,12 +34,13 @@ def main() -> None:
     parser.add_argument("--cells", default="elman,lstm,gru")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="units p")
     args = parser.parse_args()
     base.THREADED_WORK = 0
     print(f"threads: {base.thread_count()}; TEAM_STEP_WORK now {base.TEAM_STEP_WORK}")
     print("cell   p   step MACs   one thread us/step   shared us/step   faster")
     for cell in args.cells.split(","):
-        for p in SIZES:
+        for p in map(int, args.sizes.split(",")):
             net = rnnsim.Network.from_config({"network": {
                 "input_size": 32, "dtype": args.dtype,
                 "layers": [{"cell": cell, "units": p}]}})
