@@ -320,6 +320,25 @@ def test_one_step_graph_calls_report_bad_feeds_as_the_general_path_does():
     assert np.isinf(net.run(feeds, check_finite=False)["Y_h"]).all()
 
 
+def test_a_nan_is_named_where_it_is_made_not_where_it_is_moved():
+    """Nodes that only move values (Transpose, Reshape...) are not checked: the error names
+    the Div that made the inf, and a graph of moves alone passes finite feeds through."""
+    nodes = [helper.make_node("Div", ["x", "d"], ["q"], name="divide"),
+             helper.make_node("Transpose", ["q"], ["t"], perm=[1, 0], name="turn"),
+             helper.make_node("Reshape", ["t", "shape"], ["y"], name="flat")]
+    graph = helper.make_graph(
+        nodes, "moves", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                         helper.make_tensor_value_info("d", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.array([6], np.int64), "shape")])
+    net = rnnsim.from_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) + 1
+    np.testing.assert_array_equal(net.run({"x": x, "d": np.ones_like(x)})["y"], x.T.ravel())
+    with pytest.raises(rnnsim.NonfiniteError, match=r"node 'divide' \(Div\) output 'q'"):
+        net.run({"x": x, "d": np.zeros_like(x)})
+    assert np.isinf(net.run({"x": x, "d": np.zeros_like(x)}, check_finite=False)["y"]).all()
+
+
 def test_weights_computed_by_the_graph_or_fed():
     """W made by a node (folded at load) and R fed as an input (checked and mapped on every
     run)."""

@@ -348,9 +348,10 @@ class OnnxModel:
         for node in nodes:
             inputs = [values[name] if name else None for name in node.inputs]
             results = _run_node(node, inputs, values)
+            check = check_finite and not node.moves_values
             for name, value in zip(node.outputs, results):
                 if name:
-                    if check_finite:
+                    if check:
                         _check_finite_output(node, name, value, self.origin)
                     values[name] = value
         return {name: _owned(values[name]) for name in wanted}

@@ -101,6 +101,14 @@ def _read_external(target: Path, info: dict, declared: int, where: str) -> bytes
         return fh.read(length)
 
 
+# Operators that only move, select or reshape their inputs' values (or give shapes): from
+# finite inputs they cannot make NaN or inf, so their outputs need no finiteness check.
+MOVES_VALUES = frozenset({
+    "Concat", "DepthToSpace", "Expand", "Flatten", "Gather", "GatherElements", "GatherND",
+    "Identity", "Reshape", "Shape", "Size", "Slice", "SpaceToDepth", "Split", "Squeeze",
+    "Tile", "Transpose", "Unsqueeze"})
+
+
 @dataclass
 class Node:
     """One node of the graph as rnnsim runs it."""
@@ -117,6 +125,11 @@ class Node:
     @property
     def where(self) -> str:
         return f"node '{self.name}' ({self.op})"
+
+    @property
+    def moves_values(self) -> bool:
+        """Whether the node only moves its inputs' values (``MOVES_VALUES``)."""
+        return self.op in MOVES_VALUES
 
 
 def run_nodes(nodes, values: dict) -> dict:
