@@ -159,11 +159,11 @@ def test_a_row_gets_the_same_bits_alone_or_in_a_batch(variant):
 @pytest.mark.parametrize("members", [1, 2])
 def test_a_single_row_runs_its_own_loop_with_the_bits_of_a_batch(variant, dtype, members,
                                                                  threads):
-    """A lone LSTM row takes its own step loop (``one_row``; also when threads share its
+    """A lone LSTM row runs its own kernel (``lstm_row``; also when threads share its
     units): the same bits as in a batch, with lengths and in reverse."""
     layer = dict(CELLS[variant], bidirectional=True)
     if variant == "lstm-proj-peep":
-        layer.pop("proj_size")  # one_row runs without a projection
+        layer.pop("proj_size")  # lstm_row runs without a projection
     net = rnnsim.Network.from_config({"network": {
         "input_size": 5, "dtype": dtype, "seed": 3, "layers": [layer, layer]}})
     for name, value in net.params.items():  # nonzero biases and peepholes everywhere

@@ -148,7 +148,10 @@ class LSTMCell(Cell):
                    np.zeros((B, padded), dtype),
                    np.zeros((B if self.options.proj_size else 0, padded), dtype))
         step_work = B * (gates * p * P.shape[1] + R.shape[1] * q)
-        return (self.kernels().lstm_forward_serial, step_work,
+        module = self.kernels()  # one row runs its own loop, compiled only where it runs
+        kernel = module.lstm_row_serial if B == 1 and not self.options.proj_size else \
+            module.lstm_forward_serial
+        return (kernel, step_work,
                 (x, P, bias, R, np.zeros((1, R.shape[0] * R.shape[2]), dtype), peep, h, c, out,
                  lengths, reverse, self.clip(dtype), bool(self.options.input_forget), *buffers,
                  *(a.kernel_args(dtype) for a in self.activations)))

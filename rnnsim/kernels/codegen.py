@@ -14,8 +14,7 @@ A cell's equations are written once: scalar functions that take a unit's pre-act
 call the activations (``lstm_unit``), listed in a template's ``EQUATIONS``. The generated
 module compiles each for its target (inlined into the CPU kernels, a device function on the
 GPU), pasting the source of those defined in another module, so that the CUDA template runs
-the CPU template's equations with its own activations bound. A CPU template's ``HELPERS``
-(functions its kernels call) are compiled beside them. (A cell's dynamics map keeps a
+the CPU template's equations with its own activations bound. (A cell's dynamics map keeps a
 float64 NumPy form of them beside its Jacobian; tests/test_dynamics.py ties it to the kernels.)
 """
 from __future__ import annotations
@@ -228,8 +227,7 @@ def _equations(template_module: types.ModuleType, compile_equation: dict) -> str
     """Source binding each function of the template's ``EQUATIONS``, compiled for the target:
     those defined in another module are pasted first (without their decorators), so that they
     call this module's activations. A template with ``INLINE_EQUATIONS = False`` calls them
-    as compiled functions instead of inlining them. Its ``HELPERS`` follow, compiled with the
-    kernels' options."""
+    as compiled functions instead of inlining them."""
     compile_equation = compile_equation[getattr(template_module, "INLINE_EQUATIONS", True)]
     lines = ["\n\n# ---- equations ----"]
     for fn in getattr(template_module, "EQUATIONS", ()):
@@ -239,8 +237,6 @@ def _equations(template_module: types.ModuleType, compile_equation: dict) -> str
             tree.body[0].decorator_list = []
             lines.append("\n" + ast.unparse(tree))
         lines.append(f"{fn.__name__} = {compile_equation}({fn.__name__})")
-    for fn in getattr(template_module, "HELPERS", ()):
-        lines.append(f"{fn.__name__} = _numba.njit(**_JIT)({fn.__name__})")
     return "\n".join(lines) + "\n"
 
 

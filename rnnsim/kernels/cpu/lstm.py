@@ -8,13 +8,13 @@ ONNX Runtime) and ``input_forget`` (f = 1 - i).
 
 Each step runs panel by panel (``tiles``): a register tile of b + [x_t h_{t-1}] [W U]^T for a
 few batch rows and one panel's units of all four gates, then those units' gate nonlinearities
-for all the tile's rows in one loop. A lone batch row without a projection (B = 1, the common
-case of streaming and generation) takes ``one_row`` instead.
+for all the tile's rows in one loop. One batch row without a projection (B = 1: streaming,
+generation) runs ``lstm_row``, the same steps without the bookkeeping of many rows.
 """
 from rnnsim.kernels.cpu import rows, team, tiles
 from rnnsim.kernels.cpu.rows import clipped
 
-KERNELS = ("lstm_forward",)
+KERNELS = ("lstm_forward", "lstm_row")
 GATES = 4
 HALVES = 2  # sub-panels per panel: P packed with gates=4, nr=8
 PROJECTION_HALVES = 4  # R packed with gates=1, nr=4
@@ -37,40 +37,6 @@ def lstm_unit(zi, zf, zg, zo, pi, pf, po, c, clip, input_forget, real, p0, p1, p
 EQUATIONS = (lstm_unit,)
 
 
-def one_row(x, P, bias, peep, cs, H, H_next, out, steps, b, reverse, clip, input_forget, lead,
-            sync, members, phase, pan_lo, pan_hi, out_lo, out_hi, p0, p1, p2):
-    """``lstm_forward`` for the one batch row b without a projection: step by step, each
-    panel's tile and gates, with no per-row bookkeeping; the bits of the batched path.
-    Returns the operand buffer that holds h_T."""
-    k = x.shape[2]
-    units = P.shape[2] // GATES
-    real = x.dtype.type
-    G = tiles.scratch(x, (GATES, 1, units))
-    c_next = tiles.scratch(x, (units,))
-    h_next = tiles.scratch(x, (units,))
-    for s in range(steps):  # x_t is in H already (``lstm_forward``)
-        for pan in range(pan_lo, pan_hi):
-            tiles.tile_matmul(H, b, P, pan, bias, G, 1, GATES, HALVES, 0, HALVES, k, -1)
-            u0 = pan * units
-            c_prev = cs[b, u0:u0 + units]
-            pi, pf, po = peep[0, u0:u0 + units], peep[1, u0:u0 + units], peep[2, u0:u0 + units]
-            for j in range(units):
-                ci, hi = lstm_unit(G[0, 0, j], G[1, 0, j], G[2, 0, j], G[3, 0, j], pi[j], pf[j],
-                                   po[j], c_prev[j], clip, input_forget, real, p0, p1, p2)
-                c_next[j] = ci
-                h_next[j] = hi
-            rows.copy(c_next, c_prev)
-            rows.copy(h_next, H_next[b, k + u0:k + u0 + units])
-        if lead and s + 1 < steps:
-            rows.copy(x[rows.step_time(steps, s + 1, reverse), b], H_next[b, :k])
-        rows.copy(H_next[b, k + out_lo:k + out_hi],
-                  out[rows.step_time(steps, s, reverse), b, out_lo:out_hi])
-        phase = team.meet(sync, members, phase)
-        H, H_next = H_next, H
-    return H
-
-
-HELPERS = (one_row,)  # compiled with the kernels
 
 
 def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep, h, c, out,
@@ -117,14 +83,6 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
             rows.copy(c[b], cs[b, :p])
     phase = team.meet(sync, members, 0)
     steps = rows.longest(lengths, first, last)
-    if last - first == 1 and not project:
-        final = one_row(x, P, bias, peep, cs, H, H_next, out, steps, first, reverse, clip,
-                        input_forget, lead, sync, members, phase, pan_lo, pan_hi, out_lo,
-                        out_hi, p0, p1, p2)
-        if lead:
-            rows.store_states(final, h, first, last, k)
-            rows.copy(cs[first, :p], c[first])
-        return
     for s in range(steps):
         for pan in range(pan_lo, pan_hi):
             u0 = pan * units
@@ -171,3 +129,50 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
         rows.store_states(H, h, first, last, k)
         for b in range(first, last):
             rows.copy(cs[b, :p], c[b])
+
+
+def lstm_row(first, last, member, members, sync, x, P, bias, R, R_bias, peep, h, c, out,
+             lengths, reverse, clip, input_forget, H, H_next, cs, Y, p0, p1, p2):
+    """``lstm_forward`` (the same arguments, the same bits) for the one batch row ``first``
+    without a projection (R, R_bias and Y unused): each step, each of the member's panels'
+    tile and gates, with no per-row bookkeeping."""
+    k = x.shape[2]
+    p = c.shape[1]
+    q = h.shape[1]
+    units = P.shape[2] // GATES
+    real = x.dtype.type
+    b = first
+    lead = member == 0
+    pan_lo, pan_hi = team.share(P.shape[0], members, member)
+    out_lo, out_hi = min(pan_lo * units, q), min(pan_hi * units, q)
+    G = tiles.scratch(x, (GATES, 1, units))
+    c_next = tiles.scratch(x, (units,))
+    h_next = tiles.scratch(x, (units,))
+    if lead:
+        rows.start(h, out, lengths, b, b + 1, H, k)
+        rows.load_inputs(x, H, lengths, b, b + 1, 0, reverse)
+        rows.copy(c[b], cs[b, :p])
+    phase = team.meet(sync, members, 0)
+    steps = lengths[b]
+    for s in range(steps):
+        for pan in range(pan_lo, pan_hi):
+            tiles.tile_matmul(H, b, P, pan, bias, G, 1, GATES, HALVES, 0, HALVES, k, -1)
+            u0 = pan * units
+            c_prev = cs[b, u0:u0 + units]
+            pi, pf, po = peep[0, u0:u0 + units], peep[1, u0:u0 + units], peep[2, u0:u0 + units]
+            for j in range(units):
+                ci, hi = lstm_unit(G[0, 0, j], G[1, 0, j], G[2, 0, j], G[3, 0, j], pi[j], pf[j],
+                                   po[j], c_prev[j], clip, input_forget, real, p0, p1, p2)
+                c_next[j] = ci
+                h_next[j] = hi
+            rows.copy(c_next, c_prev)
+            rows.copy(h_next, H_next[b, k + u0:k + u0 + units])
+        if lead and s + 1 < steps:
+            rows.copy(x[rows.step_time(steps, s + 1, reverse), b], H_next[b, :k])
+        rows.copy(H_next[b, k + out_lo:k + out_hi],
+                  out[rows.step_time(steps, s, reverse), b, out_lo:out_hi])
+        phase = team.meet(sync, members, phase)
+        H, H_next = H_next, H
+    if lead:
+        rows.store_states(H, h, b, b + 1, k)
+        rows.copy(cs[b, :p], c[b])
