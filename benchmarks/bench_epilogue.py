@@ -16,7 +16,6 @@ difference between ``default`` and ``fast`` is the cost of the accurate activati
 """
 import argparse
 import os
-import time
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
@@ -26,6 +25,7 @@ import numpy as np  # noqa: E402
 import rnnsim  # noqa: E402
 from rnnsim.kernels.cpu import tiles  # noqa: E402
 from rnnsim.kernels.options import JIT  # noqa: E402
+from timing import fastest_cpu_seconds  # noqa: E402
 
 SHAPES = [(32, 32, 128, 100), (64, 128, 512, 10)]
 HALVES = 2  # sub-panels per panel, as the LSTM and GRU kernels pack them
@@ -44,16 +44,6 @@ def tile_steps(H, P, bias, G, steps, k, gates):
                     b += tiles.panel_tile(H, b, H.shape[0], P, pan, bias, G, k, 3, HALVES, 1, -1)
 
 
-def cpu_seconds(fn, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.thread_time()
-        fn()
-        best = min(best, time.thread_time() - start)
-    return best
-
-
 def measure(cell: str, dtype: str, B: int, k: int, p: int, T: int, repeats: int) -> dict:
     net = rnnsim.Network.from_config({"network": {
         "input_size": k, "dtype": dtype, "seed": 0, "layers": [{"cell": cell, "units": p}]}})
@@ -69,9 +59,9 @@ def measure(cell: str, dtype: str, B: int, k: int, p: int, T: int, repeats: int)
     bias = np.zeros((gates, P.shape[0] * units), dtype)
     G = np.zeros((gates, tiles.ROWS, units), dtype)
     us = {
-        "tile": cpu_seconds(lambda: tile_steps(H, P, bias, G, T, k, gates), repeats),
-        "fast": cpu_seconds(lambda: fast.run(x), repeats),
-        "default": cpu_seconds(lambda: net.run(x), repeats),
+        "tile": fastest_cpu_seconds(lambda: tile_steps(H, P, bias, G, T, k, gates), repeats),
+        "fast": fastest_cpu_seconds(lambda: fast.run(x), repeats),
+        "default": fastest_cpu_seconds(lambda: net.run(x), repeats),
     }
     us = {name: seconds / T * 1e6 for name, seconds in us.items()}
     flops = 2 * B * gates * p * (k + p)

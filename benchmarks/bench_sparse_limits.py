@@ -16,7 +16,6 @@ Timings are the fastest of several repeats in thread CPU time (``time.thread_tim
 other processes on a shared machine inflate them less. Needs scipy for the permutation.
 """
 import sys
-import time
 
 import numba
 import numpy as np
@@ -25,6 +24,7 @@ from bench_reservoir import matrices, rnnsim_net
 from rnnsim.bench import reservoir_bytes
 from rnnsim.kernels.options import GATHER_FASTMATH, JIT
 from rnnsim.sparse import CSR
+from timing import fastest_cpu_seconds
 
 N, CONNECTIVITY, T, REPEATS = 10_000, 0.01, 50, 7
 LOOP_JIT = {**JIT, "fastmath": GATHER_FASTMATH}
@@ -59,13 +59,7 @@ def rows_without_gather(z, x, out, data, indices, indptr, steps):
 
 
 def fastest(fn) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(REPEATS):
-        start = time.thread_time()
-        fn()
-        best = min(best, time.thread_time() - start)
-    return best
+    return fastest_cpu_seconds(fn, REPEATS)
 
 
 def row_span(w: CSR) -> float:
