@@ -1,6 +1,7 @@
 """The Python API: a ``Network`` built from a config, run on inputs, saved and loaded."""
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import zlib
@@ -54,8 +55,9 @@ class Network:
         shapes = self.parameter_shapes()
         sparse = {f"layers.{i}.{name}" for i, layer in enumerate(self.layers)
                   for name in getattr(layer, "sparse_parameters", ())}
-        # Spectral radii known from scaling a fresh float64 matrix: name -> (stored array, r).
-        self._radii: dict[str, tuple[np.ndarray, float]] = {}
+        # Spectral radii known from scaling a fresh float64 matrix: name -> (digest of its
+        # arrays as scaled, r).
+        self._radii: dict[str, tuple[str | None, float]] = {}
         if params is None:
             guards.check_parameters(self)
             self.params = {}
@@ -67,8 +69,7 @@ class Network:
                 else:
                     self.params[name] = value.to_dense() if isinstance(value, CSR) else value
                 if name in self._radii:
-                    stored = self.params[f"{name}.data" if name in sparse else name]
-                    self._radii[name] = (stored, self._radii[name][1])
+                    self._radii[name] = (self._digest(name), self._radii[name][1])
         else:
             self.params = _checked_params(params, shapes, self.dtype, sparse)
 
@@ -76,10 +77,20 @@ class Network:
         """The spectral radius of parameter ``name`` (``layers.0.W``) when a float64 matrix
         was scaled to its initializer's ``spectral_radius`` here: that value, exact to the
         rounding of the scaled entries (relative 1e-16). None when it was not scaled here, or
-        its array has been replaced since."""
-        stored, radius = self._radii.get(name, (None, None))
-        current = self.params.get(f"{name}.data", self.params.get(name))
-        return radius if stored is not None and current is stored else None
+        its values have changed since (replaced or edited in place)."""
+        digest, radius = self._radii.get(name, (None, None))
+        return radius if digest is not None and digest == self._digest(name) else None
+
+    def _digest(self, name: str) -> str:
+        """A hash of the values, dtypes and shapes of the arrays holding parameter ``name``
+        (a CSR's parts, else the one array): no copy of a large matrix is kept."""
+        parts = [self.params[key] for key in (f"{name}.{part}" for part in CSR_PARTS)
+                 if key in self.params] or [self.params[name]]
+        h = hashlib.blake2b(digest_size=16)
+        for part in map(np.ascontiguousarray, parts):
+            h.update(f"{part.dtype}{part.shape}".encode())
+            h.update(part.data)
+        return h.hexdigest()
 
     @classmethod
     def from_config(cls, source: str | os.PathLike | Mapping,

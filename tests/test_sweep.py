@@ -597,5 +597,9 @@ def test_a_point_finds_one_spectral_radius(dtype, sparse, monkeypatch):
                                                       "float64" else 1e-15)
     name = "layers.0.W.data" if sparse else "layers.0.W"
     assert net.known_spectral_radius("layers.0.W") == (0.83 if dtype == "float64" else None)
-    net.params[name] = net.params[name] * 2
+    net.params[name][0] *= 2  # edited in place
+    assert net.known_spectral_radius("layers.0.W") is None
+    net.params[name][0] /= 2
+    assert net.known_spectral_radius("layers.0.W") == (0.83 if dtype == "float64" else None)
+    net.params[name] = net.params[name] * 2  # replaced
     assert net.known_spectral_radius("layers.0.W") is None
