@@ -10,7 +10,10 @@ import math
 
 import numpy as np
 
+from rnnsim.kernels.cpu.esn import leaky_unit
+
 KERNELS = ("leaky_lyapunov",)
+EQUATIONS = (leaky_unit,)  # the step of the esn kernels, with this module's act0
 
 
 def leaky_lyapunov(drives, w, lr, s, vectors, start, warmup, clip, fd_step, total, p0):
@@ -38,11 +41,10 @@ def leaky_lyapunov(drives, w, lr, s, vectors, start, warmup, clip, fd_step, tota
             e = fd_step * max(1.0, abs(z))
             up = z + e
             down = z - e
-            value = act0(z, *p0)  # noqa: F821 (bound by codegen)
             slope = 0.0
             if inside:
                 slope = (act0(up, *p0) - act0(down, *p0)) / (up - down)  # noqa: F821
-            new[i] = (1.0 - lr[i]) * s[i] + lr[i] * value
+            new[i] = leaky_unit(z, s[i], lr[i], 1.0 - lr[i], p0)
             gain = lr[i] * slope
             for c in range(k):
                 acc = 0.0
