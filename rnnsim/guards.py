@@ -10,6 +10,7 @@ import inspect
 import math
 import os
 import re
+import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +26,10 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 # Requests below this always pass without reading the machine's memory (three files in /proc
 # and /sys: ~100 µs, more than a short run); RNNSIM_MEMORY_LIMIT still applies to them.
 ALWAYS_FITS = 8 << 20
+# A request under a quarter of what the machine had free at most RECENT seconds ago passes
+# without reading it again (a run of a few MB then costs no /proc read, ~200 µs).
+RECENT = 2.0
+_last_room: tuple[float, int] = (-math.inf, 0)  # (time.monotonic(), bytes) of the last reading
 
 
 def format_bytes(count: int) -> str:
@@ -52,6 +57,14 @@ def available_bytes() -> int:
     explicit = os.environ.get(MEMORY_LIMIT_ENV)
     if explicit:
         return parse_bytes(explicit)
+    global _last_room
+    room = _machine_room()
+    _last_room = (time.monotonic(), room)
+    return room
+
+
+def _machine_room() -> int:
+    """What the machine, its cgroup and this process's rlimits leave available now."""
     found = []
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -101,7 +114,9 @@ def _rlimit_room() -> list[int]:
 def check_fits(parts: dict[str, int], what: str, hint: str, error=ShapeError) -> None:
     """Raise ``error`` when the arrays in ``parts`` (name -> bytes) exceed the memory."""
     need = sum(parts.values())
-    if need < ALWAYS_FITS and not os.environ.get(MEMORY_LIMIT_ENV):
+    if not os.environ.get(MEMORY_LIMIT_ENV) and (
+            need < ALWAYS_FITS or (need < _last_room[1] // 4
+                                   and time.monotonic() - _last_room[0] < RECENT)):
         return
     have = available_bytes()
     if need <= have:

@@ -1,6 +1,7 @@
 """NaN/inf states are reported where they first happened; sizes beyond the memory fail early."""
 import math
 import warnings
+import types
 
 import numpy as np
 import pytest
@@ -70,6 +71,11 @@ def test_nan_inputs_run_through_only_when_allowed():
     assert np.isnan(out[4:, 1]).all() and np.isfinite(out[:, 0]).all()
     with pytest.raises(NonfiniteError, match="step 4, unit 0, batch row 1.*input x there holds"):
         net.run(x, check_finite=False, nonfinite="raise")
+    x[4, 1] = x[5, 1] = 3e38  # finite values whose sum overflows pass; +inf and -inf are named
+    net.run(x, nonfinite="ignore")
+    x[2, 0], x[7, 1] = np.inf, -np.inf
+    with pytest.raises(InputError, match=r"x holds 2 NaN/inf .* index \(2, 0, 0\)"):
+        net.run(x)
 
 
 def test_reverse_directions_steps_and_heads():
@@ -134,6 +140,7 @@ def test_small_requests_skip_reading_the_machines_memory(monkeypatch):
     net = rnnsim.Network.from_config({"network": {"input_size": 1, "layers": [{"units": 4}]}})
     monkeypatch.delenv(guards.MEMORY_LIMIT_ENV, raising=False)
     monkeypatch.setattr(guards, "available_bytes", unreadable)
+    monkeypatch.setattr(guards, "_last_room", (-math.inf, 0))
     net.run(np.zeros((50, 1)))
     with pytest.raises(AssertionError, match="small request"):
         guards.check_fits({"big": guards.ALWAYS_FITS}, "a test", "")
@@ -141,6 +148,31 @@ def test_small_requests_skip_reading_the_machines_memory(monkeypatch):
     monkeypatch.setenv(guards.MEMORY_LIMIT_ENV, "100")
     with pytest.raises(ShapeError, match="more than the 100 B available"):
         net.run(np.zeros((50, 1)))
+
+
+def test_requests_well_below_a_recent_reading_skip_reading_again(monkeypatch):
+    """For RECENT seconds after a reading, requests under a quarter of it pass without another;
+    a larger or a later request reads the machine again, and one that does not fit fails."""
+    reads, clock = [], [1000.0]
+
+    def machine():
+        reads.append(clock[0])
+        return 400 << 20
+
+    monkeypatch.delenv(guards.MEMORY_LIMIT_ENV, raising=False)
+    monkeypatch.setattr(guards, "_machine_room", machine)
+    monkeypatch.setattr(guards, "_last_room", (-math.inf, 0))
+    monkeypatch.setattr(guards, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    mib = 1 << 20
+    for need, expected_reads in ((64, 1), (64, 1), (99, 1), (150, 2), (64, 2)):
+        guards.check_fits({"x": need * mib}, "a test", "")
+        assert len(reads) == expected_reads, need
+    clock[0] += guards.RECENT
+    guards.check_fits({"x": 64 * mib}, "a test", "")
+    assert len(reads) == 3
+    with pytest.raises(ShapeError, match="x: 500.0 MiB"):
+        guards.check_fits({"x": 500 * mib}, "a test", "")
+    assert len(reads) == 4
 
 
 def nan_above_half(x):
