@@ -248,6 +248,10 @@ def _generate(template: str, fns: tuple[Callable, ...], target: str = "cpu") -> 
     cacheable = all(_importable(fn) for fn in fns)
     bindings = []
     for i, fn in enumerate(fns):
+        same = next(j for j, other in enumerate(fns) if other is fn)
+        if same < i:  # one dispatcher per function: each signature compiles once
+            bindings.append(f"act{i} = act{same}")
+            continue
         if cacheable:
             bindings.append(f"from {fn.__module__} import {fn.__qualname__} as _act{i}_py")
         else:
