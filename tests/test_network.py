@@ -310,3 +310,26 @@ def test_a_damaged_plugin_record_is_named(tmp_path):
     with pytest.raises(InputError, match=r"plugins.yaml' holds .*expected a mapping of kind.*"
                                          "delete it to load the model without it"):
         rnnsim.load(tmp_path / "model")
+
+
+def test_runs_and_steps_from_several_threads_keep_their_own_values():
+    """One network called from four threads at once (its kernels release the GIL): each run
+    and each step gets the outputs of its own input, as called one by one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    net = rnnsim.Network.from_config({"network": {"input_size": 5, "seed": 1, "layers": [
+        {"cell": "lstm", "units": 96}, {"cell": "gru", "units": 17}]}})
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((1000, 2, 5)).astype(np.float32) for i in range(12)]
+    states = [net.initial_state(2) for _ in range(12)]
+    for state in states:
+        for value in state.arrays("s").values():
+            value[...] = rng.standard_normal(value.shape)
+    runs = [net.run(x).output for x in xs]
+    steps = [net.step(x[0], state)[0] for x, state in zip(xs, states)]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(2):
+            together = pool.map(lambda x: net.run(x).output, xs)
+            assert all(np.array_equal(a, b) for a, b in zip(runs, together))
+            together = pool.map(lambda c: net.step(c[0][0], c[1])[0], zip(xs, states))
+            assert all(np.array_equal(a, b) for a, b in zip(steps, together))

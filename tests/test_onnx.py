@@ -282,6 +282,35 @@ def test_one_step_graph_calls_skip_the_node_by_node_path(op, seed, layout, state
     np.testing.assert_array_equal(net.run(one)[outputs[-1]], general[outputs[-1]])
 
 
+@pytest.mark.parametrize("path", ["one-step graph", "node by node"])
+def test_one_step_calls_from_several_threads_keep_their_own_values(path):
+    """Concurrent one-timestep calls of one model (a server's threads) each get the outputs
+    of their own feeds, on the compiled one-step path and on the node-by-node path (a feeds
+    Mapping that is not a dict) that steps a node through the same binding."""
+    import types
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    p, k = 64, 8
+    arrays = {"X": rng.standard_normal((1, 1, k)), "W": rng.standard_normal((1, 4 * p, k)),
+              "R": 0.2 * rng.standard_normal((1, 4 * p, p)),
+              "B": rng.standard_normal((1, 8 * p)), "initial_h": np.zeros((1, 1, p)),
+              "initial_c": np.zeros((1, 1, p))}
+    model, _ = recurrent_model("LSTM", {"hidden_size": p}, as_dtype(arrays, np.float32),
+                               OUTPUTS["LSTM"])
+    net = rnnsim.from_onnx(model)
+    wrap = dict if path == "one-step graph" else types.MappingProxyType
+    calls = [wrap({"X": rng.standard_normal((1, 1, k)).astype(np.float32),
+                   "initial_h": rng.standard_normal((1, 1, p)).astype(np.float32),
+                   "initial_c": rng.standard_normal((1, 1, p)).astype(np.float32)})
+             for _ in range(200)]
+    alone = [net.run(feeds)["Y_c"] for feeds in calls]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            together = pool.map(lambda feeds: net.run(feeds)["Y_c"], calls)
+            assert all(np.array_equal(a, b) for a, b in zip(alone, together))
+
+
 def test_one_step_graph_calls_report_bad_feeds_as_the_general_path_does():
     """Whatever the direct call does not expect runs the node-by-node path, which names it:
     NaN in X or in a state, another dtype or shape, a batch the declared dims refuse, a

@@ -10,6 +10,7 @@ timestep, a NaN) returns None: the node-by-node path then runs and names the pro
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import numpy as np
@@ -23,7 +24,8 @@ class StepBinding:
     is a forward one.
 
     y : (1, D, B, p) the arena's Y; states : name ('h', 'c') -> (D, B, p) the arena's states,
-    read before the step and updated by it.
+    read before the step and updated by it; lock : held by a caller from staging the states
+    to reading the outputs, so that calls from several threads do not mix their values.
     """
 
     def __init__(self, node, batch: int):
@@ -41,6 +43,7 @@ class StepBinding:
         self.states = {name: self.step.view(s).reshape(D, batch, p)
                        for name, s in states.items()}
         self.checking = True
+        self.lock = threading.Lock()
 
     def __call__(self, x: np.ndarray, check_finite: bool) -> int:
         """One step on ``x`` (1, B, k) or (B, 1, k) from the staged states: 0, or with
@@ -89,19 +92,18 @@ class OneStepGraph:
         if prepared is None:
             return None
         binding, x_shape, state_shape, staged, fixed, outputs = prepared
-        if x.shape != x_shape:
+        if x.shape != x_shape or any(
+                type(feeds[name]) is not np.ndarray or feeds[name].dtype != dtype
+                or feeds[name].shape != state_shape for name, _ in staged):
             return None
-        for name, view in staged:
-            value = feeds[name]
-            if type(value) is not np.ndarray or value.dtype != dtype \
-                    or value.shape != state_shape:
+        with binding.lock:
+            for name, view in staged:
+                view[...] = feeds[name]
+            for view, value in fixed:
+                view[...] = value
+            if binding(x, check_finite):
                 return None
-            view[...] = value
-        for view, value in fixed:
-            view[...] = value
-        if binding(x, check_finite):
-            return None
-        return {name: view.copy() for name, view in outputs}
+            return {name: view.copy() for name, view in outputs}
 
     def _prepare(self, batch: int) -> tuple | None:
         """The binding of ``batch`` and the views in the node's layout, or None when the

@@ -310,12 +310,13 @@ class RecurrentNode:
         output (1, B, p); the caller checks the values."""
         binding = self.binding(x.shape[1])
         given = {"h": h, "c": c}
-        for name, view in binding.states.items():
-            view[...] = given[name]
-        binding(x, check_finite=False)
-        for name, view in binding.states.items():
-            given[name][...] = view
-        return [binding.y[:, d].copy() for d in range(self.directions)]
+        with binding.lock:
+            for name, view in binding.states.items():
+                view[...] = given[name]
+            binding(x, check_finite=False)
+            for name, view in binding.states.items():
+                given[name][...] = view
+            return [binding.y[:, d].copy() for d in range(self.directions)]
 
     def _size_from_r(self, R) -> int:
         """The hidden size R (num_directions, gates*hidden_size, hidden_size) implies."""
