@@ -122,14 +122,12 @@ def _bound_call(resolved: Resolved, shapes: dict[str, tuple]) -> Callable:
     steps = []
     for step in resolved.steps:
         binding = step.node.binding(step.batch)
-        staged = [(binding.states[name], _reader(value, bindings, shapes)[0])
+        staged = [(binding.states[name], _reader(value, bindings, shapes))
                   for name, value in step.states.items()]
-        steps.append((binding, _reader(step.x, bindings, shapes)[0], staged))
+        steps.append((binding, _reader(step.x, bindings, shapes), staged))
         bindings.append(binding)
-    outputs = []
-    for name, value in resolved.outputs:
-        read, fresh = _reader(value, bindings, shapes)
-        outputs.append((name, read if fresh else (lambda feeds, read=read: read(feeds).copy())))
+    outputs = [(name, _reader(value, bindings, shapes, own=True))
+               for name, value in resolved.outputs]
     unread = resolved.unread
 
     def call(feeds: dict, check_finite: bool) -> dict[str, np.ndarray] | None:
@@ -148,13 +146,13 @@ def _bound_call(resolved: Resolved, shapes: dict[str, tuple]) -> Callable:
 
 
 def _reader(value: Gather | Pieces | np.ndarray, bindings: list[StepBinding],
-            shapes: dict[str, tuple]) -> tuple[Callable, bool]:
-    """``read(feeds)`` giving ``value``'s values, and whether it makes a new array (else it
-    gives a view of a feed, of a binding's arena or of constant values)."""
+            shapes: dict[str, tuple], own: bool = False) -> Callable:
+    """``read(feeds)`` giving ``value``'s values: a new array with ``own``, else possibly a
+    view of a feed, of a binding's arena or of constant values."""
     if isinstance(value, np.ndarray):
-        return (lambda feeds: value), False
+        return (lambda feeds: value.copy()) if own else (lambda feeds: value)
     if isinstance(value, Pieces):
-        parts = [(_reader(gather, bindings, shapes)[0], _span(where))
+        parts = [(_reader(gather, bindings, shapes), _span(where))
                  for gather, where in value.parts]
 
         def pieces(feeds):
@@ -163,20 +161,22 @@ def _reader(value: Gather | Pieces | np.ndarray, bindings: list[StepBinding],
             for read, where in parts:
                 flat[where] = read(feeds)
             return out
-        return pieces, True
+        return pieces
     index = value.index
     if isinstance(value.source, str):
         name, shape = value.source, index.shape
         if index.size == math.prod(shapes[name]) and np.array_equal(
                 index.ravel(), np.arange(index.size)):
-            return (lambda feeds: feeds[name].reshape(shape)), False
-        return (lambda feeds: np.take(feeds[name], index)), True
+            if own:
+                return lambda feeds: feeds[name].reshape(shape).copy()
+            return lambda feeds: feeds[name].reshape(shape)
+        return lambda feeds: np.take(feeds[name], index)
     binding = bindings[value.source]
     index = binding.positions[index]
     view = _strided(binding.values, index)
     if view is not None:
-        return (lambda feeds: view), False
-    return (lambda feeds, values=binding.values: np.take(values, index)), True
+        return (lambda feeds: view.copy()) if own else (lambda feeds: view)
+    return lambda feeds, values=binding.values: np.take(values, index)
 
 
 def _span(where: np.ndarray) -> slice | np.ndarray:
