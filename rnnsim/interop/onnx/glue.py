@@ -19,18 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from .load import Node
+from .load import MOVES_VALUES, Node
 from .reference import RANDOM_OPS
-
-# Operators whose output is a selection of their first input's values (of all inputs' for
-# Concat); the other inputs (shapes, axes, indices) must be constants.
-SELECTS = frozenset({
-    "Concat", "DepthToSpace", "Expand", "Flatten", "Gather", "GatherElements", "GatherND",
-    "Identity", "Reshape", "Slice", "SpaceToDepth", "Split", "Squeeze", "Tile", "Transpose",
-    "Unsqueeze"})
 
 # Operators whose output depends on their input's shape alone.
 SHAPE_OPS = frozenset({"Shape", "Size"})
+
+# Operators whose output is a selection of their first input's values (of all inputs' for
+# Concat); the other inputs (shapes, axes, indices) must be constants.
+SELECTS = MOVES_VALUES - SHAPE_OPS
 
 # Feeds holding more values than this are not resolved (a one-step call is far smaller; the
 # index arrays of a whole sequence would cost memory, and Python's time is small beside it).
