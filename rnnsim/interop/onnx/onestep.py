@@ -30,7 +30,8 @@ class StepBinding:
     is a forward one.
 
     y : (1, D, B, p) the arena's Y; states : name ('h', 'c') -> (D, B, p) the arena's states,
-    read before the step and updated by it.
+    read before the step and updated by it; values : the arena as a 1-D array of the dtype;
+    positions : where in ``values`` Y's values lie, then each state's (C order).
     """
 
     def __init__(self, node, batch: int):
@@ -48,7 +49,6 @@ class StepBinding:
         self.states = {name: self.step.view(s).reshape(D, batch, p)
                        for name, s in states.items()}
         self.checking = True
-        # the arena as values, and the positions there of Y's values, then each state's
         self.values = self.step.arena.view(dtype)
         start = self.values.__array_interface__["data"][0]
         self.positions = np.concatenate([
@@ -56,7 +56,7 @@ class StepBinding:
             + np.arange(view.size) for view in [self.y, *self.states.values()]])
 
     def __call__(self, x: np.ndarray, check_finite: bool) -> int:
-        """One step on ``x`` (1, B, k) or (B, 1, k) from the staged states: 0, or with
+        """One step on ``x`` ((B, k), or (1, B, k) or (B, 1, k)) from the staged states: 0, or with
         ``check_finite`` the status of a NaN/inf in x, a state or an output
         (``kernels.bound``)."""
         if check_finite != self.checking:
