@@ -1,7 +1,7 @@
 """ONNX LSTM and GRU nodes: ``rnnsim.from_onnx(path).run`` against an ONNX Runtime CPU session
 on the same ``.onnx`` file.
 
-    python benchmarks/bench_onnx.py [--quick] [--json out.json]
+    python benchmarks/bench_onnx.py [--quick] [--json out.json] [--only rows|streaming|glue]
 
 One-node models (opset 14, float32, weights as initializers) of the LSTM/GRU benchmark's shapes,
 run on a whole sequence, and a streaming model (initial_h/initial_c as inputs) called with
@@ -235,16 +235,17 @@ def _row(op, B, k, p, shown_T, per, ours, theirs, repeats) -> dict:
 
 
 def main() -> None:
-    args = parse_args(__doc__)
+    sections = {"rows": sequence_rows, "streaming": streaming_rows, "glue": glue_rows}
+    args = parse_args(__doc__, tuple(sections))
     print(f"threads: {numba.get_num_threads()}, onnxruntime {onnxruntime.__version__}, float32")
     print(f"{'op':>4} {'B':>3} {'k':>4} {'p':>5} {'T':>6} {'rnnsim':>10} {'ort':>10} "
           f"{'ratio':>6}   (µs per step; ratio = onnxruntime / rnnsim)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        results = {"threads": numba.get_num_threads(), "onnxruntime": onnxruntime.__version__,
-                   "rows": sequence_rows(folder, args.quick),
-                   "streaming": streaming_rows(folder, args.quick),
-                   "glue": glue_rows(folder, args.quick)}
+        results = {"threads": numba.get_num_threads(), "onnxruntime": onnxruntime.__version__}
+        for section, rows in sections.items():
+            if section in args.only:
+                results[section] = rows(folder, args.quick)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -30,9 +30,17 @@ def fastest_cpu_seconds(fn, repeats: int) -> float:
     return best
 
 
-def parse_args(doc: str) -> argparse.Namespace:
-    """``--quick`` and ``--json PATH``, with the script's docstring as its description."""
+def parse_args(doc: str, sections: tuple[str, ...] = ()) -> argparse.Namespace:
+    """``--quick`` and ``--json PATH``, with the script's docstring as its description; with
+    ``sections``, ``--only SECTION`` (repeatable; ``args.only``: the sections to run, all by
+    default)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter sequences, fewer repeats")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
-    return parser.parse_args()
+    if sections:
+        parser.add_argument("--only", action="append", choices=sections,
+                            help="run only this section (repeat for several; default: all)")
+    args = parser.parse_args()
+    if sections and not args.only:
+        args.only = list(sections)
+    return args

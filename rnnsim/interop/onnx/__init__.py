@@ -14,7 +14,9 @@ and GRU gates as z, r, h; the kernels use PyTorch's i, f, g, o and r, z, n.
 One job per module: ``load`` (reading the file), ``graph`` (the model and its interpreter),
 ``recurrent`` (binding RNN/LSTM/GRU nodes to cells), ``ops`` (the fast-path NumPy operators),
 ``reference`` (every other operator, bound to ``onnx.reference``), ``fusion`` (recurrences
-written out step by step, found and run as one kernel call).
+written out step by step, found and run as one kernel call), ``glue`` and ``onestep``
+(one-timestep calls: the glue around recurrent nodes resolved once per input-shape
+signature, the nodes run as compiled steps).
 """
 from .graph import OnnxModel, from_onnx
 

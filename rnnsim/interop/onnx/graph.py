@@ -112,7 +112,7 @@ class OnnxModel:
                 value.flags.writeable = False
         self._constants = constants
         self.fused = fuse(self.nodes, constants, shapes, self.output_names, origin)
-        # wanted outputs -> (the nodes to run, the one-step call of a one-node graph or None)
+        # wanted outputs -> (the nodes to run, their compiled one-step call or None)
         self._plans: dict[tuple[str, ...], tuple[list[Node], OneStepGraph | None]] = {}
         self._recurrent_of = {id(r.node): r for r in self.recurrent}
 
@@ -221,8 +221,8 @@ class OnnxModel:
     # ---- running -------------------------------------------------------------------------
 
     def _plan(self, wanted: tuple[str, ...]) -> tuple[list[Node], OneStepGraph | None]:
-        """The nodes needed for ``wanted`` outputs, in graph order, and the direct one-step
-        call when they are one recurrent node."""
+        """The nodes needed for ``wanted`` outputs, in graph order, and their compiled
+        one-step call (``OneStepGraph``) when they hold a recurrent node."""
         plan = self._plans.get(wanted)
         if plan is None:
             needed = set(wanted)
@@ -237,27 +237,14 @@ class OnnxModel:
 
     def _one_step_graph(self, nodes: list[Node], wanted: tuple[str, ...]) \
             -> OneStepGraph | None:
-        """A ``OneStepGraph`` when ``nodes`` are one recurrent node with constant weights
-        that reads every graph input (as X, initial_h or initial_c) and makes every wanted
-        output; None otherwise."""
-        recurrent = self._recurrent_of.get(id(nodes[0])) if len(nodes) == 1 else None
-        if recurrent is None or recurrent.params is None or not wanted:
+        """A ``OneStepGraph`` when ``nodes`` hold a recurrent node with constant weights (a
+        one-timestep call may then run as a compiled step); None otherwise."""
+        recurrent = [self._recurrent_of.get(id(node)) for node in nodes]
+        if not wanted or not any(r is not None and r.params is not None for r in recurrent):
             return None
-        roles = dict(zip(recurrent.spec.inputs, recurrent.node.inputs))
-        feeds, constants = {}, {}
-        for role, name in roles.items():
-            if not name or role in ("W", "R", "B", "P"):
-                continue
-            if role == "sequence_lens" or not (name in self.inputs or name in self._constants):
-                return None
-            if name in self.inputs:
-                feeds[role] = name
-            else:
-                constants[role] = self._constants[name]
-        if "X" not in feeds or set(feeds.values()) != set(self.inputs) or any(
-                self.inputs[name][0] != recurrent.dtype for name in feeds.values()):
-            return None
-        return OneStepGraph(recurrent, feeds, constants, wanted, self._accepts)
+        return OneStepGraph(nodes, self._recurrent_of, self._constants,
+                            {name: dtype for name, (dtype, _) in self.inputs.items()}, wanted,
+                            self._accepts)
 
     def _accepts(self, shapes: dict[str, tuple]) -> bool:
         """Whether the declared dims of the inputs admit ``shapes`` (input name -> shape)."""
