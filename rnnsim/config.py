@@ -1,6 +1,7 @@
 """Config schema (pydantic, unknown keys forbidden) and YAML loading with readable errors."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import typing
@@ -8,21 +9,28 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError,
+from pydantic import (BaseModel, ConfigDict, Field, PydanticUserError, ValidationError,
                       model_validator)
 
 from .devices import DEVICES
-from .errors import ConfigError, shown
+from .errors import ConfigError, PluginError, shown
+
+
+# Every model (a cell's Options too, by inheritance) builds its validator on first use rather
+# than when its class is created: listing plugins then builds none, and validating a config
+# builds only the models it uses (``built_by`` turns a plugin's model that cannot be built
+# into a PluginError when it is first used).
+LAZY = ConfigDict(strict=True, frozen=True, defer_build=True)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(LAZY, extra="forbid")
 
 
 class Spec(BaseModel):
     """A plugin chosen by name, with its parameters: ``tanh`` or ``{name: elu, alpha: 0.5}``."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(LAZY, extra="allow")
     name: str
 
     @model_validator(mode="before")
@@ -45,6 +53,18 @@ class Spec(BaseModel):
     def dump(self) -> str | dict:
         """The shortest YAML form: the bare name when there are no parameters."""
         return {"name": self.name, **self.params} if self.params else self.name
+
+
+@contextlib.contextmanager
+def built_by(model: type[BaseModel], owner: str):
+    """Raise a PluginError naming ``owner`` when pydantic cannot build ``model``'s validator or
+    schema in the block (a field type it cannot check, a name it cannot resolve): models are
+    built on first use (``LAZY``), so a plugin's broken one shows only there."""
+    try:
+        yield
+    except PydanticUserError as exc:
+        raise PluginError(f"{owner} has a model pydantic cannot build, {model.__qualname__}: "
+                          f"{str(exc).splitlines()[0]} Fix that class.") from None
 
 
 def _spec(name: str):
@@ -76,7 +96,7 @@ class LayerConfig(BaseModel):
     against that cell's ``Options`` schema when the network is built (``Cell.parse_options``).
     """
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(LAZY, extra="allow")
     cell: str = DEFAULT_CELL
     units: int = Field(gt=0, description="p, the number of hidden units")
     activation: Optional[Spec] = Field(default=None, description="default: the cell's own")

@@ -272,6 +272,59 @@ def test_validating_and_listing_do_not_import_numba(code, expected):
     assert " ".join(result.stdout.splitlines()[-1].split()[:3]) == expected, result.stdout
 
 
+LIGHT = """
+import sys
+from rnnsim.cli import cli
+try:
+    cli({args!r})
+except SystemExit as exc:
+    code = exc.code
+built = []
+if "pydantic" in sys.modules:
+    from pydantic import BaseModel
+    stack = [BaseModel]
+    while stack:
+        model = stack.pop()
+        stack += model.__subclasses__()
+        if not model.__module__.startswith("pydantic") and model.__pydantic_complete__:
+            built.append(model.__name__)
+print("EXIT", code, "importlib.metadata" in sys.modules, sorted(built))
+"""
+
+
+@pytest.mark.parametrize("args, code", [
+    (["--help"], 0), (["--version"], 0), (["run", "c.yaml", "--bogus"], 2), (["plugins"], 0),
+    (["import", "--help"], 0), (["import", "onnx", "--help"], 0), (["schema", "--help"], 0)])
+def test_help_and_listing_read_no_metadata_with_importlib_and_build_no_model(args, code):
+    """importlib.metadata (25 ms to import) is not needed to find the plugins' entry points,
+    nor pydantic's validators (built on first use) to list what the plugins register."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", LIGHT.format(args=args)],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == f"EXIT {code} False []", result.stdout
+
+
+def test_validate_builds_only_the_models_its_config_uses(tmp_path):
+    import subprocess
+    import sys
+
+    def built(config: Path) -> set:
+        result = subprocess.run([sys.executable, "-c", LIGHT.format(args=["validate",
+                                                                          str(config)])],
+                                capture_output=True, text=True, check=True)
+        assert result.stdout.splitlines()[-1].startswith("EXIT 0 "), result.stdout
+        return set(eval(result.stdout.splitlines()[-1].split(" ", 3)[3]))
+
+    options = {"ElmanOptions", "LSTMOptions", "GRUOptions", "ESNOptions", "UGRNNOptions"}
+    assert built(QUICKSTART) & options == {"ElmanOptions"}
+    lstm = tmp_path / "lstm.yaml"
+    lstm.write_text(yaml.safe_dump({"network": {"input_size": 2, "layers": [
+        {"cell": "lstm", "units": 3}, {"cell": "ugrnn", "units": 2}]}}))
+    assert built(lstm) & options == {"LSTMOptions", "UGRNNOptions"}
+
+
 def test_the_cli_spells_out_the_devices_and_the_built_in_metrics_of_the_api():
     from rnnsim import config as config_mod
     from rnnsim.devices import DEVICES

@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError
 
 from .. import device, kernels
 from ..activations import BoundActivation, compile_errors
-from ..config import CellOptions, LayerConfig, Spec, describe_error
+from ..config import CellOptions, LayerConfig, Spec, built_by, describe_error
 from ..errors import ConfigError
 
 
@@ -362,11 +362,14 @@ class Cell:
         checked against ``Options``; a ConfigError lists every problem with its key path.
         ``cells`` (the registry) lets a stray key name the cells it is an option of."""
         given = config if isinstance(config, Mapping) else (config.model_extra or {})
-        try:
-            return cls.Options.model_validate(dict(given))
-        except ValidationError as exc:
-            raise ConfigError("\n".join(cls._option_problem(error, where, cells)
-                                         for error in exc.errors())) from None
+        entry = cells.entries.get(cls.name) if cells is not None else None
+        owner = f"cell '{cls.name}'" + (f" (plugin '{entry.source.plugin}')" if entry else "")
+        with built_by(cls.Options, owner):
+            try:
+                return cls.Options.model_validate(dict(given))
+            except ValidationError as exc:
+                raise ConfigError("\n".join(cls._option_problem(error, where, cells)
+                                             for error in exc.errors())) from None
 
     @classmethod
     def _option_problem(cls, error: dict, where: str, cells) -> str:
