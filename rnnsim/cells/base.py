@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Mapping, Optional
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Mapping, Optional
 
 import numpy as np
 from pydantic import Field, ValidationError
@@ -14,7 +13,8 @@ from ..activations import BoundActivation, compile_errors
 from ..config import CellOptions, LayerConfig, Spec, built_by, describe_error
 from ..errors import ConfigError
 
-
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 
 # A call runs on one thread below this many multiply-adds: handing work to another thread
@@ -90,6 +90,8 @@ def thread_count() -> int:
 def _thread_pool(workers: int) -> ThreadPoolExecutor:
     """A pool of ``workers`` threads, made anew after a fork (threads do not survive one)."""
     global _pool
+    from concurrent.futures import ThreadPoolExecutor  # with the first threaded run
+
     if _pool is None or _pool[:2] != (os.getpid(), workers):
         _pool = (os.getpid(), workers, ThreadPoolExecutor(workers))
     return _pool[2]
