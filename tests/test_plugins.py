@@ -238,20 +238,10 @@ def test_initializer_returning_a_bad_object(temporary):
             {"units": 3, "init": {"input": "wrong"}}]}})
 
 
-def install_distribution(folder: Path, name: str, version: str, entry_points: str) -> Path:
-    """A distribution's metadata folder, as pip writes it, in ``folder`` (put on sys.path)."""
-    info = folder / f"{name.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(entry_points)
-    return info
-
-
 @pytest.fixture
-def broken_entry_point(monkeypatch, tmp_path):
-    """A package whose entry point names a module that does not exist."""
-    install_distribution(tmp_path, "rnnsim-broken", "9.9", "[rnnsim]\nbroken = broken_module:plugin\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+def broken_entry_point(installed, monkeypatch):
+    """An installed package whose entry point names a module that does not exist."""
+    installed("rnnsim-broken", "9.9", "[rnnsim]\nbroken = broken_module:plugin\n")
     plugins.reset()
     yield
     monkeypatch.undo()
