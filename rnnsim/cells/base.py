@@ -90,9 +90,9 @@ def thread_count() -> int:
 def _thread_pool(workers: int) -> ThreadPoolExecutor:
     """A pool of ``workers`` threads, made anew after a fork (threads do not survive one)."""
     global _pool
-    from concurrent.futures import ThreadPoolExecutor  # with the first threaded run
-
     if _pool is None or _pool[:2] != (os.getpid(), workers):
+        from concurrent.futures import ThreadPoolExecutor  # with the first threaded run
+
         _pool = (os.getpid(), workers, ThreadPoolExecutor(workers))
     return _pool[2]
 
