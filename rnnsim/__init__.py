@@ -8,13 +8,11 @@ import importlib.util
 
 from .errors import (ConfigError, InputError, NonfiniteError, NonfiniteWarning, OutputError,
                      PluginError, RnnsimError, ShapeError)
-from .hookspecs import hookimpl
-from .version import __version__
 
 # Loaded on first use (PEP 562), so that `import rnnsim` (and the CLI's --help) does not
-# import numba: attribute -> the module that defines it.
+# import numba, pluggy, nor read package metadata: attribute -> the module that defines it.
 _LAZY = {"Head": "heads", "Network": "network", "RunResult": "results", "State": "results",
-         "load": "network"}
+         "load": "network", "__version__": "version", "hookimpl": "hookspecs"}
 
 
 

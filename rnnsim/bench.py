@@ -319,15 +319,11 @@ def missing_note(missing: list[str]) -> str | None:
 
 def versions() -> dict[str, str]:
     """Versions of rnnsim, numba, numpy and every installed peer."""
-    import importlib.metadata
+    from . import distributions
 
-    out = {}
-    for package in ("rnnsim", "numba", "numpy", "torch", "onnxruntime", "reservoirpy"):
-        try:
-            out[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+    found = {package: distributions.version(package)
+             for package in ("rnnsim", "numba", "numpy", "torch", "onnxruntime", "reservoirpy")}
+    return {package: version for package, version in found.items() if version is not None}
 
 
 def machine() -> dict:

@@ -6,7 +6,6 @@ The API (numba, numpy and the kernels) is imported inside the commands that use 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import os
@@ -19,7 +18,6 @@ import click
 
 from .devices import DEVICES
 from .errors import RnnsimError
-from .version import __version__
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,8 +39,19 @@ def reports_errors(fn):
     return wrapper
 
 
+def show_version(ctx: click.Context, param, value: bool) -> None:
+    """``--version``: print the installed version and exit (the package metadata is read
+    only then)."""
+    if value and not ctx.resilient_parsing:
+        from .version import installed_version
+
+        click.echo(f"rnnsim, version {installed_version()}")
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.version_option(__version__, prog_name="rnnsim")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=show_version, help="Show the version and exit.")
 @click.option("--skip-broken-plugins", is_flag=True,
               help="Skip plugins that fail to load, with a warning, instead of stopping.")
 def cli(skip_broken_plugins):
@@ -344,6 +353,8 @@ def result_arrays(net: Network, result: RunResult) -> dict[str, np.ndarray]:
 
 def fingerprint(net: Network) -> str:
     """A short hash of every weight: equal fingerprints mean the very same weights."""
+    import hashlib
+
     import numpy as np
 
     digest = hashlib.sha256()

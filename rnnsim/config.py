@@ -1,28 +1,35 @@
-"""Config schema (pydantic, unknown keys forbidden) and YAML loading with readable errors."""
+"""Config schema (pydantic, unknown keys forbidden), config files and readable errors."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
-import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError,
+from pydantic import (BaseModel, ConfigDict, Field, PydanticUserError, ValidationError,
                       model_validator)
 
 from .devices import DEVICES
-from .errors import ConfigError, shown
+from .errors import ConfigError, PluginError, shown
+
+
+# Every model (a cell's Options too, by inheritance) builds its validator on first use rather
+# than when its class is created: listing plugins then builds none, and validating a config
+# builds only the models it uses (``built_by`` turns a plugin's model that cannot be built
+# into a PluginError when it is first used).
+LAZY = ConfigDict(strict=True, frozen=True, defer_build=True)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(LAZY, extra="forbid")
 
 
 class Spec(BaseModel):
     """A plugin chosen by name, with its parameters: ``tanh`` or ``{name: elu, alpha: 0.5}``."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(LAZY, extra="allow")
     name: str
 
     @model_validator(mode="before")
@@ -45,6 +52,18 @@ class Spec(BaseModel):
     def dump(self) -> str | dict:
         """The shortest YAML form: the bare name when there are no parameters."""
         return {"name": self.name, **self.params} if self.params else self.name
+
+
+@contextlib.contextmanager
+def built_by(model: type[BaseModel], owner: str):
+    """Raise a PluginError naming ``owner`` when pydantic cannot build ``model``'s validator or
+    schema in the block (a field type it cannot check, a name it cannot resolve): models are
+    built on first use (``LAZY``), so a plugin's broken one shows only there."""
+    try:
+        yield
+    except PydanticUserError as exc:
+        raise PluginError(f"{owner} has a model pydantic cannot build, {model.__qualname__}: "
+                          f"{str(exc).splitlines()[0]} Fix that class.") from None
 
 
 def _spec(name: str):
@@ -76,7 +95,7 @@ class LayerConfig(BaseModel):
     against that cell's ``Options`` schema when the network is built (``Cell.parse_options``).
     """
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(LAZY, extra="allow")
     cell: str = DEFAULT_CELL
     units: int = Field(gt=0, description="p, the number of hidden units")
     activation: Optional[Spec] = Field(default=None, description="default: the cell's own")
@@ -187,153 +206,16 @@ def _dump(value):
     return value
 
 
-# Bounds on a YAML file: its bytes, its nesting and the values it holds once aliases are
-# expanded (an alias of an alias of a list can stand for billions of values).
-MAX_YAML_BYTES = 16 << 20
-MAX_YAML_DEPTH = 100
-MAX_YAML_VALUES = 1_000_000
 # An error message lists at most this many problems.
 MAX_LISTED_ERRORS = 20
 
 
-class YAMLBoundError(yaml.MarkedYAMLError):
-    """YAML that parses but breaks one of ``SafeLoader``'s rules; the problem says the fix."""
-
-
-class SafeLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, bounded and strict: no YAML 1.1 base-60 numbers (``1:2:10``,
-    a sweep range, stays the string '1:2:10' instead of becoming 3730), no key given twice in
-    one mapping, at most ``MAX_YAML_DEPTH`` levels of nesting and ``MAX_YAML_VALUES`` values
-    with aliases expanded."""
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent, index):
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise YAMLBoundError(
-                    None, None, f"values nested more than {MAX_YAML_DEPTH} levels deep; a "
-                    "config needs a few", self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def compose_document(self):
-        node = super().compose_document()
-        if node is not None:
-            _check_expanded(node)
-        return node
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            first: dict = {}  # key -> the line it first appears on
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":  # '<<' keys may be overridden
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    line = first.get(key)
-                except TypeError:  # an unhashable key: the base class reports it
-                    continue
-                if line is not None:
-                    raise YAMLBoundError(
-                        None, None, f"key {shown(key)} is given twice in one mapping (first at "
-                        f"line {line}); keep one", key_node.start_mark)
-                first[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep)
-
-
-def _check_expanded(root) -> None:
-    """A ``YAMLBoundError`` when ``root`` with its aliases expanded holds more than
-    ``MAX_YAML_VALUES`` values or nests deeper than ``MAX_YAML_DEPTH``, or when an alias sits
-    inside the value it refers to. Each node is visited once, without recursion (aliases can
-    nest far deeper than the text)."""
-    sizes: dict[int, tuple[int, int]] = {}  # node -> (values, depth) once expanded
-    open_nodes: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack[-1]
-        if id(node) in sizes:
-            stack.pop()
-            continue
-        if isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        else:
-            children = node.value if isinstance(node, yaml.SequenceNode) else []
-        pending = [c for c in children if id(c) not in sizes]
-        if not pending:
-            sizes[id(node)] = (1 + sum(sizes[id(c)][0] for c in children),
-                               1 + max((sizes[id(c)][1] for c in children), default=0))
-            open_nodes.discard(id(node))
-            stack.pop()
-        elif id(node) in open_nodes:  # its children are done, or one of them is itself
-            raise YAMLBoundError(None, None, "an alias refers to a value that contains it; "
-                                 "write the value out", node.start_mark)
-        else:
-            open_nodes.add(id(node))
-            stack.extend(pending)
-    values, depth = sizes[id(root)]
-    if values > MAX_YAML_VALUES:
-        raise YAMLBoundError(None, None, f"its aliases (*name) expand to more than "
-                             f"{MAX_YAML_VALUES:,} values; write the values out, or use fewer "
-                             "aliases", root.start_mark)
-    if depth > MAX_YAML_DEPTH:
-        raise YAMLBoundError(None, None, f"its aliases (*name) nest values more than "
-                             f"{MAX_YAML_DEPTH} levels deep; a config needs a few",
-                             root.start_mark)
-
-
-def _without_base_60(construct):
-    def construct_number(loader, node):
-        return loader.construct_scalar(node) if ":" in node.value else construct(loader, node)
-
-    return construct_number
-
-
-for _tag, _construct in (("int", yaml.SafeLoader.construct_yaml_int),
-                         ("float", yaml.SafeLoader.construct_yaml_float)):
-    SafeLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _without_base_60(_construct))
-
-
-def load_yaml(text: str, origin: str, error=ConfigError):
-    """The value in the YAML ``text`` read with ``SafeLoader``; ``error`` naming ``origin``
-    (with the line and column) when it is not valid or breaks a bound on its values. The
-    caller bounds the text's size (``read_yaml_file`` reads at most ``MAX_YAML_BYTES``)."""
-    try:
-        return yaml.load(text, Loader=SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        hint = "" if isinstance(exc, YAMLBoundError) else (
-            " Check indentation and that every 'key: value' pair has a space after the colon.")
-        raise error(f"{origin} is not valid YAML{where}: {problem}.{hint}") from None
-
-
-def read_yaml_file(path: str | Path, origin: str, error=ConfigError):
-    """The value in the YAML file ``path``, read at most ``MAX_YAML_BYTES`` with
-    ``load_yaml``; ``error`` naming ``origin`` when it cannot be read."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_YAML_BYTES + 1)
-        if len(raw) > MAX_YAML_BYTES:
-            raise error(f"{origin} is larger than {MAX_YAML_BYTES >> 20} MiB, more than any "
-                        "config needs. Check that it is the file you meant.")
-        text = raw.decode()
-    except FileNotFoundError:
-        raise error(f"{origin} does not exist. Check the path.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{origin} cannot be read: {exc}.") from None
-    return load_yaml(text, origin, error)
-
-
 def read_yaml(path: str | Path) -> dict:
-    """The mapping in a YAML config file (see ``read_yaml_file``)."""
+    """The mapping in a YAML config file (see ``yamlfile.read_yaml_file``)."""
+    from . import yamlfile  # yaml is imported by the commands that read a file, not by all
+
     origin = f"config file '{path}'"
-    data = read_yaml_file(path, origin)
+    data = yamlfile.read_yaml_file(path, origin)
     if not isinstance(data, dict):
         raise ConfigError(
             f"{origin} must hold a mapping with a 'network' key, not "

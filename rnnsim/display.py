@@ -3,7 +3,6 @@ table for Jupyter (``_repr_html_``), both with the layer table whose shapes name
 """
 from __future__ import annotations
 
-from html import escape
 
 NO_T = "none depends on the timesteps T: the same weights run on sequences of any length"
 
@@ -81,6 +80,8 @@ _STYLE = ("<style>table.rnnsim{border-collapse:collapse}"
 
 def network_html(net) -> str:
     """``net._repr_html_()``: the layer table as HTML."""
+    from html import escape  # html (its entity table) only for Jupyter, not for every import
+
     cfg = net.config.network
     body = []
     for title, rows in sections(net):
@@ -118,6 +119,8 @@ def result_text(result) -> str:
 
 def result_html(result) -> str:
     """``result._repr_html_()``: a table of the arrays a run returned."""
+    from html import escape
+
     body = "".join(f"<tr><td><code>{escape(name)}</code></td><td>{tuple(a.shape)}</td>"
                    f"<td>{a.dtype}</td></tr>" for name, a in _arrays(result))
     return (f'{_STYLE}<div><p><b>RunResult</b>: output (and a per-step y) have '

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import guards
-from .version import __version__
+from .version import installed_version
 from .errors import ConfigError, InputError, NonfiniteError, NonfiniteWarning, ShapeError
 from .io import read_npz, write_npz
 from .progress import reporter
@@ -417,7 +417,7 @@ def _hash(*arrays) -> str:
 def _identity(net: Network, source, lengths, state: State, steps: int) -> dict:
     """What must not change between an interrupted run and its resumption."""
     return {
-        "rnnsim version": __version__,
+        "rnnsim version": installed_version(),
         "config": hashlib.sha256(json.dumps(net.config.dump(), sort_keys=True,
                                             default=str).encode()).hexdigest(),
         "weights": _hash(*(net.params[name] for name in sorted(net.params))),

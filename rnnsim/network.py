@@ -24,7 +24,7 @@ from .plugins import Plugins, SavedNames, Source, get_plugins, keyword_params
 from . import reservoir
 from .results import RunResult, State
 from .sparse import CSR, CSR_PARTS, scale_spectral_radius
-from . import validation
+from . import validation, yamlfile
 from .validation import as_real_array, checked_lengths
 
 SPECTRAL_RADIUS = "spectral_radius"
@@ -721,7 +721,7 @@ def read_saved_names(path: Path) -> SavedNames:
     fix = ("The file only names the plugin packages the model was saved with: restore it, or "
            "delete it to load the model without it.")
     try:
-        data = config_mod.read_yaml_file(record, f"'{record}'", InputError)
+        data = yamlfile.read_yaml_file(record, f"'{record}'", InputError)
     except InputError as exc:
         raise InputError(f"{exc} {fix}") from None
     names: dict[str, dict[str, Source]] = {}

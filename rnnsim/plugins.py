@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
-import importlib.metadata
 import inspect
 import numbers
 import os
@@ -20,7 +19,7 @@ from typing import Any, Callable
 
 import pluggy
 
-from . import hookspecs
+from . import distributions, hookspecs
 from .errors import ConfigError, PluginError, shown
 
 ENTRY_POINT_GROUP = "rnnsim"
@@ -339,28 +338,21 @@ def get_manager() -> pluggy.PluginManager:
         manager = pluggy.PluginManager("rnnsim")
         manager.add_hookspecs(hookspecs)
         blocked = disabled_plugins()
+        version = distributions.version("rnnsim") or "unknown"
         for modname in DEFAULT_PLUGINS:
             if modname not in blocked:
                 manager.register(importlib.import_module(modname), name=modname)
-                _sources[modname] = Source(modname, "rnnsim", _version("rnnsim"))
+                _sources[modname] = Source(modname, "rnnsim", version)
         _load_entry_points(manager, blocked)
         _manager = manager
     return _manager
 
 
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _load_entry_points(manager: pluggy.PluginManager, blocked: set[str]) -> None:
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in distributions.entry_points(ENTRY_POINT_GROUP):
         if ep.name in blocked or manager.has_plugin(ep.name):
             continue
-        dist = ep.dist.name if ep.dist is not None else "unknown"
-        version = ep.dist.version if ep.dist is not None else "unknown"
+        dist, version = ep.package or "unknown", ep.version or "unknown"
         try:
             plugin = ep.load()
         except BaseException as exc:  # sys.exit() and KeyboardInterrupt in a plugin too

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_CELL, Config, LayerConfig
+from .config import DEFAULT_CELL, Config, LayerConfig, built_by
 from .io import write_atomic
 from .plugins import Plugins, get_plugins, keyword_params
 
@@ -54,7 +54,8 @@ def _layer(base: dict, plugins: Plugins, defs: dict) -> dict:
                                        description=_listing(plugins.cells))
     branches = []
     for name, entry in sorted(plugins.cells.entries.items()):
-        options = entry.cls.Options.model_json_schema(ref_template="#/$defs/{model}")
+        with built_by(entry.cls.Options, f"cell '{name}' (plugin '{entry.source.plugin}')"):
+            options = entry.cls.Options.model_json_schema(ref_template="#/$defs/{model}")
         for key, value in options.pop("$defs", {}).items():
             if key != "Spec":  # a cell's activations: the Activation definition
                 defs.setdefault(key, value)

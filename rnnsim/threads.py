@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import sys
+from typing import TYPE_CHECKING
 
-from threadpoolctl import ThreadpoolController
+if TYPE_CHECKING:
+    from threadpoolctl import ThreadpoolController
 
 
 @functools.lru_cache(maxsize=1)
@@ -20,12 +22,16 @@ def _controller(modules: int) -> ThreadpoolController:
     count of imported modules) changes: looking them up reads the process's memory map
     (~2 ms, more than a sweep point's reservoir run), and an import (scipy) may bring a
     BLAS of its own."""
+    from threadpoolctl import ThreadpoolController
+
     return ThreadpoolController()
 
 
 def one_blas_thread():
     """Limit BLAS to one thread: as a context (``with one_blas_thread():``), restoring the
     previous limits at its end, or, called alone, for the rest of the process (a worker)."""
+    import threadpoolctl  # noqa: F401 (imported first, so that it is in the module count)
+
     return _controller(len(sys.modules)).limit(limits=1, user_api="blas")
 
 

@@ -119,6 +119,39 @@ def test_a_plugin_cell_brings_its_own_options(cell_plugin, tmp_path):
     assert [p.config["network"]["layers"][0]["gain"] for p in points] == [0.5, 3.0]
 
 
+class Unchecked:
+    """A type pydantic has no validator for."""
+
+
+class UncheckedOptions(ElmanOptions):
+    odd: Optional[Unchecked] = None
+
+
+class UncheckedCell(ElmanCell):
+    name = "unchecked"
+    Options = UncheckedOptions
+
+
+def test_a_cell_whose_options_pydantic_cannot_build_is_named_where_it_is_used(cell_plugin,
+                                                                              tmp_path):
+    """Options models are built on first use (listing plugins builds none), so a broken one
+    is a PluginError naming the cell and its plugin there, never a pydantic traceback."""
+    cell_plugin(UncheckedCell)
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0 and "unchecked" in result.output
+    message = (r"cell 'unchecked' \(plugin 'cells-0'\) has a model pydantic cannot build, "
+               r"UncheckedOptions: Unable to generate pydantic-core schema for .*Unchecked")
+    with pytest.raises(rnnsim.PluginError, match=message):
+        network({"cell": "unchecked", "units": 2})
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"network": {"input_size": 1, "layers": [
+        {"cell": "unchecked", "units": 2}]}}))
+    for args in (["validate", str(config)], ["schema"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "PluginError: cell 'unchecked' (plugin 'cells-0') has a model" in result.output
+
+
 class CountingCell(ElmanCell):
     """An elman cell with two more states: the steps each row has run, and the largest |h| it
     has reached per unit (a stand-in for a spiking neuron's counters)."""

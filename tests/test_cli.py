@@ -107,14 +107,14 @@ def test_validate_and_info():
 
 @pytest.mark.parametrize("name", ["c.yaml", "c.txt"])
 def test_validate_reads_a_config_once_and_asks_the_importers_once(tmp_path, monkeypatch, name):
-    from rnnsim import config as config_mod, importers
+    from rnnsim import importers, yamlfile
 
     calls = []
 
     def counted(fn):
         return lambda *args, **kwargs: calls.append(fn.__name__) or fn(*args, **kwargs)
 
-    monkeypatch.setattr(config_mod, "read_yaml_file", counted(config_mod.read_yaml_file))
+    monkeypatch.setattr(yamlfile, "read_yaml_file", counted(yamlfile.read_yaml_file))
     monkeypatch.setattr(importers, "find_importer", counted(importers.find_importer))
     path = tmp_path / name
     path.write_text(QUICKSTART.read_text())
@@ -224,7 +224,7 @@ try:
     cli({args!r})
 except SystemExit as exc:
     code = exc.code
-print("EXIT", code, "numba" in sys.modules, "numpy" in sys.modules)
+print("EXIT", code, "numba" in sys.modules, "numpy" in sys.modules, "pluggy" in sys.modules)
 """
 
 
@@ -234,13 +234,14 @@ print("EXIT", code, "numba" in sys.modules, "numpy" in sys.modules)
     (["no-such-command"], 2), (["run", "c.yaml", "--input", "x.npy", "-T", "5"], 2),
 ])
 def test_help_version_and_usage_errors_do_not_import_numba(args, code):
-    """`rnnsim --help` took 2 s: the CLI imported numba (and numpy) before parsing."""
+    """`rnnsim --help` took 2 s: the CLI imported numba (and numpy) before parsing; nor is
+    pluggy needed before a command loads the plugins."""
     import subprocess
     import sys
 
     result = subprocess.run([sys.executable, "-c", NO_NUMBA.format(args=args)],
                             capture_output=True, text=True, check=True)
-    assert result.stdout.splitlines()[-1] == f"EXIT {code} False False", result.stdout
+    assert result.stdout.splitlines()[-1] == f"EXIT {code} False False False", result.stdout
 
 
 LOADS_NO_NUMBA = """
@@ -270,6 +271,61 @@ def test_validating_and_listing_do_not_import_numba(code, expected):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert " ".join(result.stdout.splitlines()[-1].split()[:3]) == expected, result.stdout
+
+
+LIGHT = """
+import sys
+from rnnsim.cli import cli
+try:
+    cli({args!r})
+except SystemExit as exc:
+    code = exc.code
+built = []
+if "pydantic" in sys.modules:
+    from pydantic import BaseModel
+    stack = [BaseModel]
+    while stack:
+        model = stack.pop()
+        stack += model.__subclasses__()
+        if not model.__module__.startswith("pydantic") and model.__pydantic_complete__:
+            built.append(model.__name__)
+print("EXIT", code, "importlib.metadata" in sys.modules, "yaml" in sys.modules, sorted(built))
+"""
+
+
+@pytest.mark.parametrize("args, code", [
+    (["--help"], 0), (["--version"], 0), (["run", "c.yaml", "--bogus"], 2), (["plugins"], 0),
+    (["import", "--help"], 0), (["import", "onnx", "--help"], 0), (["schema", "--help"], 0)])
+def test_help_and_listing_import_neither_importlib_metadata_nor_yaml_nor_build_models(args,
+                                                                                     code):
+    """importlib.metadata (25 ms to import) is not needed to find the plugins' entry points,
+    nor pydantic's validators (built on first use) to list what the plugins register, nor yaml
+    (15 ms) where no file is read."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", LIGHT.format(args=args)],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == f"EXIT {code} False False []", result.stdout
+
+
+def test_validate_builds_only_the_models_its_config_uses(tmp_path):
+    import subprocess
+    import sys
+
+    def built(config: Path) -> set:
+        result = subprocess.run([sys.executable, "-c", LIGHT.format(args=["validate",
+                                                                          str(config)])],
+                                capture_output=True, text=True, check=True)
+        assert result.stdout.splitlines()[-1].startswith("EXIT 0 "), result.stdout
+        return set(eval(result.stdout.splitlines()[-1].split(" ", 4)[4]))
+
+    options = {"ElmanOptions", "LSTMOptions", "GRUOptions", "ESNOptions", "UGRNNOptions"}
+    assert built(QUICKSTART) & options == {"ElmanOptions"}
+    lstm = tmp_path / "lstm.yaml"
+    lstm.write_text(yaml.safe_dump({"network": {"input_size": 2, "layers": [
+        {"cell": "lstm", "units": 3}, {"cell": "ugrnn", "units": 2}]}}))
+    assert built(lstm) & options == {"LSTMOptions", "UGRNNOptions"}
 
 
 def test_the_cli_spells_out_the_devices_and_the_built_in_metrics_of_the_api():

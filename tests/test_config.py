@@ -177,3 +177,39 @@ def test_aliases_that_recurse_or_nest_too_deep_are_config_errors(tmp_path, text,
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         parse(path)
+
+
+FIRST_USE_IN_THREADS = """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+import rnnsim
+from rnnsim.plugins import get_plugins
+
+get_plugins()
+cells = ["lstm", "gru", "esn", "elman", "ugrnn"]
+start = threading.Barrier(10)
+
+def build(i):
+    start.wait()
+    config = {"network": {"input_size": 2, "head": {"name": "linear"}, "layers": [
+        {"cell": cells[i % 5], "units": 3, "activation": {"name": "tanh"}}]}}
+    return rnnsim.Network.from_config(config).parameter_count()
+
+with ThreadPoolExecutor(10) as pool:
+    print(list(pool.map(build, range(10))))
+"""
+
+
+def test_threads_may_use_the_config_models_first_together():
+    """The models are built on first use (``rnnsim.config.LAZY``); pydantic >= 2.14 builds
+    them under a lock, so networks built in threads from a fresh process agree with the
+    same networks built one by one."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", FIRST_USE_IN_THREADS], capture_output=True,
+                            text=True, check=True)
+    alone = [rnnsim.Network.from_config({"network": {"input_size": 2, "head": {"name": "linear"},
+                                                     "layers": [{"cell": cell, "units": 3}]}})
+             .parameter_count() for cell in ["lstm", "gru", "esn", "elman", "ugrnn"] * 2]
+    assert result.stdout.strip() == str(alone), result.stderr

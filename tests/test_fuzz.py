@@ -904,8 +904,8 @@ def test_package_source_never_unpickles_or_evaluates_untrusted_data():
                 execs.append(f"{where}:{node.lineno}")
     assert not problems, problems
     assert len(execs) == 1 and execs[0].startswith("rnnsim/kernels/codegen.py"), execs
-    config_source = (Path(__file__).parents[1] / "rnnsim" / "config.py").read_text()
-    assert "class SafeLoader(yaml.SafeLoader)" in config_source
+    loader_source = (Path(__file__).parents[1] / "rnnsim" / "yamlfile.py").read_text()
+    assert "class SafeLoader(yaml.SafeLoader)" in loader_source
 
 
 def test_yaml_tags_that_would_run_code_are_refused(tmp_path):

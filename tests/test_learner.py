@@ -50,17 +50,9 @@ def test_every_first_party_plugin_is_installed_and_discovered(folder):
     assert f"{name} {dist.version}" in listing
 
 
-def test_skip_broken_plugins_warns_and_goes_on(monkeypatch):
-    class Broken:
-        name, value = "broken", "broken:plugin"
-        dist = None
-
-        def load(self):
-            raise RuntimeError("boom")
-
-    real = importlib.metadata.entry_points
-    monkeypatch.setattr(importlib.metadata, "entry_points",
-                        lambda group: [*real(group=group), Broken()])
+def test_skip_broken_plugins_warns_and_goes_on(installed, monkeypatch):
+    installed("rnnsim-boom", "1.0", "[rnnsim]\nbroken = rnnsim_boom:plugin\n",
+              rnnsim_boom="raise RuntimeError('boom')\n")
     monkeypatch.setenv("RNNSIM_SKIP_BROKEN_PLUGINS", "0")  # restored (unset) on undo
     plugins.reset()
     try:

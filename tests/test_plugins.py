@@ -1,10 +1,8 @@
 """The plugin layer: throwaway plugins, duplicates, broken plugins, blocking."""
-import importlib.metadata
 import math
 import re
 import shlex
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -240,19 +238,10 @@ def test_initializer_returning_a_bad_object(temporary):
             {"units": 3, "init": {"input": "wrong"}}]}})
 
 
-class BrokenEntryPoint:
-    name, value = "broken", "broken_module:plugin"
-    dist = types.SimpleNamespace(name="rnnsim-broken", version="9.9")
-
-    def load(self):
-        raise ImportError("No module named 'broken_module'")
-
-
 @pytest.fixture
-def broken_entry_point(monkeypatch):
-    real = importlib.metadata.entry_points
-    monkeypatch.setattr(importlib.metadata, "entry_points",
-                        lambda group: [*real(group=group), BrokenEntryPoint()])
+def broken_entry_point(installed, monkeypatch):
+    """An installed package whose entry point names a module that does not exist."""
+    installed("rnnsim-broken", "9.9", "[rnnsim]\nbroken = broken_module:plugin\n")
     plugins.reset()
     yield
     monkeypatch.undo()

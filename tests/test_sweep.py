@@ -13,7 +13,8 @@ from hypothesis import given, settings, strategies as st
 
 from rnnsim import ConfigError, InputError, Network
 from rnnsim.cli import cli
-from rnnsim.config import SafeLoader, parse
+from rnnsim.config import parse
+from rnnsim.yamlfile import SafeLoader
 from rnnsim.plugins import get_plugins
 from rnnsim.sweep import (expand, grid_values, point_seed, points_folder, read_table,
                           run_sweep)

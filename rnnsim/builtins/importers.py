@@ -4,8 +4,6 @@ Each imports its framework (and the converter) only when a file is imported.
 """
 from __future__ import annotations
 
-import zipfile
-
 from ..errors import InputError
 from ..hookspecs import hookimpl
 
@@ -58,6 +56,8 @@ def load_keras(path, config=None, dtype=None):
 
 def is_keras(path) -> bool:
     """Whether ``path`` is a zip holding a Keras 3 model's config.json and weights."""
+    import zipfile  # only to sniff a file: listing the importers does not import it
+
     try:
         with zipfile.ZipFile(path) as archive:
             return {"config.json", "model.weights.h5"} <= set(archive.namelist())

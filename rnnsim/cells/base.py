@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Mapping, Optional
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Mapping, Optional
 
 import numpy as np
 from pydantic import Field, ValidationError
 
 from .. import device, kernels
 from ..activations import BoundActivation, compile_errors
-from ..config import CellOptions, LayerConfig, Spec, describe_error
+from ..config import CellOptions, LayerConfig, Spec, built_by, describe_error
 from ..errors import ConfigError
 
-
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 
 # A call runs on one thread below this many multiply-adds: handing work to another thread
@@ -91,6 +91,8 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
     """A pool of ``workers`` threads, made anew after a fork (threads do not survive one)."""
     global _pool
     if _pool is None or _pool[:2] != (os.getpid(), workers):
+        from concurrent.futures import ThreadPoolExecutor  # with the first threaded run
+
         _pool = (os.getpid(), workers, ThreadPoolExecutor(workers))
     return _pool[2]
 
@@ -362,11 +364,14 @@ class Cell:
         checked against ``Options``; a ConfigError lists every problem with its key path.
         ``cells`` (the registry) lets a stray key name the cells it is an option of."""
         given = config if isinstance(config, Mapping) else (config.model_extra or {})
-        try:
-            return cls.Options.model_validate(dict(given))
-        except ValidationError as exc:
-            raise ConfigError("\n".join(cls._option_problem(error, where, cells)
-                                         for error in exc.errors())) from None
+        entry = cells.entries.get(cls.name) if cells is not None else None
+        owner = f"cell '{cls.name}'" + (f" (plugin '{entry.source.plugin}')" if entry else "")
+        with built_by(cls.Options, owner):
+            try:
+                return cls.Options.model_validate(dict(given))
+            except ValidationError as exc:
+                raise ConfigError("\n".join(cls._option_problem(error, where, cells)
+                                             for error in exc.errors())) from None
 
     @classmethod
     def _option_problem(cls, error: dict, where: str, cells) -> str:

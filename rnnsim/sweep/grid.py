@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import config as config_mod
+from .. import yamlfile
 from ..config import Config
 from ..errors import ConfigError, shown
 from ..plugins import get_plugins
@@ -63,7 +64,7 @@ def parse_scalar(text: str, where: str):
         except ValueError:
             pass
     try:
-        return config_mod.load_yaml(text, where)
+        return yamlfile.load_yaml(text, where)
     except ConfigError:
         return text
 
