@@ -58,7 +58,7 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
     k = x.shape[2]
     p = c.shape[1]
     q = h.shape[1]
-    units = P.shape[2] // GATES
+    units = HALVES * tiles.vector_lanes(x)  # P.shape[2] // GATES, a constant
     outputs = R.shape[2]
     project = R.shape[0] > 0
     real = x.dtype.type  # activations' results and constants in the kernel's precision
@@ -68,14 +68,8 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
     out_lo, out_hi = team.share(R.shape[0], members, member) if project else (pan_lo, pan_hi)
     width = outputs if project else units
     out_lo, out_hi = min(out_lo * width, q), min(out_hi * width, q)
-    reps = min(tiles.ROWS, last - first)  # rows of the largest tile
     G = tiles.scratch(x, (GATES, tiles.ROWS, units))  # a panel's tile
     GR = tiles.scratch(x, (1, tiles.ROWS, outputs))  # a tile of the projection
-    gates = G.reshape((GATES, tiles.ROWS * units))  # the tile's rows one after the other
-    peeps = tiles.scratch(x, (3, tiles.ROWS * units))  # the panel's peepholes for each row
-    c_prev = tiles.scratch(x, (tiles.ROWS * units,))  # the tile's c_{t-1},
-    c_next = tiles.scratch(x, (tiles.ROWS * units,))  # c_t
-    h_next = tiles.scratch(x, (tiles.ROWS * units,))  # and o * act0(c_t): separate buffers
     if lead:
         rows.start(h, out, lengths, first, last, H, k)
         rows.load_inputs(x, H, lengths, first, last, 0, reverse)
@@ -86,27 +80,21 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
     for s in range(steps):
         for pan in range(pan_lo, pan_hi):
             u0 = pan * units
-            for g in range(3):
-                for m in range(reps):
-                    rows.copy(peep[g, u0:u0 + units], peeps[g, m * units:(m + 1) * units])
+            pi, pf, po = peep[0, u0:u0 + units], peep[1, u0:u0 + units], peep[2, u0:u0 + units]
             b = first
             while b < last:
                 tile = tiles.panel_tile(H, b, last, P, pan, bias, G, k, GATES, HALVES, 1, -1)
                 for m in range(tile):
-                    rows.copy(cs[b + m, u0:u0 + units], c_prev[m * units:(m + 1) * units])
-                for j in range(tile * units):  # branch-free, so that it vectorises
-                    ci, hi = lstm_unit(gates[0, j], gates[1, j], gates[2, j], gates[3, j],
-                                       peeps[0, j], peeps[1, j], peeps[2, j], c_prev[j], clip,
-                                       input_forget, real, p0, p1, p2)
-                    c_next[j] = ci
-                    h_next[j] = hi
-                for m in range(tile):
                     row = b + m
                     if s >= lengths[row]:
                         continue
-                    rows.copy(c_next[m * units:(m + 1) * units], cs[row, u0:u0 + units])
-                    rows.copy(h_next[m * units:(m + 1) * units], Y[row, u0:u0 + units]
-                              if project else H_next[row, k + u0:k + u0 + units])
+                    c_row = cs[row, u0:u0 + units]
+                    h_row = Y[row, u0:u0 + units] if project else \
+                        H_next[row, k + u0:k + u0 + units]
+                    for j in range(units):  # branch-free: one vector of each array
+                        c_row[j], h_row[j] = lstm_unit(
+                            G[0, m, j], G[1, m, j], G[2, m, j], G[3, m, j], pi[j], pf[j], po[j],
+                            c_row[j], clip, input_forget, real, p0, p1, p2)
                 b += tile
         if project:
             phase = team.meet(sync, members, phase)
@@ -139,15 +127,13 @@ def lstm_row(first, last, member, members, sync, x, P, bias, R, R_bias, peep, h,
     k = x.shape[2]
     p = c.shape[1]
     q = h.shape[1]
-    units = P.shape[2] // GATES
+    units = HALVES * tiles.vector_lanes(x)
     real = x.dtype.type
     b = first
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
     out_lo, out_hi = min(pan_lo * units, q), min(pan_hi * units, q)
     G = tiles.scratch(x, (GATES, 1, units))
-    c_next = tiles.scratch(x, (units,))
-    h_next = tiles.scratch(x, (units,))
     if lead:
         rows.start(h, out, lengths, b, b + 1, H, k)
         rows.load_inputs(x, H, lengths, b, b + 1, 0, reverse)
@@ -158,15 +144,13 @@ def lstm_row(first, last, member, members, sync, x, P, bias, R, R_bias, peep, h,
         for pan in range(pan_lo, pan_hi):
             tiles.tile_matmul(H, b, P, pan, bias, G, 1, GATES, HALVES, 0, HALVES, k, -1)
             u0 = pan * units
-            c_prev = cs[b, u0:u0 + units]
+            c_row = cs[b, u0:u0 + units]
+            h_row = H_next[b, k + u0:k + u0 + units]
             pi, pf, po = peep[0, u0:u0 + units], peep[1, u0:u0 + units], peep[2, u0:u0 + units]
             for j in range(units):
-                ci, hi = lstm_unit(G[0, 0, j], G[1, 0, j], G[2, 0, j], G[3, 0, j], pi[j], pf[j],
-                                   po[j], c_prev[j], clip, input_forget, real, p0, p1, p2)
-                c_next[j] = ci
-                h_next[j] = hi
-            rows.copy(c_next, c_prev)
-            rows.copy(h_next, H_next[b, k + u0:k + u0 + units])
+                c_row[j], h_row[j] = lstm_unit(G[0, 0, j], G[1, 0, j], G[2, 0, j], G[3, 0, j],
+                                               pi[j], pf[j], po[j], c_row[j], clip,
+                                               input_forget, real, p0, p1, p2)
         if lead and s + 1 < steps:
             rows.copy(x[rows.step_time(steps, s + 1, reverse), b], H_next[b, :k])
         rows.copy(H_next[b, k + out_lo:k + out_hi],

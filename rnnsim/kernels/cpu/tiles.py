@@ -34,6 +34,18 @@ def lanes(dtype) -> int:
     return LANE_BYTES // np.dtype(dtype).itemsize
 
 
+def vector_lanes(like) -> int:
+    """Elements of like's dtype per vector register (``lanes``), a compile-time constant in
+    the kernels: loops over a panel's units then have a constant trip count."""
+    return lanes(like.dtype)
+
+
+@overload(vector_lanes, inline="always")
+def _vector_lanes(like):
+    count = LANE_BYTES * 8 // like.dtype.bitwidth
+    return lambda like: count
+
+
 def block_rows(like) -> int:
     """Batch rows whose states of one unit fill ``BLOCK_BYTES`` (two vector registers)."""
     return BLOCK_BYTES // np.dtype(like.dtype).itemsize
