@@ -7,9 +7,12 @@ optional projection h_t = R (o * act0(c_t)) (PyTorch ``proj_size``), and the ONN
 ONNX Runtime) and ``input_forget`` (f = 1 - i).
 
 Each step runs panel by panel (``tiles``): a register tile of b + [x_t h_{t-1}] [W U]^T for a
-few batch rows and one panel's units of all four gates, then those units' gate nonlinearities
-for all the tile's rows in one loop. One batch row without a projection (B = 1: streaming,
-generation) runs ``lstm_row``, the same steps without the bookkeeping of many rows.
+few batch rows and one panel's units of all four gates, then, row by row, those units' gate
+nonlinearities, one vector per gate (the panel's units are a compile-time constant), reading
+c_{t-1} and writing c_t and h_t in place: a short copy between buffers would cost more than
+the units' arithmetic (LLVM makes it a call to memcpy). One batch row without a projection
+(B = 1: streaming, generation) runs ``lstm_row``, the same steps without the bookkeeping of
+many rows.
 """
 from rnnsim.kernels.cpu import rows, team, tiles
 from rnnsim.kernels.cpu.rows import clipped
@@ -83,6 +86,8 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
             pi, pf, po = peep[0, u0:u0 + units], peep[1, u0:u0 + units], peep[2, u0:u0 + units]
             b = first
             while b < last:
+                for m in range(min(tiles.ROWS, last - b)):  # c_{t-1} on its way meanwhile
+                    tiles.prefetch(cs[b + m], u0)
                 tile = tiles.panel_tile(H, b, last, P, pan, bias, G, k, GATES, HALVES, 1, -1)
                 for m in range(tile):
                     row = b + m

@@ -276,6 +276,25 @@ def sparse_block_sums(typingctx, acc, prev, data, indices, start, end):
     return types.none(acc, prev, data, indices, start, end), codegen
 
 
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Start loading the cache line of ``array[index]`` (a 1-D array) into the caches, for
+    reading and writing (``llvm.prefetch``): a no-op to the program."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        offset = context.cast(builder, args[1], signature.args[1], types.intp)
+        address = builder.bitcast(builder.gep(data, [offset]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [address.type, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        builder.call(function, [address, ir.Constant(i32, 1), ir.Constant(i32, 3),
+                                ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(array, index), codegen
+
+
 def padded(vector: np.ndarray, gates: int, units: int) -> np.ndarray:
     """A (gates*p,) vector as (gates, p rounded up to a multiple of ``units``, the units of a
     panel), zero past p: the kernels' layout of biases and peepholes."""
