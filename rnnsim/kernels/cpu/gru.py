@@ -6,8 +6,9 @@ reset is applied before the recurrent matmul: n = act0(W_n x + b_n + U_n (r * h)
 ``clip`` the pre-activations of r, z and n are clipped to [-clip, clip] (ONNX).
 
 Each step runs panel by panel (``tiles``): a register tile of b + [x_t h_{t-1}] [W U]^T for a
-few batch rows and one panel's units of the gates, then those units' nonlinearities for all
-the tile's rows in one loop. With ``reset_after`` the tile keeps n's input and recurrent
+few batch rows and one panel's units of the gates, then, row by row, those units'
+nonlinearities, one vector per gate, reading h_{t-1} and writing h_t (or z and r * h_{t-1})
+where they stay (as ``lstm``). With ``reset_after`` the tile keeps n's input and recurrent
 parts apart; without it a second pass tiles [x_t, r * h_{t-1}] with [W_n U_n].
 """
 from rnnsim.kernels.cpu import rows, team, tiles
@@ -53,16 +54,12 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, o
     k = x.shape[2]
     p = h.shape[1]
     gates = 3 if reset_after else 2
-    units = P.shape[2] // gates
+    units = HALVES * tiles.vector_lanes(x)  # P.shape[2] // gates, a constant
     real = x.dtype.type  # activations' results and constants in the kernel's precision
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
     out_lo, out_hi = min(pan_lo * units, p), min(pan_hi * units, p)
     G = tiles.scratch(x, (4, tiles.ROWS, units))  # a panel's tile: r, z, n (input), n (h)
-    tile_gates = G.reshape((4, tiles.ROWS * units))  # the tile's rows one after the other
-    h_prev = tiles.scratch(x, (tiles.ROWS * units,))  # the tile's h_{t-1},
-    z_prev = tiles.scratch(x, (tiles.ROWS * units,))  # its update gates (reset before)
-    results = tiles.scratch(x, (2, tiles.ROWS * units))
     if lead:
         rows.start(h, out, lengths, first, last, H, k)
         rows.load_inputs(x, H, lengths, first, last, 0, reverse)
@@ -79,28 +76,21 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, o
                 else:
                     tile = tiles.panel_tile(H, b, last, P, pan, bias, G, k, 2, HALVES, 2, -1)
                 for m in range(tile):
-                    rows.copy(H[b + m, k + u0:k + u0 + units], h_prev[m * units:(m + 1) * units])
-                if reset_after:
-                    for j in range(tile * units):  # branch-free, so that it vectorises
-                        r, z = gru_gates(tile_gates[0, j], tile_gates[1, j], clip, real, p1)
-                        results[0, j] = gru_state(tile_gates[2, j] + r * tile_gates[3, j], z,
-                                                  h_prev[j], clip, real, p0)
-                else:
-                    for j in range(tile * units):
-                        r, z = gru_gates(tile_gates[0, j], tile_gates[1, j], clip, real, p1)
-                        results[0, j] = z
-                        results[1, j] = r * h_prev[j]
-                for m in range(tile):
                     row = b + m
                     if s >= lengths[row]:
                         continue
+                    h_row = H[row, k + u0:k + u0 + units]
                     if reset_after:
-                        rows.copy(results[0, m * units:(m + 1) * units],
-                                  H_next[row, k + u0:k + u0 + units])
+                        h_new = H_next[row, k + u0:k + u0 + units]
+                        for j in range(units):  # branch-free: one vector of each array
+                            r, z = gru_gates(G[0, m, j], G[1, m, j], clip, real, p1)
+                            h_new[j] = gru_state(G[2, m, j] + r * G[3, m, j], z, h_row[j],
+                                                 clip, real, p0)
                     else:
-                        rows.copy(results[0, m * units:(m + 1) * units], Z[row, u0:u0 + units])
-                        rows.copy(results[1, m * units:(m + 1) * units],
-                                  RH[row, k + u0:k + u0 + units])
+                        z_row, rh_row = Z[row, u0:u0 + units], RH[row, k + u0:k + u0 + units]
+                        for j in range(units):
+                            r, z_row[j] = gru_gates(G[0, m, j], G[1, m, j], clip, real, p1)
+                            rh_row[j] = r * h_row[j]
                 b += tile
         if not reset_after:
             for b in range(first, last):  # the same values of x from every member
@@ -112,16 +102,14 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, o
                 while b < last:
                     tile = tiles.panel_tile(RH, b, last, Pn, pan, bias_n, G, k, 1, HALVES, 2, -1)
                     for m in range(tile):
-                        rows.copy(H[b + m, k + u0:k + u0 + units],
-                                  h_prev[m * units:(m + 1) * units])
-                        rows.copy(Z[b + m, u0:u0 + units], z_prev[m * units:(m + 1) * units])
-                    for j in range(tile * units):
-                        results[0, j] = gru_state(tile_gates[0, j], z_prev[j], h_prev[j], clip,
-                                                  real, p0)
-                    for m in range(tile):
-                        if s < lengths[b + m]:
-                            rows.copy(results[0, m * units:(m + 1) * units],
-                                      H_next[b + m, k + u0:k + u0 + units])
+                        row = b + m
+                        if s >= lengths[row]:
+                            continue
+                        h_row = H[row, k + u0:k + u0 + units]
+                        h_new = H_next[row, k + u0:k + u0 + units]
+                        z_row = Z[row, u0:u0 + units]
+                        for j in range(units):
+                            h_new[j] = gru_state(G[0, m, j], z_row[j], h_row[j], clip, real, p0)
                     b += tile
         if lead and s + 1 < steps:
             rows.load_inputs(x, H_next, lengths, first, last, s + 1, reverse)
