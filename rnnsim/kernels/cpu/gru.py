@@ -7,9 +7,9 @@ reset is applied before the recurrent matmul: n = act0(W_n x + b_n + U_n (r * h)
 
 Each step runs panel by panel (``tiles``): a register tile of b + [x_t h_{t-1}] [W U]^T for a
 few batch rows and one panel's units of the gates, then, row by row, those units'
-nonlinearities, one vector per gate, reading h_{t-1} and writing h_t (or z and r * h_{t-1})
-where they stay (as ``lstm``). With ``reset_after`` the tile keeps n's input and recurrent
-parts apart; without it a second pass tiles [x_t, r * h_{t-1}] with [W_n U_n].
+nonlinearities into a stack buffer, copied to h_t (or z and r * h_{t-1}), as in ``lstm``.
+With ``reset_after`` the tile keeps n's input and recurrent parts apart; without it a second
+pass tiles [x_t, r * h_{t-1}] with [W_n U_n].
 """
 from rnnsim.kernels.cpu import rows, team, tiles
 from rnnsim.kernels.cpu.rows import clipped
@@ -54,12 +54,14 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, o
     k = x.shape[2]
     p = h.shape[1]
     gates = 3 if reset_after else 2
-    units = HALVES * tiles.vector_lanes(x)  # P.shape[2] // gates, a constant
+    units = HALVES * tiles.vector_lanes(x)  # P.shape[2] // gates, a compile-time constant
+    loop_units = P.shape[2] // gates  # the same, unknown to LLVM (``lstm``'s docstring)
     real = x.dtype.type  # activations' results and constants in the kernel's precision
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
     out_lo, out_hi = min(pan_lo * units, p), min(pan_hi * units, p)
     G = tiles.scratch(x, (4, tiles.ROWS, units))  # a panel's tile: r, z, n (input), n (h)
+    results = tiles.scratch(x, (2, units))  # a row's h_t, or z and r * h_{t-1}
     if lead:
         rows.start(h, out, lengths, first, last, H, k)
         rows.load_inputs(x, H, lengths, first, last, 0, reverse)
@@ -81,16 +83,17 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, o
                         continue
                     h_row = H[row, k + u0:k + u0 + units]
                     if reset_after:
-                        h_new = H_next[row, k + u0:k + u0 + units]
-                        for j in range(units):  # branch-free: one vector of each array
+                        for j in range(loop_units):  # branch-free, so that it vectorises
                             r, z = gru_gates(G[0, m, j], G[1, m, j], clip, real, p1)
-                            h_new[j] = gru_state(G[2, m, j] + r * G[3, m, j], z, h_row[j],
-                                                 clip, real, p0)
+                            results[0, j] = gru_state(G[2, m, j] + r * G[3, m, j], z,
+                                                      h_row[j], clip, real, p0)
+                        rows.copy(results[0], H_next[row, k + u0:k + u0 + units])
                     else:
-                        z_row, rh_row = Z[row, u0:u0 + units], RH[row, k + u0:k + u0 + units]
-                        for j in range(units):
-                            r, z_row[j] = gru_gates(G[0, m, j], G[1, m, j], clip, real, p1)
-                            rh_row[j] = r * h_row[j]
+                        for j in range(loop_units):
+                            r, results[0, j] = gru_gates(G[0, m, j], G[1, m, j], clip, real, p1)
+                            results[1, j] = r * h_row[j]
+                        rows.copy(results[0], Z[row, u0:u0 + units])
+                        rows.copy(results[1], RH[row, k + u0:k + u0 + units])
                 b += tile
         if not reset_after:
             for b in range(first, last):  # the same values of x from every member
@@ -105,11 +108,11 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, o
                         row = b + m
                         if s >= lengths[row]:
                             continue
-                        h_row = H[row, k + u0:k + u0 + units]
-                        h_new = H_next[row, k + u0:k + u0 + units]
-                        z_row = Z[row, u0:u0 + units]
-                        for j in range(units):
-                            h_new[j] = gru_state(G[0, m, j], z_row[j], h_row[j], clip, real, p0)
+                        h_row, z_row = H[row, k + u0:k + u0 + units], Z[row, u0:u0 + units]
+                        for j in range(loop_units):
+                            results[0, j] = gru_state(G[0, m, j], z_row[j], h_row[j], clip,
+                                                      real, p0)
+                        rows.copy(results[0], H_next[row, k + u0:k + u0 + units])
                     b += tile
         if lead and s + 1 < steps:
             rows.load_inputs(x, H_next, lengths, first, last, s + 1, reverse)

@@ -8,11 +8,14 @@ ONNX Runtime) and ``input_forget`` (f = 1 - i).
 
 Each step runs panel by panel (``tiles``): a register tile of b + [x_t h_{t-1}] [W U]^T for a
 few batch rows and one panel's units of all four gates, then, row by row, those units' gate
-nonlinearities, one vector per gate (the panel's units are a compile-time constant), reading
-c_{t-1} and writing c_t and h_t in place: a short copy between buffers would cost more than
-the units' arithmetic (LLVM makes it a call to memcpy). One batch row without a projection
-(B = 1: streaming, generation) runs ``lstm_row``, the same steps without the bookkeeping of
-many rows.
+nonlinearities. That loop reads c_{t-1} where it is and writes c_t and h_t into stack buffers,
+which LLVM knows alias nothing (no overlap checks), then copied where they belong. The copies
+run over the panel's units as a compile-time constant (``units``): a few vector moves, where a
+length known only at run time makes a call to memcpy, which costs more than the units'
+arithmetic. The loop runs over the same number read at run time (``loop_units``): over a
+constant 8 (float64) LLVM may unroll the loop before vectorising it, and then not vectorise it
+at all. One batch row without a projection (B = 1: streaming, generation) runs ``lstm_row``,
+the same steps without the bookkeeping of many rows.
 """
 from rnnsim.kernels.cpu import rows, team, tiles
 from rnnsim.kernels.cpu.rows import clipped
@@ -61,7 +64,8 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
     k = x.shape[2]
     p = c.shape[1]
     q = h.shape[1]
-    units = HALVES * tiles.vector_lanes(x)  # P.shape[2] // GATES, a constant
+    units = HALVES * tiles.vector_lanes(x)  # P.shape[2] // GATES, a compile-time constant
+    loop_units = P.shape[2] // GATES  # the same, unknown to LLVM (see the module docstring)
     outputs = R.shape[2]
     project = R.shape[0] > 0
     real = x.dtype.type  # activations' results and constants in the kernel's precision
@@ -73,6 +77,8 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
     out_lo, out_hi = min(out_lo * width, q), min(out_hi * width, q)
     G = tiles.scratch(x, (GATES, tiles.ROWS, units))  # a panel's tile
     GR = tiles.scratch(x, (1, tiles.ROWS, outputs))  # a tile of the projection
+    c_next = tiles.scratch(x, (units,))  # a row's c_t
+    h_next = tiles.scratch(x, (units,))  # and o * act0(c_t)
     if lead:
         rows.start(h, out, lengths, first, last, H, k)
         rows.load_inputs(x, H, lengths, first, last, 0, reverse)
@@ -96,10 +102,12 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
                     c_row = cs[row, u0:u0 + units]
                     h_row = Y[row, u0:u0 + units] if project else \
                         H_next[row, k + u0:k + u0 + units]
-                    for j in range(units):  # branch-free: one vector of each array
-                        c_row[j], h_row[j] = lstm_unit(
+                    for j in range(loop_units):  # branch-free, so that it vectorises
+                        c_next[j], h_next[j] = lstm_unit(
                             G[0, m, j], G[1, m, j], G[2, m, j], G[3, m, j], pi[j], pf[j], po[j],
                             c_row[j], clip, input_forget, real, p0, p1, p2)
+                    rows.copy(c_next, c_row)
+                    rows.copy(h_next, h_row)
                 b += tile
         if project:
             phase = team.meet(sync, members, phase)
@@ -133,12 +141,15 @@ def lstm_row(first, last, member, members, sync, x, P, bias, R, R_bias, peep, h,
     p = c.shape[1]
     q = h.shape[1]
     units = HALVES * tiles.vector_lanes(x)
+    loop_units = P.shape[2] // GATES
     real = x.dtype.type
     b = first
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
     out_lo, out_hi = min(pan_lo * units, q), min(pan_hi * units, q)
     G = tiles.scratch(x, (GATES, 1, units))
+    c_next = tiles.scratch(x, (units,))
+    h_next = tiles.scratch(x, (units,))
     if lead:
         rows.start(h, out, lengths, b, b + 1, H, k)
         rows.load_inputs(x, H, lengths, b, b + 1, 0, reverse)
@@ -152,10 +163,12 @@ def lstm_row(first, last, member, members, sync, x, P, bias, R, R_bias, peep, h,
             c_row = cs[b, u0:u0 + units]
             h_row = H_next[b, k + u0:k + u0 + units]
             pi, pf, po = peep[0, u0:u0 + units], peep[1, u0:u0 + units], peep[2, u0:u0 + units]
-            for j in range(units):
-                c_row[j], h_row[j] = lstm_unit(G[0, 0, j], G[1, 0, j], G[2, 0, j], G[3, 0, j],
-                                               pi[j], pf[j], po[j], c_row[j], clip,
-                                               input_forget, real, p0, p1, p2)
+            for j in range(loop_units):
+                c_next[j], h_next[j] = lstm_unit(G[0, 0, j], G[1, 0, j], G[2, 0, j], G[3, 0, j],
+                                                 pi[j], pf[j], po[j], c_row[j], clip,
+                                                 input_forget, real, p0, p1, p2)
+            rows.copy(c_next, c_row)
+            rows.copy(h_next, h_row)
         if lead and s + 1 < steps:
             rows.copy(x[rows.step_time(steps, s + 1, reverse), b], H_next[b, :k])
         rows.copy(H_next[b, k + out_lo:k + out_hi],

@@ -29,8 +29,11 @@ def clipped(value, clip):
 @numba.njit(cache=True, **JIT)
 def copy(source, target):
     """target[i] = source[i] for 1-D arrays of equal size. Copying between slices vectorises:
-    indices from 0 need no check for negative values, unlike ``a[row, u0 + i]``."""
-    for i in range(target.size):
+    indices from 0 need no check for negative values, unlike ``a[row, u0 + i]``. The loop
+    runs over source's size: from a stack buffer (``tiles.scratch``) of a constant shape, a
+    constant number of times, which LLVM compiles to a few vector moves (a copy of a length
+    known only at run time becomes a call to memcpy, ~25 ns)."""
+    for i in range(source.size):
         target[i] = source[i]
 
 
