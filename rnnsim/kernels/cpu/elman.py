@@ -33,12 +33,13 @@ def elman_forward(first, last, member, members, sync, x, P, bias, h, out, length
     """
     k = x.shape[2]
     p = h.shape[1]
-    units = P.shape[2]
+    units = HALVES * tiles.vector_lanes(x)  # P.shape[2], a compile-time constant
     real = x.dtype.type
     lead = member == 0
     pan_lo, pan_hi = team.share(P.shape[0], members, member)
     G = tiles.scratch(x, (1, tiles.ROWS, units))  # a panel's tile
-    results = tiles.scratch(x, (tiles.ROWS * units,))
+    results = tiles.scratch(x, (tiles.ROWS, units))  # a_t of the tile's rows
+    flat = results.reshape(tiles.ROWS * units)  # one after the other
     if lead:
         rows.start(h, out, lengths, first, last, H, k)
         rows.load_inputs(x, H, lengths, first, last, 0, reverse)
@@ -52,11 +53,10 @@ def elman_forward(first, last, member, members, sync, x, P, bias, h, out, length
                 tile = tiles.panel_tile(H, b, last, P, pan, bias, G, k, 1, HALVES, HALVES, -1)
                 pre = G.reshape(tiles.ROWS * units)
                 for j in range(tile * units):  # branch-free, so that it vectorises
-                    results[j] = elman_unit(pre[j], clip, real, p0)
+                    flat[j] = elman_unit(pre[j], clip, real, p0)
                 for m in range(tile):
-                    if s < lengths[b + m]:
-                        rows.copy(results[m * units:(m + 1) * units],
-                                  H_next[b + m, k + u0:k + u0 + units])
+                    if s < lengths[b + m]:  # a copy of constant length: a few vector moves
+                        rows.copy(results[m], H_next[b + m, k + u0:k + u0 + units])
                 b += tile
         if lead and s + 1 < steps:
             rows.load_inputs(x, H_next, lengths, first, last, s + 1, reverse)
