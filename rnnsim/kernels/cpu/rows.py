@@ -32,7 +32,7 @@ def copy(source, target):
     indices from 0 need no check for negative values, unlike ``a[row, u0 + i]``. The loop
     runs over source's size: from a stack buffer (``tiles.scratch``) of a constant shape, a
     constant number of times, which LLVM compiles to a few vector moves (a copy of a length
-    known only at run time becomes a call to memcpy, ~25 ns)."""
+    known only at run time becomes a call to memcpy)."""
     for i in range(source.size):
         target[i] = source[i]
 
