@@ -6,7 +6,7 @@ For float32 and float64, each form is bound as the generated kernels bind an act
 own ``njit`` with the activation options, inlined by LLVM into a vectorising loop):
 
 - ``default``: the default kernels' forms (``approx.precise_*``: float32 through the float64
-  approximation rounded once, float64 libm's);
+  approximation rounded once, float64 the approximation with its division corrected);
 - ``fast``: the ``fast_math`` forms (``approx.tanh``/``approx.sigmoid``);
 - ``libm``: the built-in scalar functions (libm's ``tanh``/``exp``).
 

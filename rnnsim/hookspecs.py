@@ -18,7 +18,7 @@ def register_activations(register: Callable) -> None:
         ``fn`` takes them (``{"alpha": 0.01}``); configs may override them by name.
         ``fast`` is an optional approximation of ``fn`` with the same arguments, used by
         the CPU kernels when the network's ``fast_math`` option is on; document its error.
-        ``vectorised`` is an optional form of ``fn`` that is as accurate (within 1 ulp) and
+        ``vectorised`` is an optional form of ``fn`` that is at least as accurate and
         vectorises (branch-free arithmetic, no libm calls); the CPU kernels use it otherwise.
         Each of ``fn``, ``fast`` and ``vectorised`` may be a reference
         ``"package.module:function"`` instead, imported when a kernel first needs it, so that

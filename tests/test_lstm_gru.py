@@ -67,6 +67,32 @@ def test_edge_shapes_match_reference(T, B, k, p, dtype, variant):
         assert result.final_c == (None,)
 
 
+@pytest.mark.parametrize("variant", ["lstm", "lstm-proj-peep", "gru"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weights_beyond_the_caches_match_reference(variant, dtype):
+    """Packed weights above ``tiles.PREFETCH_BYTES`` run the tile that fetches ahead; 9 rows
+    on 2 threads are chunks of 5 and 4 rows, so both the 4-row and the 1-row tiles run."""
+    from rnnsim.kernels.cpu import tiles
+
+    k, p = 64, 288
+    layer = dict(VARIANTS[variant], units=p)
+    if "proj_size" in layer:
+        layer["proj_size"] = 240
+    net = random_network(k, [layer], dtype, seed=3)
+    q, gates = net.layers[0].hidden_size, net.layers[0].gate_count()
+    assert gates * p * (k + q) * np.dtype(dtype).itemsize > tiles.PREFETCH_BYTES
+    rng = np.random.default_rng(2)
+    x, h0, c0 = (rng.standard_normal(shape) for shape in [(3, 9, k), (1, 9, q), (1, 9, p)])
+    lstm_cell = variant.startswith("lstm")
+    result = net.run(x.astype(dtype), h0=h0, c0=c0 if lstm_cell else None)
+    expected, c = reference(net, 0, x.astype(dtype).astype(np.float64), h0[0], c0[0])
+    # sums of 352 terms, outputs up to ~15 with the projection: float32 errors grow with them
+    tol = dict(rtol=1e-4, atol=1e-4 * np.abs(expected).max()) if dtype == "float32" else TOL[dtype]
+    np.testing.assert_allclose(result.output, expected, **tol)
+    if lstm_cell:
+        np.testing.assert_allclose(result.c_n[0], c, **tol)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_selectable_activations(cell):
     acts = {"activation": "softsign", "gate_activation": {"name": "hard_sigmoid", "alpha": 0.3}}

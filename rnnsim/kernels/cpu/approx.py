@@ -1,4 +1,5 @@
-"""Fast tanh and sigmoid for the ``fast_math`` option: branch-free arithmetic that vectorises.
+"""tanh and sigmoid as branch-free arithmetic that vectorises: the ``fast_math`` forms and the
+default kernels' forms (``precise_*``), at least as accurate as libm.
 
 libm's ``tanhf``/``expf`` are scalar calls (tanhf about 15 ns on this project's benchmark
 machine), so the gate loop of a kernel runs one unit at a time. These evaluate e^y as
@@ -10,9 +11,10 @@ float64), and 2^n built from its exponent bits. Then
 - sigmoid(x) = 1 / (1 + e^{-x}), x clipped to [-87, 87] in float32 and [-708, 708] in
   float64 (their exponent ranges).
 
-They keep the argument's precision (no float64 promotion in float32) and propagate NaN. Like
-every activation they are plain functions that the kernel generator compiles and inlines.
-Their error bound is ``FAST_MATH_ERROR``.
+They keep the argument's precision (no float64 promotion in float32) and propagate NaN. Their
+error bound is ``FAST_MATH_ERROR``. The default forms are, in float32, these in float64 rounded
+once and, in float64, these with the division corrected (``accurate_*``). Like every
+activation they are plain functions that the kernel generator compiles and LLVM inlines.
 """
 import math
 
@@ -34,6 +36,7 @@ LN2_LO = -2.1219444005469057e-04  # ln 2 - LN2_HI
 TANH_CAP = 20.0  # tanh(20) rounds to 1 in float64
 EXP_LIMIT = 87.0  # e^87 and e^-87 are normal float32 numbers
 EXP_LIMIT_64 = 708.0  # and e^708, e^-708 normal float64 numbers
+E_MINUS_LIMIT_64 = math.exp(-EXP_LIMIT_64)
 
 
 @intrinsic
@@ -71,6 +74,15 @@ def exp2_int(typingctx, n):
     return n(n), codegen
 
 
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c rounded once (the same bits on every machine, unlike contraction)."""
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
 @njit(inline="always", **ACTIVATION_JIT)
 def _expm1_parts(y):
     """(2^n, q) with e^y = 2^n (1 + q), for |y| <= EXP_LIMIT."""
@@ -91,7 +103,7 @@ def _expm1_parts(y):
     poly = poly * r + like(y, 1 / 24)
     poly = poly * r + like(y, 1 / 6)
     poly = poly * r + like(y, 1 / 2)
-    q = r * (poly * r + like(y, 1.0))
+    q = fma(r, r * poly, r)
     return exp2_int(n), q
 
 
@@ -100,7 +112,7 @@ def tanh(x):
     a = abs(x)
     a = a if not a > like(x, TANH_CAP) else like(x, TANH_CAP)
     scale, q = _expm1_parts(a + a)
-    e = scale * q + (scale - like(x, 1.0))
+    e = fma(scale, q, scale - like(x, 1.0))
     t = e / (e + like(x, 2.0))
     return t if x >= like(x, 0.0) else -t
 
@@ -112,26 +124,68 @@ def sigmoid(x):
     y = y if not y > limit else limit
     y = y if not y < -limit else -limit
     scale, q = _expm1_parts(y)
-    return like(x, 1.0) / (like(x, 1.0) + (scale + scale * q))
+    return like(x, 1.0) / (like(x, 1.0) + fma(scale, q, scale))
 
 
 _tanh = njit(inline="always", **ACTIVATION_JIT)(tanh)
 _sigmoid = njit(inline="always", **ACTIVATION_JIT)(sigmoid)
 
 
+@njit(inline="always", **ACTIVATION_JIT)
+def _plus_exactly(a, b):
+    """(s, s_lo): s = a + b rounded, s + s_lo = a + b exactly (Fast2Sum on the larger first)."""
+    s = a + b
+    big = a if a > b else b
+    small = b if a > b else a
+    return s, (big - s) + small
+
+
+def accurate_tanh(x):
+    """tanh in float64 within 1.9 ulp (libm's: 2.1), vectorising: e/(e + 2) with e = e^{2|x|}
+    - 1 as in ``tanh``, then one correction step with the residual of the division by the exact
+    e + 2 (its rounding error kept by ``_plus_exactly``), 1/(e + 2) taken as (1 - t)/2."""
+    a = abs(x)
+    a = a if not a > TANH_CAP else TANH_CAP
+    scale, q = _expm1_parts(a + a)
+    e = fma(scale, q, scale - 1.0)
+    d, d_lo = _plus_exactly(e, 2.0)
+    t = e / d
+    residual = fma(-t, d, e) - t * d_lo
+    inverse = (1.0 - t) * 0.5
+    t = fma(residual, inverse if inverse > 2.0 ** -42 else 0.0, t)  # (1 - t) is exact enough
+    return t if x >= 0.0 else -t
+
+
+def accurate_sigmoid(x):
+    """sigmoid in float64 within 1.5 ulp (libm's exp through 1/(1 + e): 2.3), vectorising:
+    1/(1 + e^{-x}) with one correction step for the rounding of the sum and the division;
+    below -708, where the result is subnormal, e^{x + 708} e^{-708}."""
+    tiny = x < -EXP_LIMIT_64
+    y = x + EXP_LIMIT_64 if tiny else -x  # exact (Sterbenz) when tiny, at most 708
+    y = y if not y < -EXP_LIMIT_64 else -EXP_LIMIT_64
+    scale, q = _expm1_parts(y)
+    e = fma(scale, q, scale)
+    d, d_lo = _plus_exactly(e, 1.0)
+    s = 1.0 / d
+    s = fma(fma(-s, d, 1.0) - s * d_lo, s, s)
+    return e * E_MINUS_LIMIT_64 if tiny else s
+
+
+_accurate_tanh = njit(inline="always", **ACTIVATION_JIT)(accurate_tanh)
+_accurate_sigmoid = njit(inline="always", **ACTIVATION_JIT)(accurate_sigmoid)
+
+
 def precise_tanh(x):
-    """tanh for the default kernels, as accurate as libm: in float32 the float64
-    approximation rounded once (within half an ulp and 2^-25 ulp of the exact value; it
-    vectorises), in float64 libm's tanh."""
+    """tanh for the default kernels, at least as accurate as libm and vectorising: in float32
+    the float64 ``tanh`` rounded once (within half an ulp and 2^-25 ulp of the exact value), in
+    float64 ``accurate_tanh``."""
     if is_float64(x):
-        return like(x, math.tanh(x))
+        return like(x, _accurate_tanh(x))
     return like(x, _tanh(np.float64(x)))
 
 
 def precise_sigmoid(x):
-    """sigmoid for the default kernels, as ``precise_tanh``: float32 through the float64
-    approximation, float64 exactly as the built-in ``sigmoid``."""
+    """sigmoid for the default kernels, as ``precise_tanh``."""
     if is_float64(x):
-        e = math.exp(-abs(x))
-        return like(x, 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e))
+        return like(x, _accurate_sigmoid(x))
     return like(x, _sigmoid(np.float64(x)))
