@@ -92,8 +92,6 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
             pi, pf, po = peep[0, u0:u0 + units], peep[1, u0:u0 + units], peep[2, u0:u0 + units]
             b = first
             while b < last:
-                for m in range(min(tiles.ROWS, last - b)):  # c_{t-1} on its way meanwhile
-                    tiles.prefetch(cs[b + m], u0)
                 tile = tiles.panel_tile(H, b, last, P, pan, bias, G, k, GATES, HALVES, 1, -1)
                 for m in range(tile):
                     row = b + m

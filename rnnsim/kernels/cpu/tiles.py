@@ -121,17 +121,6 @@ def _vector_fma(context, builder, dtype):
     return size, width, vector, fma
 
 
-def _prefetch(builder, address, write: int, locality: int) -> None:
-    """Emit ``llvm.prefetch`` of the cache line at ``address``: for writing (1) or reading
-    (0), ``locality`` 0 (use once) to 3 (keep in every cache level)."""
-    byte_pointer, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-    function = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
-        "llvm.prefetch.p0i8")
-    builder.call(function, [builder.bitcast(address, byte_pointer), ir.Constant(i32, write),
-                            ir.Constant(i32, locality), ir.Constant(i32, 1)])
-
-
 @intrinsic
 def tile_matmul(typingctx, A, a_row, P, pan, bias, C, mr, gates, halves, first, count, k,
                 split):
@@ -201,13 +190,19 @@ def tile_matmul(typingctx, A, a_row, P, pan, bias, C, mr, gates, halves, first, 
         line = 64 // size
         region = n_sub * n_gates * width
         next_region = builder.gep(panel, [builder.add(builder.mul(K, panel_width), loads[0])])
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()] +
+                                            [ir.IntType(32)] * 3), "llvm.prefetch.p0i8")
         weight_bytes = builder.mul(builder.mul(panels, builder.mul(K, panel_width)), const(size))
         ahead = builder.icmp_signed(">", weight_bytes, const(PREFETCH_BYTES))
 
         def fetch_next(j):
             row = builder.gep(next_region, [builder.mul(j, panel_width)])
             for offset in range(0, region, line):
-                _prefetch(builder, builder.gep(row, [const(offset)]), 0, 2)
+                builder.call(prefetch, [
+                    builder.bitcast(builder.gep(row, [const(offset)]), ir.IntType(8).as_pointer()),
+                    ir.Constant(ir.IntType(32), 0), ir.Constant(ir.IntType(32), 2),
+                    ir.Constant(ir.IntType(32), 1)])
 
         def columns(start, stop, targets):
             with builder.if_else(ahead) as (fetching, plain):
@@ -311,19 +306,6 @@ def sparse_block_sums(typingctx, acc, prev, data, indices, start, end):
         return context.get_dummy_value()
 
     return types.none(acc, prev, data, indices, start, end), codegen
-
-
-@intrinsic
-def prefetch(typingctx, array, index):
-    """Start loading the cache line of ``array[index]`` (a 1-D array) into the caches, for
-    reading and writing (``llvm.prefetch``): a no-op to the program."""
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        offset = context.cast(builder, args[1], signature.args[1], types.intp)
-        _prefetch(builder, builder.gep(data, [offset]), 1, 3)
-        return context.get_dummy_value()
-
-    return types.none(array, index), codegen
 
 
 def padded(vector: np.ndarray, gates: int, units: int) -> np.ndarray:
