@@ -1,5 +1,6 @@
 """The on-disk kernel cache: a key that covers everything a kernel's code depends on, a size
 cap, ``rnnsim cache info|clear``, and errors matched without file paths."""
+import ast
 import json
 import os
 import subprocess
@@ -222,3 +223,29 @@ def test_an_activation_in_two_slots_compiles_once():
     other = rnnsim.Network.from_config({"network": {"input_size": 2, "layers": [
         {"cell": "lstm", "units": 3, "gate_activation": "sigmoid"}]}})
     assert other.layers[0].kernels().act1 is not other.layers[0].kernels().act0
+
+
+def test_a_first_run_compiles_each_row_helper_once(tmp_path):
+    """The kernels call ``rows`` and ``team`` helpers with step 0 as an int64 (``rows.step0``):
+    a literal 0 would compile them once more, for that literal, on every empty cache."""
+    script = textwrap.dedent("""
+        import numpy as np, rnnsim
+        from rnnsim.kernels.cpu import rows, team
+        for cell in ("lstm", "gru", "elman"):
+            net = rnnsim.Network.from_config({"network": {"input_size": 3, "layers": [
+                {"cell": cell, "units": 4}]}})
+            for batch in (1, 3):
+                net.run(np.ones((2, batch, 3), np.float32))
+        print({f"{module.__name__}.{name}": [str(s) for s in getattr(module, name).signatures]
+               for module in (rows, team) for name in dir(module)
+               if hasattr(getattr(module, name), "signatures")})
+    """)
+    env = dict(os.environ, RNNSIM_CACHE_DIR=str(tmp_path / "kernels"),
+               NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    compiled = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    for name in ("rows.load_inputs", "rows.step_time", "team.meet"):
+        assert len(compiled[f"rnnsim.kernels.cpu.{name}"]) == 1, compiled
+    assert all(len(signatures) <= 1 for signatures in compiled.values()), compiled

@@ -171,8 +171,8 @@ def accurate_sigmoid(x):
     return e * E_MINUS_LIMIT_64 if tiny else s
 
 
-_accurate_tanh = njit(inline="always", **ACTIVATION_JIT)(accurate_tanh)
-_accurate_sigmoid = njit(inline="always", **ACTIVATION_JIT)(accurate_sigmoid)
+_accurate_tanh = njit(**ACTIVATION_JIT)(accurate_tanh)
+_accurate_sigmoid = njit(**ACTIVATION_JIT)(accurate_sigmoid)
 
 
 def precise_tanh(x):
@@ -180,12 +180,12 @@ def precise_tanh(x):
     the float64 ``tanh`` rounded once (within half an ulp and 2^-25 ulp of the exact value), in
     float64 ``accurate_tanh``."""
     if is_float64(x):
-        return like(x, _accurate_tanh(x))
+        return like(x, _accurate_tanh(np.float64(x)))
     return like(x, _tanh(np.float64(x)))
 
 
 def precise_sigmoid(x):
     """sigmoid for the default kernels, as ``precise_tanh``."""
     if is_float64(x):
-        return like(x, _accurate_sigmoid(x))
+        return like(x, _accurate_sigmoid(np.float64(x)))
     return like(x, _sigmoid(np.float64(x)))

@@ -42,8 +42,8 @@ def elman_forward(first, last, member, members, sync, x, P, bias, h, out, length
     flat = results.reshape(tiles.ROWS * units)  # one after the other
     if lead:
         rows.start(h, out, lengths, first, last, H, k)
-        rows.load_inputs(x, H, lengths, first, last, 0, reverse)
-    phase = team.meet(sync, members, 0)
+        rows.load_inputs(x, H, lengths, first, last, rows.step0(), reverse)
+    phase = team.meet(sync, members, rows.step0())
     steps = rows.longest(lengths, first, last)
     for s in range(steps):
         for pan in range(pan_lo, pan_hi):

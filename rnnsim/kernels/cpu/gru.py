@@ -64,8 +64,8 @@ def gru_forward(first, last, member, members, sync, x, P, Pn, bias, bias_n, h, o
     results = tiles.scratch(x, (2, units))  # a row's h_t, or z and r * h_{t-1}
     if lead:
         rows.start(h, out, lengths, first, last, H, k)
-        rows.load_inputs(x, H, lengths, first, last, 0, reverse)
-    phase = team.meet(sync, members, 0)
+        rows.load_inputs(x, H, lengths, first, last, rows.step0(), reverse)
+    phase = team.meet(sync, members, rows.step0())
     steps = rows.longest(lengths, first, last)
     for s in range(steps):
         for pan in range(pan_lo, pan_hi):

@@ -81,10 +81,10 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
     h_next = tiles.scratch(x, (units,))  # and o * act0(c_t)
     if lead:
         rows.start(h, out, lengths, first, last, H, k)
-        rows.load_inputs(x, H, lengths, first, last, 0, reverse)
+        rows.load_inputs(x, H, lengths, first, last, rows.step0(), reverse)
         for b in range(first, last):
             rows.copy(c[b], cs[b, :p])
-    phase = team.meet(sync, members, 0)
+    phase = team.meet(sync, members, rows.step0())
     steps = rows.longest(lengths, first, last)
     for s in range(steps):
         for pan in range(pan_lo, pan_hi):
@@ -150,9 +150,9 @@ def lstm_row(first, last, member, members, sync, x, P, bias, R, R_bias, peep, h,
     h_next = tiles.scratch(x, (units,))
     if lead:
         rows.start(h, out, lengths, b, b + 1, H, k)
-        rows.load_inputs(x, H, lengths, b, b + 1, 0, reverse)
+        rows.load_inputs(x, H, lengths, b, b + 1, rows.step0(), reverse)
         rows.copy(c[b], cs[b, :p])
-    phase = team.meet(sync, members, 0)
+    phase = team.meet(sync, members, rows.step0())
     steps = lengths[b]
     for s in range(steps):
         for pan in range(pan_lo, pan_hi):

@@ -9,6 +9,7 @@ vectors). Row b runs ``lengths[b]`` steps; step s is at time ``step_time``. Copi
 (slice assignment compiles slowly) over slices (see ``copy``).
 """
 import numba
+import numpy as np
 
 from ..options import JIT
 
@@ -55,6 +56,13 @@ def start(h, out, lengths, first, last, H, k):
         copy(h[b], H[b, k:k + h.shape[1]])
         for t in range(lengths[b], out.shape[0]):
             out[t, b].fill(0.0)
+
+
+@numba.njit(cache=True, **JIT)
+def step0():
+    """Step (and barrier) number 0 as an int64: passed as the literal 0 (or returned as it), it
+    would compile ``load_inputs`` and ``team.meet`` once more, for that literal."""
+    return np.int64(0)
 
 
 @numba.njit(cache=True, **JIT)
