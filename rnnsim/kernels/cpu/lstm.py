@@ -43,8 +43,6 @@ def lstm_unit(zi, zf, zg, zo, pi, pf, po, c, clip, input_forget, real, p0, p1, p
 EQUATIONS = (lstm_unit,)
 
 
-
-
 def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep, h, c, out,
                  lengths, reverse, clip, input_forget, H, H_next, cs, Y, p0, p1, p2):
     """Run batch rows first..last-1, the panels of ``member`` of ``members`` (``team``).
@@ -56,9 +54,10 @@ def lstm_forward(first, last, member, members, sync, x, P, bias, R, R_bias, peep
     c : (B, p) initial states, overwritten with the final ones; out : (T, B, q) receives h_t,
     zero past a row's length; lengths : (B,) int64 steps of each row (<= T); reverse : run
     each row from its last step down to 0; clip : np.inf for none (clipping to inf changes
-    nothing, NaN included); input_forget : couple the forget gate to the input gate; sync : (1,) int64 zeros shared by the members;
-    H, H_next : (B, k + (pp or q with R)) zeros, the rows' operands (``rows``); cs : (B, pp)
-    zeros, the cell states; Y : (B or 0, pp) o * act0(c) before the projection; p0, p1, p2 :
+    nothing, NaN included); input_forget : couple the forget gate to the input gate; sync :
+    (1,) int64 zeros shared by the members; H, H_next : (B, k + (pp or q with R)) zeros, the
+    rows' operands (``rows``); cs : (B, pp) zeros, the cell states; Y : (B or 0, pp)
+    o * act0(c) before the projection; p0, p1, p2 :
     the activations' parameters.
     """
     k = x.shape[2]
