@@ -3,17 +3,18 @@ default kernels' forms (``precise_*``), at least as accurate as libm.
 
 libm's ``tanhf``/``expf`` are scalar calls (tanhf about 15 ns on this project's benchmark
 machine), so the gate loop of a kernel runs one unit at a time. These evaluate e^y as
-2^n (1 + q) with n = round(y / ln 2), r = y - n ln 2 (ln 2 split in two so that n ln2_hi is
-exact) and q = e^r - 1 a Taylor polynomial in r (|r| <= ln2/2: 7 terms in float32, 13 in
-float64), and 2^n built from its exponent bits. Then
+2^n (1 + q) with n = round(y / ln 2) (by adding ``SHIFT_*``), r = y - n ln 2 (ln 2 split in
+two so that n ln2_hi is exact) and q = e^r - 1 a Taylor polynomial in r (|r| <= ln2/2: 8 terms
+in float32, 13 in float64), and 2^n built from n's bits. Then
 
 - tanh(x) = sign(x) e/(e + 2), e = e^{2|x|} - 1 (no cancellation near 0), |x| capped at 20;
 - sigmoid(x) = 1 / (1 + e^{-x}), x clipped to [-87, 87] in float32 and [-708, 708] in
   float64 (their exponent ranges).
 
 They keep the argument's precision (no float64 promotion in float32) and propagate NaN. Their
-error bound is ``FAST_MATH_ERROR``. The default forms are, in float32, these in float64 rounded
-once and, in float64, these with the division corrected (``accurate_*``). Like every
+error bound is ``FAST_MATH_ERROR``. The default forms are, in float32, these evaluated in
+float64 (with float32's 8 terms, good to about 2^-30) and rounded once and, in float64, these
+with the division corrected (``accurate_*``). Like every
 activation they are plain functions that the kernel generator compiles and LLVM inlines.
 """
 import math
@@ -37,6 +38,10 @@ TANH_CAP = 20.0  # tanh(20) rounds to 1 in float64
 EXP_LIMIT = 87.0  # e^87 and e^-87 are normal float32 numbers
 EXP_LIMIT_64 = 708.0  # and e^708, e^-708 normal float64 numbers
 E_MINUS_LIMIT_64 = math.exp(-EXP_LIMIT_64)
+# y / ln 2 + SHIFT rounds y / ln 2 to an integer n held in the low mantissa bits (1.5 2^52 and
+# 1.5 2^23 keep the sum in one binade for |n| < 2^51 and 2^22)
+SHIFT_64 = 1.5 * 2.0 ** 52
+SHIFT_32 = 1.5 * 2.0 ** 23
 
 
 @intrinsic
@@ -58,20 +63,19 @@ def is_float64(typingctx, x):
 
 
 @intrinsic
-def exp2_int(typingctx, n):
-    """2**n for an integral-valued float n within the normal exponent range, from its bits."""
+def exp2_shifted(typingctx, shifted):
+    """2**n from ``shifted`` = n + SHIFT (n an integer within the normal exponent range),
+    whose low mantissa bits hold n: its bits plus the exponent bias, moved into the exponent
+    field."""
     def codegen(context, builder, signature, args):
-        bits = 64 if n == types.float64 else 32
-        mantissa = 52 if bits == 64 else 23
-        bias = 1023 if bits == 64 else 127
-        integer = builder.fptosi(args[0], ir.IntType(32))
-        if bits == 64:
-            integer = builder.sext(integer, ir.IntType(64))
-        shifted = builder.shl(builder.add(integer, ir.Constant(integer.type, bias)),
-                              ir.Constant(integer.type, mantissa))
-        return builder.bitcast(shifted, context.get_value_type(n))
+        bits = 64 if shifted == types.float64 else 32
+        integer = ir.IntType(bits)
+        value = builder.bitcast(args[0], integer)
+        biased = builder.add(value, ir.Constant(integer, 1023 if bits == 64 else 127))
+        return builder.bitcast(builder.shl(biased, ir.Constant(integer, 52 if bits == 64 else 23)),
+                               context.get_value_type(shifted))
 
-    return n(n), codegen
+    return shifted(shifted), codegen
 
 
 @intrinsic
@@ -84,12 +88,16 @@ def fma(typingctx, a, b, c):
 
 
 @njit(inline="always", **ACTIVATION_JIT)
-def _expm1_parts(y):
-    """(2^n, q) with e^y = 2^n (1 + q), for |y| <= EXP_LIMIT."""
-    n = np.floor(y * like(y, LOG2_E) + like(y, 0.5))
+def _expm1_parts(y, full):
+    """(2^n, q) with e^y = 2^n (1 + q), for |y| <= EXP_LIMIT_64 (EXP_LIMIT in float32); q to
+    float64's precision with ``full`` (a constant), else to about 2^-30 (float32's 2^-24, with
+    room for the float32 defaults' single rounding)."""
+    shift = like(y, SHIFT_64) if is_float64(y) else like(y, SHIFT_32)
+    shifted = fma(y, like(y, LOG2_E), shift)  # n = round(y / ln 2) in its low bits
+    n = shifted - shift
     r = (y - n * like(y, LN2_HI)) - n * like(y, LN2_LO)
-    # q = r + r^2/2! + ... by Horner, to r^13 in float64 and to r^7 in float32
-    if is_float64(y):
+    # q = r + r^2/2! + ... by Horner, to r^13 with ``full``, else to r^8 (|r| <= ln2/2)
+    if full:
         poly = like(y, 1 / 6227020800) * r + like(y, 1 / 479001600)
         poly = poly * r + like(y, 1 / 39916800)
         poly = poly * r + like(y, 1 / 3628800)
@@ -104,31 +112,39 @@ def _expm1_parts(y):
     poly = poly * r + like(y, 1 / 6)
     poly = poly * r + like(y, 1 / 2)
     q = fma(r, r * poly, r)
-    return exp2_int(n), q
+    return exp2_shifted(shifted), q
 
 
-def tanh(x):
-    """tanh(x), within ``FAST_MATH_ERROR`` of libm."""
+@njit(inline="always", **ACTIVATION_JIT)
+def _tanh_of(x, full):
+    """tanh(x) = sign(x) e/(e + 2), e = e^{2|x|} - 1, with ``_expm1_parts``'s ``full``."""
     a = abs(x)
     a = a if not a > like(x, TANH_CAP) else like(x, TANH_CAP)
-    scale, q = _expm1_parts(a + a)
+    scale, q = _expm1_parts(a + a, full)
     e = fma(scale, q, scale - like(x, 1.0))
     t = e / (e + like(x, 2.0))
     return t if x >= like(x, 0.0) else -t
 
 
-def sigmoid(x):
-    """1 / (1 + exp(-x)), within ``FAST_MATH_ERROR`` of the exact value."""
+@njit(inline="always", **ACTIVATION_JIT)
+def _sigmoid_of(x, full):
+    """1 / (1 + e^{-x}), with ``_expm1_parts``'s ``full``."""
     limit = like(x, EXP_LIMIT_64) if is_float64(x) else like(x, EXP_LIMIT)
     y = -x
     y = y if not y > limit else limit
     y = y if not y < -limit else -limit
-    scale, q = _expm1_parts(y)
+    scale, q = _expm1_parts(y, full)
     return like(x, 1.0) / (like(x, 1.0) + fma(scale, q, scale))
 
 
-_tanh = njit(inline="always", **ACTIVATION_JIT)(tanh)
-_sigmoid = njit(inline="always", **ACTIVATION_JIT)(sigmoid)
+def tanh(x):
+    """tanh(x), within ``FAST_MATH_ERROR`` of libm."""
+    return _tanh_of(x, is_float64(x))
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), within ``FAST_MATH_ERROR`` of the exact value."""
+    return _sigmoid_of(x, is_float64(x))
 
 
 @njit(inline="always", **ACTIVATION_JIT)
@@ -146,7 +162,7 @@ def accurate_tanh(x):
     e + 2 (its rounding error kept by ``_plus_exactly``), 1/(e + 2) taken as (1 - t)/2."""
     a = abs(x)
     a = a if not a > TANH_CAP else TANH_CAP
-    scale, q = _expm1_parts(a + a)
+    scale, q = _expm1_parts(a + a, True)
     e = fma(scale, q, scale - 1.0)
     d, d_lo = _plus_exactly(e, 2.0)
     t = e / d
@@ -163,7 +179,7 @@ def accurate_sigmoid(x):
     tiny = x < -EXP_LIMIT_64
     y = x + EXP_LIMIT_64 if tiny else -x  # exact (Sterbenz) when tiny, at most 708
     y = y if not y < -EXP_LIMIT_64 else -EXP_LIMIT_64
-    scale, q = _expm1_parts(y)
+    scale, q = _expm1_parts(y, True)
     e = fma(scale, q, scale)
     d, d_lo = _plus_exactly(e, 1.0)
     s = 1.0 / d
@@ -177,15 +193,16 @@ _accurate_sigmoid = njit(**ACTIVATION_JIT)(accurate_sigmoid)
 
 def precise_tanh(x):
     """tanh for the default kernels, at least as accurate as libm and vectorising: in float32
-    the float64 ``tanh`` rounded once (within half an ulp and 2^-25 ulp of the exact value), in
-    float64 ``accurate_tanh``."""
+    ``tanh`` evaluated in float64 to about 2^-30 and rounded once (within 0.51 ulp of the
+    exact value: correctly rounded but where the exact value lies within 2^-6 ulp of a
+    rounding boundary), in float64 ``accurate_tanh``."""
     if is_float64(x):
         return like(x, _accurate_tanh(np.float64(x)))
-    return like(x, _tanh(np.float64(x)))
+    return like(x, _tanh_of(np.float64(x), False))
 
 
 def precise_sigmoid(x):
     """sigmoid for the default kernels, as ``precise_tanh``."""
     if is_float64(x):
         return like(x, _accurate_sigmoid(np.float64(x)))
-    return like(x, _sigmoid(np.float64(x)))
+    return like(x, _sigmoid_of(np.float64(x), False))
