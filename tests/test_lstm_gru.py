@@ -238,3 +238,41 @@ def test_save_and_load_keep_lstm_options(tmp_path):
     x = np.random.default_rng(7).standard_normal((4, 2, 2))
     loaded = rnnsim.load(net.save(tmp_path / "model"))
     np.testing.assert_array_equal(loaded.run(x).output, net.run(x).output)
+
+
+def test_gru_tiles_give_the_same_bits_with_16_vector_registers(tmp_path):
+    """With AVX-512 the GRU's reset_after tile takes both sub-panels per call (24
+    accumulators), on a CPU with 16 vector registers one: each output is the same chain of FMAs
+    either way, so a run compiled for Haswell (AVX2 and FMA: ``tiles.VECTOR_REGISTERS`` 16) in
+    a subprocess gives this process's bits."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from rnnsim.kernels.cpu import gru as template, tiles
+
+    script = """if True:
+        import json, sys
+        import numpy as np, rnnsim
+        from rnnsim.kernels.cpu import tiles
+        cfg = {"network": {"input_size": 5, "dtype": "float32", "seed": 4,
+               "layers": [{"cell": "gru", "units": 37}]}}
+        net = rnnsim.Network.from_config(cfg)
+        x = np.random.default_rng(5).standard_normal((6, 9, 5)).astype("float32")
+        y = net.run(x).output
+        print(json.dumps([tiles.VECTOR_REGISTERS, y.view(np.uint32).ravel().tolist()]))
+    """
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="",
+               RNNSIM_CACHE_DIR=str(tmp_path), NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    registers, bits = json.loads(done.stdout.strip().splitlines()[-1])
+    assert registers == 16
+    net = rnnsim.Network.from_config({"network": {
+        "input_size": 5, "dtype": "float32", "seed": 4, "layers": [{"cell": "gru", "units": 37}]}})
+    x = np.random.default_rng(5).standard_normal((6, 9, 5)).astype("float32")
+    assert net.run(x).output.view(np.uint32).ravel().tolist() == bits
+    if tiles.VECTOR_REGISTERS >= 32:
+        assert template.PER_CALL == 2

@@ -33,6 +33,23 @@ BLOCK_BYTES = 2 * LANE_BYTES
 PREFETCH_BYTES = 1 << 20
 
 
+def _vector_registers() -> int:
+    """Vector registers of the CPU that numba compiles for: 32 with AVX-512VL (all of them
+    usable by 256-bit instructions), else 16 (AVX2). Features as numba takes them: the host's,
+    or ``NUMBA_CPU_FEATURES``."""
+    from numba.core import codegen, config
+
+    features = config.CPU_FEATURES
+    if features is None:
+        features = codegen.get_host_cpu_features()
+    return 32 if "+avx512vl" in features.split(",") else 16
+
+
+# A tile keeps up to 3/4 of these as accumulators (the rest: a panel row's weights and a
+# broadcast): 24 accumulators where there are 32, 12 where there are 16.
+VECTOR_REGISTERS = _vector_registers()
+
+
 def lanes(dtype) -> int:
     """Elements per vector register for ``dtype``."""
     return LANE_BYTES // np.dtype(dtype).itemsize
@@ -347,8 +364,8 @@ def scratch(like, shape):
 def panel_tile(A, r, n, P, pan, bias, C, k, gates, halves, per_call, split):
     """Tile the rows r.. of A (n rows in all) with panel ``pan`` (``tile_matmul``; literal
     gates, halves, per_call, split): ``ROWS`` rows at once while that many remain, ``per_call``
-    sub-panels per call (at most 16 accumulators), else one row with all sub-panels (more
-    independent FMA chains). Returns the rows done, whose results are in C[:, :rows]."""
+    sub-panels per call (accumulators within ``VECTOR_REGISTERS``), else one row with all
+    sub-panels (more independent FMA chains). Returns the rows done, whose results are in C[:, :rows]."""
     if n - r < ROWS:
         tile_matmul(A, r, P, pan, bias, C, 1, gates, halves, 0, halves, k, split)
         return 1
