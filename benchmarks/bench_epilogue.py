@@ -23,12 +23,13 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import rnnsim  # noqa: E402
-from rnnsim.kernels.cpu import tiles  # noqa: E402
+from rnnsim.kernels.cpu import gru, tiles  # noqa: E402
 from rnnsim.kernels.options import JIT  # noqa: E402
 from timing import fastest_cpu_seconds  # noqa: E402
 
 SHAPES = [(32, 32, 128, 100), (64, 128, 512, 10)]
 HALVES = 2  # sub-panels per panel, as the LSTM and GRU kernels pack them
+GRU_PER_CALL, GRU_SPLIT = gru.PER_CALL, gru.N_GATE  # the GRU kernel's tile (reset_after)
 
 
 @numba.njit(**JIT)
@@ -41,7 +42,8 @@ def tile_steps(H, P, bias, G, steps, k, gates):
                 if gates == 4:
                     b += tiles.panel_tile(H, b, H.shape[0], P, pan, bias, G, k, 4, HALVES, 1, -1)
                 else:
-                    b += tiles.panel_tile(H, b, H.shape[0], P, pan, bias, G, k, 3, HALVES, 1, -1)
+                    b += tiles.panel_tile(H, b, H.shape[0], P, pan, bias, G, k, 3, HALVES,
+                                          GRU_PER_CALL, GRU_SPLIT)
 
 
 def measure(cell: str, dtype: str, B: int, k: int, p: int, T: int, repeats: int) -> dict:
@@ -56,8 +58,8 @@ def measure(cell: str, dtype: str, B: int, k: int, p: int, T: int, repeats: int)
                      gates * HALVES)
     H = np.random.default_rng(1).standard_normal((B, P.shape[1])).astype(dtype)
     units = tiles.panel_units(dtype, gates, gates * HALVES)
-    bias = np.zeros((gates, P.shape[0] * units), dtype)
-    G = np.zeros((gates, tiles.ROWS, units), dtype)
+    bias = np.zeros((4, P.shape[0] * units), dtype)  # GRU: n's recurrent part apart
+    G = np.zeros((4, tiles.ROWS, units), dtype)
     us = {
         "tile": fastest_cpu_seconds(lambda: tile_steps(H, P, bias, G, T, k, gates), repeats),
         "fast": fastest_cpu_seconds(lambda: fast.run(x), repeats),
