@@ -46,6 +46,8 @@ def test_fast_activations_stay_within_their_documented_error(name, dtype):
     assert fast(np.array(np.inf, dtype)[()]) == 1.0
     assert abs(fast(np.array(-np.inf, dtype)[()]) - (-1.0 if name == "tanh" else 0.0)) <= (
         approx.FAST_MATH_ERROR[dtype])
+    if name == "tanh":  # odd, as libm's: tanh(-0.0) = -0.0
+        assert np.signbit(fast(np.array(-0.0, dtype)[()]))
 
 
 @pytest.mark.parametrize("name", ["tanh", "sigmoid"])
@@ -77,6 +79,8 @@ def test_vectorised_activations_are_as_accurate_as_libm(name):
             assert worst(vectorised) <= worst(libm)
         assert np.isnan(vectorised(dtype(np.nan)))
         assert vectorised(dtype(np.inf)) == 1.0
+        if name == "tanh":
+            assert np.signbit(vectorised(dtype(-0.0))) and not np.signbit(vectorised(dtype(0.0)))
 
 
 @pytest.mark.parametrize("variant", sorted(CELLS))

@@ -123,7 +123,7 @@ def _tanh_of(x, full):
     scale, q = _expm1_parts(a + a, full)
     e = fma(scale, q, scale - like(x, 1.0))
     t = e / (e + like(x, 2.0))
-    return t if x >= like(x, 0.0) else -t
+    return np.copysign(t, x)  # tanh(-0.0) = -0.0
 
 
 @njit(inline="always", **ACTIVATION_JIT)
@@ -169,7 +169,7 @@ def accurate_tanh(x):
     residual = fma(-t, d, e) - t * d_lo
     inverse = (1.0 - t) * 0.5
     t = fma(residual, inverse if inverse > 2.0 ** -42 else 0.0, t)  # (1 - t) is exact enough
-    return t if x >= 0.0 else -t
+    return np.copysign(t, x)
 
 
 def accurate_sigmoid(x):
