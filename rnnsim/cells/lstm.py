@@ -137,8 +137,11 @@ class LSTMCell(Cell):
         units = tiles.panel_units(dtype, gates, vectors)
         P = self.packed("U" + suffix, (params["W" + suffix], params["U" + suffix]), gates,
                         vectors)
-        R = params.get("R" + suffix, np.zeros((0, p), dtype))
-        R = self.packed("R" + suffix, (R[:, :0], R), 1, template.PROJECTION_HALVES)
+        if self.options.proj_size:
+            R = params["R" + suffix]
+            R = self.packed("R" + suffix, (R[:, :0], R), 1, template.PROJECTION_HALVES)
+        else:  # no panels: nothing to pack or compare
+            R = np.zeros(tiles.packed_shape(0, p, 1, template.PROJECTION_HALVES, dtype), dtype)
         bias = tiles.padded(params.get("b" + suffix, np.zeros(gates * p, dtype)), gates, units)
         peep = tiles.padded(params.get("P" + suffix, np.zeros(3 * p, dtype)).reshape(-1), 3,
                             units)
