@@ -1,4 +1,9 @@
 """LSTM and GRU kernels against plain-NumPy references, and properties of their recurrences."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import yaml
@@ -245,11 +250,6 @@ def test_gru_tiles_give_the_same_bits_with_16_vector_registers(tmp_path):
     accumulators), on a CPU with 16 vector registers one: each output is the same chain of FMAs
     either way, so a run compiled for Haswell (AVX2 and FMA: ``tiles.VECTOR_REGISTERS`` 16) in
     a subprocess gives this process's bits."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     from rnnsim.kernels.cpu import gru as template, tiles
 
     script = """if True:

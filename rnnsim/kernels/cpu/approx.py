@@ -14,8 +14,8 @@ in float32, 13 in float64), and 2^n built from n's bits. Then
 They keep the argument's precision (no float64 promotion in float32) and propagate NaN. Their
 error bound is ``FAST_MATH_ERROR``. The default forms are, in float32, these evaluated in
 float64 (with float32's 8 terms, good to about 2^-30) and rounded once and, in float64, these
-with the division corrected (``accurate_*``). Like every
-activation they are plain functions that the kernel generator compiles and LLVM inlines.
+with the division corrected (``accurate_*``). Like every activation they are plain functions
+that the kernel generator compiles and LLVM inlines.
 """
 import math
 

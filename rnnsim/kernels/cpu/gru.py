@@ -17,8 +17,8 @@ from rnnsim.kernels.cpu.rows import clipped
 KERNELS = ("gru_forward",)
 HALVES = 2  # sub-panels per panel: P packed with gates=3 (reset_after) or 2 (r, z), nr=6 or 4
 N_GATE = 2  # with reset_after, gate n's recurrent part goes to an extra gate of the tile
-# reset_after's tiles: both sub-panels per call with 32 vector registers (4 rows x 6 live
-# accumulators, ~20% faster at (64,128,512) than one per call), else one (4 x 3)
+# reset_after's tiles: both sub-panels per call with 32 vector registers (4 rows x 6 vectors,
+# 24 accumulators live at a time; ~20% faster at (64,128,512) than one per call), else one
 PER_CALL = 2 if tiles.VECTOR_REGISTERS >= 32 else 1
 
 

@@ -365,7 +365,8 @@ def panel_tile(A, r, n, P, pan, bias, C, k, gates, halves, per_call, split):
     """Tile the rows r.. of A (n rows in all) with panel ``pan`` (``tile_matmul``; literal
     gates, halves, per_call, split): ``ROWS`` rows at once while that many remain, ``per_call``
     sub-panels per call (accumulators within ``VECTOR_REGISTERS``), else one row with all
-    sub-panels (more independent FMA chains). Returns the rows done, whose results are in C[:, :rows]."""
+    sub-panels (more independent FMA chains). Returns the rows done, whose results are in
+    C[:, :rows]."""
     if n - r < ROWS:
         tile_matmul(A, r, P, pan, bias, C, 1, gates, halves, 0, halves, k, split)
         return 1
