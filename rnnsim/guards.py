@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import validation
 from .errors import ConfigError, InputError, NonfiniteError, NonfiniteWarning, ShapeError
 from .sparse import CSR
 
@@ -448,20 +449,11 @@ def _times(params: dict, name: str, shape: tuple, v: np.ndarray) -> np.ndarray |
 
 def first_nonfinite(a: np.ndarray, reverse: bool = False) -> tuple[int, int, int] | None:
     """(t, b, u) of the first NaN/inf of ``a`` (T, B, W) in time order (the last with
-    ``reverse``), or None. Large arrays are summed block by block first: a finite sum clears
-    a block without a mask array."""
-    T = a.shape[0]
-    block = max(1, (1 << 20) // max(1, a[0].size))
-    starts = range(0, T, block)
-    for t0 in reversed(starts) if reverse else starts:
-        part = a[t0:t0 + block]
-        if part.size > 4096:
-            with np.errstate(all="ignore"):
-                if np.isfinite(np.sum(part)):
-                    continue
-        bad = ~np.isfinite(part)
-        if not bad.any():
-            continue  # clean, or the sum overflowed on large finite values
+    ``reverse``), or None, one block of steps at a time (``validation.finite_blocks``)."""
+    for t0, finite in validation.finite_blocks(a, reverse):
+        if finite.all():
+            continue
+        bad = ~finite
         steps = np.flatnonzero(bad.any(axis=(1, 2)))
         t = int(steps[-1] if reverse else steps[0])
         b, u = (int(i) for i in np.argwhere(bad[t])[0])
