@@ -116,14 +116,13 @@ def _expm1_parts(y, full):
 
 
 @njit(inline="always", **ACTIVATION_JIT)
-def _tanh_of(x, full):
-    """tanh(x) = sign(x) e/(e + 2), e = e^{2|x|} - 1, with ``_expm1_parts``'s ``full``."""
+def _tanh_of_abs(x, full):
+    """tanh(|x|) = e/(e + 2), e = e^{2|x|} - 1, with ``_expm1_parts``'s ``full``."""
     a = abs(x)
     a = a if not a > like(x, TANH_CAP) else like(x, TANH_CAP)
     scale, q = _expm1_parts(a + a, full)
     e = fma(scale, q, scale - like(x, 1.0))
-    t = e / (e + like(x, 2.0))
-    return np.copysign(t, x)  # tanh(-0.0) = -0.0
+    return e / (e + like(x, 2.0))
 
 
 @njit(inline="always", **ACTIVATION_JIT)
@@ -139,7 +138,7 @@ def _sigmoid_of(x, full):
 
 def tanh(x):
     """tanh(x), within ``FAST_MATH_ERROR`` of libm."""
-    return _tanh_of(x, is_float64(x))
+    return np.copysign(_tanh_of_abs(x, is_float64(x)), x)  # tanh(-0.0) = -0.0
 
 
 def sigmoid(x):
@@ -198,7 +197,7 @@ def precise_tanh(x):
     rounding boundary), in float64 ``accurate_tanh``."""
     if is_float64(x):
         return like(x, _accurate_tanh(np.float64(x)))
-    return like(x, _tanh_of(np.float64(x), False))
+    return np.copysign(like(x, _tanh_of_abs(np.float64(x), False)), x)
 
 
 def precise_sigmoid(x):
