@@ -38,21 +38,24 @@ def finite_blocks(array: np.ndarray, reverse: bool = False):
         yield start, np.isfinite(array[start:start + step])
 
 
-def all_finite(array: np.ndarray) -> bool:
-    """Whether ``array`` holds no NaN/inf (integers never do)."""
-    return array.dtype.kind in "iub" or all(mask.all() for _, mask in finite_blocks(array))
-
-
 def check_finite(array: np.ndarray, name: str) -> None:
-    """An InputError naming ``name`` and the first NaN/inf when ``array`` holds any."""
-    if all_finite(array):
+    """An InputError naming ``name`` and the first NaN/inf when ``array`` holds any: one
+    pass of ``finite_blocks``, which also counts them."""
+    if array.dtype.kind in "iub":
         return
-    bad = ~np.isfinite(array)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(f"{name} holds {int(bad.sum())} NaN/inf value(s), the first at index "
-                         f"{index} of shape {array.shape}. Clean the input, or pass "
-                         "check_finite=False (--allow-nonfinite on the CLI) to run anyway.")
+    count, first = 0, None
+    for start, finite in finite_blocks(array):
+        if finite.all():
+            continue
+        bad = ~finite
+        count += int(bad.sum())
+        if first is None:
+            index = [int(i) for i in np.argwhere(bad)[0]]
+            first = tuple([start + index[0]] + index[1:]) if array.ndim else ()
+    if count:
+        raise InputError(f"{name} holds {count} NaN/inf value(s), the first at index {first} "
+                         f"of shape {array.shape}. Clean the input, or pass check_finite=False "
+                         "(--allow-nonfinite on the CLI) to run anyway.")
 
 
 def checked_lengths(lengths, T: int, B: int, unbatched: bool) -> np.ndarray | None:
