@@ -24,10 +24,10 @@ THREADED_WORK = 2_000_000
 # than threads and a step does at least this many multiply-adds: a barrier per step then costs
 # little, and each core streams only its share of the weights from its own cache. Decided by
 # size alone, so that the same call always runs the same code. Measured with
-# benchmarks/bench_team.py (2-core EPYC, quiet): sharing wins from ~12k multiply-adds (Elman),
-# ~50k (LSTM) and ~200k (GRU, two barriers a step); 100k loses at none of those sizes by more
-# than noise.
-TEAM_STEP_WORK = 100_000
+# benchmarks/bench_team.py (2-core Zen 4, k = 32, median of 25 alternated runs): below ~12k
+# sharing gains nothing; from ~16k it wins by 8-25% (Elman p = 112: 1.13-1.18x; LSTM k = 8,
+# p = 64: 1.05 -> 0.76 us a step).
+TEAM_STEP_WORK = 16_000
 # With more rows, the threads still share the units once a batch row's weights (multiply-adds
 # per row and step) outgrow the caches: each thread then reads half of them per step instead of
 # all of them for its rows.
@@ -46,8 +46,10 @@ def run_rows(kernel, batch: int, steps: int, step_work: float, *args) -> None:
     numba's ``prange``: a parallel variant of a kernel compiles 2-3 times slower than the
     serial one, and plain threads spin on no core when idle.
     """
+    from ..kernels.cpu import tiles  # numba, on first run
+
     threads = thread_count()
-    sync = np.zeros(8, np.int64)
+    sync = tiles.aligned_zeros(8, np.int64)
     if threads < 2 or steps * step_work < THREADED_WORK:
         kernel(0, batch, 0, 1, sync, *args)
         return
@@ -179,7 +181,7 @@ class Cell:
         shape = tiles.packed_shape(U.shape[0], W.shape[1] + U.shape[1], gates, vectors, U.dtype)
         if entry is None or entry[0].shape != shape or entry[0].dtype != U.dtype or \
                 entry[1].shape != W.shape:
-            entry = (tiles.empty_packed(shape, U.dtype), W.copy(), U.copy())
+            entry = (tiles.aligned_zeros(shape, U.dtype), W.copy(), U.copy())
             tiles.pack(W, U, entry[0], gates)
         elif not (tiles.same(W, entry[1]) and tiles.same(U, entry[2])):
             np.copyto(entry[1], W)
@@ -261,7 +263,9 @@ class Cell:
         and are overwritten with the final ones. Returns the output (T, B, hidden_size).
 
         The default runs ``forward_call``'s kernel over the batch rows (``run_rows``)."""
-        out = np.empty(x.shape[:2] + (self.hidden_size,), x.dtype)
+        from ..kernels.cpu import tiles  # numba, on first run
+
+        out = tiles.aligned_zeros(x.shape[:2] + (self.hidden_size,), x.dtype)
         call = self.forward_call(params, suffix, x, lengths, reverse, out, h=h, **states)
         if call is None:
             raise NotImplementedError(f"cell '{self.name}' defines neither run_direction nor "
