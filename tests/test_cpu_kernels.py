@@ -121,25 +121,6 @@ def test_conformance_cases_pass_with_fast_math(case):
     assert_outputs(case, actual, data)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("k", [1, 3, 8, 13])
-def test_team_rows_put_every_part_edge_on_a_cache_line(dtype, k):
-    """The members of a team write their panels' parts of h, c and the output row: no cache
-    line may hold two members' parts (it would pass between the cores every step)."""
-    panel = tiles.panel_units(dtype, 1, 2)  # the narrowest panel of any cell: 2 vectors
-    width = 3 * panel
-    H = tiles.step_rows(5, k, width, dtype)
-    assert H.flags.c_contiguous and H.shape[1] >= k + width and not H.any()
-    itemsize = H.itemsize
-    for b in range(H.shape[0]):
-        for edge in range(0, width + 1, panel):
-            assert H[b, k + edge:].ctypes.data % tiles.LINE_BYTES == 0
-    for offset in (0, 5, 17):
-        a = tiles.aligned_zeros((4, 7), dtype, offset)
-        assert a.shape == (4, 7) and not a.any()
-        assert (a.ctypes.data + offset * itemsize) % tiles.LINE_BYTES == 0
-
-
 @pytest.fixture
 def threads(monkeypatch):
     """Run every call on ``n`` threads however small (``set(n)``)."""

@@ -46,10 +46,8 @@ def run_rows(kernel, batch: int, steps: int, step_work: float, *args) -> None:
     numba's ``prange``: a parallel variant of a kernel compiles 2-3 times slower than the
     serial one, and plain threads spin on no core when idle.
     """
-    from ..kernels.cpu import tiles  # numba, on first run
-
     threads = thread_count()
-    sync = tiles.aligned_zeros(8, np.int64)
+    sync = np.zeros(8, np.int64)
     if threads < 2 or steps * step_work < THREADED_WORK:
         kernel(0, batch, 0, 1, sync, *args)
         return
@@ -181,7 +179,7 @@ class Cell:
         shape = tiles.packed_shape(U.shape[0], W.shape[1] + U.shape[1], gates, vectors, U.dtype)
         if entry is None or entry[0].shape != shape or entry[0].dtype != U.dtype or \
                 entry[1].shape != W.shape:
-            entry = (tiles.aligned_zeros(shape, U.dtype), W.copy(), U.copy())
+            entry = (tiles.empty_packed(shape, U.dtype), W.copy(), U.copy())
             tiles.pack(W, U, entry[0], gates)
         elif not (tiles.same(W, entry[1]) and tiles.same(U, entry[2])):
             np.copyto(entry[1], W)
@@ -263,9 +261,7 @@ class Cell:
         and are overwritten with the final ones. Returns the output (T, B, hidden_size).
 
         The default runs ``forward_call``'s kernel over the batch rows (``run_rows``)."""
-        from ..kernels.cpu import tiles  # numba, on first run
-
-        out = tiles.aligned_zeros(x.shape[:2] + (self.hidden_size,), x.dtype)
+        out = np.empty(x.shape[:2] + (self.hidden_size,), x.dtype)
         call = self.forward_call(params, suffix, x, lengths, reverse, out, h=h, **states)
         if call is None:
             raise NotImplementedError(f"cell '{self.name}' defines neither run_direction nor "

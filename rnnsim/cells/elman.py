@@ -50,8 +50,8 @@ class ElmanCell(Cell):
                         template.HALVES)
         bias = tiles.padded(params.get("b" + suffix, np.zeros(self.units, dtype)), 1,
                             tiles.panel_units(dtype, 1, template.HALVES))
-        k, width = x.shape[2], bias.shape[1]
+        width = x.shape[2] + bias.shape[1]
         return (self.kernels().elman_forward_serial, B * self.units * P.shape[1],
                 (x, P, bias, h, out, lengths, reverse, self.clip(dtype),
-                 tiles.step_rows(B, k, width, dtype), tiles.step_rows(B, k, width, dtype),
+                 np.zeros((B, width), dtype), np.zeros((B, width), dtype),
                  self.activations[0].kernel_args(dtype)))

@@ -100,9 +100,8 @@ class GRUCell(Cell):
         bias_n = tiles.padded(b[2 * p:] + bn, 1, units)
         k, padded = x.shape[2], bias.shape[1]
         split = 0 if reset_after else B
-        buffers = (tiles.step_rows(B, k, padded, dtype), tiles.step_rows(B, k, padded, dtype),
-                   tiles.aligned_zeros((split, padded), dtype),
-                   tiles.step_rows(split, k, padded, dtype))
+        buffers = (np.zeros((B, k + padded), dtype), np.zeros((B, k + padded), dtype),
+                   np.zeros((split, padded), dtype), np.zeros((split, k + padded), dtype))
         return (self.kernels().gru_forward_serial, B * 3 * p * P.shape[1],
                 (x, P, Pn, bias, bias_n, h, out, lengths, reset_after, reverse,
                  self.clip(dtype), *buffers, *(a.kernel_args(dtype) for a in self.activations)))

@@ -147,9 +147,9 @@ class LSTMCell(Cell):
                             units)
         padded = bias.shape[1]
         width = q if self.options.proj_size else padded
-        buffers = (tiles.step_rows(B, k, width, dtype), tiles.step_rows(B, k, width, dtype),
-                   tiles.aligned_zeros((B, padded), dtype),
-                   tiles.aligned_zeros((B if self.options.proj_size else 0, padded), dtype))
+        buffers = (np.zeros((B, k + width), dtype), np.zeros((B, k + width), dtype),
+                   np.zeros((B, padded), dtype),
+                   np.zeros((B if self.options.proj_size else 0, padded), dtype))
         step_work = B * (gates * p * P.shape[1] + (q * p if self.options.proj_size else 0))
         module = self.kernels()  # one row runs its own loop, compiled only where it runs
         kernel = module.lstm_row_serial if B == 1 and not self.options.proj_size else \

@@ -89,28 +89,13 @@ def packed_shape(rows: int, K: int, gates: int, nr: int, dtype) -> tuple[int, in
     return panels, K, nr * lanes(dtype)
 
 
-LINE_BYTES = 64  # a cache line
-
-
-def aligned_zeros(shape, dtype, offset: int = 0) -> np.ndarray:
-    """Zeros of ``shape`` (C order) whose flat element ``offset`` starts a cache line.
-
-    Rows that the threads of a team write in parts (``team``), one part per member, then share
-    no cache line across a part's edge (panels are whole lines): a shared line would pass
-    between the cores at every step, up to doubling a small step's time in some processes and
-    not in others, depending on where the allocator put the row."""
+def empty_packed(shape: tuple[int, int, int], dtype) -> np.ndarray:
+    """A zeroed, 64-byte aligned P to fill with ``pack``."""
     itemsize = np.dtype(dtype).itemsize
     size = int(np.prod(shape))
-    raw = np.zeros(size + LINE_BYTES // itemsize, dtype)
-    skip = (-(raw.ctypes.data + offset * itemsize) % LINE_BYTES) // itemsize
+    raw = np.zeros(size + 64 // itemsize, dtype)
+    skip = (-raw.ctypes.data % 64) // itemsize
     return raw[skip:skip + size].reshape(shape)
-
-
-def step_rows(rows: int, k: int, width: int, dtype) -> np.ndarray:
-    """A zeroed buffer of ``rows`` [x_t, h] rows (``rows.py``): k input columns, then at least
-    ``width`` for h, which starts a cache line in every row."""
-    line = LINE_BYTES // np.dtype(dtype).itemsize
-    return aligned_zeros((rows, k + width + -(k + width) % line), dtype, offset=k)
 
 
 @numba.njit(cache=True, **JIT)
