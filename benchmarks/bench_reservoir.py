@@ -3,13 +3,14 @@
 Needs reservoirpy 0.4 (``pip install 'rnnsim[bench]'``). Prints µs per step for
 N in {100, 1000, 10000} (CSR, connectivity 0.1 / 0.1 / 0.01, k = 1, T = 10,000) and for a
 64-member ensemble of N = 500 (10%) and for 64 input sequences through one reservoir (N = 1000
-and 10,000, T = 1000 each; per step and sequence; reservoirpy runs them one by one), rnnsim with all of numba's threads and with one, and
-in float32 with ``network.fast_math`` (vectorised tanh approximations), the ratio
-reservoirpy / rnnsim (> 1: rnnsim faster), the median and the range of the repeats, and
-for the sparse kernel the bytes it streams per step (``rnnsim.bench.reservoir_bytes``) as GB/s
-(the fastest repeat at its faster thread count) and as a fraction of the read bandwidth a plain
-sum reaches on a buffer of the same size in this process (``rnnsim.bench.read_bandwidth``: the
-faster of numpy's sum on one core and a numba prange sum on all threads).
+and 10,000, T = 1000 each; per step and sequence; reservoirpy runs them one by one), rnnsim
+with all of numba's threads and with one, and in float32 with ``network.fast_math``
+(vectorised tanh approximations), the ratio reservoirpy / rnnsim (> 1: rnnsim faster), the
+median and the range of the repeats, and for the sparse kernel the bytes it streams per step
+(``rnnsim.bench.reservoir_bytes``) as GB/s (the fastest repeat at its faster thread count) and
+as a fraction of the read bandwidth a plain sum reaches on a buffer of the same size in this
+process (``rnnsim.bench.read_bandwidth``: the faster of numpy's sum on one core and a numba
+prange sum on all threads).
 """
 import json
 import os

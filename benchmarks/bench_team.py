@@ -3,8 +3,8 @@
     python benchmarks/bench_team.py [--cells elman,lstm,gru] [--dtype float32] [--repeats 25]
                                     [--sizes 16,32,...]
 
-For B = 1 and growing p, times each cell with the step's units on one thread and shared by
-all threads (``cells/base.py``: ``run_rows``), median of ``repeats`` alternated runs, and prints the
+For B = 1 and growing p, times each cell with the step's units on one thread and shared by all
+threads (``cells/base.py``: ``run_rows``), median of ``repeats`` alternated runs, and prints the
 multiply-adds per step of each shape with the faster mode. The constant is chosen from these
 figures on a quiet machine (the choice is never made from the load at run time).
 """

@@ -93,9 +93,9 @@ def gemm_peak(dtype: str, n: int = 1024, repeats: int = 7) -> float:
     rounds, which alternate BLAS between as many threads as the kernels use
     (``thread_count()``) and one thread, whatever limit the environment set.
 
-    One setting alone misjudged the peak: on a busy machine a multithreaded product waits
-    for its slowest thread and came out slower than one thread, so rnnsim showed "209%" of it; a BLAS limited to one
-    thread (``OPENBLAS_NUM_THREADS=1``) measured one core against rnnsim's threads.
+    One setting alone misjudged the peak: on a busy machine a multithreaded product waits for its
+    slowest thread and came out slower than one thread, so rnnsim showed "209%" of it; a BLAS
+    limited to one thread (``OPENBLAS_NUM_THREADS=1``) measured one core against rnnsim's threads.
     """
     from threadpoolctl import threadpool_limits
 

@@ -24,10 +24,12 @@ THREADED_WORK = 2_000_000
 # than threads and a step does at least this many multiply-adds: a barrier per step then costs
 # little, and each core streams only its share of the weights from its own cache. Decided by
 # size alone, so that the same call always runs the same code. Measured with
-# benchmarks/bench_team.py (2-core Zen 4, k = 32, median of 25 alternated runs): below ~12k
-# sharing gains nothing; from ~16k it wins by 8-25% (Elman p = 112: 1.13-1.18x; LSTM k = 8,
-# p = 64: 1.05 -> 0.76 us a step).
-TEAM_STEP_WORK = 16_000
+# benchmarks/bench_team.py (2-core Zen 4, k = 32, median of 25 alternated runs): on a quiet
+# machine sharing wins from ~12k (LSTM k = 8, p = 64, 18k: 1.05 -> 0.76 us a step), but in some
+# processes each step's barrier waits ~0.8 us more (another process's or library's threads
+# on the other core: the same row took 1.56-1.60 us in `rnnsim bench` and bench_onnx). From
+# ~50k a one-thread step is long enough (> 2.5 us) that sharing does not lose even then.
+TEAM_STEP_WORK = 50_000
 # With more rows, the threads still share the units once a batch row's weights (multiply-adds
 # per row and step) outgrow the caches: each thread then reads half of them per step instead of
 # all of them for its rows.
@@ -38,13 +40,14 @@ _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 def run_rows(kernel, batch: int, steps: int, step_work: float, *args) -> None:
     """Run ``kernel(first, last, member, members, sync, *args)`` over all batch rows.
 
-    ``step_work`` is the multiply-adds of one step. The rows are split into one chunk per
-    thread (``thread_count``), or, with fewer rows than threads or a row's weights beyond the
-    caches, all threads run all rows, each on its share of the units (``team``; see
-    ``TEAM_STEP_WORK``, ``TEAM_ROW_WORK``); below ``THREADED_WORK`` one call does it all. The kernels release the GIL, so the calls run in parallel on a pool of threads (one
-    of them the calling thread), each through the whole sequence. This takes the place of
-    numba's ``prange``: a parallel variant of a kernel compiles 2-3 times slower than the
-    serial one, and plain threads spin on no core when idle.
+    ``step_work`` is the multiply-adds of one step. The rows are split into one chunk per thread
+    (``thread_count``), or, with fewer rows than threads or a row's weights beyond the caches, all
+    threads run all rows, each on its share of the units (``team``; see ``TEAM_STEP_WORK``,
+    ``TEAM_ROW_WORK``); below ``THREADED_WORK`` one call does it all. The kernels release the GIL,
+    so the calls run in parallel on a pool of threads (one of them the calling thread), each
+    through the whole sequence. This takes the place of numba's ``prange``: a parallel variant of a
+    kernel compiles 2-3 times slower than the serial one, and plain threads spin on no core when
+    idle.
     """
     threads = thread_count()
     sync = np.zeros(8, np.int64)

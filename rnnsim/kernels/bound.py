@@ -1,12 +1,12 @@
 """Generate the compiled step of a network: its kernel calls with every argument bound.
 
-A bound step keeps all its arrays (weights, buffers, states) in one byte ``arena`` and their
-places and shapes, and its integer arguments, in an int64 ``desc``; a segment of the step is
-one ``@njit`` function of ``(x, arena, desc)`` (the first) or ``(arena, desc)`` that rebuilds
-each array over its place in the arena (``numba.carray``) and calls the kernels in order. Its per-call cost is one
-dispatch on three arguments, whatever the number of layers and kernel arguments. The source
-depends on the structure of the calls (kernels, kinds, dtypes, ranks), not on the sizes, so a
-network of the same structure finds its machine code again in the cache.
+A bound step keeps all its arrays (weights, buffers, states) in one byte ``arena`` and their places
+and shapes, and its integer arguments, in an int64 ``desc``; a segment of the step is one ``@njit``
+function of ``(x, arena, desc)`` (the first) or ``(arena, desc)`` that rebuilds each array over its
+place in the arena (``numba.carray``) and calls the kernels in order. Its per-call cost is one
+dispatch on three arguments, whatever the number of layers and kernel arguments. The source depends
+on the structure of the calls (kernels, kinds, dtypes, ranks), not on the sizes, so a network of
+the same structure finds its machine code again in the cache.
 
 Argument tokens: ``("array", i)`` the program's array ``i``; ``("scalar", i)`` element 0 of
 array ``i`` (a float of that array's dtype); ``("int", j)`` ``desc[j]``; ``("bool", j)``

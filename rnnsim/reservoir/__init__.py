@@ -10,5 +10,5 @@ from .generation import generate
 from .readout import fit, fit_and_score, has_feedback, nrmse, ridge_regression, teacher_signal
 
 __all__ = ["analyze", "echo_state_check", "fit", "fit_and_score", "generate", "has_feedback",
-           "mackey_glass", "memory_capacity", "memory_curve", "memory_options", "nrmse", "recurrent_matrix", "ridge_regression",
-           "teacher_signal"]
+           "mackey_glass", "memory_capacity", "memory_curve", "memory_options", "nrmse",
+           "recurrent_matrix", "ridge_regression", "teacher_signal"]

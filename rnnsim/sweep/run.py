@@ -107,7 +107,8 @@ def run_sweep(config: str | os.PathLike | Mapping | Config, grid: Mapping[str, A
     config : YAML path, mapping or ``Config``; its ``sweep:`` section gives whatever of grid,
         metrics, output, repeats and seed is not passed here
     grid : key path -> values (a list, ``START:STOP:COUNT[:log]`` or ``'a,b,c'``)
-    metrics : registered metric names (``register_metrics``), ``Metric`` objects, or module-level ``fn(net, seed)``
+    metrics : registered metric names (``register_metrics``), ``Metric`` objects, or
+        module-level ``fn(net, seed)``
     output : the table, ``.csv`` or ``.parquet``; finished points are kept in
         ``points_folder(output)`` and not run again
     repeats : seeds per grid point (default 1); seed : base of the per-point seeds
