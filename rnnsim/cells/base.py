@@ -26,8 +26,8 @@ THREADED_WORK = 2_000_000
 # size alone, so that the same call always runs the same code. Measured with
 # benchmarks/bench_team.py (2-core Zen 4, k = 32, median of 25 alternated runs): on a quiet
 # machine sharing wins from ~12k (LSTM k = 8, p = 64, 18k: 1.05 -> 0.76 us a step), but in some
-# processes each step's barrier waits ~0.8 us more (another process's or library's threads
-# on the other core: the same row took 1.56-1.60 us in `rnnsim bench` and bench_onnx). From
+# processes each step's barrier waits ~0.8 us more (the same row took 1.56-1.60 us in `rnnsim
+# bench` and bench_onnx; in such processes both threads were seen on one CPU at times). From
 # ~50k a one-thread step is long enough (> 2.5 us) that sharing does not lose even then.
 TEAM_STEP_WORK = 50_000
 # With more rows, the threads still share the units once a batch row's weights (multiply-adds
