@@ -192,8 +192,8 @@ def test_mixed_stack_from_yaml():
     a = x.swapaxes(0, 1)
     W, U, b = (net.params[f"layers.0.{n}"] for n in "WUb")
     a = np.concatenate([elman(a, W, U, b, h0[0][0]),
-                        elman(a, net.params["layers.0.W_reverse"], net.params["layers.0.U_reverse"],
-                              net.params["layers.0.b_reverse"], h0[0][1], reverse=True)], -1)
+                        elman(a, *(net.params[f"layers.0.{n}_reverse"] for n in "WUb"),
+                              h0[0][1], reverse=True)], -1)
     a, c = reference(net, 1, a, h0[1][0], c0[1][0])
     a, _ = reference(net, 2, a, h0[2][0])
     np.testing.assert_allclose(result.output, a.swapaxes(0, 1), rtol=1e-10)
@@ -252,13 +252,13 @@ def test_gru_tiles_give_the_same_bits_with_16_vector_registers(tmp_path):
     a subprocess gives this process's bits."""
     from rnnsim.kernels.cpu import gru as template, tiles
 
-    script = """if True:
-        import json, sys
+    config = {"network": {"input_size": 5, "dtype": "float32", "seed": 4,
+                          "layers": [{"cell": "gru", "units": 37}]}}
+    script = f"""if True:
+        import json
         import numpy as np, rnnsim
         from rnnsim.kernels.cpu import tiles
-        cfg = {"network": {"input_size": 5, "dtype": "float32", "seed": 4,
-               "layers": [{"cell": "gru", "units": 37}]}}
-        net = rnnsim.Network.from_config(cfg)
+        net = rnnsim.Network.from_config({config!r})
         x = np.random.default_rng(5).standard_normal((6, 9, 5)).astype("float32")
         y = net.run(x).output
         print(json.dumps([tiles.VECTOR_REGISTERS, y.view(np.uint32).ravel().tolist()]))
@@ -270,8 +270,7 @@ def test_gru_tiles_give_the_same_bits_with_16_vector_registers(tmp_path):
     assert done.returncode == 0, done.stderr
     registers, bits = json.loads(done.stdout.strip().splitlines()[-1])
     assert registers == 16
-    net = rnnsim.Network.from_config({"network": {
-        "input_size": 5, "dtype": "float32", "seed": 4, "layers": [{"cell": "gru", "units": 37}]}})
+    net = rnnsim.Network.from_config(config)
     x = np.random.default_rng(5).standard_normal((6, 9, 5)).astype("float32")
     assert net.run(x).output.view(np.uint32).ravel().tolist() == bits
     if tiles.VECTOR_REGISTERS >= 32:
